@@ -1,0 +1,38 @@
+# warmcache: the two commands a runner admin needs are `make demo` and `make test`.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GO      ?= go
+BIN     := bin/warmcache
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: build test unit e2e bench demo deps images fmt vet clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/executor
+
+# Installs and starts what the tests need (Docker engine, job images).
+deps:
+	scripts/setup-host.sh
+
+images: deps
+	test/images/build.sh
+
+unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
+
+e2e: build images
+	$(GO) test -count=1 -timeout 15m ./test/e2e/...
+
+test: unit e2e
+
+bench: build images
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 10x ./test/e2e/...
+
+demo: build images
+	scripts/demo.sh
+
+fmt:
+	gofmt -l -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

@@ -1,0 +1,173 @@
+// Command warmcache is a GitLab custom-executor driver: gitlab-runner calls
+// its config, prepare, run and cleanup subcommands, one process per stage.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/warmcache/warmcache/config"
+	"github.com/warmcache/warmcache/runtime"
+	"github.com/warmcache/warmcache/stages"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+// run is the whole program; it returns the exit code so that main holds the
+// only os.Exit and deferred work always runs.
+func run(args []string, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		// A bug must never show a Go trace in the job log: it is a system
+		// failure with one line.
+		if p := recover(); p != nil {
+			fmt.Fprintf(stderr, "warmcache: internal error: %v\n", p)
+			code, _ = stages.ExitCode(errors.New("panic"), os.Getenv)
+		}
+	}()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	var stageErr error
+	app := newApp(stdout, stderr, &stageErr)
+	if err := app.RunContext(ctx, args); err != nil {
+		// Usage errors (unknown subcommand or flag) are the admin's
+		// configuration: a system failure.
+		stageErr = err
+	}
+	if stageErr != nil {
+		fmt.Fprintf(stderr, "warmcache: %s\n", oneLine(stageErr))
+	}
+	code, err := stages.ExitCode(stageErr, os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "warmcache: %v\n", err)
+	}
+	return code
+}
+
+func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
+	// Each stage action records its outcome here instead of returning it,
+	// so that cli prints nothing of its own and exit codes stay ours.
+	stage := func(f func(c *cli.Context, d stages.Deps) error, needEngine bool) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			*stageErr = withDeps(c, stdout, stderr, needEngine, f)
+			return nil
+		}
+	}
+	return &cli.App{
+		Name:            "warmcache",
+		Usage:           "GitLab custom executor with warm, persistent caches",
+		Version:         version,
+		Writer:          stderr,
+		ErrWriter:       stderr,
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {},
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Usage: "TOML config `FILE` (default $WARMCACHE_CONFIG, else " + config.DefaultPath + ")"},
+		},
+		Commands: []*cli.Command{
+			{
+				Name:  "config",
+				Usage: "config stage: print the executor configuration JSON",
+				Action: stage(func(c *cli.Context, d stages.Deps) error {
+					return stages.Config(d, version)
+				}, false),
+			},
+			{
+				Name:  "prepare",
+				Usage: "prepare stage: pull images and start the job's containers",
+				Action: stage(func(c *cli.Context, d stages.Deps) error {
+					return stages.Prepare(c.Context, d)
+				}, true),
+			},
+			{
+				Name:      "run",
+				Usage:     "run stage: execute a stage script in the job's containers",
+				ArgsUsage: "SCRIPT STAGE",
+				Action: stage(func(c *cli.Context, d stages.Deps) error {
+					if c.NArg() != 2 {
+						return fmt.Errorf("run needs 2 arguments, SCRIPT and STAGE; got %d", c.NArg())
+					}
+					return stages.Run(c.Context, d, c.Args().Get(0), c.Args().Get(1))
+				}, true),
+			},
+			{
+				Name:  "cleanup",
+				Usage: "cleanup stage: remove the job's containers and volumes, keep caches",
+				Action: stage(func(c *cli.Context, d stages.Deps) error {
+					return stages.Cleanup(d)
+				}, true),
+			},
+		},
+	}
+}
+
+// withDeps loads the config, opens the log and, when asked, connects to the
+// engine, then calls f.
+func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(*cli.Context, stages.Deps) error) error {
+	path, optional := config.Resolve(c.String("config"), os.Getenv)
+	cfg, err := config.Load(path, optional)
+	if err != nil {
+		return err
+	}
+	logger, closeLog, err := newLogger(cfg.Log)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	d := stages.Deps{Config: cfg, Getenv: os.Getenv, Stdout: stdout, Stderr: stderr, Log: logger.With(zap.String("stage", c.Command.Name))}
+	if needEngine {
+		engine, err := runtime.NewDocker(cfg.Docker.Host)
+		if err != nil {
+			return err
+		}
+		defer engine.Close()
+		d.Engine = engine
+	}
+	err = f(c, d)
+	if err != nil {
+		d.Log.Error("stage failed", zap.Error(err))
+	}
+	return err
+}
+
+// newLogger returns the structured JSON logger writing to cfg.File, or a
+// logger that discards everything when no file is configured: the job log
+// gets human lines only.
+func newLogger(cfg config.Log) (*zap.Logger, func(), error) {
+	if cfg.File == "" {
+		return zap.NewNop(), func() {}, nil
+	}
+	f, err := os.OpenFile(cfg.File, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, nil, fmt.Errorf("log.file: %w", err)
+	}
+	level, err := zapcore.ParseLevel(cfg.Level)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("log.level: %w", err)
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(f), level)
+	return zap.New(core).With(zap.Int("pid", os.Getpid())), func() { _ = f.Close() }, nil
+}
+
+// oneLine keeps an error on one job-log line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}

@@ -1,0 +1,231 @@
+// Package config loads and validates warmcache's TOML configuration.
+//
+// The file is owned by the runner admin. Key names are a compatibility
+// promise: once released, a key keeps its name and meaning.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is read when neither --config nor $WARMCACHE_CONFIG names a
+// file. Unlike an explicitly named file, it may be absent.
+const DefaultPath = "/etc/warmcache/config.toml"
+
+// EnvVar names the environment variable that points at the config file.
+const EnvVar = "WARMCACHE_CONFIG"
+
+// Pull policies, as the Docker executor spells them.
+const (
+	PullAlways       = "always"
+	PullIfNotPresent = "if-not-present"
+	PullNever        = "never"
+)
+
+// Config is the whole admin configuration.
+type Config struct {
+	Docker Docker `toml:"docker"`
+	Log    Log    `toml:"log"`
+}
+
+// Docker holds the engine connection and job-container settings.
+type Docker struct {
+	// Host is the Docker Engine API address.
+	Host string `toml:"host"`
+	// DefaultImage is used when the job names no image.
+	DefaultImage string `toml:"default_image"`
+	// HelperImage runs git and cache/artifact stages; empty selects the
+	// official helper image for the runner's version.
+	HelperImage string `toml:"helper_image"`
+	// PullPolicy is tried in order when the job sets none.
+	PullPolicy []string `toml:"pull_policy"`
+	// AllowedPullPolicies limits what a job may ask for.
+	AllowedPullPolicies []string `toml:"allowed_pull_policies"`
+	// NetworkMode, when set, is passed to every job container as is
+	// ("host", "bridge", "none" or a network name).
+	NetworkMode string `toml:"network_mode"`
+	// PullAttempts bounds retries of a failing image pull.
+	PullAttempts int `toml:"pull_attempts"`
+	// CleanupTimeout bounds the cleanup stage.
+	CleanupTimeout time.Duration `toml:"cleanup_timeout"`
+	// Registries are logins the admin provides for private job images.
+	Registries []Registry `toml:"registry"`
+}
+
+// Registry is one registry login. The password lives in a file so that no
+// secret sits in the TOML; the file is read at each prepare.
+type Registry struct {
+	Host         string `toml:"host"`
+	Username     string `toml:"username"`
+	PasswordFile string `toml:"password_file"`
+}
+
+// Log configures the structured log file; the job log is always stderr.
+type Log struct {
+	File  string `toml:"file"`
+	Level string `toml:"level"`
+}
+
+// Default returns the built-in configuration.
+func Default() Config {
+	return Config{
+		Docker: Docker{
+			Host:                "unix:///var/run/docker.sock",
+			DefaultImage:        "debian:bookworm",
+			PullPolicy:          []string{PullIfNotPresent},
+			AllowedPullPolicies: []string{PullAlways, PullIfNotPresent, PullNever},
+			PullAttempts:        3,
+			CleanupTimeout:      5 * time.Minute,
+		},
+		Log: Log{Level: "info"},
+	}
+}
+
+// Resolve picks the config file: the flag value, else $WARMCACHE_CONFIG,
+// else DefaultPath. optional reports whether the file may be missing.
+func Resolve(flag string, getenv func(string) string) (path string, optional bool) {
+	if flag != "" {
+		return flag, false
+	}
+	if p := getenv(EnvVar); p != "" {
+		return p, false
+	}
+	return DefaultPath, true
+}
+
+// Load reads the file at path over the defaults. A missing file is an
+// error unless optional is set, in which case the defaults are returned.
+func Load(path string, optional bool) (Config, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && optional {
+		return Default(), nil
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("reading config: %w", err)
+	}
+	cfg, err := Parse(string(data))
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes TOML text over the defaults and validates the result,
+// reporting every problem at once in a single line.
+func Parse(text string) (Config, error) {
+	cfg := Default()
+	md, err := toml.Decode(text, &cfg)
+	if err != nil {
+		return Config{}, oneLine(err)
+	}
+	var problems []string
+	for _, k := range md.Undecoded() {
+		problems = append(problems, fmt.Sprintf("unknown key %s", k))
+	}
+	problems = append(problems, cfg.validate()...)
+	if len(problems) > 0 {
+		return Config{}, errors.New(strings.Join(problems, "; "))
+	}
+	return cfg, nil
+}
+
+func (c Config) validate() []string {
+	var p []string
+	d := c.Docker
+	if d.Host == "" {
+		p = append(p, "docker.host: must not be empty")
+	} else if !hasAnyPrefix(d.Host, "unix://", "tcp://", "npipe://", "ssh://") {
+		p = append(p, fmt.Sprintf("docker.host: %q must start with unix://, tcp:// or ssh://", d.Host))
+	}
+	if strings.TrimSpace(d.DefaultImage) == "" {
+		p = append(p, "docker.default_image: must not be empty")
+	}
+	policyProblems := append(validPolicies("docker.pull_policy", d.PullPolicy),
+		validPolicies("docker.allowed_pull_policies", d.AllowedPullPolicies)...)
+	p = append(p, policyProblems...)
+	if len(policyProblems) == 0 && len(Intersect(d.PullPolicy, d.AllowedPullPolicies)) == 0 {
+		p = append(p, fmt.Sprintf("docker.pull_policy: none of %v is in docker.allowed_pull_policies %v", d.PullPolicy, d.AllowedPullPolicies))
+	}
+	if d.PullAttempts < 1 || d.PullAttempts > 10 {
+		p = append(p, fmt.Sprintf("docker.pull_attempts: %d is out of range 1..10", d.PullAttempts))
+	}
+	if d.CleanupTimeout < time.Second {
+		p = append(p, fmt.Sprintf("docker.cleanup_timeout: %s is too short (at least 1s, e.g. \"5m\")", d.CleanupTimeout))
+	}
+	for i, r := range d.Registries {
+		key := fmt.Sprintf("docker.registry[%d]", i)
+		if r.Host == "" || strings.ContainsAny(r.Host, "/ ") {
+			p = append(p, fmt.Sprintf("%s.host: %q must be a registry host such as registry.example.com:5000", key, r.Host))
+		}
+		if r.Username == "" {
+			p = append(p, key+".username: must not be empty")
+		}
+		if r.PasswordFile == "" {
+			p = append(p, key+".password_file: must name a file holding the password")
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		p = append(p, fmt.Sprintf("log.level: %q is not one of debug, info, warn, error", c.Log.Level))
+	}
+	return p
+}
+
+func validPolicies(key string, list []string) []string {
+	var p []string
+	if len(list) == 0 {
+		p = append(p, key+": must list at least one of always, if-not-present, never")
+	}
+	for i, v := range list {
+		if !IsPullPolicy(v) {
+			p = append(p, fmt.Sprintf("%s[%d]: %q is not one of always, if-not-present, never", key, i, v))
+		}
+	}
+	return p
+}
+
+// IsPullPolicy reports whether s names a pull policy.
+func IsPullPolicy(s string) bool {
+	return s == PullAlways || s == PullIfNotPresent || s == PullNever
+}
+
+// Intersect keeps the entries of want that allowed contains, in want's order.
+func Intersect(want, allowed []string) []string {
+	var out []string
+	for _, w := range want {
+		if slices.Contains(allowed, w) && !slices.Contains(out, w) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func hasAnyPrefix(s string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// oneLine flattens a TOML syntax error (which may carry a multi-line
+// excerpt of the file) into the one line a job log can show.
+func oneLine(err error) error {
+	var perr toml.ParseError
+	if errors.As(err, &perr) {
+		if perr.LastKey != "" {
+			return fmt.Errorf("line %d, key %s: %s", perr.Position.Line, perr.LastKey, perr.Message)
+		}
+		return fmt.Errorf("line %d: %s", perr.Position.Line, perr.Message)
+	}
+	return errors.New(strings.Join(strings.Fields(err.Error()), " "))
+}

@@ -1,0 +1,115 @@
+// Package naming is the one place that names and labels the Docker
+// resources warmcache creates. Later stages and the reaper find a job's
+// resources from these names and labels alone, with no local state files.
+package naming
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Prefix starts the name of every resource warmcache creates.
+const Prefix = "warmcache"
+
+// Label keys. Every resource carries LabelManaged and LabelKind.
+const (
+	LabelPrefix     = "io.warmcache."
+	LabelManaged    = LabelPrefix + "managed"
+	LabelKind       = LabelPrefix + "kind"
+	LabelJob        = LabelPrefix + "job" // the job's base name; cleanup selects on it
+	LabelJobID      = LabelPrefix + "job.id"
+	LabelProjectID  = LabelPrefix + "project.id"
+	LabelPipelineID = LabelPrefix + "pipeline.id"
+	LabelRunnerID   = LabelPrefix + "runner.id"
+	LabelCreated    = LabelPrefix + "created"
+	LabelTimeout    = LabelPrefix + "job.timeout"
+)
+
+// Kind says what a job resource is for.
+type Kind string
+
+// Kinds of per-job resources.
+const (
+	KindHelper  Kind = "helper"  // container running git, cache and artifact stages
+	KindBuild   Kind = "build"   // container running the job's own steps
+	KindBuilds  Kind = "builds"  // volume mounted at builds_dir
+	KindNetwork Kind = "network" // per-job network
+	KindCache   Kind = "cache"   // persistent cache volume, never removed by cleanup
+)
+
+// JobKey identifies one job on one runner. ProjectID and JobID come from
+// the trusted job response; Runner and Slot only make names readable.
+type JobKey struct {
+	Runner    string // runner short token
+	ProjectID int64
+	Slot      int // CI_CONCURRENT_ID
+	JobID     int64
+}
+
+// Base is the common part of every resource name of the job.
+func (k JobKey) Base() string {
+	runner := sanitize(k.Runner, 16)
+	if runner == "" {
+		runner = "r"
+	}
+	return fmt.Sprintf("%s-%s-p%d-c%d-j%d", Prefix, runner, k.ProjectID, k.Slot, k.JobID)
+}
+
+// Name names a resource of the job.
+func (k JobKey) Name(kind Kind) string {
+	return k.Base() + "-" + string(kind)
+}
+
+// JobMeta is what the labels of a job resource record besides its key.
+type JobMeta struct {
+	PipelineID     int64
+	RunnerID       string
+	TimeoutSeconds int
+	Created        time.Time
+}
+
+// Labels returns the labels of a job resource of the given kind.
+func (k JobKey) Labels(kind Kind, m JobMeta) map[string]string {
+	return map[string]string{
+		LabelManaged:    "true",
+		LabelKind:       string(kind),
+		LabelJob:        k.Base(),
+		LabelJobID:      strconv.FormatInt(k.JobID, 10),
+		LabelProjectID:  strconv.FormatInt(k.ProjectID, 10),
+		LabelPipelineID: strconv.FormatInt(m.PipelineID, 10),
+		LabelRunnerID:   sanitize(m.RunnerID, 32),
+		LabelCreated:    m.Created.UTC().Format(time.RFC3339),
+		LabelTimeout:    strconv.Itoa(m.TimeoutSeconds),
+	}
+}
+
+// Hash returns a short, stable hex digest of parts, for names that must not
+// reveal or collide on their inputs.
+func Hash(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		// Length-prefix each part so ("ab","c") and ("a","bc") differ.
+		fmt.Fprintf(h, "%d:%s;", len(p), p)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// sanitize keeps the characters Docker allows in names ([a-zA-Z0-9_.-]),
+// lower-cased, at most max long. Anything else from job input is dropped so
+// that no value can inject separators or collide by escaping.
+func sanitize(s string, max int) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		}
+		if b.Len() == max {
+			break
+		}
+	}
+	return b.String()
+}

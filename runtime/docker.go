@@ -1,0 +1,332 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// Docker is the Engine backed by the Docker Engine API.
+type Docker struct {
+	api *client.Client
+}
+
+// NewDocker connects to the engine at host (e.g. unix:///var/run/docker.sock).
+// The API version is negotiated on first use, so older engines work.
+func NewDocker(host string) (*Docker, error) {
+	api, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker client for %s: %w", host, err)
+	}
+	return &Docker{api: api}, nil
+}
+
+// Close releases the client's connections.
+func (d *Docker) Close() error { return d.api.Close() }
+
+// Ping implements Engine.
+func (d *Docker) Ping(ctx context.Context) (Info, error) {
+	v, err := d.api.ServerVersion(ctx)
+	if err != nil {
+		return Info{}, classify(err, "docker engine at "+d.api.DaemonHost())
+	}
+	return Info{ServerVersion: v.Version, APIVersion: d.api.ClientVersion()}, nil
+}
+
+// ImagePresent implements Engine.
+func (d *Docker) ImagePresent(ctx context.Context, ref string) (bool, error) {
+	_, err := d.api.ImageInspect(ctx, ref)
+	if err == nil {
+		return true, nil
+	}
+	if errdefs.IsNotFound(err) {
+		return false, nil
+	}
+	return false, classify(err, "inspecting image "+ref)
+}
+
+// PullImage implements Engine.
+func (d *Docker) PullImage(ctx context.Context, ref string, auth *RegistryAuth, status func(string)) error {
+	opts := image.PullOptions{}
+	if auth != nil {
+		enc, err := encodeAuth(*auth)
+		if err != nil {
+			return err
+		}
+		opts.RegistryAuth = enc
+	}
+	rc, err := d.api.ImagePull(ctx, ref, opts)
+	if err != nil {
+		return classify(err, "pulling image "+ref)
+	}
+	defer rc.Close()
+	return readPullStream(rc, status)
+}
+
+// pullMessage is one JSON line of the pull progress stream.
+type pullMessage struct {
+	ID          string `json:"id"`
+	Status      string `json:"status"`
+	Error       string `json:"error"`
+	ErrorDetail *struct {
+		Message string `json:"message"`
+	} `json:"errorDetail"`
+}
+
+// readPullStream turns the pull progress stream into short status lines:
+// per-layer progress ticks ("Downloading", "Extracting") are dropped, every
+// other event becomes one line.
+func readPullStream(r io.Reader, status func(string)) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var m pullMessage
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			return fmt.Errorf("reading pull progress: %w", err)
+		}
+		if m.Error != "" || m.ErrorDetail != nil {
+			msg := m.Error
+			if msg == "" {
+				msg = m.ErrorDetail.Message
+			}
+			return fmt.Errorf("pull failed: %s", msg)
+		}
+		switch m.Status {
+		case "Downloading", "Extracting", "Waiting", "Verifying Checksum":
+			continue
+		}
+		if status != nil {
+			if m.ID != "" {
+				status(m.ID + ": " + m.Status)
+			} else {
+				status(m.Status)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("reading pull progress: %w", err)
+	}
+	return nil
+}
+
+func encodeAuth(a RegistryAuth) (string, error) {
+	b, err := json.Marshal(registry.AuthConfig{Username: a.Username, Password: a.Password, ServerAddress: a.Server})
+	if err != nil {
+		return "", fmt.Errorf("encoding registry login: %w", err)
+	}
+	return base64.URLEncoding.EncodeToString(b), nil
+}
+
+// EnsureVolume implements Engine. Creating an existing volume with the
+// local driver returns the existing one, so this is idempotent.
+func (d *Docker) EnsureVolume(ctx context.Context, v VolumeSpec) error {
+	_, err := d.api.VolumeCreate(ctx, volume.CreateOptions{Name: v.Name, Labels: v.Labels})
+	if err != nil {
+		return classify(err, "creating volume "+v.Name)
+	}
+	return nil
+}
+
+// CreateContainer implements Engine.
+func (d *Docker) CreateContainer(ctx context.Context, c ContainerSpec) error {
+	cfg := &container.Config{
+		Image:     c.Image,
+		Cmd:       c.Cmd,
+		Env:       c.Env,
+		Labels:    c.Labels,
+		OpenStdin: c.KeepStdinOpen,
+		Tty:       false,
+	}
+	if c.Entrypoint != nil {
+		cfg.Entrypoint = c.Entrypoint
+		if len(c.Entrypoint) == 0 {
+			// The API treats an empty list as "unset"; [""] clears it.
+			cfg.Entrypoint = []string{""}
+		}
+	}
+	host := &container.HostConfig{NetworkMode: container.NetworkMode(c.NetworkMode)}
+	for _, m := range c.Mounts {
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeVolume, Source: m.Volume, Target: m.Target, ReadOnly: m.ReadOnly})
+	}
+	if _, err := d.api.ContainerCreate(ctx, cfg, host, &network.NetworkingConfig{}, nil, c.Name); err != nil {
+		return classify(err, "creating container "+c.Name)
+	}
+	return nil
+}
+
+// StartContainer implements Engine.
+func (d *Docker) StartContainer(ctx context.Context, name string) error {
+	if err := d.api.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
+		return classify(err, "starting container "+name)
+	}
+	return nil
+}
+
+// Exec implements Engine. The stream order follows the engine's contract:
+// attach, copy stdin then half-close it, drain both output streams, and
+// only then read the exit code.
+func (d *Docker) Exec(ctx context.Context, name string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (Exit, error) {
+	created, err := d.api.ContainerExecCreate(ctx, name, container.ExecOptions{
+		Cmd:          cmd,
+		AttachStdin:  stdin != nil,
+		AttachStdout: true,
+		AttachStderr: true,
+	})
+	if err != nil {
+		if errdefs.IsConflict(err) {
+			return Exit{}, fmt.Errorf("exec in %s: %w", name, ErrNotRunning)
+		}
+		return Exit{}, classify(err, "exec in "+name)
+	}
+	att, err := d.api.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return Exit{}, classify(err, "attaching to exec in "+name)
+	}
+	defer att.Close()
+
+	stdinErr := make(chan error, 1)
+	go func() {
+		if stdin == nil {
+			stdinErr <- nil
+			return
+		}
+		_, err := io.Copy(att.Conn, stdin)
+		if cerr := att.CloseWrite(); err == nil {
+			err = cerr
+		}
+		stdinErr <- err
+	}()
+
+	copied := make(chan error, 1)
+	go func() {
+		_, err := stdcopy.StdCopy(stdout, stderr, att.Reader)
+		copied <- err
+	}()
+	select {
+	case err := <-copied:
+		if err != nil {
+			return Exit{}, fmt.Errorf("reading output of exec in %s: %w", name, err)
+		}
+	case <-ctx.Done():
+		return Exit{}, ctx.Err()
+	}
+	if err := <-stdinErr; err != nil && !errors.Is(err, io.ErrClosedPipe) {
+		return Exit{}, fmt.Errorf("writing script to exec in %s: %w", name, err)
+	}
+	return d.execExit(ctx, name, created.ID)
+}
+
+// execExit reads the exit code once the engine has recorded it. The output
+// stream can close a moment before the engine marks the exec finished, so
+// poll briefly rather than read a stale "running, code 0".
+func (d *Docker) execExit(ctx context.Context, name, id string) (Exit, error) {
+	for delay := time.Millisecond; ; delay *= 2 {
+		ins, err := d.api.ContainerExecInspect(ctx, id)
+		if err != nil {
+			return Exit{}, classify(err, "inspecting exec in "+name)
+		}
+		if !ins.Running {
+			exit := Exit{Code: ins.ExitCode}
+			if exit.Code == 137 {
+				exit.OOMKilled = d.oomKilled(ctx, name)
+			}
+			return exit, nil
+		}
+		if delay > time.Second {
+			return Exit{}, fmt.Errorf("exec in %s: output ended but the process is still running", name)
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return Exit{}, ctx.Err()
+		}
+	}
+}
+
+func (d *Docker) oomKilled(ctx context.Context, name string) bool {
+	ins, err := d.api.ContainerInspect(ctx, name)
+	return err == nil && ins.State != nil && ins.State.OOMKilled
+}
+
+// List implements Engine.
+func (d *Docker) List(ctx context.Context, labels map[string]string) ([]Resource, error) {
+	args := filters.NewArgs()
+	for k, v := range labels {
+		args.Add("label", k+"="+v)
+	}
+	var out []Resource
+	cs, err := d.api.ContainerList(ctx, container.ListOptions{All: true, Filters: args})
+	if err != nil {
+		return nil, classify(err, "listing containers")
+	}
+	for _, c := range cs {
+		name := c.ID
+		if len(c.Names) > 0 {
+			name = c.Names[0][1:]
+		}
+		out = append(out, Resource{Type: Container, Name: name, Labels: c.Labels})
+	}
+	vs, err := d.api.VolumeList(ctx, volume.ListOptions{Filters: args})
+	if err != nil {
+		return nil, classify(err, "listing volumes")
+	}
+	for _, v := range vs.Volumes {
+		out = append(out, Resource{Type: Volume, Name: v.Name, Labels: v.Labels})
+	}
+	ns, err := d.api.NetworkList(ctx, network.ListOptions{Filters: args})
+	if err != nil {
+		return nil, classify(err, "listing networks")
+	}
+	for _, n := range ns {
+		out = append(out, Resource{Type: Network, Name: n.Name, Labels: n.Labels})
+	}
+	return out, nil
+}
+
+// Remove implements Engine.
+func (d *Docker) Remove(ctx context.Context, r Resource) error {
+	var err error
+	switch r.Type {
+	case Container:
+		err = d.api.ContainerRemove(ctx, r.Name, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	case Volume:
+		err = d.api.VolumeRemove(ctx, r.Name, true)
+	case Network:
+		err = d.api.NetworkRemove(ctx, r.Name)
+	default:
+		return fmt.Errorf("removing %s: unknown resource type %q", r.Name, r.Type)
+	}
+	if err == nil || errdefs.IsNotFound(err) {
+		return nil
+	}
+	return classify(err, fmt.Sprintf("removing %s %s", r.Type, r.Name))
+}
+
+// classify wraps err with what was being done and marks the kinds callers
+// act on (missing, unreachable) with our sentinel errors.
+func classify(err error, doing string) error {
+	switch {
+	case errdefs.IsNotFound(err):
+		return fmt.Errorf("%s: %w: %v", doing, ErrNotFound, err)
+	case client.IsErrConnectionFailed(err):
+		return fmt.Errorf("%s: %w: %v", doing, ErrUnreachable, err)
+	default:
+		return fmt.Errorf("%s: %w", doing, err)
+	}
+}

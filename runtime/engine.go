@@ -1,0 +1,119 @@
+// Package runtime is warmcache's contract with the container engine. Only
+// this package (its Docker implementation) imports the Docker SDK; everything
+// else speaks the small types defined here.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// Engine is what the stages need from a container engine.
+//
+// Call order for one job: EnsureVolume and CreateContainer (prepare), then
+// StartContainer, then any number of Exec calls (run), then Remove for every
+// resource List finds (cleanup). Create calls fail if the name exists;
+// Remove treats a missing resource as success so teardown is idempotent.
+// All methods are safe for concurrent use.
+type Engine interface {
+	// Ping checks that the engine answers and reports what it is.
+	Ping(ctx context.Context) (Info, error)
+	// ImagePresent reports whether ref exists locally.
+	ImagePresent(ctx context.Context, ref string) (bool, error)
+	// PullImage pulls ref, calling status with one short line per layer
+	// event. An error reported inside the pull stream is returned.
+	PullImage(ctx context.Context, ref string, auth *RegistryAuth, status func(string)) error
+	// EnsureVolume creates the volume, or keeps it if it already exists.
+	EnsureVolume(ctx context.Context, v VolumeSpec) error
+	// CreateContainer creates (does not start) a container.
+	CreateContainer(ctx context.Context, c ContainerSpec) error
+	// StartContainer starts a created container by name.
+	StartContainer(ctx context.Context, name string) error
+	// Exec runs cmd in the running container name, feeding stdin and
+	// streaming the container's stdout and stderr as they arrive. A non-zero
+	// exit is a result, not an error; an error means the system failed.
+	Exec(ctx context.Context, name string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (Exit, error)
+	// List returns the containers, volumes and networks carrying every one
+	// of the labels.
+	List(ctx context.Context, labels map[string]string) ([]Resource, error)
+	// Remove force-removes a resource; a missing one is success.
+	Remove(ctx context.Context, r Resource) error
+}
+
+// Info describes the engine.
+type Info struct {
+	ServerVersion string
+	APIVersion    string
+}
+
+// RegistryAuth is a registry login for one pull.
+type RegistryAuth struct {
+	Username string
+	Password string
+	Server   string
+}
+
+// ResourceType says what a Resource is.
+type ResourceType string
+
+// Resource types.
+const (
+	Container ResourceType = "container"
+	Volume    ResourceType = "volume"
+	Network   ResourceType = "network"
+)
+
+// Resource is a container, volume or network found by List.
+type Resource struct {
+	Type   ResourceType
+	Name   string
+	Labels map[string]string
+}
+
+// VolumeSpec describes a named volume.
+type VolumeSpec struct {
+	Name   string
+	Labels map[string]string
+}
+
+// Mount binds a named volume into a container.
+type Mount struct {
+	Volume   string
+	Target   string
+	ReadOnly bool
+}
+
+// ContainerSpec describes a container to create.
+type ContainerSpec struct {
+	Name  string
+	Image string
+	// Entrypoint overrides the image's entrypoint when non-nil; an empty,
+	// non-nil slice clears it.
+	Entrypoint  []string
+	Cmd         []string
+	Env         []string
+	Labels      map[string]string
+	Mounts      []Mount
+	NetworkMode string
+	// KeepStdinOpen keeps the container's stdin open with nothing attached,
+	// so a shell reading it blocks instead of exiting.
+	KeepStdinOpen bool
+}
+
+// Exit is how a process in a container ended.
+type Exit struct {
+	Code      int
+	OOMKilled bool
+}
+
+// ErrNotFound is returned (wrapped) when an image, container, volume or
+// network does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrNotRunning is returned (wrapped) by Exec when the container is not
+// running, e.g. because the daemon restarted or it was removed.
+var ErrNotRunning = errors.New("container is not running")
+
+// ErrUnreachable is returned (wrapped) when the engine cannot be reached.
+var ErrUnreachable = errors.New("docker engine unreachable")

@@ -1,0 +1,57 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/warmcache/warmcache/job"
+	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/runtime"
+)
+
+// Cleanup removes every container, volume and network of the job except
+// persistent caches. It runs on its own bounded context (the runner calls it
+// after a cancel too), succeeds when there is nothing to remove, and
+// reports everything it could not remove.
+func Cleanup(d Deps) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d.Config.Docker.CleanupTimeout)
+	defer cancel()
+	j, err := job.Load(d.Getenv)
+	if err != nil {
+		return err
+	}
+	if err := removeJobResources(ctx, d.Engine, j.Key()); err != nil {
+		return fmt.Errorf("cleanup incomplete: %w", err)
+	}
+	return nil
+}
+
+// remover is what teardown needs from the engine.
+type remover interface {
+	List(ctx context.Context, labels map[string]string) ([]runtime.Resource, error)
+	Remove(ctx context.Context, r runtime.Resource) error
+}
+
+// removeJobResources removes what the job created: containers first (they
+// hold the volumes and networks), then the rest. Persistent caches are
+// skipped even if a label says they belong to the job.
+func removeJobResources(ctx context.Context, e remover, key naming.JobKey) error {
+	found, err := e.List(ctx, map[string]string{naming.LabelJob: key.Base()})
+	if err != nil {
+		return fmt.Errorf("listing the job's resources: %w", err)
+	}
+	var containers, rest []runtime.Resource
+	for _, r := range found {
+		switch {
+		case r.Labels[naming.LabelKind] == string(naming.KindCache):
+			continue
+		case r.Type == runtime.Container:
+			containers = append(containers, r)
+		default:
+			rest = append(rest, r)
+		}
+	}
+	remove := func(r runtime.Resource) error { return e.Remove(ctx, r) }
+	return errors.Join(inParallel(containers, remove), inParallel(rest, remove))
+}

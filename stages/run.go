@@ -1,0 +1,92 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/warmcache/warmcache/job"
+	"github.com/warmcache/warmcache/runtime"
+)
+
+// cancelGrace bounds how long run waits for the script's processes to end
+// after it passed on a cancel; the runner's own kill timeout comes later.
+const cancelGrace = 30 * time.Second
+
+// Run executes one stage script in the job's helper or build container,
+// piping the script into the container's shell and streaming its output
+// live. A non-zero script exit is a BuildFailure carrying the code.
+//
+// When ctx is cancelled (the runner sent SIGTERM), every process of the
+// stage in the container gets SIGTERM, and Run waits for them to end so
+// that after_script and cleanup find a quiet container.
+func Run(ctx context.Context, d Deps, scriptPath, stage string) error {
+	j, err := job.Load(d.Getenv)
+	if err != nil {
+		return err
+	}
+	script, err := os.Open(scriptPath)
+	if err != nil {
+		return fmt.Errorf("opening stage script: %w", err)
+	}
+	defer script.Close()
+
+	target := stageTarget(stage)
+	name := j.Key().Name(target)
+	d.Log.Debug("run", zap.String("stage", stage), zap.String("container", name))
+
+	// The exec gets its own context: a cancel must reach the script's
+	// processes as a signal, not cut the stream and leave them running.
+	execCtx, stopExec := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopExec()
+	done := make(chan execResult, 1)
+	go func() {
+		exit, err := d.Engine.Exec(execCtx, name, stageCommand(target), script, d.Stdout, d.Stderr)
+		done <- execResult{exit, err}
+	}()
+
+	var r execResult
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		d.say("Job cancelled: sending SIGTERM to the %s stage's processes", stage)
+		r = terminate(d, name, done)
+	}
+	if r.err != nil {
+		if errors.Is(r.err, runtime.ErrNotRunning) || errors.Is(r.err, runtime.ErrNotFound) {
+			return fmt.Errorf("the %s container of this job is gone or stopped (daemon restart, or an image entrypoint that does not exec its arguments): %w", target, r.err)
+		}
+		return fmt.Errorf("running stage %s: %w", stage, r.err)
+	}
+	if r.exit.Code != 0 {
+		return &BuildFailure{Code: r.exit.Code}
+	}
+	return nil
+}
+
+type execResult struct {
+	exit runtime.Exit
+	err  error
+}
+
+// terminate signals every process in the container except its keep-alive
+// main process, then waits a bounded time for the stage to end.
+func terminate(d Deps, name string, done <-chan execResult) execResult {
+	ctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
+	defer cancel()
+	// kill -1 reaches every process we may signal except PID 1 (the
+	// keep-alive) and the kill itself.
+	if _, err := d.Engine.Exec(ctx, name, []string{"sh", "-c", "kill -TERM -1"}, nil, nil, nil); err != nil {
+		d.Log.Warn("signalling stage processes", zap.Error(err))
+	}
+	select {
+	case r := <-done:
+		return r
+	case <-ctx.Done():
+		return execResult{err: fmt.Errorf("stage processes did not end within %s of SIGTERM", cancelGrace)}
+	}
+}
