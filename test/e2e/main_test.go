@@ -1,0 +1,132 @@
+// Package e2e runs the real warmcache binary against the real Docker
+// engine, playing gitlab-runner's part. It fails, never skips, when the
+// engine or the test images are missing: `make test` installs them.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/runtime"
+)
+
+// Test images, built locally by test/images/build.sh.
+const (
+	debianImage     = "warmcache-test/debian:1"
+	busyboxImage    = "warmcache-test/busybox:1"
+	entrypointImage = "warmcache-test/entrypoint:1"
+)
+
+// defaultConfig is the suite's warmcache TOML: local images only.
+const defaultConfig = `
+[docker]
+helper_image = "` + debianImage + `"
+pull_policy = ["if-not-present"]
+`
+
+var (
+	driverBin string
+	engine    *runtime.Docker
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	var err error
+	engine, err = runtime.NewDocker("unix:///var/run/docker.sock")
+	if err == nil {
+		_, err = engine.Ping(context.Background())
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: the Docker engine is required (run `make test`, which installs and starts it): %v\n", err)
+		return 1
+	}
+	for _, img := range []string{debianImage, busyboxImage, entrypointImage} {
+		ok, err := engine.ImagePresent(context.Background(), img)
+		if err != nil || !ok {
+			fmt.Fprintf(os.Stderr, "e2e: test image %s is missing: run test/images/build.sh (make test does)\n", img)
+			return 1
+		}
+	}
+	dir, err := os.MkdirTemp("", "warmcache-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	driverBin = filepath.Join(dir, "warmcache")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=e2e", "-o", driverBin, "../../cmd/executor")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: building the driver: %v\n", err)
+		return 1
+	}
+
+	before, err := managedResources()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code := m.Run()
+	after, err := managedResources()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if leaked := difference(after, before); len(leaked) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: the suite left resources behind: %v\n", leaked)
+		return 1
+	}
+	return code
+}
+
+// managedResources names every container, volume and network warmcache
+// manages on this engine.
+func managedResources() ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rs, err := engine.List(ctx, map[string]string{naming.LabelManaged: "true"})
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, r := range rs {
+		names = append(names, string(r.Type)+" "+r.Name)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func difference(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// jobResources lists what the engine still holds of one job.
+func jobResources(t *testing.T, j *job) []string {
+	t.Helper()
+	rs, err := engine.List(context.Background(), map[string]string{naming.LabelJobID: fmt.Sprint(j.id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range rs {
+		names = append(names, string(r.Type)+" "+r.Name)
+	}
+	return names
+}
