@@ -32,7 +32,31 @@ const (
 // Config is the whole admin configuration.
 type Config struct {
 	Docker Docker `toml:"docker"`
+	Cache  Cache  `toml:"cache"`
 	Log    Log    `toml:"log"`
+}
+
+// Cache selects the persistent cache profiles every job gets.
+type Cache struct {
+	// Enabled switches persistent caches (and the persistent cache_dir) on.
+	Enabled bool `toml:"enabled"`
+	// Profiles names the profiles to mount: built-in ones (go, npm, pip,
+	// maven, gradle, cargo) or ones defined under [[cache.custom]].
+	Profiles []string `toml:"profiles"`
+	// Custom defines the admin's own profiles.
+	Custom []CustomProfile `toml:"custom"`
+}
+
+// CustomProfile is an admin-defined cache profile.
+type CustomProfile struct {
+	Name string `toml:"name"`
+	// Paths are absolute directories in the job container, one volume each.
+	Paths []string `toml:"paths"`
+	// Env is set on the job containers (job variables still win).
+	Env map[string]string `toml:"env"`
+	// ConcurrentSafe says the tools tolerate concurrent writers; if false,
+	// each concurrency slot gets its own volume.
+	ConcurrentSafe bool `toml:"concurrent_safe"`
 }
 
 // Docker holds the engine connection and job-container settings.
@@ -84,7 +108,8 @@ func Default() Config {
 			PullAttempts:        3,
 			CleanupTimeout:      5 * time.Minute,
 		},
-		Log: Log{Level: "info"},
+		Cache: Cache{Enabled: true, Profiles: []string{"go"}},
+		Log:   Log{Level: "info"},
 	}
 }
 
@@ -171,6 +196,7 @@ func (c Config) validate() []string {
 			p = append(p, key+".password_file: must name a file holding the password")
 		}
 	}
+	p = append(p, c.Cache.validate()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -228,4 +254,69 @@ func oneLine(err error) error {
 		return fmt.Errorf("line %d: %s", perr.Position.Line, perr.Message)
 	}
 	return errors.New(strings.Join(strings.Fields(err.Error()), " "))
+}
+
+// BuiltinProfiles are the cache profiles warmcache knows by name; their
+// definitions live in package cachevol.
+var BuiltinProfiles = []string{"go", "npm", "pip", "maven", "gradle", "cargo"}
+
+// reservedPaths cannot hold a cache: the job's own directories.
+var reservedPaths = []string{"/", "/builds", "/cache", "/proc", "/sys", "/dev", "/etc", "/tmp"}
+
+func (c Cache) validate() []string {
+	var p []string
+	custom := map[string]bool{}
+	for i, cp := range c.Custom {
+		key := fmt.Sprintf("cache.custom[%d]", i)
+		switch {
+		case !validProfileName(cp.Name):
+			p = append(p, fmt.Sprintf("%s.name: %q must be 1-20 characters of a-z, 0-9 and -, starting with a letter", key, cp.Name))
+		case slices.Contains(BuiltinProfiles, cp.Name) || custom[cp.Name]:
+			p = append(p, fmt.Sprintf("%s.name: %q is already defined", key, cp.Name))
+		}
+		custom[cp.Name] = true
+		if len(cp.Paths) == 0 {
+			p = append(p, key+".paths: must list at least one absolute directory")
+		}
+		for j, path := range cp.Paths {
+			if !strings.HasPrefix(path, "/") || strings.Contains(path, "..") || slices.Contains(reservedPaths, strings.TrimSuffix(path, "/")) {
+				p = append(p, fmt.Sprintf("%s.paths[%d]: %q must be an absolute directory other than %v", key, j, path, reservedPaths))
+			}
+		}
+		for k := range cp.Env {
+			if !validEnvName(k) {
+				p = append(p, fmt.Sprintf("%s.env: %q is not a valid variable name", key, k))
+			}
+		}
+	}
+	for i, name := range c.Profiles {
+		if !slices.Contains(BuiltinProfiles, name) && !custom[name] {
+			p = append(p, fmt.Sprintf("cache.profiles[%d]: unknown profile %q (built in: %s; or define it under [[cache.custom]])", i, name, strings.Join(BuiltinProfiles, ", ")))
+		}
+	}
+	return p
+}
+
+func validProfileName(s string) bool {
+	if len(s) == 0 || len(s) > 20 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func validEnvName(s string) bool {
+	if s == "" || s[0] >= '0' && s[0] <= '9' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_') {
+			return false
+		}
+	}
+	return true
 }

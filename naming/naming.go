@@ -113,3 +113,19 @@ func sanitize(s string, max int) string {
 	}
 	return b.String()
 }
+
+// CacheVolume names a persistent cache volume: readable (the profile) and
+// short, with a digest of everything that isolates it (instance, project,
+// trust class, path, slot) so no two keys share a volume.
+func CacheVolume(profile string, key ...string) string {
+	var p strings.Builder
+	for _, r := range strings.ToLower(profile) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '-' {
+			p.WriteRune(r)
+		}
+		if p.Len() == 20 {
+			break
+		}
+	}
+	return Prefix + "-" + p.String() + "-" + Hash(key...)
+}

@@ -143,6 +143,16 @@ func (d *Docker) EnsureVolume(ctx context.Context, v VolumeSpec) error {
 	return nil
 }
 
+// InspectVolume implements Engine.
+func (d *Docker) InspectVolume(ctx context.Context, name string) (VolumeInfo, error) {
+	v, err := d.api.VolumeInspect(ctx, name)
+	if err != nil {
+		return VolumeInfo{}, classify(err, "inspecting volume "+name)
+	}
+	created, _ := time.Parse(time.RFC3339, v.CreatedAt)
+	return VolumeInfo{Name: v.Name, Labels: v.Labels, Mountpoint: v.Mountpoint, CreatedAt: created}, nil
+}
+
 // CreateContainer implements Engine.
 func (d *Docker) CreateContainer(ctx context.Context, c ContainerSpec) error {
 	cfg := &container.Config{
@@ -162,7 +172,11 @@ func (d *Docker) CreateContainer(ctx context.Context, c ContainerSpec) error {
 	}
 	host := &container.HostConfig{NetworkMode: container.NetworkMode(c.NetworkMode)}
 	for _, m := range c.Mounts {
-		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeVolume, Source: m.Volume, Target: m.Target, ReadOnly: m.ReadOnly})
+		mt := mount.Mount{Type: mount.TypeVolume, Source: m.Volume, Target: m.Target, ReadOnly: m.ReadOnly}
+		if m.NoCopy {
+			mt.VolumeOptions = &mount.VolumeOptions{NoCopy: true}
+		}
+		host.Mounts = append(host.Mounts, mt)
 	}
 	if _, err := d.api.ContainerCreate(ctx, cfg, host, &network.NetworkingConfig{}, nil, c.Name); err != nil {
 		return classify(err, "creating container "+c.Name)

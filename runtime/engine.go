@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 )
 
 // Engine is what the stages need from a container engine.
@@ -26,6 +27,8 @@ type Engine interface {
 	PullImage(ctx context.Context, ref string, auth *RegistryAuth, status func(string)) error
 	// EnsureVolume creates the volume, or keeps it if it already exists.
 	EnsureVolume(ctx context.Context, v VolumeSpec) error
+	// InspectVolume describes an existing volume.
+	InspectVolume(ctx context.Context, name string) (VolumeInfo, error)
 	// CreateContainer creates (does not start) a container.
 	CreateContainer(ctx context.Context, c ContainerSpec) error
 	// StartContainer starts a created container by name.
@@ -77,11 +80,25 @@ type VolumeSpec struct {
 	Labels map[string]string
 }
 
+// VolumeInfo describes an existing volume.
+type VolumeInfo struct {
+	Name   string
+	Labels map[string]string
+	// Mountpoint is the volume's directory on the engine's host; readable
+	// by the driver only when it runs beside a local engine.
+	Mountpoint string
+	CreatedAt  time.Time
+}
+
 // Mount binds a named volume into a container.
 type Mount struct {
 	Volume   string
 	Target   string
 	ReadOnly bool
+	// NoCopy stops the engine from copying the image's files at Target
+	// into an empty volume: a shared cache must not absorb one image's
+	// content.
+	NoCopy bool
 }
 
 // ContainerSpec describes a container to create.

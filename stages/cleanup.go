@@ -4,6 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/warmcache/warmcache/cachevol"
 
 	"github.com/warmcache/warmcache/job"
 	"github.com/warmcache/warmcache/naming"
@@ -21,7 +26,14 @@ func Cleanup(d Deps) error {
 	if err != nil {
 		return err
 	}
-	if err := removeJobResources(ctx, d.Engine, j.Key()); err != nil {
+	err = removeJobResources(ctx, d.Engine, j.Key())
+	// Sizes are measured once the job is done, off the job's critical path.
+	if vols, _, perr := plannedCaches(d, j); perr == nil {
+		if merr := cachevol.Measure(ctx, d.Engine, vols, time.Now()); merr != nil {
+			d.Log.Warn("measuring cache volumes", zap.Error(merr))
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("cleanup incomplete: %w", err)
 	}
 	return nil

@@ -65,22 +65,29 @@ func Prepare(ctx context.Context, d Deps) error {
 	if err := d.Engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: builds, Labels: key.Labels(naming.KindBuilds, meta)}); err != nil {
 		return err
 	}
-	cache := key.Name("cachedir")
-	if err := d.Engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: cache, Labels: key.Labels("cachedir", meta)}); err != nil {
+	caches, err := claimCaches(ctx, d, j)
+	if err != nil {
 		return err
 	}
-	mounts := []runtime.Mount{{Volume: builds, Target: BuildsDir}, {Volume: cache, Target: CacheDir}}
+	buildMounts := []runtime.Mount{{Volume: builds, Target: BuildsDir}}
+	helperMounts := []runtime.Mount{{Volume: builds, Target: BuildsDir}}
+	for _, c := range caches.mounts {
+		buildMounts = append(buildMounts, c)
+		if c.Target == CacheDir {
+			helperMounts = append(helperMounts, c)
+		}
+	}
 
 	specs := []runtime.ContainerSpec{
 		{
 			Name: key.Name(naming.KindHelper), Image: helper, Cmd: keepAlive,
-			Labels: key.Labels(naming.KindHelper, meta), Mounts: mounts,
+			Labels: key.Labels(naming.KindHelper, meta), Mounts: helperMounts,
 			NetworkMode: d.Config.Docker.NetworkMode, KeepStdinOpen: true,
 		},
 		{
 			Name: key.Name(naming.KindBuild), Image: image, Cmd: keepAlive,
 			Entrypoint: j.Image.Entrypoint, Labels: key.Labels(naming.KindBuild, meta),
-			Mounts: mounts, NetworkMode: d.Config.Docker.NetworkMode, KeepStdinOpen: true,
+			Env: caches.env, Mounts: buildMounts, NetworkMode: d.Config.Docker.NetworkMode, KeepStdinOpen: true,
 		},
 	}
 	if err := inParallel(specs, func(s runtime.ContainerSpec) error {

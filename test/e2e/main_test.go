@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warmcache/warmcache/cachevol"
 	"github.com/warmcache/warmcache/naming"
 	"github.com/warmcache/warmcache/runtime"
 )
@@ -115,6 +116,22 @@ func difference(a, b []string) []string {
 		}
 	}
 	return out
+}
+
+// removeProjectCaches removes the persistent cache volumes of a test's
+// project, which cleanup rightly keeps.
+func removeProjectCaches(t *testing.T, projectID int64) {
+	t.Helper()
+	ctx := context.Background()
+	rs, err := engine.List(ctx, map[string]string{cachevol.LabelProjectID: fmt.Sprint(projectID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if err := engine.Remove(ctx, r); err != nil {
+			t.Errorf("removing test cache: %v", err)
+		}
+	}
 }
 
 // jobResources lists what the engine still holds of one job.

@@ -75,7 +75,8 @@ func newJob(t *testing.T, spec jobSpec) *job {
 	t.Helper()
 	j := &job{t: t, dir: t.TempDir(), id: nextJobID()}
 	if spec.ProjectID == 0 {
-		spec.ProjectID = 1001
+		// A project of its own, so the job's caches are the test's alone.
+		spec.ProjectID = j.id
 	}
 	if spec.Image == "" {
 		spec.Image = debianImage
@@ -120,6 +121,7 @@ func newJob(t *testing.T, spec jobSpec) *job {
 		if r := j.call("cleanup"); r.Code != 0 {
 			t.Errorf("cleanup at test end: %s", r)
 		}
+		removeProjectCaches(t, spec.ProjectID)
 	})
 	return j
 }
