@@ -301,7 +301,7 @@ func (d *Docker) List(ctx context.Context, labels map[string]string) ([]Resource
 		return nil, classify(err, "listing volumes")
 	}
 	for _, v := range vs.Volumes {
-		out = append(out, Resource{Type: Volume, Name: v.Name, Labels: v.Labels})
+		out = append(out, Resource{Type: Volume, Name: v.Name, Labels: v.Labels, Mountpoint: v.Mountpoint})
 	}
 	ns, err := d.api.NetworkList(ctx, network.ListOptions{Filters: args})
 	if err != nil {

@@ -72,6 +72,8 @@ type Resource struct {
 	Type   ResourceType
 	Name   string
 	Labels map[string]string
+	// Mountpoint is set for volumes (see VolumeInfo.Mountpoint).
+	Mountpoint string
 }
 
 // VolumeSpec describes a named volume.

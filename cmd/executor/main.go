@@ -112,6 +112,20 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 					return stages.Cleanup(d)
 				}, true),
 			},
+			{
+				Name:  "cache",
+				Usage: "inspect the persistent cache volumes",
+				Subcommands: []*cli.Command{
+					{
+						Name:  "ls",
+						Usage: "list cache volumes: project, profile, trust, size, last use",
+						Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON for scripts"}},
+						Action: stage(func(c *cli.Context, d stages.Deps) error {
+							return stages.CacheList(c.Context, d, c.Bool("json"))
+						}, true),
+					},
+				},
+			},
 		},
 	}
 }

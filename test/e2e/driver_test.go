@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/warmcache/warmcache/test/runnersim"
 )
 
 // Values baked into the runner samples, replaced to point at this suite's
@@ -28,11 +30,11 @@ var sampleStages = []string{
 // sampleScript returns a real runner's script for stage, pointed at srv.
 func sampleScript(t *testing.T, stage string, srv gitServer) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata/runner-samples", "script-"+stage+".sh"))
+	data, err := runnersim.SampleScript(stage)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.NewReplacer(samplePort, srv.Port, sampleSHA, srv.SHA, sampleShortSHA, srv.SHA[:8]).Replace(string(data))
+	return strings.NewReplacer(samplePort, srv.Port, sampleSHA, srv.SHA, sampleShortSHA, srv.SHA[:8]).Replace(data)
 }
 
 const hostNetworkConfig = defaultConfig + `network_mode = "host"
@@ -111,7 +113,7 @@ func TestFailingScript(t *testing.T) {
 	if r.Code != buildFailureCode {
 		t.Fatalf("run build_script: want exit %d, got %s", buildFailureCode, r)
 	}
-	if got := j.buildExitCode(); got != "3" {
+	if got := j.BuildExitCode(); got != "3" {
 		t.Errorf("BUILD_EXIT_CODE_FILE = %q, want 3", got)
 	}
 	if !strings.Contains(r.Stdout, "about to fail") {
@@ -317,7 +319,7 @@ level = "loud"
 	if r.Stdout != "" {
 		t.Errorf("stdout must stay empty, got %q", r.Stdout)
 	}
-	want := "warmcache: config " + filepath.Join(j.dir, "warmcache.toml") + `: unknown key docker.hots; docker.pull_policy[0]: "sometimes" is not one of always, if-not-present, never; log.level: "loud" is not one of debug, info, warn, error` + "\n"
+	want := "warmcache: config " + filepath.Join(j.Dir, "warmcache.toml") + `: unknown key docker.hots; docker.pull_policy[0]: "sometimes" is not one of always, if-not-present, never; log.level: "loud" is not one of debug, info, warn, error` + "\n"
 	if r.Stderr != want {
 		t.Errorf("stderr:\n got %q\nwant %q", r.Stderr, want)
 	}
@@ -326,7 +328,7 @@ level = "loud"
 		t.Errorf("cleanup with a bad config: %s", r)
 	}
 	// Give the deferred cleanup a valid config again.
-	if err := os.WriteFile(filepath.Join(j.dir, "warmcache.toml"), []byte(defaultConfig), 0o600); err != nil {
+	if err := j.SetConfig(defaultConfig); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -335,14 +337,14 @@ level = "loud"
 // fails as a system failure with one clear line.
 func TestMissingResponseFile(t *testing.T) {
 	j := newJob(t, jobSpec{})
-	if err := os.Rename(filepath.Join(j.dir, "response.json"), filepath.Join(j.dir, "gone.json")); err != nil {
+	if err := os.Rename(filepath.Join(j.Dir, "response.json"), filepath.Join(j.Dir, "gone.json")); err != nil {
 		t.Fatal(err)
 	}
 	r := j.prepare()
 	if r.Code != systemFailureCode || strings.Count(r.Stderr, "\n") != 1 || !strings.Contains(r.Stderr, "reading job response") {
 		t.Errorf("prepare without response file: %s", r)
 	}
-	if err := os.Rename(filepath.Join(j.dir, "gone.json"), filepath.Join(j.dir, "response.json")); err != nil {
+	if err := os.Rename(filepath.Join(j.Dir, "gone.json"), filepath.Join(j.Dir, "response.json")); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -137,7 +137,7 @@ func removeProjectCaches(t *testing.T, projectID int64) {
 // jobResources lists what the engine still holds of one job.
 func jobResources(t *testing.T, j *job) []string {
 	t.Helper()
-	rs, err := engine.List(context.Background(), map[string]string{naming.LabelJobID: fmt.Sprint(j.id)})
+	rs, err := engine.List(context.Background(), map[string]string{naming.LabelJobID: fmt.Sprint(j.ID)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,537 @@
+// Package fake is an in-memory runtime.Engine for unit tests that need no
+// Docker daemon.
+//
+// It keeps images, volumes, containers and networks in maps and enforces
+// the call order of the runtime.Engine contract the way the Docker engine
+// does: a container is created from a local image, started, then exec'd
+// into; a name is used once; removing a missing resource succeeds; a volume
+// or network still used by a container cannot be removed. Where Docker is
+// lenient in a way that hides bugs it is stricter, and says so below.
+//
+// A test can make any call fail (FailNext, SetHook), script what Exec
+// returns (SetExec) and read back the calls made (Calls). All methods are
+// safe for concurrent use.
+package fake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/warmcache/warmcache/runtime"
+)
+
+// Method names accepted by FailNext and passed to a Hook; they are the
+// names of the runtime.Engine methods.
+const (
+	MethodPing            = "Ping"
+	MethodImagePresent    = "ImagePresent"
+	MethodPullImage       = "PullImage"
+	MethodEnsureVolume    = "EnsureVolume"
+	MethodInspectVolume   = "InspectVolume"
+	MethodCreateContainer = "CreateContainer"
+	MethodStartContainer  = "StartContainer"
+	MethodExec            = "Exec"
+	MethodList            = "List"
+	MethodRemove          = "Remove"
+)
+
+var methods = []string{
+	MethodPing, MethodImagePresent, MethodPullImage, MethodEnsureVolume, MethodInspectVolume,
+	MethodCreateContainer, MethodStartContainer, MethodExec, MethodList, MethodRemove,
+}
+
+// State is the life-cycle state of a fake container.
+type State string
+
+// Container states.
+const (
+	Created State = "created" // created, never started
+	Running State = "running" // started
+	Exited  State = "exited"  // stopped behind the driver's back (see Stop)
+	Removed State = "removed" // removed; the name may be used again
+)
+
+// Container is what the fake knows about one container.
+type Container struct {
+	Spec  runtime.ContainerSpec
+	State State
+}
+
+// Call is one recorded Engine call. Name is the image, volume, container
+// or resource name the call was about; for List it is the label filter as
+// sorted "key=value" pairs joined by ","; for Ping it is empty.
+type Call struct {
+	Method string
+	Name   string
+}
+
+// ExecFunc scripts the outcome of Exec: it gets the container name, the
+// command and everything written to stdin, and returns the exit and what
+// the process printed on stdout and stderr.
+type ExecFunc func(name string, cmd []string, stdin []byte) (exit runtime.Exit, stdout, stderr string)
+
+// Hook is called at the start of every Engine call, after it is recorded
+// and before it takes effect; a non-nil result is returned by the call as
+// is. It runs without the fake's lock held, so it may call the fake.
+type Hook func(method, name string) error
+
+// Engine is the fake runtime.Engine. The zero value is not usable; call New.
+type Engine struct {
+	mu         sync.Mutex
+	info       runtime.Info
+	images     map[string]bool
+	now        func() time.Time
+	volumeRoot string
+	volumes    map[string]runtime.VolumeInfo
+	containers map[string]*Container
+	networks   map[string]map[string]string
+	failNext   map[string][]error
+	hook       Hook
+	exec       ExecFunc
+	calls      []Call
+}
+
+var _ runtime.Engine = (*Engine)(nil)
+
+// New returns an empty engine: no images, volumes, containers or networks;
+// every pull succeeds and every Exec exits 0 with no output.
+func New() *Engine {
+	return &Engine{
+		info:       runtime.Info{ServerVersion: "fake", APIVersion: "fake"},
+		images:     map[string]bool{},
+		now:        time.Now,
+		volumes:    map[string]runtime.VolumeInfo{},
+		containers: map[string]*Container{},
+		networks:   map[string]map[string]string{},
+		failNext:   map[string][]error{},
+	}
+}
+
+// AddImage makes refs present locally, as if pulled earlier.
+func (f *Engine) AddImage(refs ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range refs {
+		f.images[r] = true
+	}
+}
+
+// HasImage reports whether ref is present locally.
+func (f *Engine) HasImage(ref string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.images[ref]
+}
+
+// AddNetwork creates a network; the Engine interface has no call for it.
+func (f *Engine) AddNetwork(name string, labels map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.networks[name] = maps.Clone(labels)
+}
+
+// HasNetwork reports whether the network exists.
+func (f *Engine) HasNetwork(name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.networks[name]
+	return ok
+}
+
+// Volume returns what InspectVolume would, without recording a call.
+func (f *Engine) Volume(name string) (runtime.VolumeInfo, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.volumes[name]
+	v.Labels = maps.Clone(v.Labels)
+	return v, ok
+}
+
+// SetClock makes now the source of volume creation times (default
+// time.Now).
+func (f *Engine) SetClock(now func() time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = now
+}
+
+// SetVolumeRoot makes every volume created from now on a real directory
+// root/<name>, reported as its Mountpoint, for code that reads a volume
+// beside a local engine. Without it Mountpoint is empty.
+func (f *Engine) SetVolumeRoot(root string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.volumeRoot = root
+}
+
+// Container returns a copy of what the fake knows about a container,
+// including removed ones.
+func (f *Engine) Container(name string) (Container, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[name]
+	if !ok {
+		return Container{}, false
+	}
+	return Container{Spec: cloneSpec(c.Spec), State: c.State}, true
+}
+
+// Stop makes a running container exit, as a daemon restart or an
+// entrypoint that does not exec its arguments would; Exec then fails with
+// runtime.ErrNotRunning. It reports whether the container was running.
+func (f *Engine) Stop(name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[name]
+	if !ok || c.State != Running {
+		return false
+	}
+	c.State = Exited
+	return true
+}
+
+// FailNext makes the next call of method return err instead of acting.
+// Calls queue up: FailNext twice fails the next two calls. It panics on a
+// method name the Engine interface does not have.
+func (f *Engine) FailNext(method string, err error) {
+	if !slices.Contains(methods, method) {
+		panic(fmt.Sprintf("fake: FailNext: no Engine method %q", method))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failNext[method] = append(f.failNext[method], err)
+}
+
+// SetHook installs h (nil removes it). FailNext errors take precedence.
+func (f *Engine) SetHook(h Hook) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hook = h
+}
+
+// SetExec scripts Exec (nil restores "exit 0, no output").
+func (f *Engine) SetExec(fn ExecFunc) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.exec = fn
+}
+
+// Calls returns the calls made so far, in order, failed ones included.
+func (f *Engine) Calls() []Call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+// begin records a call, then returns the context's error, a queued
+// failure or the hook's error, in that order.
+func (f *Engine) begin(ctx context.Context, method, name string) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, Call{Method: method, Name: name})
+	var queued error
+	hasQueued := len(f.failNext[method]) > 0
+	if hasQueued {
+		queued = f.failNext[method][0]
+		f.failNext[method] = f.failNext[method][1:]
+	}
+	hook := f.hook
+	f.mu.Unlock()
+
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if hasQueued {
+		return queued
+	}
+	if hook != nil {
+		return hook(method, name)
+	}
+	return nil
+}
+
+// Ping implements runtime.Engine.
+func (f *Engine) Ping(ctx context.Context) (runtime.Info, error) {
+	if err := f.begin(ctx, MethodPing, ""); err != nil {
+		return runtime.Info{}, err
+	}
+	return f.info, nil
+}
+
+// ImagePresent implements runtime.Engine.
+func (f *Engine) ImagePresent(ctx context.Context, ref string) (bool, error) {
+	if err := f.begin(ctx, MethodImagePresent, ref); err != nil {
+		return false, err
+	}
+	return f.HasImage(ref), nil
+}
+
+// PullImage implements runtime.Engine. Every reference can be pulled
+// unless a test makes the call fail; a pulled image is then present and
+// status gets one line.
+func (f *Engine) PullImage(ctx context.Context, ref string, _ *runtime.RegistryAuth, status func(string)) error {
+	if err := f.begin(ctx, MethodPullImage, ref); err != nil {
+		return err
+	}
+	f.AddImage(ref)
+	if status != nil {
+		status("Status: Downloaded newer image for " + ref)
+	}
+	return nil
+}
+
+// EnsureVolume implements runtime.Engine. An existing volume keeps its
+// labels, as with Docker's local driver.
+func (f *Engine) EnsureVolume(ctx context.Context, v runtime.VolumeSpec) error {
+	if err := f.begin(ctx, MethodEnsureVolume, v.Name); err != nil {
+		return err
+	}
+	if v.Name == "" {
+		return errors.New("creating volume: empty name")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.volumes[v.Name]; ok {
+		return nil
+	}
+	info := runtime.VolumeInfo{Name: v.Name, Labels: maps.Clone(v.Labels), CreatedAt: f.now()}
+	if f.volumeRoot != "" {
+		info.Mountpoint = filepath.Join(f.volumeRoot, v.Name)
+		if err := os.MkdirAll(info.Mountpoint, 0o755); err != nil {
+			return fmt.Errorf("creating volume %s: %w", v.Name, err)
+		}
+	}
+	f.volumes[v.Name] = info
+	return nil
+}
+
+// InspectVolume implements runtime.Engine.
+func (f *Engine) InspectVolume(ctx context.Context, name string) (runtime.VolumeInfo, error) {
+	if err := f.begin(ctx, MethodInspectVolume, name); err != nil {
+		return runtime.VolumeInfo{}, err
+	}
+	v, ok := f.Volume(name)
+	if !ok {
+		return runtime.VolumeInfo{}, fmt.Errorf("inspecting volume %s: %w", name, runtime.ErrNotFound)
+	}
+	return v, nil
+}
+
+// builtinNetworks are the network modes that need no network resource.
+var builtinNetworks = []string{"", "default", "bridge", "host", "none"}
+
+// CreateContainer implements runtime.Engine. The image must be present
+// locally and the name unused. Stricter than Docker: every mounted volume
+// and a named network must exist, because Docker would silently create an
+// unlabelled volume that cleanup could never find.
+func (f *Engine) CreateContainer(ctx context.Context, c runtime.ContainerSpec) error {
+	if err := f.begin(ctx, MethodCreateContainer, c.Name); err != nil {
+		return err
+	}
+	if c.Name == "" {
+		return errors.New("creating container: empty name")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if old, ok := f.containers[c.Name]; ok && old.State != Removed {
+		return fmt.Errorf("creating container %s: the name is already in use", c.Name)
+	}
+	if !f.images[c.Image] {
+		return fmt.Errorf("creating container %s: image %s: %w", c.Name, c.Image, runtime.ErrNotFound)
+	}
+	for _, m := range c.Mounts {
+		if _, ok := f.volumes[m.Volume]; !ok {
+			return fmt.Errorf("creating container %s: volume %s: %w", c.Name, m.Volume, runtime.ErrNotFound)
+		}
+	}
+	if _, ok := f.networks[c.NetworkMode]; !ok && !slices.Contains(builtinNetworks, c.NetworkMode) &&
+		!strings.HasPrefix(c.NetworkMode, "container:") {
+		return fmt.Errorf("creating container %s: network %s: %w", c.Name, c.NetworkMode, runtime.ErrNotFound)
+	}
+	f.containers[c.Name] = &Container{Spec: cloneSpec(c), State: Created}
+	return nil
+}
+
+// StartContainer implements runtime.Engine. Starting a running container
+// succeeds, as with Docker.
+func (f *Engine) StartContainer(ctx context.Context, name string) error {
+	if err := f.begin(ctx, MethodStartContainer, name); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[name]
+	if !ok || c.State == Removed {
+		return fmt.Errorf("starting container %s: %w", name, runtime.ErrNotFound)
+	}
+	c.State = Running
+	return nil
+}
+
+// Exec implements runtime.Engine. A missing container is runtime.ErrNotFound,
+// one that is not running is runtime.ErrNotRunning, as from Docker. Stdin
+// is read to its end before the ExecFunc runs.
+func (f *Engine) Exec(ctx context.Context, name string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (runtime.Exit, error) {
+	if err := f.begin(ctx, MethodExec, name); err != nil {
+		return runtime.Exit{}, err
+	}
+	f.mu.Lock()
+	c, ok := f.containers[name]
+	state := Removed
+	if ok {
+		state = c.State
+	}
+	fn := f.exec
+	f.mu.Unlock()
+	switch state {
+	case Running:
+	case Removed:
+		return runtime.Exit{}, fmt.Errorf("exec in %s: %w", name, runtime.ErrNotFound)
+	default:
+		return runtime.Exit{}, fmt.Errorf("exec in %s: %w", name, runtime.ErrNotRunning)
+	}
+
+	var in []byte
+	if stdin != nil {
+		var err error
+		if in, err = io.ReadAll(stdin); err != nil {
+			return runtime.Exit{}, fmt.Errorf("writing script to exec in %s: %w", name, err)
+		}
+	}
+	if fn == nil {
+		return runtime.Exit{}, nil
+	}
+	exit, out, errOut := fn(name, slices.Clone(cmd), in)
+	if err := write(stdout, out); err != nil {
+		return runtime.Exit{}, fmt.Errorf("reading output of exec in %s: %w", name, err)
+	}
+	if err := write(stderr, errOut); err != nil {
+		return runtime.Exit{}, fmt.Errorf("reading output of exec in %s: %w", name, err)
+	}
+	return exit, nil
+}
+
+func write(w io.Writer, s string) error {
+	if w == nil || s == "" {
+		return nil
+	}
+	_, err := io.WriteString(w, s)
+	return err
+}
+
+// List implements runtime.Engine: the containers (not removed), volumes
+// and networks whose labels include every given label, containers first,
+// each kind sorted by name.
+func (f *Engine) List(ctx context.Context, labels map[string]string) ([]runtime.Resource, error) {
+	if err := f.begin(ctx, MethodList, filterString(labels)); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []runtime.Resource
+	for _, name := range sortedKeys(f.containers) {
+		c := f.containers[name]
+		if c.State != Removed && hasLabels(c.Spec.Labels, labels) {
+			out = append(out, runtime.Resource{Type: runtime.Container, Name: name, Labels: maps.Clone(c.Spec.Labels)})
+		}
+	}
+	for _, name := range sortedKeys(f.volumes) {
+		if l := f.volumes[name].Labels; hasLabels(l, labels) {
+			out = append(out, runtime.Resource{Type: runtime.Volume, Name: name, Labels: maps.Clone(l)})
+		}
+	}
+	for _, name := range sortedKeys(f.networks) {
+		if l := f.networks[name]; hasLabels(l, labels) {
+			out = append(out, runtime.Resource{Type: runtime.Network, Name: name, Labels: maps.Clone(l)})
+		}
+	}
+	return out, nil
+}
+
+// Remove implements runtime.Engine. A container is removed whatever its
+// state; a missing resource is success; a volume or network that a
+// container (not removed) still uses is an error, as with Docker.
+func (f *Engine) Remove(ctx context.Context, r runtime.Resource) error {
+	if err := f.begin(ctx, MethodRemove, r.Name); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch r.Type {
+	case runtime.Container:
+		if c, ok := f.containers[r.Name]; ok {
+			c.State = Removed
+		}
+	case runtime.Volume:
+		if _, ok := f.volumes[r.Name]; !ok {
+			return nil
+		}
+		if user := f.userOf(func(s runtime.ContainerSpec) bool {
+			return slices.ContainsFunc(s.Mounts, func(m runtime.Mount) bool { return m.Volume == r.Name })
+		}); user != "" {
+			return fmt.Errorf("removing volume %s: volume is in use by container %s", r.Name, user)
+		}
+		delete(f.volumes, r.Name)
+	case runtime.Network:
+		if _, ok := f.networks[r.Name]; !ok {
+			return nil
+		}
+		if user := f.userOf(func(s runtime.ContainerSpec) bool { return s.NetworkMode == r.Name }); user != "" {
+			return fmt.Errorf("removing network %s: network has active endpoints (container %s)", r.Name, user)
+		}
+		delete(f.networks, r.Name)
+	default:
+		return fmt.Errorf("removing %s: unknown resource type %q", r.Name, r.Type)
+	}
+	return nil
+}
+
+// userOf returns the name of the first container, not removed, for which
+// uses is true, or "". f.mu must be held.
+func (f *Engine) userOf(uses func(runtime.ContainerSpec) bool) string {
+	for _, name := range sortedKeys(f.containers) {
+		if c := f.containers[name]; c.State != Removed && uses(c.Spec) {
+			return name
+		}
+	}
+	return ""
+}
+
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+func filterString(labels map[string]string) string {
+	pairs := make([]string, 0, len(labels))
+	for k, v := range labels {
+		pairs = append(pairs, k+"="+v)
+	}
+	slices.Sort(pairs)
+	return strings.Join(pairs, ",")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+func cloneSpec(s runtime.ContainerSpec) runtime.ContainerSpec {
+	s.Entrypoint = slices.Clone(s.Entrypoint)
+	s.Cmd = slices.Clone(s.Cmd)
+	s.Env = slices.Clone(s.Env)
+	s.Labels = maps.Clone(s.Labels)
+	s.Mounts = slices.Clone(s.Mounts)
+	return s
+}

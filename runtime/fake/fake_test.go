@@ -1,0 +1,304 @@
+package fake
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warmcache/warmcache/runtime"
+)
+
+var ctx = context.Background()
+
+// running returns a fake with volume v and a running container c using it.
+func running(t *testing.T) *Engine {
+	t.Helper()
+	f := New()
+	f.AddImage("img")
+	must(t, f.EnsureVolume(ctx, runtime.VolumeSpec{Name: "v", Labels: map[string]string{"job": "a"}}))
+	must(t, f.CreateContainer(ctx, runtime.ContainerSpec{Name: "c", Image: "img",
+		Labels: map[string]string{"job": "a", "kind": "build"}, Mounts: []runtime.Mount{{Volume: "v", Target: "/v"}}}))
+	must(t, f.StartContainer(ctx, "c"))
+	return f
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCallOrderIsEnforced(t *testing.T) {
+	tests := []struct {
+		name string
+		call func(f *Engine) error
+		want string
+		is   error
+	}{
+		{"start unknown container", func(f *Engine) error { return f.StartContainer(ctx, "nope") },
+			"starting container nope: not found", runtime.ErrNotFound},
+		{"exec in unknown container", func(f *Engine) error {
+			_, err := f.Exec(ctx, "nope", []string{"true"}, nil, nil, nil)
+			return err
+		}, "exec in nope: not found", runtime.ErrNotFound},
+		{"exec in created container", func(f *Engine) error {
+			must(t, f.CreateContainer(ctx, runtime.ContainerSpec{Name: "new", Image: "img"}))
+			_, err := f.Exec(ctx, "new", []string{"true"}, nil, nil, nil)
+			return err
+		}, "exec in new: container is not running", runtime.ErrNotRunning},
+		{"exec in stopped container", func(f *Engine) error {
+			f.Stop("c")
+			_, err := f.Exec(ctx, "c", []string{"true"}, nil, nil, nil)
+			return err
+		}, "exec in c: container is not running", runtime.ErrNotRunning},
+		{"exec in removed container", func(f *Engine) error {
+			must(t, f.Remove(ctx, runtime.Resource{Type: runtime.Container, Name: "c"}))
+			_, err := f.Exec(ctx, "c", []string{"true"}, nil, nil, nil)
+			return err
+		}, "exec in c: not found", runtime.ErrNotFound},
+		{"create with a used name", func(f *Engine) error {
+			return f.CreateContainer(ctx, runtime.ContainerSpec{Name: "c", Image: "img"})
+		}, "creating container c: the name is already in use", nil},
+		{"create from a missing image", func(f *Engine) error {
+			return f.CreateContainer(ctx, runtime.ContainerSpec{Name: "x", Image: "missing"})
+		}, "creating container x: image missing: not found", runtime.ErrNotFound},
+		{"create mounting a missing volume", func(f *Engine) error {
+			return f.CreateContainer(ctx, runtime.ContainerSpec{Name: "x", Image: "img", Mounts: []runtime.Mount{{Volume: "nov", Target: "/"}}})
+		}, "creating container x: volume nov: not found", runtime.ErrNotFound},
+		{"create on a missing network", func(f *Engine) error {
+			return f.CreateContainer(ctx, runtime.ContainerSpec{Name: "x", Image: "img", NetworkMode: "jobnet"})
+		}, "creating container x: network jobnet: not found", runtime.ErrNotFound},
+		{"create without a name", func(f *Engine) error {
+			return f.CreateContainer(ctx, runtime.ContainerSpec{Image: "img"})
+		}, "creating container: empty name", nil},
+		{"volume without a name", func(f *Engine) error {
+			return f.EnsureVolume(ctx, runtime.VolumeSpec{})
+		}, "creating volume: empty name", nil},
+		{"remove a volume in use", func(f *Engine) error {
+			return f.Remove(ctx, runtime.Resource{Type: runtime.Volume, Name: "v"})
+		}, "removing volume v: volume is in use by container c", nil},
+		{"remove a network in use", func(f *Engine) error {
+			f.AddNetwork("net", nil)
+			must(t, f.CreateContainer(ctx, runtime.ContainerSpec{Name: "n", Image: "img", NetworkMode: "net"}))
+			return f.Remove(ctx, runtime.Resource{Type: runtime.Network, Name: "net"})
+		}, "removing network net: network has active endpoints (container n)", nil},
+		{"remove an unknown type", func(f *Engine) error {
+			return f.Remove(ctx, runtime.Resource{Type: "pod", Name: "p"})
+		}, `removing p: unknown resource type "pod"`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call(running(t))
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("error = %v, want %q", err, tt.want)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("error %v does not wrap %v", err, tt.is)
+			}
+		})
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	f := running(t)
+	c, ok := f.Container("c")
+	if !ok || c.State != Running || c.Spec.Mounts[0].Volume != "v" {
+		t.Fatalf("Container(c) = %+v, %v", c, ok)
+	}
+	// Starting twice is fine, as with Docker.
+	must(t, f.StartContainer(ctx, "c"))
+
+	// The returned spec is a copy.
+	c.Spec.Labels["job"] = "changed"
+	if c2, _ := f.Container("c"); c2.Spec.Labels["job"] != "a" {
+		t.Error("Container returned the fake's own label map")
+	}
+
+	for range 2 { // removing twice succeeds
+		must(t, f.Remove(ctx, runtime.Resource{Type: runtime.Container, Name: "c"}))
+		must(t, f.Remove(ctx, runtime.Resource{Type: runtime.Volume, Name: "v"}))
+		must(t, f.Remove(ctx, runtime.Resource{Type: runtime.Network, Name: "nonet"}))
+	}
+	if c, _ := f.Container("c"); c.State != Removed {
+		t.Errorf("state after Remove = %s, want removed", c.State)
+	}
+	if _, ok := f.Volume("v"); ok {
+		t.Error("volume v still exists")
+	}
+	// A removed container's name can be used again.
+	must(t, f.CreateContainer(ctx, runtime.ContainerSpec{Name: "c", Image: "img"}))
+	if c, _ := f.Container("c"); c.State != Created {
+		t.Errorf("state after re-create = %s, want created", c.State)
+	}
+}
+
+func TestVolumes(t *testing.T) {
+	f := New()
+	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	f.SetClock(func() time.Time { return t0 })
+	must(t, f.EnsureVolume(ctx, runtime.VolumeSpec{Name: "v", Labels: map[string]string{"k": "1"}}))
+	f.SetClock(func() time.Time { return t0.Add(time.Hour) })
+	must(t, f.EnsureVolume(ctx, runtime.VolumeSpec{Name: "v", Labels: map[string]string{"k": "2"}}))
+	got, err := f.InspectVolume(ctx, "v")
+	must(t, err)
+	want := runtime.VolumeInfo{Name: "v", Labels: map[string]string{"k": "1"}, CreatedAt: t0}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("InspectVolume = %+v, want the first creation kept: %+v", got, want)
+	}
+
+	_, err = f.InspectVolume(ctx, "missing")
+	if err == nil || err.Error() != "inspecting volume missing: not found" || !errors.Is(err, runtime.ErrNotFound) {
+		t.Errorf("InspectVolume(missing) = %v", err)
+	}
+
+	root := t.TempDir()
+	f.SetVolumeRoot(root)
+	must(t, f.EnsureVolume(ctx, runtime.VolumeSpec{Name: "w"}))
+	w, _ := f.Volume("w")
+	if w.Mountpoint != filepath.Join(root, "w") {
+		t.Errorf("Mountpoint = %q, want %q", w.Mountpoint, filepath.Join(root, "w"))
+	}
+	if fi, err := os.Stat(w.Mountpoint); err != nil || !fi.IsDir() {
+		t.Errorf("Mountpoint is not a directory: %v", err)
+	}
+}
+
+func TestListFiltersByEveryLabel(t *testing.T) {
+	f := running(t)
+	f.AddNetwork("net-a", map[string]string{"job": "a"})
+	f.AddNetwork("net-b", map[string]string{"job": "b"})
+	must(t, f.EnsureVolume(ctx, runtime.VolumeSpec{Name: "w", Labels: map[string]string{"job": "a", "kind": "cache"}}))
+	must(t, f.CreateContainer(ctx, runtime.ContainerSpec{Name: "gone", Image: "img", Labels: map[string]string{"job": "a"}}))
+	must(t, f.Remove(ctx, runtime.Resource{Type: runtime.Container, Name: "gone"}))
+
+	names := func(rs []runtime.Resource) []string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, string(r.Type)+":"+r.Name)
+		}
+		return out
+	}
+	tests := []struct {
+		labels map[string]string
+		want   []string
+	}{
+		{nil, []string{"container:c", "volume:v", "volume:w", "network:net-a", "network:net-b"}},
+		{map[string]string{"job": "a"}, []string{"container:c", "volume:v", "volume:w", "network:net-a"}},
+		{map[string]string{"job": "a", "kind": "cache"}, []string{"volume:w"}},
+		{map[string]string{"job": "a", "kind": "build"}, []string{"container:c"}},
+		{map[string]string{"job": ""}, nil},
+		{map[string]string{"other": "a"}, nil},
+	}
+	for _, tt := range tests {
+		got, err := f.List(ctx, tt.labels)
+		must(t, err)
+		if !slices.Equal(names(got), tt.want) {
+			t.Errorf("List(%v) = %v, want %v", tt.labels, names(got), tt.want)
+		}
+	}
+}
+
+func TestFailNextAndHook(t *testing.T) {
+	f := New()
+	boom, bang := errors.New("boom"), errors.New("bang")
+	f.FailNext(MethodPullImage, boom)
+	f.FailNext(MethodPullImage, bang)
+	for _, want := range []error{boom, bang, nil} {
+		if err := f.PullImage(ctx, "img", nil, nil); err != want {
+			t.Fatalf("PullImage = %v, want %v", err, want)
+		}
+	}
+	if !f.HasImage("img") {
+		t.Error("a successful pull did not make the image present")
+	}
+
+	f.SetHook(func(method, name string) error {
+		if method == MethodImagePresent && name == "bad" {
+			return bang
+		}
+		return nil
+	})
+	if _, err := f.ImagePresent(ctx, "bad"); err != bang {
+		t.Errorf("ImagePresent(bad) = %v, want the hook's error", err)
+	}
+	if ok, err := f.ImagePresent(ctx, "img"); !ok || err != nil {
+		t.Errorf("ImagePresent(img) = %v, %v", ok, err)
+	}
+	f.FailNext(MethodImagePresent, boom)
+	if _, err := f.ImagePresent(ctx, "bad"); err != boom {
+		t.Errorf("FailNext did not take precedence over the hook: %v", err)
+	}
+
+	defer func() {
+		if recover() == nil {
+			t.Error("FailNext with an unknown method did not panic")
+		}
+	}()
+	f.FailNext("Pull", boom)
+}
+
+func TestCallsAreRecorded(t *testing.T) {
+	f := New()
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, _ = f.Ping(ctx)
+	_ = f.PullImage(cancelled, "img", nil, nil)
+	_, _ = f.List(ctx, map[string]string{"b": "2", "a": "1"})
+	_ = f.Remove(ctx, runtime.Resource{Type: runtime.Volume, Name: "v"})
+	want := []Call{{"Ping", ""}, {"PullImage", "img"}, {"List", "a=1,b=2"}, {"Remove", "v"}}
+	if got := f.Calls(); !slices.Equal(got, want) {
+		t.Errorf("Calls() = %v, want %v", got, want)
+	}
+	if f.HasImage("img") {
+		t.Error("a pull on a cancelled context took effect")
+	}
+}
+
+func TestExecScript(t *testing.T) {
+	f := running(t)
+	var gotName string
+	var gotCmd []string
+	f.SetExec(func(name string, cmd []string, stdin []byte) (runtime.Exit, string, string) {
+		gotName, gotCmd = name, cmd
+		return runtime.Exit{Code: 3}, "out:" + string(stdin), "err\n"
+	})
+	var stdout, stderr bytes.Buffer
+	exit, err := f.Exec(ctx, "c", []string{"sh", "-s"}, strings.NewReader("echo hi"), &stdout, &stderr)
+	must(t, err)
+	if exit.Code != 3 || gotName != "c" || !slices.Equal(gotCmd, []string{"sh", "-s"}) {
+		t.Errorf("exit %+v, name %q, cmd %q", exit, gotName, gotCmd)
+	}
+	if stdout.String() != "out:echo hi" || stderr.String() != "err\n" {
+		t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
+	}
+
+	f.SetExec(nil)
+	exit, err = f.Exec(ctx, "c", []string{"true"}, nil, nil, nil)
+	if exit != (runtime.Exit{}) || err != nil {
+		t.Errorf("default Exec = %+v, %v; want exit 0", exit, err)
+	}
+}
+
+func TestPingAndStatus(t *testing.T) {
+	f := New()
+	info, err := f.Ping(ctx)
+	if err != nil || info.ServerVersion != "fake" {
+		t.Errorf("Ping = %+v, %v", info, err)
+	}
+	var lines []string
+	must(t, f.PullImage(ctx, "alpine:3", nil, func(s string) { lines = append(lines, s) }))
+	if want := []string{"Status: Downloaded newer image for alpine:3"}; !slices.Equal(lines, want) {
+		t.Errorf("status lines = %q, want %q", lines, want)
+	}
+	if f.Stop("nope") {
+		t.Error("Stop of an unknown container reported true")
+	}
+}
