@@ -120,7 +120,7 @@ func difference(a, b []string) []string {
 
 // removeProjectCaches removes the persistent cache volumes of a test's
 // project, which cleanup rightly keeps.
-func removeProjectCaches(t *testing.T, projectID int64) {
+func removeProjectCaches(t testing.TB, projectID int64) {
 	t.Helper()
 	ctx := context.Background()
 	rs, err := engine.List(ctx, map[string]string{cachevol.LabelProjectID: fmt.Sprint(projectID)})

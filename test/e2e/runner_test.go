@@ -31,13 +31,13 @@ type (
 // driver (not the driver's own failures) end the test.
 type job struct {
 	*runnersim.Job
-	t *testing.T
+	t testing.TB
 }
 
 // newJob prepares a job's temp dir and registers the cleanup stage to run
 // when the test ends, as the runner always calls cleanup, followed by the
 // removal of the test project's persistent caches.
-func newJob(t *testing.T, spec jobSpec) *job {
+func newJob(t testing.TB, spec jobSpec) *job {
 	t.Helper()
 	if spec.JobID == 0 {
 		spec.JobID = nextJobID()
