@@ -7,6 +7,7 @@ package cachevol
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/warmcache/warmcache/config"
 )
@@ -68,8 +69,23 @@ func Profiles(cfg config.Cache) ([]Profile, error) {
 	return out, nil
 }
 
-// Env merges the environment of profiles in a stable order.
-func Env(profiles []Profile) []string {
+// relocatedRoot replaces /root in cache paths for jobs that run as another
+// user: /root is usually mode 0700, so such a user could not reach a cache
+// mounted below it. The volume stays the same, so root and non-root jobs
+// of a project share their caches.
+const relocatedRoot = "/var/cache/warmcache/root"
+
+// Target is where a cache path is mounted for a job.
+func Target(path string, nonRoot bool) string {
+	if rest, ok := strings.CutPrefix(path, "/root/"); ok && nonRoot {
+		return relocatedRoot + "/" + rest
+	}
+	return path
+}
+
+// Env merges the environment of profiles in a stable order, pointing at
+// the paths Target mounts.
+func Env(profiles []Profile, nonRoot bool) []string {
 	var env []string
 	for _, p := range profiles {
 		keys := make([]string, 0, len(p.Env))
@@ -78,7 +94,11 @@ func Env(profiles []Profile) []string {
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
-			env = append(env, k+"="+p.Env[k])
+			v := p.Env[k]
+			if nonRoot {
+				v = strings.ReplaceAll(v, "/root/", relocatedRoot+"/")
+			}
+			env = append(env, k+"="+v)
 		}
 	}
 	return env

@@ -52,6 +52,13 @@ type Image struct {
 	Command    []string   `json:"command"`
 	PullPolicy []string   `json:"pull_policy"`
 	Variables  []Variable `json:"variables"`
+	// ExecutorOpts carries image:docker:user and platform.
+	ExecutorOpts struct {
+		Docker struct {
+			User     string `json:"user"`
+			Platform string `json:"platform"`
+		} `json:"docker"`
+	} `json:"executor_opts"`
 }
 
 // Credential is a registry login the job response carries.

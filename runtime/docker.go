@@ -49,16 +49,17 @@ func (d *Docker) Ping(ctx context.Context) (Info, error) {
 	return Info{ServerVersion: v.Version, APIVersion: d.api.ClientVersion()}, nil
 }
 
-// ImagePresent implements Engine.
-func (d *Docker) ImagePresent(ctx context.Context, ref string) (bool, error) {
-	_, err := d.api.ImageInspect(ctx, ref)
-	if err == nil {
-		return true, nil
+// InspectImage implements Engine.
+func (d *Docker) InspectImage(ctx context.Context, ref string) (ImageInfo, error) {
+	img, err := d.api.ImageInspect(ctx, ref)
+	if err != nil {
+		return ImageInfo{}, classify(err, "inspecting image "+ref)
 	}
-	if errdefs.IsNotFound(err) {
-		return false, nil
+	var info ImageInfo
+	if img.Config != nil {
+		info.User = img.Config.User
 	}
-	return false, classify(err, "inspecting image "+ref)
+	return info, nil
 }
 
 // PullImage implements Engine.
@@ -160,6 +161,7 @@ func (d *Docker) CreateContainer(ctx context.Context, c ContainerSpec) error {
 		Cmd:       c.Cmd,
 		Env:       c.Env,
 		Labels:    c.Labels,
+		User:      c.User,
 		OpenStdin: c.KeepStdinOpen,
 		Tty:       false,
 	}

@@ -20,8 +20,9 @@ import (
 type Engine interface {
 	// Ping checks that the engine answers and reports what it is.
 	Ping(ctx context.Context) (Info, error)
-	// ImagePresent reports whether ref exists locally.
-	ImagePresent(ctx context.Context, ref string) (bool, error)
+	// InspectImage describes the local image ref; an absent image is an
+	// error wrapping ErrNotFound.
+	InspectImage(ctx context.Context, ref string) (ImageInfo, error)
 	// PullImage pulls ref, calling status with one short line per layer
 	// event. An error reported inside the pull stream is returned.
 	PullImage(ctx context.Context, ref string, auth *RegistryAuth, status func(string)) error
@@ -48,6 +49,12 @@ type Engine interface {
 type Info struct {
 	ServerVersion string
 	APIVersion    string
+}
+
+// ImageInfo describes a local image.
+type ImageInfo struct {
+	// User is the image's default user ("" means root).
+	User string
 }
 
 // RegistryAuth is a registry login for one pull.
@@ -112,6 +119,7 @@ type ContainerSpec struct {
 	Entrypoint  []string
 	Cmd         []string
 	Env         []string
+	User        string // "" keeps the image's user
 	Labels      map[string]string
 	Mounts      []Mount
 	NetworkMode string

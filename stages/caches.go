@@ -28,9 +28,10 @@ func plannedCaches(d Deps, j job.Job) ([]cachevol.Volume, []cachevol.Profile, er
 }
 
 // claimCaches creates or reuses the job's cache volumes and says in the job
-// log how warm each one is. With caches off, cache_dir is a volume of the
+// log how warm each one is. nonRoot moves caches out of /root for jobs
+// that run as another user. With caches off, cache_dir is a volume of the
 // job's own, removed at cleanup.
-func claimCaches(ctx context.Context, d Deps, j job.Job) (jobCaches, error) {
+func claimCaches(ctx context.Context, d Deps, j job.Job, nonRoot bool) (jobCaches, error) {
 	vols, profiles, err := plannedCaches(d, j)
 	if err != nil {
 		return jobCaches{}, err
@@ -52,8 +53,8 @@ func claimCaches(ctx context.Context, d Deps, j job.Job) (jobCaches, error) {
 	var c jobCaches
 	for _, st := range statuses {
 		d.say("%s", cachevol.Describe(st, now))
-		c.mounts = append(c.mounts, runtime.Mount{Volume: st.Name, Target: st.Path, NoCopy: true})
+		c.mounts = append(c.mounts, runtime.Mount{Volume: st.Name, Target: cachevol.Target(st.Path, nonRoot), NoCopy: true})
 	}
-	c.env = cachevol.Env(profiles)
+	c.env = cachevol.Env(profiles, nonRoot)
 	return c, nil
 }

@@ -65,7 +65,7 @@ func pullPolicies(jobPolicies []string, cfg config.Config) ([]string, error) {
 
 // imageSource is how ensureImage reaches an image.
 type imageSource interface {
-	ImagePresent(ctx context.Context, ref string) (bool, error)
+	InspectImage(ctx context.Context, ref string) (runtime.ImageInfo, error)
 	PullImage(ctx context.Context, ref string, auth *runtime.RegistryAuth, status func(string)) error
 }
 
@@ -98,11 +98,11 @@ func (p puller) ensure(ctx context.Context, ref string, policies []string) error
 
 func (p puller) try(ctx context.Context, ref, policy string) error {
 	if policy != config.PullAlways {
-		present, err := p.engine.ImagePresent(ctx, ref)
-		if err != nil {
+		_, err := p.engine.InspectImage(ctx, ref)
+		if err != nil && !errors.Is(err, runtime.ErrNotFound) {
 			return err
 		}
-		if present {
+		if err == nil {
 			p.say("Using image %s (present locally, pull policy %s)", ref, policy)
 			return nil
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,7 +67,20 @@ func Prepare(ctx context.Context, d Deps) error {
 	if err := d.Engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: builds, Labels: key.Labels(naming.KindBuilds, meta)}); err != nil {
 		return err
 	}
-	caches, err := claimCaches(ctx, d, j)
+	user := j.Image.ExecutorOpts.Docker.User
+	if user == "" {
+		info, err := d.Engine.InspectImage(ctx, image)
+		if err != nil {
+			return err
+		}
+		user = info.User
+	}
+	if nonRoot(user) {
+		if err := openVolume(ctx, d.Engine, builds); err != nil {
+			return err
+		}
+	}
+	caches, err := claimCaches(ctx, d, j, nonRoot(user))
 	if err != nil {
 		return err
 	}
@@ -87,7 +102,8 @@ func Prepare(ctx context.Context, d Deps) error {
 		{
 			Name: key.Name(naming.KindBuild), Image: image, Cmd: keepAlive,
 			Entrypoint: j.Image.Entrypoint, Labels: key.Labels(naming.KindBuild, meta),
-			Env: caches.env, Mounts: buildMounts, NetworkMode: d.Config.Docker.NetworkMode, KeepStdinOpen: true,
+			User: j.Image.ExecutorOpts.Docker.User,
+			Env:  caches.env, Mounts: buildMounts, NetworkMode: d.Config.Docker.NetworkMode, KeepStdinOpen: true,
 		},
 	}
 	if err := inParallel(specs, func(s runtime.ContainerSpec) error {
@@ -98,7 +114,43 @@ func Prepare(ctx context.Context, d Deps) error {
 	}); err != nil {
 		return err
 	}
+	if nonRoot(user) {
+		// The runner's scripts hand /builds to the owner of this file after
+		// fetching sources, as under the Docker executor; creating it as the
+		// job's user gives it that user's uid and gid.
+		exit, err := d.Engine.Exec(ctx, key.Name(naming.KindBuild), []string{"sh", "-c", ": > " + BuildsDir + "/.gitlab-build-uid-gid"}, nil, d.Stderr, d.Stderr)
+		if err == nil && exit.Code != 0 {
+			err = fmt.Errorf("exit code %d", exit.Code)
+		}
+		if err != nil {
+			return fmt.Errorf("marking %s for user %s: %w", BuildsDir, user, err)
+		}
+	}
 	d.say("Job containers ready in %.1fs", time.Since(start).Seconds())
+	return nil
+}
+
+// nonRoot says whether a container user ("name", "uid" or "uid:gid") is
+// someone other than root.
+func nonRoot(user string) bool {
+	name, _, _ := strings.Cut(user, ":")
+	return name != "" && name != "root" && name != "0"
+}
+
+// openVolume makes a fresh volume's root writable by any user, for jobs
+// that run as a non-root user. It needs the engine's host filesystem (the
+// driver runs beside a local engine); elsewhere it does nothing.
+func openVolume(ctx context.Context, e runtime.Engine, name string) error {
+	info, err := e.InspectVolume(ctx, name)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(info.Mountpoint); err != nil {
+		return nil
+	}
+	if err := os.Chmod(info.Mountpoint, 0o1777); err != nil {
+		return fmt.Errorf("opening volume %s to the job's user: %w", name, err)
+	}
 	return nil
 }
 

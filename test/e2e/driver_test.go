@@ -28,7 +28,7 @@ var sampleStages = []string{
 }
 
 // sampleScript returns a real runner's script for stage, pointed at srv.
-func sampleScript(t *testing.T, stage string, srv gitServer) string {
+func sampleScript(t testing.TB, stage string, srv gitServer) string {
 	t.Helper()
 	data, err := runnersim.SampleScript(stage)
 	if err != nil {

@@ -53,8 +53,7 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	for _, img := range []string{debianImage, busyboxImage, entrypointImage} {
-		ok, err := engine.ImagePresent(context.Background(), img)
-		if err != nil || !ok {
+		if _, err := engine.InspectImage(context.Background(), img); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: test image %s is missing: run test/images/build.sh (make test does)\n", img)
 			return 1
 		}

@@ -41,6 +41,7 @@ type Spec struct {
 	Entrypoint []string // nil: not set in the response
 	PullPolicy []string
 	Protected  bool
+	User       string // image:docker:user
 	Slot       int
 	Config     string            // warmcache TOML
 	Vars       map[string]string // job variables (as if set in the YAML)
@@ -52,6 +53,7 @@ type Job struct {
 	ID      int64
 	driver  string
 	env     []string
+	exports string // the job variables as the runner's scripts export them
 	scripts int
 }
 
@@ -84,6 +86,9 @@ func NewJob(driver, dir string, spec Spec) (*Job, error) {
 	if spec.PullPolicy != nil {
 		img["pull_policy"] = spec.PullPolicy
 	}
+	if spec.User != "" {
+		img["executor_opts"] = map[string]any{"docker": map[string]any{"user": spec.User}}
+	}
 	resp["image"] = img
 	resp["services"] = []any{}
 	vars := map[string]string{
@@ -96,6 +101,10 @@ func NewJob(driver, dir string, spec Spec) (*Job, error) {
 		vars[k] = v
 	}
 	resp["variables"] = withVariables(resp["variables"].([]any), vars)
+	for _, v := range resp["variables"].([]any) {
+		m := v.(map[string]any)
+		j.exports += "export " + m["key"].(string) + "=" + ansiQuote(m["value"].(string)) + "\n"
+	}
 	data, err := json.Marshal(resp)
 	if err != nil {
 		return nil, err
@@ -175,7 +184,13 @@ func (j *Job) BuildExitCode() string {
 
 // Script wraps body in the shape of the runner's generated bash scripts
 // (see samples/script-*.sh): a TERM trap, errexit and pipefail, then one
-// eval of an ANSI-C quoted body that enters the project directory.
+// eval of an ANSI-C quoted body that exports the job's variables and enters
+// the project directory.
+func (j *Job) Script(body string) string {
+	return Script(j.exports + body)
+}
+
+// Script is Job.Script without the job's variables.
 func Script(body string) string {
 	prelude := "export CI_PROJECT_DIR=/builds/group/project\n" +
 		"mkdir -p \"/builds/group/project.tmp\" \"/builds/group/project\"\n" +
