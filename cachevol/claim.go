@@ -84,7 +84,7 @@ func claim(ctx context.Context, e volumeEngine, v Volume, jobID int64, now time.
 		st.Warm, st.Stamp = true, stamp
 	case errors.Is(err, fs.ErrNotExist):
 		// A new volume: let any job user write, whatever uid it runs as.
-		if err := os.Chmod(info.Mountpoint, 0o1777); err != nil {
+		if err := os.Chmod(info.Mountpoint, os.ModeSticky|0o777); err != nil {
 			return st, fmt.Errorf("opening cache volume %s to non-root jobs: %w", v.Name, err)
 		}
 	default:

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	pathpkg "path"
 	"slices"
 	"strings"
 	"time"
@@ -167,7 +168,7 @@ func (c Config) validate() []string {
 	if d.Host == "" {
 		p = append(p, "docker.host: must not be empty")
 	} else if !hasAnyPrefix(d.Host, "unix://", "tcp://", "npipe://", "ssh://") {
-		p = append(p, fmt.Sprintf("docker.host: %q must start with unix://, tcp:// or ssh://", d.Host))
+		p = append(p, fmt.Sprintf("docker.host: %q must start with unix://, tcp://, ssh:// or npipe://", d.Host))
 	}
 	if strings.TrimSpace(d.DefaultImage) == "" {
 		p = append(p, "docker.default_image: must not be empty")
@@ -279,7 +280,7 @@ func (c Cache) validate() []string {
 			p = append(p, key+".paths: must list at least one absolute directory")
 		}
 		for j, path := range cp.Paths {
-			if !strings.HasPrefix(path, "/") || strings.Contains(path, "..") || slices.Contains(reservedPaths, strings.TrimSuffix(path, "/")) {
+			if !strings.HasPrefix(path, "/") || strings.Contains(path, "..") || slices.Contains(reservedPaths, pathpkg.Clean(path)) {
 				p = append(p, fmt.Sprintf("%s.paths[%d]: %q must be an absolute directory other than %v", key, j, path, reservedPaths))
 			}
 		}

@@ -98,8 +98,8 @@ func Hash(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
-// sanitize keeps the characters Docker allows in names ([a-zA-Z0-9_.-]),
-// lower-cased, at most max long. Anything else from job input is dropped so
+// sanitize keeps only lower-case letters and digits (a subset of what
+// Docker allows in names), at most max long. Anything else from job input is dropped so
 // that no value can inject separators or collide by escaping.
 func sanitize(s string, max int) string {
 	var b strings.Builder

@@ -82,6 +82,9 @@ type puller struct {
 // ensure tries each policy in order until one yields the image, as the
 // Docker executor does; the last policy's error is returned.
 func (p puller) ensure(ctx context.Context, ref string, policies []string) error {
+	if len(policies) == 0 {
+		return fmt.Errorf("no allowed pull policy for image %s", ref)
+	}
 	var errs []error
 	for _, policy := range policies {
 		err := p.try(ctx, ref, policy)
@@ -153,7 +156,15 @@ func registryHost(ref string) string {
 	if !found || !(strings.ContainsAny(first, ".:") || first == "localhost") {
 		return "docker.io"
 	}
-	return first
+	return canonicalRegistry(first)
+}
+
+// canonicalRegistry spells Docker Hub one way, whatever alias names it.
+func canonicalRegistry(host string) string {
+	if host == "index.docker.io" || host == "registry-1.docker.io" {
+		return "docker.io"
+	}
+	return host
 }
 
 // registryAuth finds a login for ref's registry: the job's own credentials
@@ -184,8 +195,5 @@ func registryAuth(j job.Job, cfg config.Config) func(ref string) (*runtime.Regis
 func sameRegistry(url, host string) bool {
 	url = strings.TrimPrefix(strings.TrimPrefix(url, "https://"), "http://")
 	url, _, _ = strings.Cut(url, "/")
-	if url == "index.docker.io" || url == "registry-1.docker.io" {
-		url = "docker.io"
-	}
-	return strings.EqualFold(url, host)
+	return strings.EqualFold(canonicalRegistry(url), host)
 }

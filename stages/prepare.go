@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/config"
 	"github.com/warmcache/warmcache/job"
 	"github.com/warmcache/warmcache/naming"
 	"github.com/warmcache/warmcache/runtime"
@@ -57,7 +58,8 @@ func Prepare(ctx context.Context, d Deps) error {
 		return err
 	}
 	if helper != image {
-		if err := p.ensure(ctx, helper, d.Config.Docker.PullPolicy); err != nil {
+		helperPolicies := config.Intersect(d.Config.Docker.PullPolicy, d.Config.Docker.AllowedPullPolicies)
+		if err := p.ensure(ctx, helper, helperPolicies); err != nil {
 			return fmt.Errorf("helper image: %w", err)
 		}
 	}
@@ -148,7 +150,7 @@ func openVolume(ctx context.Context, e runtime.Engine, name string) error {
 	if _, err := os.Stat(info.Mountpoint); err != nil {
 		return nil
 	}
-	if err := os.Chmod(info.Mountpoint, 0o1777); err != nil {
+	if err := os.Chmod(info.Mountpoint, os.ModeSticky|0o777); err != nil {
 		return fmt.Errorf("opening volume %s to the job's user: %w", name, err)
 	}
 	return nil

@@ -383,7 +383,7 @@ func TestPrepareNonRootUser(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if opened := fi.Mode()&os.ModePerm == 0o777; opened != tt.wantNonRoot {
+			if opened := fi.Mode()&(os.ModePerm|os.ModeSticky) == os.ModeSticky|0o777; opened != tt.wantNonRoot {
 				t.Errorf("builds volume mode %v, want opened to all users: %v", fi.Mode(), tt.wantNonRoot)
 			}
 

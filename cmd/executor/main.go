@@ -76,6 +76,12 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {},
+		// A usage mistake is the admin's configuration: one line in the job
+		// log, not the whole help text.
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
+		CommandNotFound: func(_ *cli.Context, name string) {
+			*stageErr = fmt.Errorf("unknown command %q: use config, prepare, run, cleanup or cache", name)
+		},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "TOML config `FILE` (default $WARMCACHE_CONFIG, else " + config.DefaultPath + ")"},
 		},

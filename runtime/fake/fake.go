@@ -33,7 +33,7 @@ import (
 // names of the runtime.Engine methods.
 const (
 	MethodPing            = "Ping"
-	MethodImagePresent    = "ImagePresent"
+	MethodInspectImage    = "InspectImage"
 	MethodPullImage       = "PullImage"
 	MethodEnsureVolume    = "EnsureVolume"
 	MethodInspectVolume   = "InspectVolume"
@@ -45,7 +45,7 @@ const (
 )
 
 var methods = []string{
-	MethodPing, MethodImagePresent, MethodPullImage, MethodEnsureVolume, MethodInspectVolume,
+	MethodPing, MethodInspectImage, MethodPullImage, MethodEnsureVolume, MethodInspectVolume,
 	MethodCreateContainer, MethodStartContainer, MethodExec, MethodList, MethodRemove,
 }
 
@@ -88,7 +88,8 @@ type Hook func(method, name string) error
 type Engine struct {
 	mu         sync.Mutex
 	info       runtime.Info
-	images     map[string]bool
+	images     map[string]bool              // present locally
+	imageInfo  map[string]runtime.ImageInfo // what InspectImage reports
 	now        func() time.Time
 	volumeRoot string
 	volumes    map[string]runtime.VolumeInfo
@@ -98,6 +99,7 @@ type Engine struct {
 	hook       Hook
 	exec       ExecFunc
 	calls      []Call
+	pullAuth   map[string]*runtime.RegistryAuth
 }
 
 var _ runtime.Engine = (*Engine)(nil)
@@ -108,11 +110,13 @@ func New() *Engine {
 	return &Engine{
 		info:       runtime.Info{ServerVersion: "fake", APIVersion: "fake"},
 		images:     map[string]bool{},
+		imageInfo:  map[string]runtime.ImageInfo{},
 		now:        time.Now,
 		volumes:    map[string]runtime.VolumeInfo{},
 		containers: map[string]*Container{},
 		networks:   map[string]map[string]string{},
 		failNext:   map[string][]error{},
+		pullAuth:   map[string]*runtime.RegistryAuth{},
 	}
 }
 
@@ -123,6 +127,15 @@ func (f *Engine) AddImage(refs ...string) {
 	for _, r := range refs {
 		f.images[r] = true
 	}
+}
+
+// SetImageInfo sets what InspectImage reports for ref once it is present
+// (added or pulled); without it the report is the zero ImageInfo. It does
+// not make ref present.
+func (f *Engine) SetImageInfo(ref string, info runtime.ImageInfo) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.imageInfo[ref] = info
 }
 
 // HasImage reports whether ref is present locally.
@@ -225,6 +238,15 @@ func (f *Engine) SetExec(fn ExecFunc) {
 	f.exec = fn
 }
 
+// PullAuth returns the registry login passed to the last PullImage of ref
+// (nil for none), and whether ref was pulled at all.
+func (f *Engine) PullAuth(ref string) (*runtime.RegistryAuth, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a, ok := f.pullAuth[ref]
+	return a, ok
+}
+
 // Calls returns the calls made so far, in order, failed ones included.
 func (f *Engine) Calls() []Call {
 	f.mu.Lock()
@@ -266,18 +288,27 @@ func (f *Engine) Ping(ctx context.Context) (runtime.Info, error) {
 	return f.info, nil
 }
 
-// ImagePresent implements runtime.Engine.
-func (f *Engine) ImagePresent(ctx context.Context, ref string) (bool, error) {
-	if err := f.begin(ctx, MethodImagePresent, ref); err != nil {
-		return false, err
+// InspectImage implements runtime.Engine. An image that is not present
+// locally is an error wrapping runtime.ErrNotFound, as from Docker.
+func (f *Engine) InspectImage(ctx context.Context, ref string) (runtime.ImageInfo, error) {
+	if err := f.begin(ctx, MethodInspectImage, ref); err != nil {
+		return runtime.ImageInfo{}, err
 	}
-	return f.HasImage(ref), nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.images[ref] {
+		return runtime.ImageInfo{}, fmt.Errorf("inspecting image %s: %w", ref, runtime.ErrNotFound)
+	}
+	return f.imageInfo[ref], nil
 }
 
 // PullImage implements runtime.Engine. Every reference can be pulled
 // unless a test makes the call fail; a pulled image is then present and
 // status gets one line.
-func (f *Engine) PullImage(ctx context.Context, ref string, _ *runtime.RegistryAuth, status func(string)) error {
+func (f *Engine) PullImage(ctx context.Context, ref string, auth *runtime.RegistryAuth, status func(string)) error {
+	f.mu.Lock()
+	f.pullAuth[ref] = auth
+	f.mu.Unlock()
 	if err := f.begin(ctx, MethodPullImage, ref); err != nil {
 		return err
 	}
@@ -444,8 +475,8 @@ func (f *Engine) List(ctx context.Context, labels map[string]string) ([]runtime.
 		}
 	}
 	for _, name := range sortedKeys(f.volumes) {
-		if l := f.volumes[name].Labels; hasLabels(l, labels) {
-			out = append(out, runtime.Resource{Type: runtime.Volume, Name: name, Labels: maps.Clone(l)})
+		if v := f.volumes[name]; hasLabels(v.Labels, labels) {
+			out = append(out, runtime.Resource{Type: runtime.Volume, Name: name, Labels: maps.Clone(v.Labels), Mountpoint: v.Mountpoint})
 		}
 	}
 	for _, name := range sortedKeys(f.networks) {

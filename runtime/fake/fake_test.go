@@ -169,6 +169,11 @@ func TestVolumes(t *testing.T) {
 	if fi, err := os.Stat(w.Mountpoint); err != nil || !fi.IsDir() {
 		t.Errorf("Mountpoint is not a directory: %v", err)
 	}
+	list, err := f.List(ctx, nil)
+	must(t, err)
+	if len(list) != 2 || list[0].Mountpoint != "" || list[1].Mountpoint != w.Mountpoint {
+		t.Errorf("List = %+v, want volume mountpoints", list)
+	}
 }
 
 func TestListFiltersByEveryLabel(t *testing.T) {
@@ -221,19 +226,19 @@ func TestFailNextAndHook(t *testing.T) {
 	}
 
 	f.SetHook(func(method, name string) error {
-		if method == MethodImagePresent && name == "bad" {
+		if method == MethodInspectImage && name == "bad" {
 			return bang
 		}
 		return nil
 	})
-	if _, err := f.ImagePresent(ctx, "bad"); err != bang {
-		t.Errorf("ImagePresent(bad) = %v, want the hook's error", err)
+	if _, err := f.InspectImage(ctx, "bad"); err != bang {
+		t.Errorf("InspectImage(bad) = %v, want the hook's error", err)
 	}
-	if ok, err := f.ImagePresent(ctx, "img"); !ok || err != nil {
-		t.Errorf("ImagePresent(img) = %v, %v", ok, err)
+	if _, err := f.InspectImage(ctx, "img"); err != nil {
+		t.Errorf("InspectImage(img) = %v", err)
 	}
-	f.FailNext(MethodImagePresent, boom)
-	if _, err := f.ImagePresent(ctx, "bad"); err != boom {
+	f.FailNext(MethodInspectImage, boom)
+	if _, err := f.InspectImage(ctx, "bad"); err != boom {
 		t.Errorf("FailNext did not take precedence over the hook: %v", err)
 	}
 
@@ -287,6 +292,26 @@ func TestExecScript(t *testing.T) {
 	}
 }
 
+func TestImages(t *testing.T) {
+	f := New()
+	_, err := f.InspectImage(ctx, "app")
+	if err == nil || err.Error() != "inspecting image app: not found" || !errors.Is(err, runtime.ErrNotFound) {
+		t.Errorf("InspectImage of a missing image = %v", err)
+	}
+	f.SetImageInfo("app", runtime.ImageInfo{User: "1000:1000"})
+	if f.HasImage("app") {
+		t.Error("SetImageInfo made the image present")
+	}
+	must(t, f.PullImage(ctx, "app", nil, nil))
+	if info, err := f.InspectImage(ctx, "app"); err != nil || info.User != "1000:1000" {
+		t.Errorf("InspectImage after pull = %+v, %v", info, err)
+	}
+	f.AddImage("plain")
+	if info, err := f.InspectImage(ctx, "plain"); err != nil || info != (runtime.ImageInfo{}) {
+		t.Errorf("InspectImage(plain) = %+v, %v", info, err)
+	}
+}
+
 func TestPingAndStatus(t *testing.T) {
 	f := New()
 	info, err := f.Ping(ctx)
@@ -297,6 +322,17 @@ func TestPingAndStatus(t *testing.T) {
 	must(t, f.PullImage(ctx, "alpine:3", nil, func(s string) { lines = append(lines, s) }))
 	if want := []string{"Status: Downloaded newer image for alpine:3"}; !slices.Equal(lines, want) {
 		t.Errorf("status lines = %q, want %q", lines, want)
+	}
+	auth := &runtime.RegistryAuth{Username: "u", Password: "p", Server: "r.example.com"}
+	must(t, f.PullImage(ctx, "r.example.com/x", auth, nil))
+	if got, ok := f.PullAuth("r.example.com/x"); !ok || got != auth {
+		t.Errorf("PullAuth = %v, %v; want the login passed", got, ok)
+	}
+	if got, ok := f.PullAuth("alpine:3"); !ok || got != nil {
+		t.Errorf("PullAuth(alpine:3) = %v, %v; want nil, true", got, ok)
+	}
+	if _, ok := f.PullAuth("never-pulled"); ok {
+		t.Error("PullAuth of an image never pulled reported true")
 	}
 	if f.Stop("nope") {
 		t.Error("Stop of an unknown container reported true")

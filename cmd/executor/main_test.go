@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// setCodes gives the exit codes values other than the runner's usual 1
+// and 2, so that a hard-coded code fails the tests, and clears what the
+// host environment could add.
+func setCodes(t *testing.T) {
+	t.Setenv("BUILD_FAILURE_EXIT_CODE", "7")
+	t.Setenv("SYSTEM_FAILURE_EXIT_CODE", "9")
+	t.Setenv("BUILD_EXIT_CODE_FILE", "")
+	t.Setenv("WARMCACHE_CONFIG", "")
+	t.Setenv("JOB_RESPONSE_FILE", "")
+}
+
+func runMain(args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	code = run(append([]string{"warmcache"}, args...), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestConfigStage(t *testing.T) {
+	setCodes(t)
+	code, stdout, stderr := runMain("--config", "testdata/valid.toml", "config")
+	if code != 0 || stderr != "" {
+		t.Fatalf("code %d, stderr %q; want 0 and nothing", code, stderr)
+	}
+	var out struct {
+		BuildsDir string `json:"builds_dir"`
+		Driver    struct{ Name, Version string }
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil || out.BuildsDir != "/builds" || out.Driver.Name != "warmcache" || out.Driver.Version != version {
+		t.Errorf("stdout %q: %+v, %v", stdout, out, err)
+	}
+	if strings.Count(stdout, "\n") != 1 || !strings.HasSuffix(stdout, "}\n") {
+		t.Errorf("stdout %q is not one JSON line", stdout)
+	}
+}
+
+func TestBadConfigFile(t *testing.T) {
+	const want = `warmcache: config testdata/bad.toml: unknown key docker.pulll_policy; log.level: "verbose" is not one of debug, info, warn, error` + "\n"
+	t.Run("named by --config", func(t *testing.T) {
+		setCodes(t)
+		code, stdout, stderr := runMain("--config", "testdata/bad.toml", "config")
+		if code != 9 || stdout != "" || stderr != want {
+			t.Errorf("code %d, stdout %q, stderr %q; want 9, nothing, %q", code, stdout, stderr, want)
+		}
+	})
+	t.Run("named by WARMCACHE_CONFIG", func(t *testing.T) {
+		setCodes(t)
+		t.Setenv("WARMCACHE_CONFIG", "testdata/bad.toml")
+		code, stdout, stderr := runMain("config")
+		if code != 9 || stdout != "" || stderr != want {
+			t.Errorf("code %d, stdout %q, stderr %q; want 9, nothing, %q", code, stdout, stderr, want)
+		}
+	})
+	t.Run("--config wins over WARMCACHE_CONFIG", func(t *testing.T) {
+		setCodes(t)
+		t.Setenv("WARMCACHE_CONFIG", "testdata/bad.toml")
+		if code, _, stderr := runMain("--config", "testdata/valid.toml", "config"); code != 0 {
+			t.Errorf("code %d, stderr %q; want 0", code, stderr)
+		}
+	})
+	t.Run("missing explicit file", func(t *testing.T) {
+		setCodes(t)
+		missing := filepath.Join(t.TempDir(), "missing.toml")
+		code, stdout, stderr := runMain("--config", missing, "config")
+		want := "warmcache: reading config: open " + missing + ": no such file or directory\n"
+		if code != 9 || stdout != "" || stderr != want {
+			t.Errorf("code %d, stdout %q, stderr %q; want 9, nothing, %q", code, stdout, stderr, want)
+		}
+	})
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		mention string
+	}{
+		{"unknown subcommand", []string{"--config", "testdata/valid.toml", "bogus"}, `unknown command "bogus": use config, prepare, run, cleanup or cache`},
+		{"unknown flag", []string{"--config", "testdata/valid.toml", "--bogus", "config"}, "flag provided but not defined: -bogus"},
+		{"run without its arguments", []string{"--config", "testdata/valid.toml", "run"}, "run needs 2 arguments, SCRIPT and STAGE; got 0"},
+		{"run with one argument", []string{"--config", "testdata/valid.toml", "run", "script"}, "run needs 2 arguments, SCRIPT and STAGE; got 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			setCodes(t)
+			code, stdout, stderr := runMain(tt.args...)
+			if code != 9 {
+				t.Errorf("code %d, want the system failure code 9", code)
+			}
+			if stdout != "" {
+				t.Errorf("stdout %q, want nothing", stdout)
+			}
+			if strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "warmcache: ") || !strings.Contains(stderr, tt.mention) {
+				t.Errorf("stderr %q, want one line naming %s", stderr, tt.mention)
+			}
+		})
+	}
+}
+
+// panicWriter makes the config stage panic while it prints.
+type panicWriter struct{}
+
+func (panicWriter) Write([]byte) (int, error) { panic("boom") }
+
+func TestPanicIsASystemFailure(t *testing.T) {
+	setCodes(t)
+	var stderr bytes.Buffer
+	code := run([]string{"warmcache", "--config", "testdata/valid.toml", "config"}, panicWriter{}, &stderr)
+	if code != 9 || stderr.String() != "warmcache: internal error: boom\n" {
+		t.Errorf("code %d, stderr %q; want 9 and one line", code, stderr.String())
+	}
+}

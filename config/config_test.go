@@ -1,0 +1,345 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFullFixture(t *testing.T) {
+	data, err := os.ReadFile("testdata/full.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Parse(string(data))
+	if err != nil {
+		t.Fatalf("Parse(full.toml): %v", err)
+	}
+	want := Config{
+		Docker: Docker{
+			Host:                "tcp://docker.example.com:2376",
+			DefaultImage:        "alpine:3.20",
+			HelperImage:         "registry.example.com/gitlab-runner-helper:x86_64-v19.4.0",
+			PullPolicy:          []string{PullAlways, PullIfNotPresent},
+			AllowedPullPolicies: []string{PullAlways, PullIfNotPresent},
+			NetworkMode:         "host",
+			PullAttempts:        5,
+			CleanupTimeout:      90 * time.Second,
+			Registries: []Registry{
+				{Host: "registry.example.com:5000", Username: "ci", PasswordFile: "/etc/warmcache/registry.password"},
+				{Host: "ghcr.io", Username: "bot", PasswordFile: "/etc/warmcache/ghcr.password"},
+			},
+		},
+		Cache: Cache{
+			Enabled:  false,
+			Profiles: []string{"npm", "bazel"},
+			Custom: []CustomProfile{{
+				Name:           "bazel",
+				Paths:          []string{"/root/.cache/bazel", "/root/.cache/bazelisk"},
+				Env:            map[string]string{"BAZEL_CACHE": "/root/.cache/bazel"},
+				ConcurrentSafe: true,
+			}},
+		},
+		Log: Log{File: "/var/log/warmcache.log", Level: "debug"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Parse(full.toml) =\n%+v\nwant\n%+v", got, want)
+	}
+	// The fixture must keep setting every key, so that a new key without a
+	// TOML tag or a test shows up here.
+	everyFieldSet(t, "Config", reflect.ValueOf(got), reflect.ValueOf(Default()))
+}
+
+// everyFieldSet fails for each leaf of got equal to the same leaf of def.
+// Elements of slices of structs are compared with the zero value.
+func everyFieldSet(t *testing.T, path string, got, def reflect.Value) {
+	t.Helper()
+	switch {
+	case got.Kind() == reflect.Struct:
+		for i := range got.NumField() {
+			name := got.Type().Field(i).Name
+			everyFieldSet(t, path+"."+name, got.Field(i), def.Field(i))
+		}
+	case got.Kind() == reflect.Slice && got.Type().Elem().Kind() == reflect.Struct:
+		if got.Len() == 0 {
+			t.Errorf("full.toml does not set %s", path)
+		}
+		for i := range got.Len() {
+			everyFieldSet(t, fmt.Sprintf("%s[%d]", path, i), got.Index(i), reflect.Zero(got.Type().Elem()))
+		}
+	case reflect.DeepEqual(got.Interface(), def.Interface()):
+		t.Errorf("full.toml leaves %s at its default %v", path, def.Interface())
+	}
+}
+
+func TestParseEmptyIsDefault(t *testing.T) {
+	for _, text := range []string{"", "# only a comment\n", "[docker]\n[log]\n"} {
+		got, err := Parse(text)
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", text, err)
+		}
+		if !reflect.DeepEqual(got, Default()) {
+			t.Errorf("Parse(%q) = %+v, want Default()", text, got)
+		}
+	}
+}
+
+func TestParseInvalid(t *testing.T) {
+	const policies = "always, if-not-present, never"
+	tests := []struct {
+		name, text, want string
+	}{
+		// Unknown keys, all reported with their full path.
+		{"unknown top-level key", "bogus = 1\n", "unknown key bogus"},
+		{"misspelt docker key", "[docker]\npulll_policy = [\"always\"]\n", "unknown key docker.pulll_policy"},
+		{"unknown log key", "[log]\npath = \"/x\"\n", "unknown key log.path"},
+		{"unknown registry key", "[[docker.registry]]\nhost = \"r.example.com\"\nusername = \"u\"\npassword_file = \"/p\"\npassword = \"x\"\n",
+			"unknown key docker.registry.password"},
+		{"every problem at once", "[docker]\nhots = \"x\"\npull_attempts = 0\n[log]\nlevel = \"verbose\"\n",
+			`unknown key docker.hots; docker.pull_attempts: 0 is out of range 1..10; log.level: "verbose" is not one of debug, info, warn, error`},
+
+		// Pull policies.
+		{"bad pull policy", "[docker]\npull_policy = [\"sometimes\"]\n",
+			`docker.pull_policy[0]: "sometimes" is not one of ` + policies},
+		{"bad allowed policy", "[docker]\nallowed_pull_policies = [\"always\", \"Never\"]\n",
+			`docker.allowed_pull_policies[1]: "Never" is not one of ` + policies},
+		{"empty pull policy", "[docker]\npull_policy = []\n",
+			"docker.pull_policy: must list at least one of " + policies},
+		{"empty allowed policies", "[docker]\nallowed_pull_policies = []\n",
+			"docker.allowed_pull_policies: must list at least one of " + policies},
+		{"empty intersection", "[docker]\npull_policy = [\"always\"]\nallowed_pull_policies = [\"if-not-present\", \"never\"]\n",
+			"docker.pull_policy: none of [always] is in docker.allowed_pull_policies [if-not-present never]"},
+
+		// Host, image, numbers.
+		{"http host", "[docker]\nhost = \"http://docker:2375\"\n",
+			`docker.host: "http://docker:2375" must start with unix://, tcp://, ssh:// or npipe://`},
+		{"bare path host", "[docker]\nhost = \"/var/run/docker.sock\"\n",
+			`docker.host: "/var/run/docker.sock" must start with unix://, tcp://, ssh:// or npipe://`},
+		{"empty host", "[docker]\nhost = \"\"\n", "docker.host: must not be empty"},
+		{"blank default image", "[docker]\ndefault_image = \"  \"\n", "docker.default_image: must not be empty"},
+		{"zero pull attempts", "[docker]\npull_attempts = 0\n", "docker.pull_attempts: 0 is out of range 1..10"},
+		{"too many pull attempts", "[docker]\npull_attempts = 11\n", "docker.pull_attempts: 11 is out of range 1..10"},
+
+		// Log level.
+		{"bad level", "[log]\nlevel = \"trace\"\n", `log.level: "trace" is not one of debug, info, warn, error`},
+		{"upper-case level", "[log]\nlevel = \"INFO\"\n", `log.level: "INFO" is not one of debug, info, warn, error`},
+
+		// Wrong TOML types name the key.
+		{"string for int", "[docker]\npull_attempts = \"3\"\n",
+			`toml: line 2 (last key "docker.pull_attempts"): incompatible types: TOML value has type string; destination has type integer`},
+		{"float for int", "[docker]\npull_attempts = 1.5\n",
+			`toml: line 2 (last key "docker.pull_attempts"): incompatible types: TOML value has type float64; destination has type integer`},
+		{"string for list", "[docker]\npull_policy = \"always\"\n",
+			`toml: line 2 (last key "docker.pull_policy"): incompatible types: TOML value has type string; destination has type slice`},
+		{"int in list", "[docker]\npull_policy = [1]\n",
+			`toml: line 2 (last key "docker.pull_policy"): incompatible types: TOML value has type int64; destination has type string`},
+		{"bool for string", "[log]\nlevel = true\n",
+			`toml: line 2 (last key "log.level"): incompatible types: TOML value has type bool; destination has type string`},
+		{"value for table", "docker = 1\n",
+			`toml: line 1 (last key "docker"): type mismatch for config.Docker: expected table but found int64`},
+		{"value for table array", "[docker]\nregistry = 1\n",
+			`toml: line 2 (last key "docker.registry"): incompatible types: TOML value has type int64; destination has type slice`},
+
+		// Durations.
+		{"unparsable duration", "[docker]\ncleanup_timeout = \"5 minutes\"\n",
+			`line 2, key docker.cleanup_timeout: invalid duration: "5 minutes"`},
+		{"integer duration is nanoseconds", "[docker]\ncleanup_timeout = 300\n",
+			`docker.cleanup_timeout: 300ns is too short (at least 1s, e.g. "5m")`},
+		{"negative duration", "[docker]\ncleanup_timeout = \"-1s\"\n",
+			`docker.cleanup_timeout: -1s is too short (at least 1s, e.g. "5m")`},
+		{"sub-second duration", "[docker]\ncleanup_timeout = \"999ms\"\n",
+			`docker.cleanup_timeout: 999ms is too short (at least 1s, e.g. "5m")`},
+
+		// Registries.
+		{"registry without login", "[[docker.registry]]\nhost = \"registry.example.com\"\n",
+			"docker.registry[0].username: must not be empty; docker.registry[0].password_file: must name a file holding the password"},
+		{"empty registry entry", "[[docker.registry]]\n",
+			`docker.registry[0].host: "" must be a registry host such as registry.example.com:5000; ` +
+				"docker.registry[0].username: must not be empty; docker.registry[0].password_file: must name a file holding the password"},
+		{"registry host is a URL", "[[docker.registry]]\nhost = \"https://registry.example.com\"\nusername = \"u\"\npassword_file = \"/p\"\n",
+			`docker.registry[0].host: "https://registry.example.com" must be a registry host such as registry.example.com:5000`},
+		{"second registry incomplete", "[[docker.registry]]\nhost = \"a.example.com\"\nusername = \"u\"\npassword_file = \"/p\"\n" +
+			"[[docker.registry]]\nhost = \"b.example.com\"\nusername = \"u\"\n",
+			"docker.registry[1].password_file: must name a file holding the password"},
+
+		// Cache profiles.
+		{"unknown profile", "[cache]\nprofiles = [\"go\", \"rust\"]\n",
+			`cache.profiles[1]: unknown profile "rust" (built in: go, npm, pip, maven, gradle, cargo; or define it under [[cache.custom]])`},
+		{"bad custom name", "[[cache.custom]]\nname = \"My_Cache\"\npaths = [\"/c\"]\n",
+			`cache.custom[0].name: "My_Cache" must be 1-20 characters of a-z, 0-9 and -, starting with a letter`},
+		{"custom shadows builtin", "[[cache.custom]]\nname = \"go\"\npaths = [\"/c\"]\n",
+			`cache.custom[0].name: "go" is already defined`},
+		{"custom defined twice", "[[cache.custom]]\nname = \"x\"\npaths = [\"/c\"]\n[[cache.custom]]\nname = \"x\"\npaths = [\"/d\"]\n",
+			`cache.custom[1].name: "x" is already defined`},
+		{"custom without paths", "[[cache.custom]]\nname = \"x\"\n",
+			"cache.custom[0].paths: must list at least one absolute directory"},
+		{"custom relative and reserved paths", "[[cache.custom]]\nname = \"x\"\npaths = [\"cache\", \"/builds/\", \"/a/../etc\"]\n",
+			`cache.custom[0].paths[0]: "cache" must be an absolute directory other than [/ /builds /cache /proc /sys /dev /etc /tmp]; ` +
+				`cache.custom[0].paths[1]: "/builds/" must be an absolute directory other than [/ /builds /cache /proc /sys /dev /etc /tmp]; ` +
+				`cache.custom[0].paths[2]: "/a/../etc" must be an absolute directory other than [/ /builds /cache /proc /sys /dev /etc /tmp]`},
+		{"custom root and unclean reserved paths", "[[cache.custom]]\nname = \"x\"\npaths = [\"/\", \"//builds\", \"/etc/.\"]\n",
+			`cache.custom[0].paths[0]: "/" must be an absolute directory other than [/ /builds /cache /proc /sys /dev /etc /tmp]; ` +
+				`cache.custom[0].paths[1]: "//builds" must be an absolute directory other than [/ /builds /cache /proc /sys /dev /etc /tmp]; ` +
+				`cache.custom[0].paths[2]: "/etc/." must be an absolute directory other than [/ /builds /cache /proc /sys /dev /etc /tmp]`},
+		{"custom bad env name", "[[cache.custom]]\nname = \"x\"\npaths = [\"/c\"]\nenv = { \"1X\" = \"v\" }\n",
+			`cache.custom[0].env: "1X" is not a valid variable name`},
+
+		// Syntax errors stay on one line.
+		{"unclosed table", "[docker\nhost = 5\n", `line 2: expected '.' or ']' to end table name, but got '\n' instead`},
+		{"missing value", "[docker]\nhost = \n", `line 2, key docker.host: expected value but found '\n' instead`},
+		{"duplicate key", "[docker]\nhost = \"unix:///a\"\nhost = \"unix:///b\"\n",
+			"line 3, key docker.host: Key 'docker.host' has already been defined."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse(tt.text)
+			if err == nil {
+				t.Fatalf("Parse accepted it: %+v", got)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("error =\n%s\nwant\n%s", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error spans several lines: %q", err)
+			}
+			if !reflect.DeepEqual(got, Config{}) {
+				t.Errorf("Parse returned a config with its error: %+v", got)
+			}
+		})
+	}
+}
+
+func TestResolve(t *testing.T) {
+	tests := []struct {
+		name, flag, env string
+		wantPath        string
+		wantOptional    bool
+	}{
+		{"flag wins over env", "/flag.toml", "/env.toml", "/flag.toml", false},
+		{"flag alone", "/flag.toml", "", "/flag.toml", false},
+		{"env when no flag", "", "/env.toml", "/env.toml", false},
+		{"default path may be missing", "", "", DefaultPath, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			getenv := func(k string) string {
+				if k == EnvVar {
+					return tt.env
+				}
+				return "unexpected"
+			}
+			path, optional := Resolve(tt.flag, getenv)
+			if path != tt.wantPath || optional != tt.wantOptional {
+				t.Errorf("Resolve(%q) = %q, %v; want %q, %v", tt.flag, path, optional, tt.wantPath, tt.wantOptional)
+			}
+		})
+	}
+	if EnvVar != "WARMCACHE_CONFIG" || DefaultPath != "/etc/warmcache/config.toml" {
+		t.Errorf("EnvVar %q, DefaultPath %q: these are documented names", EnvVar, DefaultPath)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.toml")
+	bad := filepath.Join(dir, "bad.toml")
+	good := filepath.Join(dir, "good.toml")
+	if err := os.WriteFile(bad, []byte("[docker]\npulll_policy = [\"never\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(good, []byte("[docker]\npull_attempts = 7\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("missing explicit file is an error", func(t *testing.T) {
+		_, err := Load(missing, false)
+		want := "reading config: open " + missing + ": no such file or directory"
+		if err == nil || err.Error() != want {
+			t.Fatalf("error = %v, want %q", err, want)
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("error %v does not wrap fs.ErrNotExist", err)
+		}
+	})
+	t.Run("missing optional file gives the defaults", func(t *testing.T) {
+		got, err := Load(missing, true)
+		if err != nil || !reflect.DeepEqual(got, Default()) {
+			t.Fatalf("Load = %+v, %v; want Default()", got, err)
+		}
+	})
+	t.Run("unreadable optional path is still an error", func(t *testing.T) {
+		_, err := Load(dir, true)
+		want := "reading config: read " + dir + ": is a directory"
+		if err == nil || err.Error() != want {
+			t.Fatalf("error = %v, want %q", err, want)
+		}
+	})
+	t.Run("invalid file names the file and the key", func(t *testing.T) {
+		for _, optional := range []bool{false, true} {
+			_, err := Load(bad, optional)
+			want := "config " + bad + ": unknown key docker.pulll_policy"
+			if err == nil || err.Error() != want {
+				t.Errorf("optional=%v: error = %v, want %q", optional, err, want)
+			}
+		}
+	})
+	t.Run("valid file is read over the defaults", func(t *testing.T) {
+		got, err := Load(good, false)
+		want := Default()
+		want.Docker.PullAttempts = 7
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("Load = %+v, %v; want %+v", got, err, want)
+		}
+	})
+}
+
+func TestDefaultIsValid(t *testing.T) {
+	d := Default()
+	if p := d.validate(); len(p) != 0 {
+		t.Errorf("Default() is invalid: %v", p)
+	}
+	// Each call returns fresh slices: a caller changing one must not
+	// change the next.
+	d.Docker.PullPolicy[0] = PullNever
+	if Default().Docker.PullPolicy[0] != PullIfNotPresent {
+		t.Error("Default() shares its slices between calls")
+	}
+}
+
+func TestIntersect(t *testing.T) {
+	all := []string{PullAlways, PullIfNotPresent, PullNever}
+	tests := []struct {
+		want, allowed, got []string
+	}{
+		{[]string{PullAlways, PullIfNotPresent}, all, []string{PullAlways, PullIfNotPresent}},
+		{[]string{PullIfNotPresent, PullAlways}, all, []string{PullIfNotPresent, PullAlways}}, // want's order
+		{[]string{PullAlways, PullNever}, []string{PullNever}, []string{PullNever}},
+		{[]string{PullAlways, PullAlways, PullNever}, all, []string{PullAlways, PullNever}}, // no duplicates
+		{[]string{PullAlways}, []string{PullNever}, nil},
+		{nil, all, nil},
+		{all, nil, nil},
+	}
+	for _, tt := range tests {
+		if got := Intersect(tt.want, tt.allowed); !slices.Equal(got, tt.got) {
+			t.Errorf("Intersect(%v, %v) = %v, want %v", tt.want, tt.allowed, got, tt.got)
+		}
+	}
+}
+
+func TestIsPullPolicy(t *testing.T) {
+	for s, want := range map[string]bool{
+		"always": true, "if-not-present": true, "never": true,
+		"": false, "Always": false, "if_not_present": false, "missing": false,
+	} {
+		if got := IsPullPolicy(s); got != want {
+			t.Errorf("IsPullPolicy(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
