@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/warmcache/warmcache/naming"
@@ -39,6 +41,8 @@ type Status struct {
 	// Warm, Stamp and the size are unknown (a remote engine).
 	Readable bool
 	Stamp    Stamp
+	// StampErr is set when the new stamp could not be written.
+	StampErr error
 }
 
 // volumeEngine is what cachevol needs from the container engine.
@@ -62,6 +66,9 @@ func Claim(ctx context.Context, e volumeEngine, vols []Volume, jobID int64, now 
 
 func claim(ctx context.Context, e volumeEngine, v Volume, jobID int64, now time.Time) (Status, error) {
 	labels := maps.Clone(v.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
 	labels[LabelCreated] = now.UTC().Format(time.RFC3339)
 	if err := e.EnsureVolume(ctx, runtime.VolumeSpec{Name: v.Name, Labels: labels}); err != nil {
 		return Status{}, fmt.Errorf("cache volume for %s: %w", v.Path, err)
@@ -94,16 +101,34 @@ func claim(ctx context.Context, e volumeEngine, v Volume, jobID int64, now time.
 	next := st.Stamp
 	next.LastUsed, next.JobID = now.UTC(), jobID
 	if err := WriteStamp(info.Mountpoint, next); err != nil {
-		return st, err
+		// Only the record is lost (a job may have put something in the
+		// stamp's place); the cache itself is fine to use.
+		st.StampErr = err
 	}
 	return st, nil
 }
 
-// ReadStamp reads the stamp of the volume at mountpoint.
+// maxStampBytes bounds a stamp read: jobs can write the file.
+const maxStampBytes = 4 << 10
+
+// ReadStamp reads the stamp of the volume at mountpoint. Jobs can write to
+// the volume root, so the stamp is untrusted: a symlink, FIFO, device or
+// huge file is refused instead of followed, blocked on or read whole.
 func ReadStamp(mountpoint string) (Stamp, error) {
-	data, err := os.ReadFile(filepath.Join(mountpoint, StampFile))
+	if mountpoint == "" {
+		return Stamp{}, fmt.Errorf("reading stamp: volume has no local mountpoint: %w", fs.ErrNotExist)
+	}
+	f, err := os.OpenFile(filepath.Join(mountpoint, StampFile), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return Stamp{}, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return Stamp{}, fmt.Errorf("stamp of %s is not a regular file", mountpoint)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxStampBytes))
+	if err != nil {
+		return Stamp{}, fmt.Errorf("reading stamp of %s: %w", mountpoint, err)
 	}
 	var s Stamp
 	if err := json.Unmarshal(data, &s); err != nil {
@@ -154,7 +179,7 @@ func measure(ctx context.Context, e volumeEngine, v Volume, now time.Time) error
 		return nil
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("measuring %s: %w", v.Name, err)
 	}
 	stamp, err := ReadStamp(info.Mountpoint)
 	if err != nil {

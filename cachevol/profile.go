@@ -6,6 +6,7 @@ package cachevol
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -75,6 +76,10 @@ func Profiles(cfg config.Cache) ([]Profile, error) {
 // of a project share their caches.
 const relocatedRoot = "/var/cache/warmcache/root"
 
+// rootPathRE finds paths under /root at the start of a value or after a
+// separator (":" in lists, "=" in -Dkey=/root/..., spaces between flags).
+var rootPathRE = regexp.MustCompile(`(^|[:=\s])/root/`)
+
 // Target is where a cache path is mounted for a job.
 func Target(path string, nonRoot bool) string {
 	if rest, ok := strings.CutPrefix(path, "/root/"); ok && nonRoot {
@@ -96,7 +101,7 @@ func Env(profiles []Profile, nonRoot bool) []string {
 		for _, k := range keys {
 			v := p.Env[k]
 			if nonRoot {
-				v = strings.ReplaceAll(v, "/root/", relocatedRoot+"/")
+				v = rootPathRE.ReplaceAllString(v, "${1}"+relocatedRoot+"/")
 			}
 			env = append(env, k+"="+v)
 		}

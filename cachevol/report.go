@@ -22,16 +22,17 @@ func Describe(s Status, now time.Time) string {
 
 // Bytes formats a size for people.
 func Bytes(n int64) string {
-	const unit = 1024
-	if n < unit {
+	if n < 1024 {
 		return fmt.Sprintf("%d B", n)
 	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
+	v := float64(n) / 1024
+	exp := 0
+	// Move up a unit when rounding to one decimal would print 1024.0.
+	for v >= 1023.95 && exp < 5 {
+		v /= 1024
 		exp++
 	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return fmt.Sprintf("%.1f %ciB", v, "KMGTPE"[exp])
 }
 
 // Ago formats how long before now t was.
@@ -39,7 +40,7 @@ func Ago(t, now time.Time) string {
 	if t.IsZero() {
 		return "never"
 	}
-	d := now.Sub(t)
+	d := max(now.Sub(t), 0) // clock skew between hosts: not "-3s ago"
 	switch {
 	case d < time.Minute:
 		return fmt.Sprintf("%ds ago", int(d.Seconds()))

@@ -291,6 +291,10 @@ func (c Cache) validate() []string {
 		}
 	}
 	for i, name := range c.Profiles {
+		if slices.Index(c.Profiles, name) < i {
+			p = append(p, fmt.Sprintf("cache.profiles[%d]: %q is listed twice", i, name))
+			continue
+		}
 		if !slices.Contains(BuiltinProfiles, name) && !custom[name] {
 			p = append(p, fmt.Sprintf("cache.profiles[%d]: unknown profile %q (built in: %s; or define it under [[cache.custom]])", i, name, strings.Join(BuiltinProfiles, ", ")))
 		}

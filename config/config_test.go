@@ -188,6 +188,8 @@ func TestParseInvalid(t *testing.T) {
 			`cache.custom[0].paths[0]: "/" must be an absolute directory other than [/ /builds /cache /proc /sys /dev /etc /tmp]; ` +
 				`cache.custom[0].paths[1]: "//builds" must be an absolute directory other than [/ /builds /cache /proc /sys /dev /etc /tmp]; ` +
 				`cache.custom[0].paths[2]: "/etc/." must be an absolute directory other than [/ /builds /cache /proc /sys /dev /etc /tmp]`},
+		{"profile listed twice", "[cache]\nprofiles = [\"go\", \"npm\", \"go\"]\n",
+			`cache.profiles[2]: "go" is listed twice`},
 		{"custom bad env name", "[[cache.custom]]\nname = \"x\"\npaths = [\"/c\"]\nenv = { \"1X\" = \"v\" }\n",
 			`cache.custom[0].env: "1X" is not a valid variable name`},
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/warmcache/warmcache/cachevol"
 	"github.com/warmcache/warmcache/job"
 	"github.com/warmcache/warmcache/naming"
@@ -53,6 +55,9 @@ func claimCaches(ctx context.Context, d Deps, j job.Job, nonRoot bool) (jobCache
 	var c jobCaches
 	for _, st := range statuses {
 		d.say("%s", cachevol.Describe(st, now))
+		if st.StampErr != nil {
+			d.Log.Warn("cache stamp not updated", zap.String("volume", st.Name), zap.Error(st.StampErr))
+		}
 		c.mounts = append(c.mounts, runtime.Mount{Volume: st.Name, Target: cachevol.Target(st.Path, nonRoot), NoCopy: true})
 	}
 	c.env = cachevol.Env(profiles, nonRoot)
