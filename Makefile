@@ -1,6 +1,8 @@
 # warmcache: the two commands a runner admin needs are `make demo` and `make test`.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
+# A fresh Debian machine has Go in /usr/local/go/bin, not always on PATH.
+export PATH := $(PATH):/usr/local/go/bin
 BIN     := bin/warmcache
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
@@ -29,7 +31,7 @@ bench: build images
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 10x ./test/e2e/...
 
 demo: build images
-	scripts/demo.sh
+	$(GO) run ./test/demo -driver $(BIN)
 
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')

@@ -10,14 +10,8 @@ import (
 	"github.com/warmcache/warmcache/test/runnersim"
 )
 
-// Values baked into the runner samples, replaced to point at this suite's
-// own git server and commit.
-const (
-	samplePort     = "42891"
-	sampleSHA      = "4857f0caef76f59f9ed77eaad3c9ba9d13357f1e"
-	sampleShortSHA = "4857f0ca"
-	sampleToken    = "glcbt-NGMyZWMyNmI1ODdmODJk"
-)
+// sampleToken is the job token of the runner sample's response.
+const sampleToken = runnersim.SampleToken
 
 // sampleStages is the order a real runner called the run stage in for a
 // passing job with cache, artifacts and after_script.
@@ -30,11 +24,11 @@ var sampleStages = []string{
 // sampleScript returns a real runner's script for stage, pointed at srv.
 func sampleScript(t testing.TB, stage string, srv gitServer) string {
 	t.Helper()
-	data, err := runnersim.SampleScript(stage)
+	s, err := srv.SampleScript(stage)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.NewReplacer(samplePort, srv.Port, sampleSHA, srv.SHA, sampleShortSHA, srv.SHA[:8]).Replace(data)
+	return s
 }
 
 const hostNetworkConfig = defaultConfig + `network_mode = "host"

@@ -89,3 +89,42 @@ func (j *job) run(stage, script string) result {
 
 // runnerScript wraps body in the runner's script shape.
 func runnerScript(body string) string { return runnersim.Script(body) }
+
+// gitServer is the suite's loopback git server.
+type gitServer = *runnersim.GitServer
+
+// startGitServer serves files as group/project.git until the test ends.
+func startGitServer(t testing.TB, token string, files map[string]string) gitServer {
+	t.Helper()
+	srv, err := runnersim.StartGitServer(token, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+// sampleProjectDir holds the sample Go project (module example.com/sampleapp).
+const sampleProjectDir = "../sampleapp"
+
+// goModProxy serves the sample project's modules on loopback until the
+// test ends and returns the URL for GOPROXY.
+func goModProxy(t testing.TB) string {
+	t.Helper()
+	p, err := runnersim.StartModProxy(sampleProjectDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p.URL
+}
+
+// sampleProjectFiles returns the sample project's files.
+func sampleProjectFiles(t testing.TB) map[string]string {
+	t.Helper()
+	files, err := runnersim.ReadProject(sampleProjectDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}

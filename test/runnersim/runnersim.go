@@ -71,6 +71,11 @@ func (r Result) String() string {
 // NewJob writes the response file and config into dir and builds the
 // environment of every driver call.
 func NewJob(driver, dir string, spec Spec) (*Job, error) {
+	// Calls run in dir, so a relative driver path would not resolve.
+	driver, err := filepath.Abs(driver)
+	if err != nil {
+		return nil, err
+	}
 	j := &Job{Dir: dir, ID: spec.JobID, driver: driver}
 	resp, err := SampleResponse()
 	if err != nil {

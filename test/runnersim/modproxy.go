@@ -1,4 +1,4 @@
-package e2e
+package runnersim
 
 // A loopback Go module proxy for the sample project in testdata/goproject,
 // so that job containers build real Go code without reaching the internet:
@@ -21,38 +21,44 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 	"unicode"
 )
 
-// sampleProjectDir holds the sample Go project (its own module,
-// example.com/sampleapp), relative to this package's directory.
-const sampleProjectDir = "testdata/goproject"
-
-// defaultModProxyDir is the machine-wide module cache behind goModProxy.
+// defaultModProxyDir is the machine-wide module cache behind StartModProxy.
 // WARMCACHE_TEST_MODPROXY_DIR overrides it; where it cannot be created
 // (not root) the user's cache directory is used instead.
 const defaultModProxyDir = "/var/cache/warmcache-test-modproxy"
 
-// modProxyCache fills the module cache at most once per test process.
-var modProxyCache = sync.OnceValues(prepareModProxyCache)
+// modProxyMu serialises filling the module cache within a process.
+var modProxyMu sync.Mutex
 
-// goModProxy serves every module the sample project needs over HTTP on
-// 127.0.0.1:<random port> until the test ends, and returns the proxy's URL
-// (e.g. "http://127.0.0.1:34567") for a job's GOPROXY. Job containers reach
-// it with host networking. The first call on a machine downloads the
-// modules through the host's GOPROXY; later calls, in this process or any
-// other, find them on disk and touch no network.
-func goModProxy(t *testing.T) string {
-	t.Helper()
-	dir, err := modProxyCache()
+// ModProxy is a read-only Go module proxy on loopback.
+type ModProxy struct {
+	// URL is the proxy's address for a job's GOPROXY, e.g.
+	// "http://127.0.0.1:34567"; job containers reach it with host
+	// networking.
+	URL string
+	srv *http.Server
+}
+
+// Close stops the proxy.
+func (p *ModProxy) Close() error { return p.srv.Close() }
+
+// StartModProxy serves every module the Go project in projectDir needs over
+// HTTP on 127.0.0.1:<random port>. The first call on a machine downloads
+// the modules through the host's own GOPROXY; later calls, in this process
+// or any other, find them on disk and touch no network.
+func StartModProxy(projectDir string) (*ModProxy, error) {
+	modProxyMu.Lock()
+	dir, err := prepareModProxyCache(projectDir)
+	modProxyMu.Unlock()
 	if err != nil {
-		t.Fatalf("module proxy for the sample project: %v", err)
+		return nil, fmt.Errorf("module proxy for %s: %w", projectDir, err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	files := http.FileServer(http.Dir(filepath.Join(dir, "cache", "download")))
 	srv := &http.Server{
@@ -66,24 +72,14 @@ func goModProxy(t *testing.T) string {
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return "http://" + ln.Addr().String()
+	return &ModProxy{URL: "http://" + ln.Addr().String(), srv: srv}, nil
 }
 
-// sampleProjectFiles returns the sample project's files (slash-separated
+// ReadProject returns the files of the project in dir (slash-separated
 // relative path -> content), to put in a git repository or a build dir.
-func sampleProjectFiles(t *testing.T) map[string]string {
-	t.Helper()
-	files, err := readSampleProject()
-	if err != nil {
-		t.Fatalf("reading the sample project: %v", err)
-	}
-	return files
-}
-
-func readSampleProject() (map[string]string, error) {
+func ReadProject(dir string) (map[string]string, error) {
 	files := map[string]string{}
-	err := filepath.WalkDir(sampleProjectDir, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
 		}
@@ -91,7 +87,7 @@ func readSampleProject() (map[string]string, error) {
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(sampleProjectDir, path)
+		rel, err := filepath.Rel(dir, path)
 		if err != nil {
 			return err
 		}
@@ -99,7 +95,7 @@ func readSampleProject() (map[string]string, error) {
 		return nil
 	})
 	if err == nil && (files["go.mod"] == "" || files["go.sum"] == "") {
-		err = fmt.Errorf("%s lacks go.mod or go.sum", sampleProjectDir)
+		err = fmt.Errorf("%s lacks go.mod or go.sum", dir)
 	}
 	return files, err
 }
@@ -111,8 +107,8 @@ func readSampleProject() (map[string]string, error) {
 // a file in the cache, and the go command itself writes every file of the
 // cache atomically, so an interrupted download leaves nothing half-written
 // that a later run would take as complete.
-func prepareModProxyCache() (string, error) {
-	files, err := readSampleProject()
+func prepareModProxyCache(projectDir string) (string, error) {
+	files, err := ReadProject(projectDir)
 	if err != nil {
 		return "", err
 	}
@@ -182,7 +178,7 @@ func prepareModProxyCache() (string, error) {
 	}, "list", "-deps", "-test", "./..."); err != nil {
 		return "", fmt.Errorf("the downloaded modules do not suffice: %w", err)
 	}
-	fmt.Fprintf(os.Stderr, "e2e: downloaded the sample project's modules into %s in %s\n", dir, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "runnersim: downloaded the sample project's modules into %s in %s\n", dir, time.Since(start).Round(time.Millisecond))
 	return dir, nil
 }
 
