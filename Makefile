@@ -27,8 +27,10 @@ e2e: build images
 
 test: unit e2e
 
+# Figures are measured side by side in one run and printed as ratios.
 bench: build images
-	$(GO) test -count=1 -run '^$$' -bench . -benchtime 10x ./test/e2e/...
+	$(GO) test -count=1 -timeout 30m -run '^$$' -bench BareJob -benchtime 10x ./test/e2e/
+	$(GO) test -count=1 -timeout 30m -run '^$$' -bench GoProject -benchtime 1x ./test/e2e/
 
 demo: build images
 	$(GO) run ./test/demo -driver $(BIN)

@@ -63,3 +63,88 @@ func median(ds []time.Duration) time.Duration {
 	slices.Sort(s)
 	return s[len(s)/2]
 }
+
+// BenchmarkGoProject runs the sample Go project's job through all four
+// stages, side by side in one run: cold (empty caches), warm (the same
+// project again, with no module proxy at all), and the Docker executor's
+// alternative of restoring and archiving the same caches as a zip archive
+// in every job (what GitLab's `cache:` keyword does, with GOPATH and
+// GOCACHE inside the project). It reports wall times and the ratios the
+// product promises: the warm build at least 20x faster than the cold one,
+// and warmcache's own cache cost under 5% of the zip round trip.
+func BenchmarkGoProject(b *testing.B) {
+	proxy, srv := goModProxy(b), sampleGitServer(b)
+	build := "go build -o /dev/null ./...\n"
+	// The zip alternative keeps its caches in the project, as GitLab's
+	// `cache:` requires, and carries them in /cache between jobs.
+	zipEnv := "export GOMODCACHE=$CI_PROJECT_DIR/.go/mod GOCACHE=$CI_PROJECT_DIR/.go/build GOFLAGS='-mod=mod -modcacherw'\n"
+	restore := zipEnv + "if [ -f /cache/bench.zip ]; then unzip -q /cache/bench.zip; fi\n"
+	archive := zipEnv + "rm -f /cache/bench.zip && zip -q -r /cache/bench.zip .go\n"
+	zipConfig := hostNetworkConfig + "[cache]\nprofiles = []\n" // only /cache persists
+
+	for i := 0; i < b.N; i++ {
+		project := nextJobID()
+		cold := goProjectJob(b, srv, proxy, jobSpec{ProjectID: project}, "", build, "")
+		warm := goProjectJob(b, srv, proxy, jobSpec{ProjectID: project, Vars: map[string]string{"GOPROXY": "off"}}, "", build, "")
+		off := goProjectJob(b, srv, proxy, jobSpec{ProjectID: project, Config: hostNetworkConfig + "[cache]\nenabled = false\n", Vars: map[string]string{"GOPROXY": "off", "GOFLAGS": "-mod=mod", "GOMODCACHE": "/nonexistent"}}, "", "true\n", "")
+
+		zipProject := nextJobID()
+		goProjectJob(b, srv, proxy, jobSpec{ProjectID: zipProject, Config: zipConfig}, restore, zipEnv+build, archive) // primes the archive
+		zipped := goProjectJob(b, srv, proxy, jobSpec{ProjectID: zipProject, Config: zipConfig, Vars: map[string]string{"GOPROXY": "off"}}, restore, zipEnv+build, archive)
+
+		// warmcache's cache cost: what prepare and cleanup of the warm job
+		// take beyond those of the same job with caches off.
+		cacheCost := warm["prepare"] + warm["cleanup"] - off["prepare"] - off["cleanup"]
+		zipRoundTrip := zipped["restore_cache"] + zipped["archive_cache"]
+		b.ReportMetric(cold["job"].Seconds(), "s/cold-job")
+		b.ReportMetric(warm["job"].Seconds(), "s/warm-job")
+		b.ReportMetric(zipped["job"].Seconds(), "s/zip-job")
+		b.ReportMetric(float64(cold["build_script"])/float64(warm["build_script"]), "cold-build/warm-build")
+		b.ReportMetric(float64(zipped["job"])/float64(warm["job"]), "zip-job/warm-job")
+		b.ReportMetric(float64(cacheCost.Milliseconds()), "ms/cache-cost")
+		b.ReportMetric(float64(zipRoundTrip.Milliseconds()), "ms/zip-round-trip")
+		b.ReportMetric(100*float64(cacheCost)/float64(zipRoundTrip), "cache-cost-%-of-zip")
+		removeProjectCaches(b, project)
+		removeProjectCaches(b, zipProject)
+	}
+}
+
+// goProjectJob runs one job of the sample project through every stage and
+// returns the wall time of each call, and of the whole job under "job".
+// restore and archive, when set, run as the cache stages.
+func goProjectJob(b *testing.B, srv gitServer, proxy string, spec jobSpec, restore, build, archive string) map[string]time.Duration {
+	b.Helper()
+	if spec.Config == "" {
+		spec.Config = hostNetworkConfig
+	}
+	vars := map[string]string{"GOPROXY": proxy, "GOSUMDB": "off", "GOFLAGS": "-mod=mod"}
+	for k, v := range spec.Vars {
+		vars[k] = v
+	}
+	spec.Vars = vars
+	j := newJob(b, spec)
+	times := map[string]time.Duration{}
+	timed := func(name string, f func() result) {
+		start := time.Now()
+		r := f()
+		times[name] = time.Since(start)
+		if r.Code != 0 {
+			b.Fatalf("%s: %s", name, r)
+		}
+	}
+	start := time.Now()
+	timed("config", func() result { return j.call("config") })
+	timed("prepare", j.prepare)
+	for _, st := range []struct{ stage, script string }{
+		{"get_sources", sampleScript(b, "get_sources", srv)},
+		{"restore_cache", j.Script(restore)},
+		{"build_script", j.Script(build)},
+		{"archive_cache", j.Script(archive)},
+		{"cleanup_file_variables", sampleScript(b, "cleanup_file_variables", srv)},
+	} {
+		timed(st.stage, func() result { return j.run(st.stage, st.script) })
+	}
+	timed("cleanup", j.cleanup)
+	times["job"] = time.Since(start)
+	return times
+}

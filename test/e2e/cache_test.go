@@ -65,7 +65,7 @@ func compiled(out string) []string {
 	return pkgs
 }
 
-func sampleGitServer(t *testing.T) gitServer {
+func sampleGitServer(t testing.TB) gitServer {
 	return startGitServer(t, sampleToken, sampleProjectFiles(t))
 }
 

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -57,14 +58,29 @@ func newJob(t testing.TB, spec jobSpec) *job {
 		t.Fatal(err)
 	}
 	j := &job{Job: rj, t: t}
+	// Cleanups run last-registered first: the project's caches go after
+	// the cleanup of every job of the test that used them.
+	if _, seen := cachesToRemove.LoadOrStore(projectOfTest{t, spec.ProjectID}, true); !seen {
+		t.Cleanup(func() {
+			removeProjectCaches(t, spec.ProjectID)
+			cachesToRemove.Delete(projectOfTest{t, spec.ProjectID})
+		})
+	}
 	t.Cleanup(func() {
 		if r := j.call("cleanup"); r.Code != 0 {
 			t.Errorf("cleanup at test end: %s", r)
 		}
-		removeProjectCaches(t, spec.ProjectID)
 	})
 	return j
 }
+
+// projectOfTest is a project whose caches a test will remove when it ends.
+type projectOfTest struct {
+	t       testing.TB
+	project int64
+}
+
+var cachesToRemove sync.Map
 
 func (j *job) call(args ...string) result {
 	j.t.Helper()

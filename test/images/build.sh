@@ -2,7 +2,7 @@
 # Builds the job images used by the end-to-end tests and the demo, with
 # `docker import` only (no Dockerfile, no registry):
 #
-#   warmcache-test/debian:1      Debian bookworm (mmdebstrap) + bash, git, curl,
+#   warmcache-test/debian:1      Debian bookworm (mmdebstrap) + bash, git, curl, zip,
 #                                ca-certificates, procps, user ci (uid 1000) and
 #                                the host's Go toolchain in /usr/local/go
 #   warmcache-test/busybox:1     /bin/busybox + applet symlinks, no bash
@@ -27,7 +27,7 @@
 #   WARMCACHE_GOROOT        Go toolchain to copy (default /usr/local/go)
 set -euo pipefail
 
-DEBIAN_REV=1
+DEBIAN_REV=2
 BUSYBOX_REV=1
 ENTRYPOINT_REV=1
 
@@ -190,7 +190,7 @@ build_debian() {
 		rm -f "$partial"
 		if ! "${SUDO[@]}" mmdebstrap \
 			--mode=root --variant=minbase --format=tar \
-			--include=bash,git,ca-certificates,procps,coreutils,findutils,curl,passwd \
+			--include=bash,git,ca-certificates,procps,coreutils,findutils,curl,passwd,zip,unzip \
 			--dpkgopt='path-exclude=/usr/share/man/*' \
 			--dpkgopt='path-exclude=/usr/share/info/*' \
 			--dpkgopt='path-exclude=/usr/share/locale/*' \
