@@ -1,0 +1,59 @@
+package runtime
+
+import (
+	"strings"
+	"testing"
+)
+
+// The pull stream becomes one line per layer event; progress ticks are
+// dropped, and an error inside the stream is returned.
+func TestReadPullStream(t *testing.T) {
+	stream := strings.Join([]string{
+		`{"status":"Pulling from library/busybox","id":"1.36"}`,
+		`{"status":"Pulling fs layer","progressDetail":{},"id":"a1b2"}`,
+		`{"status":"Waiting","progressDetail":{},"id":"c3d4"}`,
+		`{"status":"Downloading","progressDetail":{"current":100,"total":200},"progress":"[=>  ]","id":"a1b2"}`,
+		`{"status":"Downloading","progressDetail":{"current":200,"total":200},"progress":"[===]","id":"a1b2"}`,
+		`{"status":"Verifying Checksum","progressDetail":{},"id":"a1b2"}`,
+		`{"status":"Download complete","progressDetail":{},"id":"a1b2"}`,
+		`{"status":"Extracting","progressDetail":{"current":1,"total":2},"id":"a1b2"}`,
+		`{"status":"Pull complete","progressDetail":{},"id":"a1b2"}`,
+		`{"status":"Digest: sha256:0123"}`,
+		`{"status":"Status: Downloaded newer image for busybox:1.36"}`,
+	}, "\n")
+	var lines []string
+	if err := readPullStream(strings.NewReader(stream), func(s string) { lines = append(lines, s) }); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"1.36: Pulling from library/busybox",
+		"a1b2: Pulling fs layer",
+		"a1b2: Download complete",
+		"a1b2: Pull complete",
+		"Digest: sha256:0123",
+		"Status: Downloaded newer image for busybox:1.36",
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Errorf("lines:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestReadPullStreamErrors(t *testing.T) {
+	for name, tc := range map[string]struct{ stream, want string }{
+		"error field":   {`{"status":"Pulling fs layer","id":"a"}` + "\n" + `{"error":"unauthorized: authentication required"}`, "pull failed: unauthorized: authentication required"},
+		"error detail":  {`{"errorDetail":{"message":"manifest unknown"}}`, "pull failed: manifest unknown"},
+		"garbage":       {`not json`, "reading pull progress: invalid character 'o' in literal null (expecting 'u')"},
+		"ended cleanly": {``, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := readPullStream(strings.NewReader(tc.stream), nil)
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tc.want {
+				t.Errorf("error %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
