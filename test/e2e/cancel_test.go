@@ -1,0 +1,71 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCancelRunningStep: when the runner cancels a job it sends SIGTERM to
+// the driver's process group; the step's processes in the container get
+// SIGTERM, the driver returns once they end, and after_script and cleanup
+// still work.
+func TestCancelRunningStep(t *testing.T) {
+	j := newJob(t, jobSpec{})
+	if r := j.prepare(); r.Code != 0 {
+		t.Fatalf("prepare: %s", r)
+	}
+	path, err := j.WriteScript(runnerScript("trap 'echo step got SIGTERM; exit 143' TERM\necho step started\nsleep 300 & wait\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := j.Command("run", path, "build_script")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Cancel once the step is really running, as the runner would.
+	out := bufio.NewReader(stdout)
+	line, err := out.ReadString('\n')
+	if err != nil || line != "step started\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	cancelled := time.Now()
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(out)
+	err = cmd.Wait()
+	took := time.Since(cancelled)
+	if !strings.Contains(string(rest), "step got SIGTERM") {
+		t.Errorf("the step's process did not get SIGTERM; stdout after cancel %q, stderr %q", rest, stderr.String())
+	}
+	code := cmd.ProcessState.ExitCode()
+	if code != buildFailureCode {
+		t.Errorf("driver exit %d (%v), want the build failure code %d; stderr %q", code, err, buildFailureCode, stderr.String())
+	}
+	if took > 20*time.Second {
+		t.Errorf("driver took %s to end after SIGTERM", took)
+	}
+	if r := j.run("after_script", runnerScript("echo after_script ran\n")); r.Code != 0 || r.Stdout != "after_script ran\n" {
+		t.Errorf("after_script after cancel: %s", r)
+	}
+	if r := j.run("build_script", runnerScript("ps -e -o comm= | grep -c sleep || true\n")); r.Stdout != "0\n" {
+		t.Errorf("processes of the cancelled step still run: %s", r)
+	}
+	if r := j.cleanup(); r.Code != 0 {
+		t.Fatalf("cleanup: %s", r)
+	}
+	if left := jobResources(t, j); len(left) != 0 {
+		t.Errorf("after cleanup the job still has %v", left)
+	}
+}
