@@ -77,7 +77,10 @@ func (d *Docker) PullImage(ctx context.Context, ref string, auth *RegistryAuth, 
 		return classify(err, "pulling image "+ref)
 	}
 	defer rc.Close()
-	return readPullStream(rc, status)
+	if err := readPullStream(rc, status); err != nil {
+		return fmt.Errorf("pulling image %s: %w", ref, err)
+	}
+	return nil
 }
 
 // pullMessage is one JSON line of the pull progress stream.
@@ -198,6 +201,12 @@ func (d *Docker) StartContainer(ctx context.Context, name string) error {
 // attach, copy stdin then half-close it, drain both output streams, and
 // only then read the exit code.
 func (d *Docker) Exec(ctx context.Context, name string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (Exit, error) {
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if stderr == nil {
+		stderr = io.Discard
+	}
 	created, err := d.api.ContainerExecCreate(ctx, name, container.ExecOptions{
 		Cmd:          cmd,
 		AttachStdin:  stdin != nil,
@@ -342,6 +351,8 @@ func classify(err error, doing string) error {
 		return fmt.Errorf("%s: %w: %v", doing, ErrNotFound, err)
 	case client.IsErrConnectionFailed(err):
 		return fmt.Errorf("%s: %w: %v", doing, ErrUnreachable, err)
+	case errdefs.IsUnauthorized(err) || errdefs.IsForbidden(err):
+		return fmt.Errorf("%s: %w: %v", doing, ErrDenied, err)
 	default:
 		return fmt.Errorf("%s: %w", doing, err)
 	}

@@ -142,5 +142,9 @@ var ErrNotFound = errors.New("not found")
 // running, e.g. because the daemon restarted or it was removed.
 var ErrNotRunning = errors.New("container is not running")
 
+// ErrDenied is returned (wrapped) when the engine or a registry refuses
+// the credentials; retrying cannot help.
+var ErrDenied = errors.New("access denied")
+
 // ErrUnreachable is returned (wrapped) when the engine cannot be reached.
 var ErrUnreachable = errors.New("docker engine unreachable")

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs and starts what warmcache's demo and tests need on a Debian
-# machine: the Docker engine (docker.io), git, and the tools that build the
-# local job images. Idempotent: does nothing that is already done.
+# machine: the Docker engine (docker.io), git, the tools that build the
+# local job images, and a loopback registry (docker-registry, with htpasswd
+# from apache2-utils) for the image-pull tests. Idempotent: does nothing
+# that is already done.
 set -euo pipefail
 
 need=()
@@ -10,6 +12,8 @@ command -v git >/dev/null 2>&1 || need+=(git)
 command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v make >/dev/null 2>&1 || need+=(make)
+[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "setup-host: installing ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive

@@ -85,18 +85,16 @@ func (p puller) ensure(ctx context.Context, ref string, policies []string) error
 	if len(policies) == 0 {
 		return fmt.Errorf("no allowed pull policy for image %s", ref)
 	}
-	var errs []error
-	for _, policy := range policies {
-		err := p.try(ctx, ref, policy)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
+	var err error
+	for i, policy := range policies {
+		if err = p.try(ctx, ref, policy); err == nil || ctx.Err() != nil {
 			return err
 		}
-		errs = append(errs, err)
+		if i+1 < len(policies) {
+			p.say("Pull policy %s failed: %v; trying %s", policy, err, policies[i+1])
+		}
 	}
-	return errs[len(errs)-1]
+	return err
 }
 
 func (p puller) try(ctx context.Context, ref, policy string) error {
@@ -129,7 +127,7 @@ func (p puller) pull(ctx context.Context, ref string) error {
 		if last == nil {
 			return nil
 		}
-		if n == p.attempts || errors.Is(last, runtime.ErrUnreachable) {
+		if n == p.attempts || !retryable(last) {
 			break
 		}
 		wait := p.backoff(n)
@@ -140,7 +138,13 @@ func (p puller) pull(ctx context.Context, ref string) error {
 			return ctx.Err()
 		}
 	}
-	return fmt.Errorf("pulling image %s: %w", ref, last)
+	return last
+}
+
+// retryable says whether another pull attempt could succeed: not when the
+// engine is gone, the image does not exist or the login is refused.
+func retryable(err error) bool {
+	return !errors.Is(err, runtime.ErrUnreachable) && !errors.Is(err, runtime.ErrNotFound) && !errors.Is(err, runtime.ErrDenied)
 }
 
 // jitteredBackoff waits about 1s, 2s, 4s... each scaled by 0.5-1.5 so

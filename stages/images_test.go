@@ -84,6 +84,8 @@ func TestPullerEnsure(t *testing.T) {
 	const ref = "registry.example.com/app:1"
 	boom := errors.New("boom")
 	unreachable := fmt.Errorf("pulling image %s: %w: dial unix: no such file", ref, runtime.ErrUnreachable)
+	denied := fmt.Errorf("pulling image %s: %w: unauthorized", ref, runtime.ErrDenied)
+	missing := fmt.Errorf("pulling image %s: %w: manifest unknown", ref, runtime.ErrNotFound)
 	tests := []struct {
 		name      string
 		policies  []string
@@ -132,13 +134,23 @@ func TestPullerEnsure(t *testing.T) {
 		},
 		{
 			name: "always gives up after the attempts", policies: []string{"always"}, failPulls: -1,
-			wantErr:   "pulling image " + ref + ": boom",
+			wantErr:   "boom", // the engine, not the puller, names the image
 			wantCalls: []string{"PullImage", "PullImage", "PullImage"},
 			wantOff:   []int{1, 2},
 		},
 		{
 			name: "no retry when the engine is unreachable", policies: []string{"always"}, failPulls: -1, failWith: unreachable,
-			wantErr:   "pulling image " + ref + ": " + unreachable.Error(),
+			wantErr:   unreachable.Error(),
+			wantCalls: []string{"PullImage"},
+		},
+		{
+			name: "no retry when the registry refuses the login", policies: []string{"always"}, failPulls: -1, failWith: denied,
+			wantErr:   denied.Error(),
+			wantCalls: []string{"PullImage"},
+		},
+		{
+			name: "no retry when the image does not exist", policies: []string{"always"}, failPulls: -1, failWith: missing,
+			wantErr:   missing.Error(),
 			wantCalls: []string{"PullImage"},
 		},
 		{
@@ -146,11 +158,18 @@ func TestPullerEnsure(t *testing.T) {
 			present: true, failPulls: -1,
 			wantCalls: []string{"PullImage", "PullImage", "PullImage", "InspectImage"},
 			wantOff:   []int{1, 2},
+			wantLog: []string{
+				"Pulling image " + ref + " (attempt 1 of 3)", "Pull failed: boom; retrying in 0s",
+				"Pulling image " + ref + " (attempt 2 of 3)", "Pull failed: boom; retrying in 0s",
+				"Pulling image " + ref + " (attempt 3 of 3)",
+				"Pull policy always failed: boom; trying if-not-present",
+				"Using image " + ref + " (present locally, pull policy if-not-present)",
+			},
 		},
 		{
 			name: "fallback without a local image returns the last error", policies: []string{"always", "if-not-present"},
 			failPulls: -1,
-			wantErr:   "pulling image " + ref + ": boom",
+			wantErr:   "boom",
 			wantCalls: []string{"PullImage", "PullImage", "PullImage", "InspectImage", "PullImage", "PullImage", "PullImage"},
 			wantOff:   []int{1, 2, 1, 2},
 		},
@@ -184,8 +203,8 @@ func TestPullerEnsure(t *testing.T) {
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr) {
 				t.Fatalf("ensure = %v, want %q", err, tt.wantErr)
 			}
-			if tt.failWith != nil && !errors.Is(err, runtime.ErrUnreachable) {
-				t.Errorf("error %v does not wrap runtime.ErrUnreachable", err)
+			if tt.failWith != nil && !errors.Is(err, tt.failWith) {
+				t.Errorf("error %v does not wrap %v", err, tt.failWith)
 			}
 			if got := methods(pt.f, ""); !slices.Equal(got, tt.wantCalls) {
 				t.Errorf("calls = %v, want %v", got, tt.wantCalls)

@@ -54,6 +54,7 @@ func Prepare(ctx context.Context, d Deps) error {
 
 	p := puller{engine: d.Engine, attempts: d.Config.Docker.PullAttempts, say: d.say,
 		auth: registryAuth(j, d.Config), backoff: jitteredBackoff}
+	phases := []zap.Field{zap.Duration("leftovers", time.Since(start))}
 	if err := p.ensure(ctx, image, policies); err != nil {
 		return err
 	}
@@ -82,6 +83,7 @@ func Prepare(ctx context.Context, d Deps) error {
 			return err
 		}
 	}
+	phases = append(phases, zap.Duration("images_volume", time.Since(start)))
 	caches, err := claimCaches(ctx, d, j, nonRoot(user))
 	if err != nil {
 		return err
@@ -95,26 +97,30 @@ func Prepare(ctx context.Context, d Deps) error {
 		}
 	}
 
-	specs := []runtime.ContainerSpec{
-		{
-			Name: key.Name(naming.KindHelper), Image: helper, Cmd: keepAlive,
-			Labels: key.Labels(naming.KindHelper, meta), Mounts: helperMounts,
-			NetworkMode: d.Config.Docker.NetworkMode, KeepStdinOpen: true,
-		},
-		{
-			Name: key.Name(naming.KindBuild), Image: image, Cmd: keepAlive,
-			Entrypoint: j.Image.Entrypoint, Labels: key.Labels(naming.KindBuild, meta),
-			User: j.Image.ExecutorOpts.Docker.User,
-			Env:  caches.env, Mounts: buildMounts, NetworkMode: d.Config.Docker.NetworkMode, KeepStdinOpen: true,
-		},
+	build := runtime.ContainerSpec{
+		Name: key.Name(naming.KindBuild), Image: image, Cmd: keepAlive,
+		Entrypoint: j.Image.Entrypoint, Labels: key.Labels(naming.KindBuild, meta),
+		User: j.Image.ExecutorOpts.Docker.User,
+		Env:  caches.env, Mounts: buildMounts, NetworkMode: d.Config.Docker.NetworkMode, KeepStdinOpen: true,
 	}
-	if err := inParallel(specs, func(s runtime.ContainerSpec) error {
-		if err := d.Engine.CreateContainer(ctx, s); err != nil {
-			return err
-		}
-		return d.Engine.StartContainer(ctx, s.Name)
+	helperSpec := runtime.ContainerSpec{
+		Name: key.Name(naming.KindHelper), Image: helper, Cmd: keepAlive,
+		Labels: key.Labels(naming.KindHelper, meta), Mounts: helperMounts,
+		NetworkMode: helperNetwork(d.Config.Docker.NetworkMode, build.Name), KeepStdinOpen: true,
+	}
+	phases = append(phases, zap.Duration("caches", time.Since(start)))
+	if err := inParallel([]runtime.ContainerSpec{build, helperSpec}, func(s runtime.ContainerSpec) error {
+		return d.Engine.CreateContainer(ctx, s)
 	}); err != nil {
 		return err
+	}
+	// The helper shares the build container's network namespace, so it
+	// starts second.
+	if err := d.Engine.StartContainer(ctx, build.Name); err != nil {
+		return err
+	}
+	if err := d.Engine.StartContainer(ctx, helperSpec.Name); err != nil {
+		return fmt.Errorf("%w (the helper joins the build container's network: if the job image's entrypoint does not exec its arguments, the build container has already stopped)", err)
 	}
 	if nonRoot(user) {
 		// The runner's scripts hand /builds to the owner of this file after
@@ -128,8 +134,20 @@ func Prepare(ctx context.Context, d Deps) error {
 			return fmt.Errorf("marking %s for user %s: %w", BuildsDir, user, err)
 		}
 	}
+	d.Log.Debug("prepare timings (since start)", append(phases, zap.Duration("containers", time.Since(start)))...)
 	d.say("Job containers ready in %.1fs", time.Since(start).Seconds())
 	return nil
+}
+
+// helperNetwork puts the helper in the build container's network
+// namespace: both see the same network (as in a Kubernetes pod), and the
+// engine sets up one network stack per job instead of two, which is a good
+// part of a job's start and removal time. Host networking is shared anyway.
+func helperNetwork(mode, build string) string {
+	if mode == "host" {
+		return mode
+	}
+	return "container:" + build
 }
 
 // nonRoot says whether a container user ("name", "uid" or "uid:gid") is
@@ -156,12 +174,20 @@ func openVolume(ctx context.Context, e runtime.Engine, name string) error {
 	return nil
 }
 
-// inParallel runs f on every item at once and joins the errors.
+// inParallel runs f on every item at once and joins the errors. A panic
+// in f becomes an error, as main's recover cannot see other goroutines.
 func inParallel[T any](items []T, f func(T) error) error {
 	errs := make([]error, len(items))
 	var wg sync.WaitGroup
 	for i, it := range items {
-		wg.Go(func() { errs[i] = f(it) })
+		wg.Go(func() {
+			defer func() {
+				if p := recover(); p != nil {
+					errs[i] = fmt.Errorf("internal error: %v", p)
+				}
+			}()
+			errs[i] = f(it)
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)

@@ -272,7 +272,7 @@ func TestPrepareFailures(t *testing.T) {
 				})
 				h.cfg.Docker.PullAttempts = 1
 			},
-			wantErr: "helper image: pulling image " + testHelperImage + ": boom",
+			wantErr: "helper image: boom",
 		},
 		{
 			name:    "no helper image",

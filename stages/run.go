@@ -85,6 +85,11 @@ func terminate(d Deps, name string, done <-chan execResult) execResult {
 	}
 	select {
 	case r := <-done:
+		// Processes the step left behind (started as the signal arrived,
+		// or ignoring it) must not outlive it into after_script.
+		if _, err := d.Engine.Exec(ctx, name, []string{"sh", "-c", "kill -KILL -1"}, nil, nil, nil); err != nil {
+			d.Log.Warn("killing leftover stage processes", zap.Error(err))
+		}
 		return r
 	case <-ctx.Done():
 		return execResult{err: fmt.Errorf("stage processes did not end within %s of SIGTERM", cancelGrace)}

@@ -178,6 +178,9 @@ func TestRunCancelSignalsTheStage(t *testing.T) {
 			close(killed)
 			return runtime.Exit{}, "", ""
 		}
+		if slices.Equal(cmd, []string{"sh", "-c", "kill -KILL -1"}) {
+			return runtime.Exit{}, "", "" // sweeping up what the step left
+		}
 		cmds = append(cmds, cmd)
 		<-killed // the script runs until it gets SIGTERM
 		return runtime.Exit{Code: 143}, "", ""
@@ -190,8 +193,8 @@ func TestRunCancelSignalsTheStage(t *testing.T) {
 	if !errors.As(err, &bf) || bf.Code != 143 {
 		t.Fatalf("Run = %v, want the script's own exit (143) once it ended", err)
 	}
-	if got := methods(h.f, build); !slices.Equal(got, []string{"CreateContainer", "StartContainer", "Exec", "Exec"}) {
-		t.Errorf("calls on %s = %v, want the stage exec and the kill exec", build, got)
+	if got := methods(h.f, build); !slices.Equal(got, []string{"CreateContainer", "StartContainer", "Exec", "Exec", "Exec"}) {
+		t.Errorf("calls on %s = %v, want the stage exec, the SIGTERM exec and the SIGKILL sweep", build, got)
 	}
 	if len(cmds) != 1 || !slices.Equal(cmds[0], stageCommand(naming.KindBuild)) {
 		t.Errorf("stage commands = %q", cmds)

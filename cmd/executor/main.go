@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -25,6 +26,9 @@ import (
 var version = "dev"
 
 func main() {
+	// Last line of defence for a panic in a goroutine that no recover sees:
+	// the job log gets the panic's one line, never a Go stack trace.
+	debug.SetTraceback("none")
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 

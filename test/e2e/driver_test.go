@@ -342,3 +342,22 @@ func TestMissingResponseFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestEntrypointThatDoesNotExec: an entrypoint that ignores its arguments
+// stops the build container at once; prepare says so in one line.
+func TestEntrypointThatDoesNotExec(t *testing.T) {
+	j := newJob(t, jobSpec{Image: busyboxImage, Entrypoint: []string{"sh", "-c", "echo broken entrypoint"}})
+	r := j.prepare()
+	if r.Code != systemFailureCode {
+		t.Fatalf("prepare: want exit %d, got %s", systemFailureCode, r)
+	}
+	if !strings.Contains(r.Stderr, "if the job image's entrypoint does not exec its arguments, the build container has already stopped") {
+		t.Errorf("prepare stderr: %q", r.Stderr)
+	}
+	if r := j.cleanup(); r.Code != 0 {
+		t.Fatalf("cleanup: %s", r)
+	}
+	if left := jobResources(t, j); len(left) != 0 {
+		t.Errorf("after cleanup the job still has %v", left)
+	}
+}
