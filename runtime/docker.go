@@ -197,6 +197,18 @@ func (d *Docker) StartContainer(ctx context.Context, name string) error {
 	return nil
 }
 
+// ContainerState implements Engine.
+func (d *Docker) ContainerState(ctx context.Context, name string) (string, error) {
+	ins, err := d.api.ContainerInspect(ctx, name)
+	if err != nil {
+		return "", classify(err, "inspecting container "+name)
+	}
+	if ins.State == nil {
+		return "", fmt.Errorf("inspecting container %s: no state", name)
+	}
+	return ins.State.Status, nil
+}
+
 // Exec implements Engine. The stream order follows the engine's contract:
 // attach, copy stdin then half-close it, drain both output streams, and
 // only then read the exit code.

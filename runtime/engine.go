@@ -32,8 +32,12 @@ type Engine interface {
 	InspectVolume(ctx context.Context, name string) (VolumeInfo, error)
 	// CreateContainer creates (does not start) a container.
 	CreateContainer(ctx context.Context, c ContainerSpec) error
-	// StartContainer starts a created container by name.
+	// StartContainer starts a created container by name; starting a
+	// running container is a no-op.
 	StartContainer(ctx context.Context, name string) error
+	// ContainerState reports a container's state as the engine names it:
+	// "created" (never started), "running", "exited" and so on.
+	ContainerState(ctx context.Context, name string) (string, error)
 	// Exec runs cmd in the running container name, feeding stdin and
 	// streaming the container's stdout and stderr as they arrive. A non-zero
 	// exit is a result, not an error; an error means the system failed.

@@ -97,30 +97,31 @@ func Prepare(ctx context.Context, d Deps) error {
 		}
 	}
 
-	build := runtime.ContainerSpec{
-		Name: key.Name(naming.KindBuild), Image: image, Cmd: keepAlive,
-		Entrypoint: j.Image.Entrypoint, Labels: key.Labels(naming.KindBuild, meta),
-		User: j.Image.ExecutorOpts.Docker.User,
-		Env:  caches.env, Mounts: buildMounts, NetworkMode: d.Config.Docker.NetworkMode, KeepStdinOpen: true,
-	}
 	helperSpec := runtime.ContainerSpec{
 		Name: key.Name(naming.KindHelper), Image: helper, Cmd: keepAlive,
 		Labels: key.Labels(naming.KindHelper, meta), Mounts: helperMounts,
-		NetworkMode: helperNetwork(d.Config.Docker.NetworkMode, build.Name), KeepStdinOpen: true,
+		NetworkMode: d.Config.Docker.NetworkMode, KeepStdinOpen: true,
+	}
+	build := runtime.ContainerSpec{
+		Name: key.Name(naming.KindBuild), Image: image, Cmd: keepAlive,
+		Entrypoint: j.Image.Entrypoint, Labels: key.Labels(naming.KindBuild, meta),
+		User: j.Image.ExecutorOpts.Docker.User, Env: caches.env, Mounts: buildMounts,
+		NetworkMode: buildNetwork(d.Config.Docker.NetworkMode, helperSpec.Name), KeepStdinOpen: true,
 	}
 	phases = append(phases, zap.Duration("caches", time.Since(start)))
-	if err := inParallel([]runtime.ContainerSpec{build, helperSpec}, func(s runtime.ContainerSpec) error {
+	if err := inParallel([]runtime.ContainerSpec{helperSpec, build}, func(s runtime.ContainerSpec) error {
 		return d.Engine.CreateContainer(ctx, s)
 	}); err != nil {
 		return err
 	}
-	// The helper shares the build container's network namespace, so it
-	// starts second.
-	if err := d.Engine.StartContainer(ctx, build.Name); err != nil {
+	if err := d.Engine.StartContainer(ctx, helperSpec.Name); err != nil {
 		return err
 	}
-	if err := d.Engine.StartContainer(ctx, helperSpec.Name); err != nil {
-		return fmt.Errorf("%w (the helper joins the build container's network: if the job image's entrypoint does not exec its arguments, the build container has already stopped)", err)
+	// The first stages (prepare_script, get_sources, caches, artifacts) run
+	// in the helper: the build container starts meanwhile, in the
+	// background, and the run stage finishes the job if it is not done.
+	if err := startBuild(ctx, d, build.Name, nonRoot(user)); err != nil {
+		return err
 	}
 	if nonRoot(user) {
 		// The runner's scripts hand /builds to the owner of this file after
@@ -139,15 +140,29 @@ func Prepare(ctx context.Context, d Deps) error {
 	return nil
 }
 
-// helperNetwork puts the helper in the build container's network
+// buildNetwork puts the build container in the helper's network
 // namespace: both see the same network (as in a Kubernetes pod), and the
 // engine sets up one network stack per job instead of two, which is a good
 // part of a job's start and removal time. Host networking is shared anyway.
-func helperNetwork(mode, build string) string {
+func buildNetwork(mode, helper string) string {
 	if mode == "host" {
 		return mode
 	}
-	return "container:" + build
+	return "container:" + helper
+}
+
+// startBuild starts the build container in the background when the entry
+// point can, else now. A job whose user is not root needs it at once: the
+// builds directory is marked for that user from inside it.
+func startBuild(ctx context.Context, d Deps, name string, now bool) error {
+	if d.Background != nil && !now {
+		err := d.Background("start-container", "--host", d.Config.Docker.Host, name)
+		if err == nil {
+			return nil
+		}
+		d.Log.Warn("starting the build container in the background", zap.Error(err))
+	}
+	return d.Engine.StartContainer(ctx, name)
 }
 
 // nonRoot says whether a container user ("name", "uid" or "uid:gid") is

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/warmcache/warmcache/job"
+	"github.com/warmcache/warmcache/naming"
 	"github.com/warmcache/warmcache/runtime"
 )
 
@@ -38,6 +39,11 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) error {
 	target := stageTarget(stage)
 	name := j.Key().Name(target)
 	d.Log.Debug("run", zap.String("stage", stage), zap.String("container", name))
+	if target == naming.KindBuild {
+		if err := ensureStarted(ctx, d, name); err != nil {
+			return err
+		}
+	}
 
 	// The exec gets its own context: a cancel must reach the script's
 	// processes as a signal, not cut the stream and leave them running.
@@ -64,6 +70,20 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) error {
 	}
 	if r.exit.Code != 0 {
 		return &BuildFailure{Code: r.exit.Code}
+	}
+	return nil
+}
+
+// ensureStarted finishes what prepare began in the background: a build
+// container still in "created" is started now. One that ran and stopped is
+// left alone, and the exec says so.
+func ensureStarted(ctx context.Context, d Deps, name string) error {
+	state, err := d.Engine.ContainerState(ctx, name)
+	if err != nil || state != "created" {
+		return nil // Exec reports a missing or stopped container clearly
+	}
+	if err := d.Engine.StartContainer(ctx, name); err != nil {
+		return fmt.Errorf("starting the build container: %w", err)
 	}
 	return nil
 }

@@ -193,7 +193,7 @@ func TestRunCancelSignalsTheStage(t *testing.T) {
 	if !errors.As(err, &bf) || bf.Code != 143 {
 		t.Fatalf("Run = %v, want the script's own exit (143) once it ended", err)
 	}
-	if got := methods(h.f, build); !slices.Equal(got, []string{"CreateContainer", "StartContainer", "Exec", "Exec", "Exec"}) {
+	if got := methods(h.f, build); !slices.Equal(got, []string{"CreateContainer", "StartContainer", "ContainerState", "Exec", "Exec", "Exec"}) {
 		t.Errorf("calls on %s = %v, want the stage exec, the SIGTERM exec and the SIGKILL sweep", build, got)
 	}
 	if len(cmds) != 1 || !slices.Equal(cmds[0], stageCommand(naming.KindBuild)) {

@@ -27,6 +27,9 @@ type Deps struct {
 	Stdout io.Writer // job log (prepare, run); protocol JSON (config)
 	Stderr io.Writer // job log
 	Log    *zap.Logger
+	// Background starts this program detached with args and does not wait
+	// for it; nil runs such work in the foreground instead.
+	Background func(args ...string) error
 }
 
 // say writes one human line to the job log.

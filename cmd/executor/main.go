@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
@@ -123,6 +125,20 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 				}, true),
 			},
 			{
+				// Started detached by prepare, so the build container's
+				// start overlaps the first (helper) stages. Its outcome is
+				// checked by the run stage, which starts the container
+				// itself if this did not.
+				Name:      "start-container",
+				Hidden:    true,
+				ArgsUsage: "NAME",
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "host", Required: true}},
+				Action: func(c *cli.Context) error {
+					*stageErr = startContainer(c.String("host"), c.Args().First())
+					return nil
+				},
+			},
+			{
 				Name:  "cache",
 				Usage: "inspect the persistent cache volumes",
 				Subcommands: []*cli.Command{
@@ -153,7 +169,10 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 		return err
 	}
 	defer closeLog()
-	d := stages.Deps{Config: cfg, Getenv: os.Getenv, Stdout: stdout, Stderr: stderr, Log: logger.With(zap.String("stage", c.Command.Name))}
+	d := stages.Deps{
+		Config: cfg, Getenv: os.Getenv, Stdout: stdout, Stderr: stderr,
+		Log: logger.With(zap.String("stage", c.Command.Name)), Background: background,
+	}
 	if needEngine {
 		engine, err := runtime.NewDocker(cfg.Docker.Host)
 		if err != nil {
@@ -167,6 +186,34 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 		d.Log.Error("stage failed", zap.Error(err))
 	}
 	return err
+}
+
+// background starts this executable detached from the stage: in its own
+// session (the runner's signals to the stage's process group do not reach
+// it), with no stdio, not waited for.
+func background(args ...string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	return cmd.Process.Release()
+}
+
+// startContainer starts one container, bounded in time.
+func startContainer(host, name string) error {
+	engine, err := runtime.NewDocker(host)
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return engine.StartContainer(ctx, name)
 }
 
 // newLogger returns the structured JSON logger writing to cfg.File, or a

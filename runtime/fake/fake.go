@@ -39,6 +39,7 @@ const (
 	MethodInspectVolume   = "InspectVolume"
 	MethodCreateContainer = "CreateContainer"
 	MethodStartContainer  = "StartContainer"
+	MethodContainerState  = "ContainerState"
 	MethodExec            = "Exec"
 	MethodList            = "List"
 	MethodRemove          = "Remove"
@@ -46,7 +47,7 @@ const (
 
 var methods = []string{
 	MethodPing, MethodInspectImage, MethodPullImage, MethodEnsureVolume, MethodInspectVolume,
-	MethodCreateContainer, MethodStartContainer, MethodExec, MethodList, MethodRemove,
+	MethodCreateContainer, MethodStartContainer, MethodContainerState, MethodExec, MethodList, MethodRemove,
 }
 
 // State is the life-cycle state of a fake container.
@@ -405,6 +406,21 @@ func (f *Engine) StartContainer(ctx context.Context, name string) error {
 	}
 	c.State = Running
 	return nil
+}
+
+// ContainerState implements runtime.Engine: the fake's State names are
+// Docker's.
+func (f *Engine) ContainerState(ctx context.Context, name string) (string, error) {
+	if err := f.begin(ctx, MethodContainerState, name); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[name]
+	if !ok || c.State == Removed {
+		return "", fmt.Errorf("inspecting container %s: %w", name, runtime.ErrNotFound)
+	}
+	return string(c.State), nil
 }
 
 // Exec implements runtime.Engine. A missing container is runtime.ErrNotFound,

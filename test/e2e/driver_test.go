@@ -344,15 +344,17 @@ func TestMissingResponseFile(t *testing.T) {
 }
 
 // TestEntrypointThatDoesNotExec: an entrypoint that ignores its arguments
-// stops the build container at once; prepare says so in one line.
+// stops the build container at once; the first step says so in one line,
+// as a system failure.
 func TestEntrypointThatDoesNotExec(t *testing.T) {
 	j := newJob(t, jobSpec{Image: busyboxImage, Entrypoint: []string{"sh", "-c", "echo broken entrypoint"}})
-	r := j.prepare()
-	if r.Code != systemFailureCode {
-		t.Fatalf("prepare: want exit %d, got %s", systemFailureCode, r)
+	if r := j.prepare(); r.Code != 0 {
+		t.Fatalf("prepare: %s", r)
 	}
-	if !strings.Contains(r.Stderr, "if the job image's entrypoint does not exec its arguments, the build container has already stopped") {
-		t.Errorf("prepare stderr: %q", r.Stderr)
+	r := j.run("build_script", runnerScript("echo hi\n"))
+	if r.Code != systemFailureCode || strings.Count(r.Stderr, "\n") != 1 ||
+		!strings.Contains(r.Stderr, "the build container of this job is gone or stopped (daemon restart, or an image entrypoint that does not exec its arguments)") {
+		t.Errorf("build_script: want exit %d and one clear line, got %s", systemFailureCode, r)
 	}
 	if r := j.cleanup(); r.Code != 0 {
 		t.Fatalf("cleanup: %s", r)
