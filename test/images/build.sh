@@ -7,8 +7,9 @@
 #                                the host's Go toolchain in /usr/local/go
 #   warmcache-test/busybox:1     /bin/busybox + applet symlinks, no bash
 #   warmcache-test/entrypoint:1  busybox + /entrypoint.sh as ENTRYPOINT
+#   warmcache-test/httpd:1       busybox httpd on port 8080 (EXPOSEd), a service
 #
-# Usage: test/images/build.sh [all|debian|busybox|entrypoint|<tag>]...
+# Usage: test/images/build.sh [all|debian|busybox|entrypoint|httpd|<tag>]...
 #
 # Idempotent: every image carries the label io.warmcache.testimage.version; an
 # image whose tag already exists with the current version is reused. The
@@ -30,11 +31,13 @@ set -euo pipefail
 DEBIAN_REV=2
 BUSYBOX_REV=1
 ENTRYPOINT_REV=1
+HTTPD_REV=1
 
 LABEL_KEY=io.warmcache.testimage.version
 TAG_DEBIAN=warmcache-test/debian:1
 TAG_BUSYBOX=warmcache-test/busybox:1
 TAG_ENTRYPOINT=warmcache-test/entrypoint:1
+TAG_HTTPD=warmcache-test/httpd:1
 SUITE=bookworm
 
 CACHE_DIR=${WARMCACHE_IMAGE_CACHE:-/var/cache/warmcache-test-images}
@@ -46,25 +49,27 @@ log() { echo "$*"; }
 
 usage() {
 	cat <<EOF
-usage: $prog [all|debian|busybox|entrypoint|<image tag>]...
+usage: $prog [all|debian|busybox|entrypoint|httpd|<image tag>]...
 Builds (or reuses) the warmcache test images; default: all.
   debian      $TAG_DEBIAN
   busybox     $TAG_BUSYBOX
   entrypoint  $TAG_ENTRYPOINT
+  httpd       $TAG_HTTPD
 Cache directory: $CACHE_DIR (env WARMCACHE_IMAGE_CACHE)
 EOF
 }
 
 # ---------------------------------------------------------------- arguments
-want_debian=0 want_busybox=0 want_entrypoint=0
+want_debian=0 want_busybox=0 want_entrypoint=0 want_httpd=0
 [[ $# -eq 0 ]] && set -- all
 for arg in "$@"; do
 	case $arg in
 	-h | --help) usage; exit 0 ;;
-	all) want_debian=1 want_busybox=1 want_entrypoint=1 ;;
+	all) want_debian=1 want_busybox=1 want_entrypoint=1 want_httpd=1 ;;
 	debian | "$TAG_DEBIAN") want_debian=1 ;;
 	busybox | "$TAG_BUSYBOX") want_busybox=1 ;;
 	entrypoint | "$TAG_ENTRYPOINT") want_entrypoint=1 ;;
+	httpd | "$TAG_HTTPD") want_httpd=1 ;;
 	*) usage >&2; die "unknown image '$arg'" ;;
 	esac
 done
@@ -288,6 +293,24 @@ EOF
 	log "$tag: built in $((SECONDS - start))s"
 }
 
+# A service for the services tests: serves /www on port 8080 and publishes
+# its own environment as /www/env.txt, so a test can see what it was given.
+build_httpd() {
+	local tag=$TAG_HTTPD version start d
+	ensure_busybox
+	version=$(busybox_version "$HTTPD_REV")
+	up_to_date "$tag" "$version" && return 0
+	start=$SECONDS
+	d="$TMP/httpd"
+	make_busybox_rootfs "$d"
+	mkdir -p "$d/www"
+	echo "hello from the httpd service" >"$d/www/index.html"
+	tar_rootfs "$d" | import_image "$tag" "$version" - \
+		'ENV PATH=/bin' 'EXPOSE 8080' \
+		'CMD ["sh", "-c", "env > /www/env.txt; echo httpd service listening on 8080; exec httpd -f -p 8080 -h /www"]'
+	log "$tag: built in $((SECONDS - start))s"
+}
+
 # ---------------------------------------------------------------- main
 "${SUDO[@]}" mkdir -p "$CACHE_DIR"
 # Serialise concurrent runs (parallel test packages) on the cache directory.
@@ -297,3 +320,4 @@ flock 9
 if [[ $want_debian -eq 1 ]]; then build_debian; fi
 if [[ $want_busybox -eq 1 ]]; then build_busybox; fi
 if [[ $want_entrypoint -eq 1 ]]; then build_entrypoint; fi
+if [[ $want_httpd -eq 1 ]]; then build_httpd; fi
