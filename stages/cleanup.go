@@ -12,6 +12,7 @@ import (
 
 	"github.com/warmcache/warmcache/job"
 	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/parallel"
 	"github.com/warmcache/warmcache/runtime"
 )
 
@@ -68,5 +69,5 @@ func removeJobResources(ctx context.Context, e remover, key naming.JobKey) error
 		}
 	}
 	remove := func(r runtime.Resource) error { return e.Remove(ctx, r) }
-	return errors.Join(inParallel(containers, remove), inParallel(rest, remove))
+	return errors.Join(parallel.Each(containers, remove), parallel.Each(rest, remove))
 }

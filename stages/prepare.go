@@ -2,11 +2,9 @@ package stages
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,6 +12,7 @@ import (
 	"github.com/warmcache/warmcache/config"
 	"github.com/warmcache/warmcache/job"
 	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/parallel"
 	"github.com/warmcache/warmcache/runtime"
 )
 
@@ -109,7 +108,7 @@ func Prepare(ctx context.Context, d Deps) error {
 		NetworkMode: buildNetwork(d.Config.Docker.NetworkMode, helperSpec.Name), KeepStdinOpen: true,
 	}
 	phases = append(phases, zap.Duration("caches", time.Since(start)))
-	if err := inParallel([]runtime.ContainerSpec{helperSpec, build}, func(s runtime.ContainerSpec) error {
+	if err := parallel.Each([]runtime.ContainerSpec{helperSpec, build}, func(s runtime.ContainerSpec) error {
 		return d.Engine.CreateContainer(ctx, s)
 	}); err != nil {
 		return err
@@ -189,21 +188,3 @@ func openVolume(ctx context.Context, e runtime.Engine, name string) error {
 	return nil
 }
 
-// inParallel runs f on every item at once and joins the errors. A panic
-// in f becomes an error, as main's recover cannot see other goroutines.
-func inParallel[T any](items []T, f func(T) error) error {
-	errs := make([]error, len(items))
-	var wg sync.WaitGroup
-	for i, it := range items {
-		wg.Go(func() {
-			defer func() {
-				if p := recover(); p != nil {
-					errs[i] = fmt.Errorf("internal error: %v", p)
-				}
-			}()
-			errs[i] = f(it)
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}

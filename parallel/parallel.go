@@ -1,0 +1,29 @@
+// Package parallel runs independent Docker calls at once: a job's start and
+// teardown wait on the engine, not on the CPU.
+package parallel
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Each calls f on every item concurrently, waits for all, and joins their
+// errors in item order. A panic in f becomes that item's error: the
+// program's recover in main cannot see other goroutines.
+func Each[T any](items []T, f func(T) error) error {
+	errs := make([]error, len(items))
+	var wg sync.WaitGroup
+	for i, it := range items {
+		wg.Go(func() {
+			defer func() {
+				if p := recover(); p != nil {
+					errs[i] = fmt.Errorf("internal error: %v", p)
+				}
+			}()
+			errs[i] = f(it)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
