@@ -187,4 +187,3 @@ func openVolume(ctx context.Context, e runtime.Engine, name string) error {
 	}
 	return nil
 }
-
