@@ -47,7 +47,7 @@ func TestPrepareStartsBuildInBackground(t *testing.T) {
 			t.Fatalf("Run: %v", err)
 		}
 	}
-	if got := methods(h.f, build); !slices.Equal(got, []string{"CreateContainer", "ContainerState", "StartContainer", "Exec", "ContainerState", "Exec"}) {
+	if got := methods(h.f, build); !slices.Equal(got, []string{"CreateContainer", "Exec", "ContainerState", "StartContainer", "Exec", "Exec"}) {
 		t.Errorf("calls on the build container = %v", got)
 	}
 }

@@ -39,11 +39,6 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) error {
 	target := stageTarget(stage)
 	name := j.Key().Name(target)
 	d.Log.Debug("run", zap.String("stage", stage), zap.String("container", name))
-	if target == naming.KindBuild {
-		if err := ensureStarted(ctx, d, name); err != nil {
-			return err
-		}
-	}
 
 	// The exec gets its own context: a cancel must reach the script's
 	// processes as a signal, not cut the stream and leave them running.
@@ -52,6 +47,14 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) error {
 	done := make(chan execResult, 1)
 	go func() {
 		exit, err := d.Engine.Exec(execCtx, name, stageCommand(target), script, d.Stdout, d.Stderr)
+		// Prepare starts the build container in the background; if that
+		// has not happened yet (or failed), start it now and go on.
+		if errors.Is(err, runtime.ErrNotRunning) && target == naming.KindBuild {
+			var started bool
+			if started, err = startIfCreated(execCtx, d, name, err); started {
+				exit, err = d.Engine.Exec(execCtx, name, stageCommand(target), script, d.Stdout, d.Stderr)
+			}
+		}
 		done <- execResult{exit, err}
 	}()
 
@@ -74,18 +77,18 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) error {
 	return nil
 }
 
-// ensureStarted finishes what prepare began in the background: a build
-// container still in "created" is started now. One that ran and stopped is
-// left alone, and the exec says so.
-func ensureStarted(ctx context.Context, d Deps, name string) error {
+// startIfCreated starts a container that was never started and reports
+// whether it did. One that ran and stopped is left alone: execErr, the
+// exec's "not running", stands.
+func startIfCreated(ctx context.Context, d Deps, name string, execErr error) (bool, error) {
 	state, err := d.Engine.ContainerState(ctx, name)
 	if err != nil || state != "created" {
-		return nil // Exec reports a missing or stopped container clearly
+		return false, execErr
 	}
 	if err := d.Engine.StartContainer(ctx, name); err != nil {
-		return fmt.Errorf("starting the build container: %w", err)
+		return false, fmt.Errorf("starting the build container: %w", err)
 	}
-	return nil
+	return true, nil
 }
 
 type execResult struct {
@@ -93,25 +96,31 @@ type execResult struct {
 	err  error
 }
 
-// terminate signals every process in the container except its keep-alive
-// main process, then waits a bounded time for the stage to end.
+// terminate sends SIGTERM to every process in the container, then waits a
+// bounded time for the stage to end. kill -1 spares PID 1 (an init or the
+// keep-alive) and the kill itself, and the keep-alive ignores SIGTERM, so
+// the container lives on for after_script whatever its PID 1 is.
 func terminate(d Deps, name string, done <-chan execResult) execResult {
 	ctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
 	defer cancel()
-	// kill -1 reaches every process we may signal except PID 1 (the
-	// keep-alive) and the kill itself.
+	signalAll(ctx, d, name)
+	var r execResult
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		r = execResult{err: fmt.Errorf("stage processes did not end within %s of SIGTERM", cancelGrace)}
+	}
+	// A second round reaches what the step started as the first arrived,
+	// so it does not outlive the step into after_script.
+	sweep, cancelSweep := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelSweep()
+	signalAll(sweep, d, name)
+	return r
+}
+
+// signalAll sends SIGTERM to every process of the container but PID 1.
+func signalAll(ctx context.Context, d Deps, name string) {
 	if _, err := d.Engine.Exec(ctx, name, []string{"sh", "-c", "kill -TERM -1"}, nil, nil, nil); err != nil {
 		d.Log.Warn("signalling stage processes", zap.Error(err))
-	}
-	select {
-	case r := <-done:
-		// Processes the step left behind (started as the signal arrived,
-		// or ignoring it) must not outlive it into after_script.
-		if _, err := d.Engine.Exec(ctx, name, []string{"sh", "-c", "kill -KILL -1"}, nil, nil, nil); err != nil {
-			d.Log.Warn("killing leftover stage processes", zap.Error(err))
-		}
-		return r
-	case <-ctx.Done():
-		return execResult{err: fmt.Errorf("stage processes did not end within %s of SIGTERM", cancelGrace)}
 	}
 }

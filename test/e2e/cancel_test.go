@@ -13,9 +13,19 @@ import (
 // TestCancelRunningStep: when the runner cancels a job it sends SIGTERM to
 // the driver's process group; the step's processes in the container get
 // SIGTERM, the driver returns once they end, and after_script and cleanup
-// still work.
+// still work, also when PID 1 is an init-like parent (dumb-init in the
+// official helper image, tini) rather than the keep-alive itself.
 func TestCancelRunningStep(t *testing.T) {
-	j := newJob(t, jobSpec{})
+	for name, entrypoint := range map[string][]string{
+		"keep-alive is PID 1": nil,
+		"init-like PID 1":     {"sh", "-c", `"$@"; echo init-like parent exiting`, "sh"},
+	} {
+		t.Run(name, func(t *testing.T) { cancelRunningStep(t, entrypoint) })
+	}
+}
+
+func cancelRunningStep(t *testing.T, entrypoint []string) {
+	j := newJob(t, jobSpec{Entrypoint: entrypoint})
 	if r := j.prepare(); r.Code != 0 {
 		t.Fatalf("prepare: %s", r)
 	}
