@@ -159,12 +159,24 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 // withDeps loads the config, opens the log and, when asked, connects to the
 // engine, then calls f.
 func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(*cli.Context, stages.Deps) error) error {
+	// Cleanup must not leak a job's containers because the admin broke the
+	// config (or its log directory) while the job ran: it goes on with the
+	// built-in defaults and says why. Every other command refuses.
+	lenient := c.Command.Name == "cleanup"
 	path, optional := config.Resolve(c.String("config"), os.Getenv)
 	cfg, err := config.Load(path, optional)
+	if err != nil && lenient {
+		fmt.Fprintf(stderr, "warmcache: %s; cleaning up with the built-in defaults\n", oneLine(err))
+		cfg, err = config.Default(), nil
+	}
 	if err != nil {
 		return err
 	}
 	logger, closeLog, err := newLogger(cfg.Log)
+	if err != nil && lenient {
+		fmt.Fprintf(stderr, "warmcache: %s; no structured log for this cleanup\n", oneLine(err))
+		logger, closeLog, err = zap.NewNop(), func() {}, nil
+	}
 	if err != nil {
 		return err
 	}

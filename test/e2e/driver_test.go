@@ -317,13 +317,32 @@ level = "loud"
 	if r.Stderr != want {
 		t.Errorf("stderr:\n got %q\nwant %q", r.Stderr, want)
 	}
-	// Every stage refuses to work with a bad config rather than guess.
-	if r := j.cleanup(); r.Code != systemFailureCode {
-		t.Errorf("cleanup with a bad config: %s", r)
+	if r := j.prepare(); r.Code != systemFailureCode {
+		t.Errorf("prepare with a bad config: %s", r)
 	}
 	// Give the deferred cleanup a valid config again.
 	if err := j.SetConfig(defaultConfig); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCleanupWithBrokenConfig: an admin who breaks the config while a job
+// runs must not leak that job's containers: cleanup goes on with the
+// built-in defaults and says why.
+func TestCleanupWithBrokenConfig(t *testing.T) {
+	j := newJob(t, jobSpec{})
+	if r := j.prepare(); r.Code != 0 {
+		t.Fatalf("prepare: %s", r)
+	}
+	if err := j.SetConfig("[docker]\npull_policy = 3\n"); err != nil {
+		t.Fatal(err)
+	}
+	r := j.cleanup()
+	if r.Code != 0 || !strings.HasPrefix(r.Stderr, "warmcache: config ") || !strings.HasSuffix(r.Stderr, "; cleaning up with the built-in defaults\n") {
+		t.Errorf("cleanup with a broken config: %s", r)
+	}
+	if left := jobResources(t, j); len(left) != 0 {
+		t.Errorf("after cleanup the job still has %v", left)
 	}
 }
 
