@@ -167,8 +167,10 @@ func (c Config) validate() []string {
 	d := c.Docker
 	if d.Host == "" {
 		p = append(p, "docker.host: must not be empty")
-	} else if !hasAnyPrefix(d.Host, "unix://", "tcp://", "npipe://", "ssh://") {
-		p = append(p, fmt.Sprintf("docker.host: %q must start with unix://, tcp://, ssh:// or npipe://", d.Host))
+	} else if !hasAnyPrefix(d.Host, "unix://", "tcp://") {
+		// ssh:// needs the docker CLI as a connection helper, which this
+		// driver does not use.
+		p = append(p, fmt.Sprintf("docker.host: %q must start with unix:// or tcp://", d.Host))
 	}
 	if strings.TrimSpace(d.DefaultImage) == "" {
 		p = append(p, "docker.default_image: must not be empty")

@@ -119,9 +119,11 @@ func TestParseInvalid(t *testing.T) {
 
 		// Host, image, numbers.
 		{"http host", "[docker]\nhost = \"http://docker:2375\"\n",
-			`docker.host: "http://docker:2375" must start with unix://, tcp://, ssh:// or npipe://`},
+			`docker.host: "http://docker:2375" must start with unix:// or tcp://`},
 		{"bare path host", "[docker]\nhost = \"/var/run/docker.sock\"\n",
-			`docker.host: "/var/run/docker.sock" must start with unix://, tcp://, ssh:// or npipe://`},
+			`docker.host: "/var/run/docker.sock" must start with unix:// or tcp://`},
+		{"ssh host", "[docker]\nhost = \"ssh://ci@docker-host\"\n",
+			`docker.host: "ssh://ci@docker-host" must start with unix:// or tcp://`},
 		{"empty host", "[docker]\nhost = \"\"\n", "docker.host: must not be empty"},
 		{"blank default image", "[docker]\ndefault_image = \"  \"\n", "docker.default_image: must not be empty"},
 		{"zero pull attempts", "[docker]\npull_attempts = 0\n", "docker.pull_attempts: 0 is out of range 1..10"},

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -185,7 +186,16 @@ func (j Job) Variable(key string) string {
 
 // Key identifies the job's resources.
 func (j Job) Key() naming.JobKey {
-	return naming.JobKey{Runner: j.RunnerShortToken, ProjectID: j.ProjectID, Slot: j.ConcurrentID, JobID: j.ID}
+	return naming.JobKey{Runner: j.RunnerShortToken, Instance: j.Instance(), ProjectID: j.ProjectID, Slot: j.ConcurrentID, JobID: j.ID}
+}
+
+// Instance is the GitLab host[:port] from the repository URL (without its
+// credentials), else CI_SERVER_HOST of the job response.
+func (j Job) Instance() string {
+	if u, err := url.Parse(j.RepoURL); err == nil && u.Host != "" {
+		return strings.ToLower(u.Host)
+	}
+	return strings.ToLower(j.ServerHost)
 }
 
 // Secrets lists the secret values of the payload that must never reach a

@@ -190,7 +190,7 @@ func TestLoad(t *testing.T) {
 	if j.RunnerShortToken != "t3st" || j.RunnerID != "12" || j.RunnerVersion != "19.4.0" || j.ConcurrentID != 2 {
 		t.Errorf("runner fields = %q %q %q %d", j.RunnerShortToken, j.RunnerID, j.RunnerVersion, j.ConcurrentID)
 	}
-	want := naming.JobKey{Runner: "t3st", ProjectID: 1001, Slot: 2, JobID: 22961}
+	want := naming.JobKey{Runner: "t3st", Instance: "127.0.0.1:42891", ProjectID: 1001, Slot: 2, JobID: 22961}
 	if j.Key() != want {
 		t.Errorf("Key() = %+v, want %+v", j.Key(), want)
 	}

@@ -6,7 +6,7 @@ import (
 )
 
 var (
-	jobNameRE   = regexp.MustCompile(`^warmcache-[a-z0-9]{1,16}-p-?\d+-c-?\d+-j-?\d+-[a-z]+$`)
+	jobNameRE   = regexp.MustCompile(`^warmcache-[a-z0-9]{1,16}-[0-9a-f]{6}-p-?\d+-c-?\d+-j-?\d+-[a-z]+$`)
 	cacheNameRE = regexp.MustCompile(`^warmcache-[a-z0-9-]{0,20}-[0-9a-f]{12}$`)
 )
 

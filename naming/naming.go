@@ -41,10 +41,13 @@ const (
 	KindCache   Kind = "cache"   // persistent cache volume, never removed by cleanup
 )
 
-// JobKey identifies one job on one runner. ProjectID and JobID come from
-// the trusted job response; Runner and Slot only make names readable.
+// JobKey identifies one job on one runner host. Instance, ProjectID and
+// JobID come from the trusted job response and make the name unique (job
+// ids repeat across GitLab instances); Runner and Slot only make names
+// readable, since a job can override them.
 type JobKey struct {
 	Runner    string // runner short token
+	Instance  string // GitLab host[:port]
 	ProjectID int64
 	Slot      int // CI_CONCURRENT_ID
 	JobID     int64
@@ -56,7 +59,7 @@ func (k JobKey) Base() string {
 	if runner == "" {
 		runner = "r"
 	}
-	return fmt.Sprintf("%s-%s-p%d-c%d-j%d", Prefix, runner, k.ProjectID, k.Slot, k.JobID)
+	return fmt.Sprintf("%s-%s-%s-p%d-c%d-j%d", Prefix, runner, Hash(k.Instance)[:6], k.ProjectID, k.Slot, k.JobID)
 }
 
 // Name names a resource of the job.

@@ -75,9 +75,11 @@ func TestBaseAndName(t *testing.T) {
 		key  JobKey
 		base string
 	}{
-		{JobKey{Runner: "t3st", ProjectID: 1001, Slot: 2, JobID: 22961}, "warmcache-t3st-p1001-c2-j22961"},
-		{JobKey{Runner: "ABC", ProjectID: 5, Slot: 0, JobID: 6}, "warmcache-abc-p5-c0-j6"},
-		{JobKey{ProjectID: 5, JobID: 6}, "warmcache-r-p5-c0-j6"}, // no runner token
+		{JobKey{Runner: "t3st", Instance: "127.0.0.1:42891", ProjectID: 1001, Slot: 2, JobID: 22961}, "warmcache-t3st-040bc7-p1001-c2-j22961"},
+		// The same ids on another GitLab instance are another job.
+		{JobKey{Runner: "t3st", Instance: "gitlab.example.com", ProjectID: 1001, Slot: 2, JobID: 22961}, "warmcache-t3st-" + Hash("gitlab.example.com")[:6] + "-p1001-c2-j22961"},
+		{JobKey{Runner: "ABC", ProjectID: 5, Slot: 0, JobID: 6}, "warmcache-abc-5578a4-p5-c0-j6"},
+		{JobKey{ProjectID: 5, JobID: 6}, "warmcache-r-5578a4-p5-c0-j6"}, // no runner token
 	}
 	for _, tt := range tests {
 		if got := tt.key.Base(); got != tt.base {
@@ -109,7 +111,7 @@ func TestHostileRunnerTokens(t *testing.T) {
 		{strings.Repeat("é", 512<<10), "r"},                      // 1 MiB, nothing kept
 		{"\u212a\u0130", "ki"},                                   // Kelvin sign and dotted I lower-case to ASCII
 	}
-	baseRE := regexp.MustCompile(`^warmcache-([a-z0-9]{1,16})-p7-c3-j9$`)
+	baseRE := regexp.MustCompile(`^warmcache-([a-z0-9]{1,16})-[0-9a-f]{6}-p7-c3-j9$`)
 	dockerName := regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
 	labelRE := regexp.MustCompile(`^[a-z0-9]{0,32}$`)
 	for _, tt := range tests {
@@ -147,7 +149,7 @@ func TestLabels(t *testing.T) {
 	want := map[string]string{
 		"io.warmcache.managed":     "true",
 		"io.warmcache.kind":        "build",
-		"io.warmcache.job":         "warmcache-t3st-p1001-c2-j22961",
+		"io.warmcache.job":         "warmcache-t3st-5578a4-p1001-c2-j22961",
 		"io.warmcache.job.id":      "22961",
 		"io.warmcache.project.id":  "1001",
 		"io.warmcache.pipeline.id": "1461",

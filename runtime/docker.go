@@ -263,30 +263,31 @@ func (d *Docker) Exec(ctx context.Context, name string, cmd []string, stdin io.R
 	case <-ctx.Done():
 		return Exit{}, ctx.Err()
 	}
-	if err := <-stdinErr; err != nil && !errors.Is(err, io.ErrClosedPipe) {
-		return Exit{}, fmt.Errorf("writing script to exec in %s: %w", name, err)
+	exit, err := d.execExit(ctx, name, created.ID)
+	if err != nil {
+		return exit, err
 	}
-	return d.execExit(ctx, name, created.ID)
+	// A shell that stopped reading early (and failed) explains a broken
+	// pipe: its exit code is the result. Only a "success" with a script
+	// that never arrived whole is a system failure.
+	if werr := <-stdinErr; werr != nil && exit.Code == 0 && !errors.Is(werr, io.ErrClosedPipe) {
+		return Exit{}, fmt.Errorf("writing script to exec in %s: %w", name, werr)
+	}
+	return exit, nil
 }
 
 // execExit reads the exit code once the engine has recorded it. The output
 // stream can close a moment before the engine marks the exec finished, so
-// poll briefly rather than read a stale "running, code 0".
+// poll (1 ms, doubling to at most a second, until ctx ends) rather than
+// read a stale "running, code 0".
 func (d *Docker) execExit(ctx context.Context, name, id string) (Exit, error) {
-	for delay := time.Millisecond; ; delay *= 2 {
+	for delay := time.Millisecond; ; delay = min(2*delay, time.Second) {
 		ins, err := d.api.ContainerExecInspect(ctx, id)
 		if err != nil {
 			return Exit{}, classify(err, "inspecting exec in "+name)
 		}
 		if !ins.Running {
-			exit := Exit{Code: ins.ExitCode}
-			if exit.Code == 137 {
-				exit.OOMKilled = d.oomKilled(ctx, name)
-			}
-			return exit, nil
-		}
-		if delay > time.Second {
-			return Exit{}, fmt.Errorf("exec in %s: output ended but the process is still running", name)
+			return Exit{Code: ins.ExitCode}, nil
 		}
 		select {
 		case <-time.After(delay):
@@ -294,11 +295,6 @@ func (d *Docker) execExit(ctx context.Context, name, id string) (Exit, error) {
 			return Exit{}, ctx.Err()
 		}
 	}
-}
-
-func (d *Docker) oomKilled(ctx context.Context, name string) bool {
-	ins, err := d.api.ContainerInspect(ctx, name)
-	return err == nil && ins.State != nil && ins.State.OOMKilled
 }
 
 // List implements Engine.

@@ -134,8 +134,7 @@ type ContainerSpec struct {
 
 // Exit is how a process in a container ended.
 type Exit struct {
-	Code      int
-	OOMKilled bool
+	Code int
 }
 
 // ErrNotFound is returned (wrapped) when an image, container, volume or

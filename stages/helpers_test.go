@@ -20,7 +20,7 @@ import (
 const sampleJob = "../job/testdata/job_response.json"
 
 // sampleKey is the JobKey of sampleJob under sampleEnv.
-var sampleKey = naming.JobKey{Runner: "t3st", ProjectID: 1001, Slot: 2, JobID: 22961}
+var sampleKey = naming.JobKey{Runner: "t3st", Instance: "127.0.0.1:42891", ProjectID: 1001, Slot: 2, JobID: 22961}
 
 const testHelperImage = "registry.example.com/gitlab-runner-helper:test"
 

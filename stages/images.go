@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"regexp"
 	goruntime "runtime"
 	"strings"
 	"time"
@@ -17,6 +18,10 @@ import (
 
 // officialHelperRepo is GitLab's helper image, tagged <arch>-v<runner version>.
 const officialHelperRepo = "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper"
+
+// runnerVersionRE is what may go into the official helper image's tag; the
+// version comes from a variable the job could override.
+var runnerVersionRE = regexp.MustCompile(`^v?\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$`)
 
 // buildImage picks the job image: the job response's, else the job's
 // CI_JOB_IMAGE, else the admin's default.
@@ -38,6 +43,9 @@ func helperImage(j job.Job, cfg config.Config) (string, error) {
 	}
 	if j.RunnerVersion == "" {
 		return "", errors.New("cannot choose the helper image: CUSTOM_ENV_CI_RUNNER_VERSION is not set; set docker.helper_image in the warmcache config")
+	}
+	if !runnerVersionRE.MatchString(j.RunnerVersion) {
+		return "", fmt.Errorf("cannot choose the helper image: runner version %q is not a version number; set docker.helper_image in the warmcache config", j.RunnerVersion)
 	}
 	arch := goruntime.GOARCH
 	if arch == "amd64" {

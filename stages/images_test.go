@@ -9,6 +9,7 @@ import (
 	"reflect"
 	goruntime "runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -401,6 +402,11 @@ func TestHelperImage(t *testing.T) {
 		{"version with a v", "", "v19.4.0", official, ""},
 		{"no version, no admin image", "", "", "",
 			"cannot choose the helper image: CUSTOM_ENV_CI_RUNNER_VERSION is not set; set docker.helper_image in the warmcache config"},
+		{"a release candidate", "", "19.5.0-rc1", strings.TrimSuffix(official, "19.4.0") + "19.5.0-rc1", ""},
+		{"a version that is not one", "", "19.4.0@sha256:evil", "",
+			`cannot choose the helper image: runner version "19.4.0@sha256:evil" is not a version number; set docker.helper_image in the warmcache config`},
+		{"a path in the version", "", "1.2.3/../../other", "",
+			`cannot choose the helper image: runner version "1.2.3/../../other" is not a version number; set docker.helper_image in the warmcache config`},
 	}
 	for _, tt := range tests {
 		cfg := config.Default()

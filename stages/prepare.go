@@ -44,6 +44,13 @@ func Prepare(ctx context.Context, d Deps) error {
 		return err
 	}
 	d.say("Preparing job %d of %s on warmcache (image %s)", j.ID, j.ProjectPath, image)
+	// Said plainly rather than failing later in a confusing way.
+	for _, s := range j.Services {
+		d.say("WARNING: service %s is not started: warmcache does not run `services:` yet", s.Name)
+	}
+	if p := j.Image.ExecutorOpts.Docker.Platform; p != "" {
+		d.say("WARNING: image platform %q is ignored: the engine's own platform is used", p)
+	}
 
 	// A leftover of an earlier attempt whose cleanup failed would make
 	// every create below conflict.

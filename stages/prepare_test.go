@@ -45,7 +45,7 @@ func TestPrepare(t *testing.T) {
 	}
 	to := time.Now()
 
-	base := "warmcache-t3st-p1001-c2-j22961"
+	base := "warmcache-t3st-040bc7-p1001-c2-j22961" // 040bc7: the instance 127.0.0.1:42891
 	builds, cachedir := base+"-builds", base+"-cachedir"
 	helper, build := base+"-helper", base+"-build"
 
@@ -110,6 +110,9 @@ func TestPrepare(t *testing.T) {
 	lines := h.stderrLines()
 	wantLines := []string{
 		"Preparing job 22961 of group/project on warmcache (image golang:1.26)",
+		// The sample job declares two services.
+		"WARNING: service postgres:16 is not started: warmcache does not run `services:` yet",
+		"WARNING: service redis:7 is not started: warmcache does not run `services:` yet",
 		"Pulling image golang:1.26 (attempt 1 of 3)",
 		"  Status: Downloaded newer image for golang:1.26",
 		"Pulling image " + testHelperImage + " (attempt 1 of 3)",

@@ -209,6 +209,8 @@ func background(args ...string) error {
 		return err
 	}
 	cmd := exec.Command(exe, args...)
+	// The job's variables (tokens among them) stay with the stage.
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return err

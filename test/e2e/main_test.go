@@ -122,7 +122,8 @@ func difference(a, b []string) []string {
 func removeProjectCaches(t testing.TB, projectID int64) {
 	t.Helper()
 	ctx := context.Background()
-	rs, err := engine.List(ctx, map[string]string{cachevol.LabelProjectID: fmt.Sprint(projectID)})
+	// The sample response's instance: never a real project's caches.
+	rs, err := engine.List(ctx, map[string]string{cachevol.LabelProjectID: fmt.Sprint(projectID), cachevol.LabelInstance: "127.0.0.1:42891"})
 	if err != nil {
 		t.Fatal(err)
 	}
