@@ -10,9 +10,12 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/warmcache/warmcache/naming"
 	"github.com/warmcache/warmcache/runtime"
@@ -91,7 +94,7 @@ func claim(ctx context.Context, e volumeEngine, v Volume, jobID int64, now time.
 		st.Warm, st.Stamp = true, stamp
 	case errors.Is(err, fs.ErrNotExist):
 		// A new volume: let any job user write, whatever uid it runs as.
-		if err := os.Chmod(info.Mountpoint, os.ModeSticky|0o777); err != nil {
+		if err := OpenToAllUsers(info.Mountpoint); err != nil {
 			return st, fmt.Errorf("opening cache volume %s to non-root jobs: %w", v.Name, err)
 		}
 	default:
@@ -108,24 +111,50 @@ func claim(ctx context.Context, e volumeEngine, v Volume, jobID int64, now time.
 	return st, nil
 }
 
+// OpenToAllUsers makes the root of a fresh volume writable by every user,
+// so that a job running as any non-root uid can use it. The sticky bit, as
+// on /tmp, keeps a non-root job from removing or renaming what it does not
+// own there, such as the stamp.
+//
+// Changing the mode by path is safe here, unlike anywhere inside a volume:
+// mountpoint is the engine's own directory for the volume (for Docker,
+// /var/lib/docker/volumes/NAME/_data), which a job sees only as the root of
+// its mount and cannot replace with a link.
+func OpenToAllUsers(mountpoint string) error {
+	return os.Chmod(mountpoint, os.ModeSticky|0o777)
+}
+
 // maxStampBytes bounds a stamp read: jobs can write the file.
 const maxStampBytes = 4 << 10
 
 // ReadStamp reads the stamp of the volume at mountpoint. Jobs can write to
 // the volume root, so the stamp is untrusted: a symlink, FIFO, device or
-// huge file is refused instead of followed, blocked on or read whole.
+// huge file is refused instead of followed, opened or read whole.
 func ReadStamp(mountpoint string) (Stamp, error) {
 	if mountpoint == "" {
 		return Stamp{}, fmt.Errorf("reading stamp: volume has no local mountpoint: %w", fs.ErrNotExist)
 	}
-	f, err := os.OpenFile(filepath.Join(mountpoint, StampFile), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	name := filepath.Join(mountpoint, StampFile)
+	// O_PATH looks the name up without opening what it names: opening a
+	// device can act (a watchdog, a tape) and opening a FIFO wakes its
+	// writer. With O_NOFOLLOW a symlink yields the link itself.
+	fd, err := unix.Open(name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return Stamp{}, err
+		return Stamp{}, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return Stamp{}, fmt.Errorf("stamp of %s is not a regular file", mountpoint)
 	}
+	// Reopening the descriptor reads the very file just checked, whatever
+	// the name has become since. O_NONBLOCK: a lease a job holds on the
+	// file makes the open fail instead of wait.
+	f, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(fd), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return Stamp{}, fmt.Errorf("reading stamp of %s: %w", mountpoint, err)
+	}
+	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxStampBytes))
 	if err != nil {
 		return Stamp{}, fmt.Errorf("reading stamp of %s: %w", mountpoint, err)
@@ -144,13 +173,18 @@ func WriteStamp(mountpoint string, s Stamp) error {
 	if err != nil {
 		return fmt.Errorf("encoding stamp: %w", err)
 	}
+	// Jobs write in this directory at the same time, so the temporary file
+	// is changed only through its descriptor: by name, a job could have
+	// swapped it for a link to a host file by then. The rename follows
+	// nothing; it replaces whatever entry has the stamp's name.
 	tmp, err := os.CreateTemp(mountpoint, StampFile+".*")
 	if err != nil {
 		return fmt.Errorf("writing stamp: %w", err)
 	}
 	_, werr := tmp.Write(data)
+	merr := tmp.Chmod(0o644)
 	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr, os.Chmod(tmp.Name(), 0o644)); err != nil {
+	if err := errors.Join(werr, merr, cerr); err != nil {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("writing stamp: %w", err)
 	}
@@ -161,8 +195,14 @@ func WriteStamp(mountpoint string, s Stamp) error {
 	return nil
 }
 
-// Measure records the current size of each volume in its stamp. It walks
-// the files, so it runs after the job (cleanup), not on the way in.
+// measureInterval is how long a measured size stands. Measuring walks
+// every file of a cache and cleanup runs after every job: size tracking
+// must stay cheap with big caches and many jobs, so a size may be this old.
+const measureInterval = 10 * time.Minute
+
+// Measure records the current size of each volume in its stamp, unless it
+// was measured less than measureInterval before now. It walks the files,
+// so it runs after the job (cleanup), not on the way in.
 func Measure(ctx context.Context, e volumeEngine, vols []Volume, now time.Time) error {
 	errs := make([]error, len(vols))
 	var wg sync.WaitGroup
@@ -185,6 +225,11 @@ func measure(ctx context.Context, e volumeEngine, v Volume, now time.Time) error
 	if err != nil {
 		return nil // unreadable here, or never claimed: nothing to update
 	}
+	// A time after now is not believed: jobs can write the stamp, and one
+	// far in the future would stop the measuring for good.
+	if age := now.Sub(stamp.Measured); !stamp.Measured.IsZero() && age >= 0 && age <= measureInterval {
+		return nil
+	}
 	size, err := DirSize(ctx, info.Mountpoint)
 	if err != nil {
 		return fmt.Errorf("measuring %s: %w", v.Name, err)
@@ -193,25 +238,124 @@ func measure(ctx context.Context, e volumeEngine, v Volume, now time.Time) error
 	return WriteStamp(info.Mountpoint, stamp)
 }
 
-// DirSize adds up the sizes of the regular files under root.
+// maxDepth bounds how deep DirSize goes below the root: the walk holds a
+// descriptor per level, and a job can nest directories far deeper than
+// any cache does. Deeper files are not counted.
+const maxDepth = 256
+
+// DirSize adds up the sizes of the regular files under root (a volume's
+// mountpoint) that are at most maxDepth directories deep.
+//
+// Jobs change the tree while it is walked, as root, so the walk trusts no
+// name twice: each directory is opened relative to its parent's
+// descriptor, by a name read from that descriptor, with O_NOFOLLOW and
+// O_DIRECTORY. It cannot leave root, and what a job swaps in for a
+// directory (a symlink, a device, a FIFO) fails to open, unopened, and is
+// skipped like an entry that vanished. Sizes come from fstatat on the
+// parent's descriptor. Symlinks and special files count nothing.
 func DirSize(ctx context.Context, root string) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	fi, err := os.Lstat(root)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	case fi.Mode().IsRegular():
+		return fi.Size(), nil
+	case !fi.IsDir():
+		return 0, nil
+	}
+	fd, err := openDir(unix.AT_FDCWD, root)
+	if gone(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, &fs.PathError{Op: "open", Path: root, Err: err}
+	}
 	var total int64
-	err := filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // removed by a concurrent job while we walked
-			}
+	if err := addDir(ctx, fd, root, 0, &total); err != nil {
+		return 0, err
+	}
+	return total, nil
+}
+
+// addDir adds to total the sizes under the directory open as fd, at depth
+// below the root, and closes fd. name is for errors only.
+func addDir(ctx context.Context, fd int, name string, depth int, total *int64) error {
+	dir := os.NewFile(uintptr(fd), name)
+	defer dir.Close()
+	for {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if d.Type().IsRegular() {
-			if info, err := d.Info(); err == nil {
-				total += info.Size()
+		// In batches: a job can put millions of entries in a directory.
+		entries, rerr := dir.ReadDir(1024)
+		for _, e := range entries {
+			switch {
+			case e.Type().IsRegular():
+				// Not e.Info: it would stat by path, through names a job
+				// may have swapped since.
+				var st unix.Stat_t
+				err := statAt(fd, e.Name(), &st)
+				if gone(err) {
+					continue
+				}
+				if err != nil {
+					return &fs.PathError{Op: "fstatat", Path: filepath.Join(name, e.Name()), Err: err}
+				}
+				if st.Mode&unix.S_IFMT == unix.S_IFREG {
+					*total += st.Size
+				}
+			case e.IsDir() && depth < maxDepth:
+				sub, err := openDir(fd, e.Name())
+				if gone(err) {
+					continue
+				}
+				if err != nil {
+					return &fs.PathError{Op: "openat", Path: filepath.Join(name, e.Name()), Err: err}
+				}
+				if err := addDir(ctx, sub, filepath.Join(name, e.Name()), depth+1, total); err != nil {
+					return err
+				}
 			}
 		}
-		return nil
-	})
-	return total, err
+		switch {
+		case rerr == io.EOF:
+			return nil
+		case gone(rerr):
+			return nil // removed while it was read
+		case rerr != nil:
+			return rerr
+		}
+	}
+}
+
+// openDir opens the directory name in dirfd, refusing anything else
+// before opening it and following no symlink.
+func openDir(dirfd int, name string) (int, error) {
+	for {
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// statAt lstats name in dirfd.
+func statAt(dirfd int, name string, st *unix.Stat_t) error {
+	for {
+		err := unix.Fstatat(dirfd, name, st, unix.AT_SYMLINK_NOFOLLOW)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// gone says an entry vanished (ENOENT) or was swapped for something not to
+// be entered (ENOTDIR, ELOOP) by a concurrent job while it was walked.
+func gone(err error) bool {
+	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP)
 }

@@ -428,3 +428,20 @@ func TestClaimNothing(t *testing.T) {
 		t.Errorf("Claim(nil) made calls %+v", calls)
 	}
 }
+
+func TestOpenToAllUsers(t *testing.T) {
+	mp := filepath.Join(t.TempDir(), "_data")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := OpenToAllUsers(mp); err != nil {
+		t.Fatalf("OpenToAllUsers: %v", err)
+	}
+	if fi, err := os.Stat(mp); err != nil || fi.Mode() != os.ModeDir|os.ModeSticky|0o777 {
+		t.Errorf("mode %v, %v; want %v", fi.Mode(), err, os.ModeDir|os.ModeSticky|0o777)
+	}
+	gone := filepath.Join(t.TempDir(), "gone")
+	if err := OpenToAllUsers(gone); !errors.Is(err, fs.ErrNotExist) || err.Error() != "chmod "+gone+": no such file or directory" {
+		t.Errorf("OpenToAllUsers(missing) = %v, want chmod %s: no such file or directory", err, gone)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -59,19 +60,9 @@ func List(ctx context.Context, e lister) ([]Entry, error) {
 		if c := b.LastUsed.Compare(a.LastUsed); c != 0 {
 			return c
 		}
-		return compareStrings(a.Volume, b.Volume)
+		return strings.Compare(a.Volume, b.Volume)
 	})
 	return out, nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // WriteTable prints entries for people.

@@ -136,24 +136,6 @@ func TestListEmptyAndErrors(t *testing.T) {
 	})
 }
 
-func TestCompareStrings(t *testing.T) {
-	tests := []struct {
-		a, b string
-		want int
-	}{
-		{"a", "b", -1},
-		{"b", "a", 1},
-		{"a", "a", 0},
-		{"", "a", -1},
-		{"warmcache-go-0", "warmcache-go-00", -1},
-	}
-	for _, tt := range tests {
-		if got := compareStrings(tt.a, tt.b); got != tt.want {
-			t.Errorf("compareStrings(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
-		}
-	}
-}
-
 // entries are three hand-made entries for the output tests.
 func entries() []Entry {
 	return []Entry{

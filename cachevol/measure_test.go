@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/warmcache/warmcache/runtime"
 	"github.com/warmcache/warmcache/runtime/fake"
@@ -218,5 +219,65 @@ func TestMeasureCancelled(t *testing.T) {
 	}
 	if s, err := ReadStamp(filepath.Join(root, vols[0].Name)); err != nil || !s.Measured.IsZero() {
 		t.Errorf("stamp after a cancelled Measure: %+v, %v", s, err)
+	}
+}
+
+// TestMeasureOnlyWhenStale: a volume measured less than measureInterval ago
+// is not walked again; one never measured, measured long ago or measured
+// "in the future" (the stamp is job-writable) is.
+func TestMeasureOnlyWhenStale(t *testing.T) {
+	tests := []struct {
+		name     string
+		measured time.Time
+		walk     bool
+	}{
+		{"never measured", time.Time{}, true},
+		{"measured 11 minutes ago", t1.Add(-11 * time.Minute), true},
+		{"measured 10 minutes ago", t1.Add(-10 * time.Minute), false},
+		{"measured 10 minutes and 1ns ago", t1.Add(-10*time.Minute - 1), true},
+		{"measured 5 minutes ago", t1.Add(-5 * time.Minute), false},
+		{"measured just now", t1, false},
+		{"measured in the future", t1.Add(time.Second), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, root := localEngine(t)
+			vols := goVolumes()[:1]
+			if _, err := Claim(t.Context(), f, vols, 1, t0); err != nil {
+				t.Fatal(err)
+			}
+			mp := filepath.Join(root, vols[0].Name)
+			writeTree(t, mp, map[string]int{"a": 1000})
+			old := Stamp{LastUsed: t0, SizeBytes: 7, Measured: tt.measured, JobID: 1}
+			if err := WriteStamp(mp, old); err != nil {
+				t.Fatal(err)
+			}
+			before := stampFile(t, mp)
+
+			if err := Measure(t.Context(), f, vols, t1); err != nil {
+				t.Fatalf("Measure: %v", err)
+			}
+			want := old
+			if tt.walk {
+				want.SizeBytes, want.Measured = 1000+int64(len(before)), t1
+			}
+			if got, err := ReadStamp(mp); err != nil || got != want {
+				t.Errorf("stamp after Measure = %+v, %v; want %+v", got, err, want)
+			}
+			if !tt.walk && stampFile(t, mp) != before {
+				t.Errorf("stamp file rewritten: %s, was %s", stampFile(t, mp), before)
+			}
+		})
+	}
+}
+
+// TestDirSizeDepth: files down to maxDepth directories below the root count;
+// deeper ones, which no cache has, are not walked.
+func TestDirSizeDepth(t *testing.T) {
+	dir := t.TempDir()
+	deepest := strings.Repeat("d/", maxDepth)
+	writeTree(t, dir, map[string]int{"top": 1, deepest + "counted": 10, deepest + "d/not-counted": 100})
+	if n, err := DirSize(t.Context(), dir); err != nil || n != 11 {
+		t.Errorf("DirSize = %d, %v; want 11", n, err)
 	}
 }

@@ -6,6 +6,7 @@ package cachevol
 
 import (
 	"fmt"
+	pathpkg "path"
 	"regexp"
 	"slices"
 	"strings"
@@ -67,7 +68,39 @@ func Profiles(cfg config.Cache) ([]Profile, error) {
 		c := cfg.Custom[i]
 		out = append(out, Profile{Name: c.Name, Paths: c.Paths, Env: c.Env, ConcurrentSafe: c.ConcurrentSafe})
 	}
+	if err := checkMounts(out); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// checkMounts refuses two volumes mounted at one path: Docker would refuse
+// every job container ("duplicate mount point"), failing each prepare.
+// Paths below /root move for jobs that do not run as root (Target), so the
+// paths are checked for both kinds of job.
+func checkMounts(profiles []Profile) error {
+	for _, nonRoot := range []bool{false, true} {
+		owners := map[string]string{}
+		for _, p := range profiles {
+			for _, path := range p.Paths {
+				target := Target(pathpkg.Clean(path), nonRoot)
+				owner, taken := owners[target]
+				if !taken {
+					owners[target] = p.Name
+					continue
+				}
+				which := ""
+				if nonRoot {
+					which = " for jobs that do not run as root"
+				}
+				if owner == p.Name {
+					return fmt.Errorf("cache.profiles: profile %q mounts %s twice%s", p.Name, target, which)
+				}
+				return fmt.Errorf("cache.profiles: profiles %q and %q both mount %s%s", owner, p.Name, target, which)
+			}
+		}
+	}
+	return nil
 }
 
 // relocatedRoot replaces /root in cache paths for jobs that run as another

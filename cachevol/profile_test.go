@@ -256,3 +256,78 @@ func TestEnvPointsAtTargets(t *testing.T) {
 		}
 	}
 }
+
+// TestProfilesRejectSharedPaths: Docker refuses a container with two mounts
+// at one path, so such a configuration would fail every job's prepare.
+func TestProfilesRejectSharedPaths(t *testing.T) {
+	custom := func(name string, paths ...string) config.CustomProfile {
+		return config.CustomProfile{Name: name, Paths: paths}
+	}
+	tests := []struct {
+		name    string
+		cfg     config.Cache
+		wantErr string
+	}{
+		{
+			name: "a custom profile on a built-in's path",
+			cfg: config.Cache{Enabled: true, Profiles: []string{"go", "gomod"},
+				Custom: []config.CustomProfile{custom("gomod", "/go/pkg/mod")}},
+			wantErr: `cache.profiles: profiles "go" and "gomod" both mount /go/pkg/mod`,
+		},
+		{
+			name: "the same path spelled differently",
+			cfg: config.Cache{Enabled: true, Profiles: []string{"gomod", "go"},
+				Custom: []config.CustomProfile{custom("gomod", "/go/pkg/mod/")}},
+			wantErr: `cache.profiles: profiles "gomod" and "go" both mount /go/pkg/mod`,
+		},
+		{
+			name: "two custom profiles",
+			cfg: config.Cache{Enabled: true, Profiles: []string{"one", "two"},
+				Custom: []config.CustomProfile{custom("one", "/a", "/srv/x"), custom("two", "/b", "/srv/./x")}},
+			wantErr: `cache.profiles: profiles "one" and "two" both mount /srv/x`,
+		},
+		{
+			name:    "a custom profile on cache_dir",
+			cfg:     config.Cache{Enabled: true, Profiles: []string{"c"}, Custom: []config.CustomProfile{custom("c", "/cache")}},
+			wantErr: `cache.profiles: profiles "cache-dir" and "c" both mount /cache`,
+		},
+		{
+			name:    "one profile, one path twice",
+			cfg:     config.Cache{Enabled: true, Profiles: []string{"c"}, Custom: []config.CustomProfile{custom("c", "/x", "/x/")}},
+			wantErr: `cache.profiles: profile "c" mounts /x twice`,
+		},
+		{
+			name: "only where /root is relocated",
+			cfg: config.Cache{Enabled: true, Profiles: []string{"npm", "relo"},
+				Custom: []config.CustomProfile{custom("relo", "/var/cache/warmcache/root/.npm")}},
+			wantErr: `cache.profiles: profiles "npm" and "relo" both mount /var/cache/warmcache/root/.npm for jobs that do not run as root`,
+		},
+		{
+			name: "nested paths are fine",
+			cfg: config.Cache{Enabled: true, Profiles: []string{"go", "gopkg"},
+				Custom: []config.CustomProfile{custom("gopkg", "/go/pkg")}},
+		},
+		{
+			name:    "a profile disabled does not count",
+			cfg:     config.Cache{Enabled: true, Profiles: []string{"go"}, Custom: []config.CustomProfile{custom("gomod", "/go/pkg/mod")}},
+			wantErr: "",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Profiles(tt.cfg)
+			if tt.wantErr == "" {
+				if err != nil || len(got) == 0 {
+					t.Errorf("Profiles = %+v, %v; want profiles", got, err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tt.wantErr {
+				t.Errorf("Profiles error = %v, want %q", err, tt.wantErr)
+			}
+			if got != nil {
+				t.Errorf("Profiles = %+v with an error, want nil", got)
+			}
+		})
+	}
+}

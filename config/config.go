@@ -34,7 +34,19 @@ const (
 type Config struct {
 	Docker Docker `toml:"docker"`
 	Cache  Cache  `toml:"cache"`
+	Reap   Reap   `toml:"reap"`
 	Log    Log    `toml:"log"`
+}
+
+// Reap configures the removal of resources of jobs that ended without
+// cleanup (runner crash, host reboot).
+type Reap struct {
+	// Grace is added to a job's timeout before its resources count as
+	// abandoned.
+	Grace time.Duration `toml:"grace"`
+	// AtPrepare runs a short, bounded pass at every prepare, so that no
+	// cron job is needed for correctness.
+	AtPrepare bool `toml:"at_prepare"`
 }
 
 // Cache selects the persistent cache profiles every job gets.
@@ -110,6 +122,7 @@ func Default() Config {
 			CleanupTimeout:      5 * time.Minute,
 		},
 		Cache: Cache{Enabled: true, Profiles: []string{"go"}},
+		Reap:  Reap{Grace: time.Hour, AtPrepare: true},
 		Log:   Log{Level: "info"},
 	}
 }
@@ -200,6 +213,9 @@ func (c Config) validate() []string {
 		}
 	}
 	p = append(p, c.Cache.validate()...)
+	if c.Reap.Grace < time.Minute {
+		p = append(p, fmt.Sprintf("reap.grace: %s is too short (at least 1m, e.g. \"1h\")", c.Reap.Grace))
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -47,7 +47,8 @@ func TestParseFullFixture(t *testing.T) {
 				ConcurrentSafe: true,
 			}},
 		},
-		Log: Log{File: "/var/log/warmcache.log", Level: "debug"},
+		Reap: Reap{Grace: 30 * time.Minute, AtPrepare: false},
+		Log:  Log{File: "/var/log/warmcache.log", Level: "debug"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Parse(full.toml) =\n%+v\nwant\n%+v", got, want)
@@ -122,6 +123,7 @@ func TestParseInvalid(t *testing.T) {
 			`docker.host: "http://docker:2375" must start with unix:// or tcp://`},
 		{"bare path host", "[docker]\nhost = \"/var/run/docker.sock\"\n",
 			`docker.host: "/var/run/docker.sock" must start with unix:// or tcp://`},
+		{"reap grace too short", "[reap]\ngrace = \"10s\"\n", `reap.grace: 10s is too short (at least 1m, e.g. "1h")`},
 		{"ssh host", "[docker]\nhost = \"ssh://ci@docker-host\"\n",
 			`docker.host: "ssh://ci@docker-host" must start with unix:// or tcp://`},
 		{"empty host", "[docker]\nhost = \"\"\n", "docker.host: must not be empty"},

@@ -2,8 +2,8 @@ package stages
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -12,7 +12,6 @@ import (
 
 	"github.com/warmcache/warmcache/job"
 	"github.com/warmcache/warmcache/naming"
-	"github.com/warmcache/warmcache/parallel"
 	"github.com/warmcache/warmcache/runtime"
 )
 
@@ -49,25 +48,15 @@ type remover interface {
 	Remove(ctx context.Context, r runtime.Resource) error
 }
 
-// removeJobResources removes what the job created: containers first (they
-// hold the volumes and networks), then the rest. Persistent caches are
+// removeJobResources removes what the job created. Persistent caches are
 // skipped even if a label says they belong to the job.
 func removeJobResources(ctx context.Context, e remover, key naming.JobKey) error {
 	found, err := e.List(ctx, map[string]string{naming.LabelJob: key.Base()})
 	if err != nil {
 		return fmt.Errorf("listing the job's resources: %w", err)
 	}
-	var containers, rest []runtime.Resource
-	for _, r := range found {
-		switch {
-		case r.Labels[naming.LabelKind] == string(naming.KindCache):
-			continue
-		case r.Type == runtime.Container:
-			containers = append(containers, r)
-		default:
-			rest = append(rest, r)
-		}
-	}
-	remove := func(r runtime.Resource) error { return e.Remove(ctx, r) }
-	return errors.Join(parallel.Each(containers, remove), parallel.Each(rest, remove))
+	found = slices.DeleteFunc(found, func(r runtime.Resource) bool {
+		return r.Labels[naming.LabelKind] == string(naming.KindCache)
+	})
+	return removeAll(ctx, e, found)
 }

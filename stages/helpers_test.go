@@ -40,6 +40,7 @@ func newHarness(t *testing.T, edit func(job map[string]any)) *harness {
 	cfg := config.Default()
 	cfg.Docker.HelperImage = testHelperImage
 	cfg.Cache.Enabled = false
+	cfg.Reap.AtPrepare = false // reap_test.go covers it; it would interleave calls
 	return &harness{
 		f: fake.New(),
 		env: map[string]string{

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/cachevol"
 	"github.com/warmcache/warmcache/config"
 	"github.com/warmcache/warmcache/job"
 	"github.com/warmcache/warmcache/naming"
@@ -57,6 +58,9 @@ func Prepare(ctx context.Context, d Deps) error {
 	if err := removeJobResources(ctx, d.Engine, key); err != nil {
 		return fmt.Errorf("removing leftovers of an earlier attempt: %w", err)
 	}
+	reaped := make(chan struct{})
+	go func() { defer close(reaped); reapAtPrepare(ctx, d) }()
+	defer func() { <-reaped }()
 
 	p := puller{engine: d.Engine, attempts: d.Config.Docker.PullAttempts, say: d.say,
 		auth: registryAuth(j, d.Config), backoff: jitteredBackoff}
@@ -189,7 +193,7 @@ func openVolume(ctx context.Context, e runtime.Engine, name string) error {
 	if _, err := os.Stat(info.Mountpoint); err != nil {
 		return nil
 	}
-	if err := os.Chmod(info.Mountpoint, os.ModeSticky|0o777); err != nil {
+	if err := cachevol.OpenToAllUsers(info.Mountpoint); err != nil {
 		return fmt.Errorf("opening volume %s to the job's user: %w", name, err)
 	}
 	return nil

@@ -86,7 +86,7 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 		// log, not the whole help text.
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
 		CommandNotFound: func(_ *cli.Context, name string) {
-			*stageErr = fmt.Errorf("unknown command %q: use config, prepare, run, cleanup or cache", name)
+			*stageErr = fmt.Errorf("unknown command %q: use config, prepare, run, cleanup, cache or reap", name)
 		},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "TOML config `FILE` (default $WARMCACHE_CONFIG, else " + config.DefaultPath + ")"},
@@ -137,6 +137,14 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 					*stageErr = startContainer(c.String("host"), c.Args().First())
 					return nil
 				},
+			},
+			{
+				Name:  "reap",
+				Usage: "remove containers, volumes and networks of jobs that ended without cleanup (never caches)",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "dry-run", Usage: "print the plan, remove nothing"}},
+				Action: stage(func(c *cli.Context, d stages.Deps) error {
+					return stages.Reap(c.Context, d, c.Bool("dry-run"))
+				}, true),
 			},
 			{
 				Name:  "cache",

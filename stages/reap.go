@@ -1,0 +1,145 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/parallel"
+	"github.com/warmcache/warmcache/runtime"
+)
+
+// defaultJobTimeout is assumed for resources whose timeout label is missing
+// or unreadable (GitLab's own default job timeout).
+const defaultJobTimeout = time.Hour
+
+// prepareReapBudget bounds the reaper pass at prepare: a job must not wait
+// on another job's leftovers.
+const prepareReapBudget = 5 * time.Second
+
+// abandonedJob is the resources of one job that ended without cleanup.
+type abandonedJob struct {
+	Base      string
+	Created   time.Time
+	Deadline  time.Time // created + timeout + grace
+	Resources []runtime.Resource
+}
+
+// planReap groups job resources by job and keeps the jobs whose deadline
+// has passed. Persistent caches are never part of a plan, and resources
+// without a readable creation time are left alone: what cannot be dated
+// cannot be proven abandoned.
+func planReap(rs []runtime.Resource, now time.Time, grace time.Duration) []abandonedJob {
+	jobs := map[string]*abandonedJob{}
+	undatable := map[string]bool{}
+	for _, r := range rs {
+		base := r.Labels[naming.LabelJob]
+		if base == "" || r.Labels[naming.LabelKind] == string(naming.KindCache) {
+			continue
+		}
+		created, err := time.Parse(time.RFC3339, r.Labels[naming.LabelCreated])
+		if err != nil {
+			undatable[base] = true
+			continue
+		}
+		timeout := defaultJobTimeout
+		if s, err := strconv.Atoi(r.Labels[naming.LabelTimeout]); err == nil && s > 0 {
+			timeout = time.Duration(s) * time.Second
+		}
+		j := jobs[base]
+		if j == nil {
+			j = &abandonedJob{Base: base, Created: created}
+			jobs[base] = j
+		}
+		// The job's newest resource decides: it was alive then.
+		if created.After(j.Created) {
+			j.Created = created
+		}
+		if d := created.Add(timeout + grace); d.After(j.Deadline) {
+			j.Deadline = d
+		}
+		j.Resources = append(j.Resources, r)
+	}
+	var out []abandonedJob
+	for base, j := range jobs {
+		if !undatable[base] && now.After(j.Deadline) {
+			out = append(out, *j)
+		}
+	}
+	slices.SortFunc(out, func(a, b abandonedJob) int { return a.Created.Compare(b.Created) })
+	return out
+}
+
+// Reap removes the containers, volumes and networks of jobs that ended
+// without cleanup, oldest first, and says what it removed (or, with
+// dryRun, what it would remove) on stdout.
+func Reap(ctx context.Context, d Deps, dryRun bool) error {
+	plan, err := reapPlan(ctx, d)
+	if err != nil {
+		return err
+	}
+	if len(plan) == 0 {
+		fmt.Fprintln(d.Stdout, "Nothing to reap.")
+		return nil
+	}
+	var errs []error
+	now := time.Now()
+	for _, j := range plan {
+		verb := "Reaped"
+		if dryRun {
+			verb = "Would reap"
+		} else if err := removeAll(ctx, d.Engine, j.Resources); err != nil {
+			errs = append(errs, err)
+			verb = "Failed to reap"
+		}
+		fmt.Fprintf(d.Stdout, "%s %s: %d resources, created %s ago, abandoned since %s ago\n",
+			verb, j.Base, len(j.Resources), now.Sub(j.Created).Round(time.Second), now.Sub(j.Deadline).Round(time.Second))
+	}
+	return errors.Join(errs...)
+}
+
+// reapAtPrepare is the bounded pass prepare makes; it never fails the job.
+func reapAtPrepare(ctx context.Context, d Deps) {
+	if !d.Config.Reap.AtPrepare {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, prepareReapBudget)
+	defer cancel()
+	plan, err := reapPlan(ctx, d)
+	if err != nil {
+		d.Log.Warn("reaping abandoned jobs", zap.Error(err))
+		return
+	}
+	for _, j := range plan {
+		err := removeAll(ctx, d.Engine, j.Resources)
+		d.Log.Info("reaped abandoned job", zap.String("job", j.Base), zap.Int("resources", len(j.Resources)), zap.Error(err))
+	}
+}
+
+func reapPlan(ctx context.Context, d Deps) ([]abandonedJob, error) {
+	rs, err := d.Engine.List(ctx, map[string]string{naming.LabelManaged: "true"})
+	if err != nil {
+		return nil, fmt.Errorf("listing warmcache resources: %w", err)
+	}
+	return planReap(rs, time.Now(), d.Config.Reap.Grace), nil
+}
+
+// removeAll removes containers first: they hold the volumes and networks.
+func removeAll(ctx context.Context, e remover, rs []runtime.Resource) error {
+	var containers, rest []runtime.Resource
+	for _, r := range rs {
+		if r.Type == runtime.Container {
+			containers = append(containers, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	remove := func(r runtime.Resource) error { return e.Remove(ctx, r) }
+	return errors.Join(parallel.Each(containers, remove), parallel.Each(rest, remove))
+}

@@ -1,0 +1,115 @@
+package stages
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/runtime"
+	"github.com/warmcache/warmcache/runtime/fake"
+)
+
+func jobResource(typ runtime.ResourceType, name, base string, kind naming.Kind, created time.Time, timeout string) runtime.Resource {
+	return runtime.Resource{Type: typ, Name: name, Labels: map[string]string{
+		naming.LabelManaged: "true", naming.LabelJob: base, naming.LabelKind: string(kind),
+		naming.LabelCreated: created.UTC().Format(time.RFC3339), naming.LabelTimeout: timeout,
+	}}
+}
+
+func TestPlanReap(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	grace := time.Hour
+	undated := jobResource(runtime.Volume, "c-builds", "c", naming.KindBuilds, now, "60")
+	undated.Labels[naming.LabelCreated] = "yesterday"
+	rs := []runtime.Resource{
+		// a: created 3h ago, 1h timeout + 1h grace: abandoned.
+		jobResource(runtime.Container, "a-build", "a", naming.KindBuild, now.Add(-3*time.Hour), "3600"),
+		jobResource(runtime.Volume, "a-builds", "a", naming.KindBuilds, now.Add(-3*time.Hour), "3600"),
+		// b: created 90m ago but its timeout is 3h: still within its time.
+		jobResource(runtime.Container, "b-build", "b", naming.KindBuild, now.Add(-90*time.Minute), "10800"),
+		// c: one resource cannot be dated, so the job is not touched.
+		jobResource(runtime.Container, "c-build", "c", naming.KindBuild, now.Add(-10*time.Hour), "60"),
+		undated,
+		// d: an old resource, but a new one shows the job alive recently.
+		jobResource(runtime.Container, "d-build", "d", naming.KindBuild, now.Add(-5*time.Hour), "60"),
+		jobResource(runtime.Container, "d-helper", "d", naming.KindHelper, now.Add(-10*time.Minute), "60"),
+		// e: no timeout label: GitLab's default hour applies; 2h05m > 1h + 1h.
+		jobResource(runtime.Container, "e-build", "e", naming.KindBuild, now.Add(-125*time.Minute), ""),
+		// A cache volume, even one labelled with a job, is never reaped.
+		jobResource(runtime.Volume, "warmcache-go-0123456789ab", "a", naming.KindCache, now.Add(-100*time.Hour), "60"),
+	}
+	var got []string
+	for _, j := range planReap(rs, now, grace) {
+		var names []string
+		for _, r := range j.Resources {
+			names = append(names, r.Name)
+		}
+		got = append(got, j.Base+":"+strings.Join(names, ","))
+	}
+	want := []string{"a:a-build,a-builds", "e:e-build"}
+	if !slices.Equal(got, want) {
+		t.Errorf("plan = %q, want %q (oldest first)", got, want)
+	}
+}
+
+func TestReap(t *testing.T) {
+	for _, dryRun := range []bool{true, false} {
+		h := newHarness(t, nil)
+		old := time.Now().Add(-24 * time.Hour)
+		oldKey := naming.JobKey{Runner: "r", Instance: "x", ProjectID: 1, JobID: 2}
+		labels := oldKey.Labels(naming.KindBuild, naming.JobMeta{TimeoutSeconds: 60, Created: old})
+		h.f.AddImage("img")
+		if err := h.f.CreateContainer(context.Background(), runtime.ContainerSpec{Name: oldKey.Name(naming.KindBuild), Image: "img", Labels: labels}); err != nil {
+			t.Fatal(err)
+		}
+		if err := Prepare(context.Background(), h.deps()); err != nil { // a live job
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		d := h.deps()
+		d.Stdout = &out
+		if err := Reap(context.Background(), d, dryRun); err != nil {
+			t.Fatalf("Reap: %v", err)
+		}
+		verb := "Reaped"
+		if dryRun {
+			verb = "Would reap"
+		}
+		// The creation label has whole seconds: allow the second it drops.
+		line := regexp.MustCompile(`^` + verb + ` ` + oldKey.Base() + `: 1 resources, created 24h0m[01]s ago, abandoned since 22h59m[01]s ago\n$`)
+		if !line.MatchString(out.String()) {
+			t.Errorf("dry run %v: output %q", dryRun, out.String())
+		}
+		c, _ := h.f.Container(oldKey.Name(naming.KindBuild))
+		if wantState := fake.Removed; !dryRun && c.State != wantState || dryRun && c.State == wantState {
+			t.Errorf("dry run %v: abandoned container is %s", dryRun, c.State)
+		}
+		live, _ := h.f.Container(sampleKey.Name(naming.KindBuild))
+		if live.State == fake.Removed {
+			t.Errorf("dry run %v: the live job's container was reaped", dryRun)
+		}
+	}
+}
+
+// Prepare makes a bounded reaper pass, so admins need no cron job.
+func TestPrepareReaps(t *testing.T) {
+	h := newHarness(t, nil)
+	h.cfg.Reap.AtPrepare = true
+	oldKey := naming.JobKey{Runner: "r", Instance: "x", ProjectID: 1, JobID: 2}
+	h.f.AddImage("img")
+	labels := oldKey.Labels(naming.KindBuild, naming.JobMeta{TimeoutSeconds: 60, Created: time.Now().Add(-24 * time.Hour)})
+	if err := h.f.CreateContainer(context.Background(), runtime.ContainerSpec{Name: oldKey.Name(naming.KindBuild), Image: "img", Labels: labels}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Prepare(context.Background(), h.deps()); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := h.f.Container(oldKey.Name(naming.KindBuild)); c.State != fake.Removed {
+		t.Errorf("abandoned container is %s after prepare", c.State)
+	}
+}

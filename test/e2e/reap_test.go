@@ -1,0 +1,94 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/runtime"
+)
+
+// fakeCrashedJob leaves what a job that died without cleanup leaves: a
+// running build container and its builds volume, created hours ago. It
+// returns the job's key and a function listing what is left of it.
+func fakeCrashedJob(t *testing.T) (naming.JobKey, func() []string) {
+	t.Helper()
+	ctx := context.Background()
+	crashed := naming.JobKey{Runner: "e2etoken", Instance: "127.0.0.1:42891", ProjectID: nextJobID(), JobID: nextJobID()}
+	meta := naming.JobMeta{PipelineID: 1, TimeoutSeconds: 60, Created: time.Now().Add(-3 * time.Hour)}
+	builds, container := crashed.Name(naming.KindBuilds), crashed.Name(naming.KindBuild)
+	t.Cleanup(func() {
+		engine.Remove(ctx, runtime.Resource{Type: runtime.Container, Name: container})
+		engine.Remove(ctx, runtime.Resource{Type: runtime.Volume, Name: builds})
+	})
+	if err := engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: builds, Labels: crashed.Labels(naming.KindBuilds, meta)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.CreateContainer(ctx, runtime.ContainerSpec{
+		Name: container, Image: busyboxImage, Cmd: []string{"sh", "-c", "sleep 3600"},
+		Labels: crashed.Labels(naming.KindBuild, meta), Mounts: []runtime.Mount{{Volume: builds, Target: "/builds"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.StartContainer(ctx, container); err != nil {
+		t.Fatal(err)
+	}
+	return crashed, func() []string {
+		rs, err := engine.List(ctx, map[string]string{naming.LabelJob: crashed.Base()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, r := range rs {
+			names = append(names, r.Name)
+		}
+		return names
+	}
+}
+
+// TestReapCommand: `warmcache reap` finds a crashed job's resources by
+// their labels and removes them; --dry-run removes nothing; a running job
+// and the persistent caches are left alone.
+func TestReapCommand(t *testing.T) {
+	live := newJob(t, jobSpec{Config: defaultConfig + "[reap]\nat_prepare = false\n"})
+	if r := live.prepare(); r.Code != 0 {
+		t.Fatalf("prepare: %s", r)
+	}
+	crashed, left := fakeCrashedJob(t)
+
+	dry := live.call("reap", "--dry-run")
+	if dry.Code != 0 || !strings.Contains(dry.Stdout, "Would reap "+crashed.Base()+": 2 resources, created 3h0m") {
+		t.Errorf("reap --dry-run: %s", dry)
+	}
+	if l := left(); len(l) != 2 {
+		t.Errorf("--dry-run removed something: %v left", l)
+	}
+	r := live.call("reap")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "Reaped "+crashed.Base()+": 2 resources") {
+		t.Errorf("reap: %s", r)
+	}
+	if l := left(); len(l) != 0 {
+		t.Errorf("after reap the crashed job still has %v", l)
+	}
+	if l := jobResources(t, live); len(l) != 3 {
+		t.Errorf("the live job lost resources to the reaper: %v", l)
+	}
+	if r := live.run("build_script", runnerScript("ls /go/pkg/mod/.warmcache-stamp && echo still alive\n")); r.Code != 0 || !strings.HasSuffix(r.Stdout, "still alive\n") {
+		t.Errorf("live job after reap: %s", r)
+	}
+}
+
+// TestPrepareReaps: every prepare makes a bounded reaper pass, so admins
+// need no cron job for correctness.
+func TestPrepareReaps(t *testing.T) {
+	_, left := fakeCrashedJob(t)
+	j := newJob(t, jobSpec{})
+	if r := j.prepare(); r.Code != 0 {
+		t.Fatalf("prepare: %s", r)
+	}
+	if l := left(); len(l) != 0 {
+		t.Errorf("after a prepare the crashed job still has %v", l)
+	}
+}
