@@ -1,9 +1,7 @@
 package cachevol
 
 import (
-	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/warmcache/warmcache/job"
 	"github.com/warmcache/warmcache/naming"
@@ -47,16 +45,7 @@ func KeyFor(j job.Job) Key {
 	if j.Protected {
 		trust = Protected
 	}
-	return Key{Instance: instance(j), ProjectID: j.ProjectID, ProjectPath: j.ProjectPath, Trust: trust, Slot: j.ConcurrentID}
-}
-
-// instance is the GitLab host[:port] from the repository URL (without its
-// credentials), else from CI_SERVER_HOST of the job response.
-func instance(j job.Job) string {
-	if u, err := url.Parse(j.RepoURL); err == nil && u.Host != "" {
-		return strings.ToLower(u.Host)
-	}
-	return strings.ToLower(j.ServerHost)
+	return Key{Instance: j.Instance(), ProjectID: j.ProjectID, ProjectPath: j.ProjectPath, Trust: trust, Slot: j.ConcurrentID}
 }
 
 // Volume is one cache volume a job mounts.
