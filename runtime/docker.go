@@ -42,11 +42,15 @@ func (d *Docker) Close() error { return d.api.Close() }
 
 // Ping implements Engine.
 func (d *Docker) Ping(ctx context.Context) (Info, error) {
-	v, err := d.api.ServerVersion(ctx)
+	v, err := d.api.Info(ctx)
 	if err != nil {
 		return Info{}, classify(err, "docker engine at "+d.api.DaemonHost())
 	}
-	return Info{ServerVersion: v.Version, APIVersion: d.api.ClientVersion()}, nil
+	return Info{
+		ServerVersion: v.ServerVersion, APIVersion: d.api.ClientVersion(),
+		StorageDriver: v.Driver, CgroupDriver: v.CgroupDriver, CgroupVersion: v.CgroupVersion,
+		RootDir: v.DockerRootDir,
+	}, nil
 }
 
 // InspectImage implements Engine.
@@ -233,6 +237,11 @@ func (d *Docker) Exec(ctx context.Context, name string, cmd []string, stdin io.R
 	}
 	att, err := d.api.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
 	if err != nil {
+		// The container may have stopped between create and start; the
+		// engine then answers with a bare 500.
+		if state, serr := d.ContainerState(ctx, name); serr == nil && state != "running" {
+			return Exit{}, fmt.Errorf("exec in %s: %w (it is %s)", name, ErrNotRunning, state)
+		}
 		return Exit{}, classify(err, "attaching to exec in "+name)
 	}
 	defer att.Close()

@@ -52,7 +52,11 @@ type Engine interface {
 // Info describes the engine.
 type Info struct {
 	ServerVersion string
-	APIVersion    string
+	APIVersion    string // negotiated with the engine
+	StorageDriver string
+	CgroupDriver  string
+	CgroupVersion string
+	RootDir       string // the engine's data root, on its host
 }
 
 // ImageInfo describes a local image.

@@ -86,7 +86,7 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 		// log, not the whole help text.
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
 		CommandNotFound: func(_ *cli.Context, name string) {
-			*stageErr = fmt.Errorf("unknown command %q: use config, prepare, run, cleanup, cache or reap", name)
+			*stageErr = fmt.Errorf("unknown command %q: use config, prepare, run, cleanup, cache, reap or doctor", name)
 		},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "TOML config `FILE` (default $WARMCACHE_CONFIG, else " + config.DefaultPath + ")"},
@@ -137,6 +137,13 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 					*stageErr = startContainer(c.String("host"), c.Args().First())
 					return nil
 				},
+			},
+			{
+				Name:  "doctor",
+				Usage: "check the engine, storage, cgroups, config, images and free disk; print what to fix",
+				Action: stage(func(c *cli.Context, d stages.Deps) error {
+					return stages.Doctor(c.Context, d)
+				}, true),
 			},
 			{
 				Name:  "reap",

@@ -84,7 +84,7 @@ func TestUsageErrors(t *testing.T) {
 		args    []string
 		mention string
 	}{
-		{"unknown subcommand", []string{"--config", "testdata/valid.toml", "bogus"}, `unknown command "bogus": use config, prepare, run, cleanup, cache or reap`},
+		{"unknown subcommand", []string{"--config", "testdata/valid.toml", "bogus"}, `unknown command "bogus": use config, prepare, run, cleanup, cache, reap or doctor`},
 		{"unknown flag", []string{"--config", "testdata/valid.toml", "--bogus", "config"}, "flag provided but not defined: -bogus"},
 		{"run without its arguments", []string{"--config", "testdata/valid.toml", "run"}, "run needs 2 arguments, SCRIPT and STAGE; got 0"},
 		{"run with one argument", []string{"--config", "testdata/valid.toml", "run", "script"}, "run needs 2 arguments, SCRIPT and STAGE; got 1"},

@@ -109,7 +109,8 @@ var _ runtime.Engine = (*Engine)(nil)
 // every pull succeeds and every Exec exits 0 with no output.
 func New() *Engine {
 	return &Engine{
-		info:       runtime.Info{ServerVersion: "fake", APIVersion: "fake"},
+		info: runtime.Info{ServerVersion: "fake", APIVersion: "fake", StorageDriver: "overlay2",
+			CgroupDriver: "cgroupfs", CgroupVersion: "1"},
 		images:     map[string]bool{},
 		imageInfo:  map[string]runtime.ImageInfo{},
 		now:        time.Now,

@@ -1,0 +1,123 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/warmcache/warmcache/cachevol"
+	"github.com/warmcache/warmcache/runtime"
+)
+
+// Free-disk levels below which doctor warns and fails: caches and job
+// containers fill the engine's data root.
+const (
+	diskWarnFraction = 0.15
+	diskFailFraction = 0.05
+)
+
+// finding is one doctor line: ok, warn or fail, what, and what to do.
+type finding struct {
+	level string
+	what  string
+}
+
+// Doctor checks what warmcache needs on this host and prints one line per
+// check on stdout, with what to fix. The config was already loaded and
+// validated by then. It fails when any check fails.
+func Doctor(ctx context.Context, d Deps) error {
+	var found []finding
+	add := func(level, format string, args ...any) {
+		found = append(found, finding{level, fmt.Sprintf(format, args...)})
+	}
+	add("ok", "config: valid")
+
+	info, err := d.Engine.Ping(ctx)
+	if err != nil {
+		add("FAIL", "engine: %v: start dockerd, or fix docker.host (%s)", err, d.Config.Docker.Host)
+		return report(d, found)
+	}
+	add("ok", "engine: Docker %s at %s, API %s", info.ServerVersion, d.Config.Docker.Host, info.APIVersion)
+	if info.StorageDriver == "overlay2" {
+		add("ok", "storage driver: overlay2")
+	} else {
+		add("warn", "storage driver: %s; overlay2 is the tested one (set \"storage-driver\" in /etc/docker/daemon.json)", info.StorageDriver)
+	}
+	add("ok", "cgroups: version %s, %s driver", info.CgroupVersion, info.CgroupDriver)
+
+	images := []string{d.Config.Docker.DefaultImage}
+	if d.Config.Docker.HelperImage != "" {
+		images = append(images, d.Config.Docker.HelperImage)
+	} else {
+		add("ok", "helper image: the official one for each runner's version, pulled at prepare")
+	}
+	for _, img := range images {
+		_, err := d.Engine.InspectImage(ctx, img)
+		switch {
+		case err == nil:
+			add("ok", "image %s: present", img)
+		case errors.Is(err, runtime.ErrNotFound) && d.Config.Docker.PullPolicy[0] != "never":
+			add("warn", "image %s: not present yet; the first job pulls it", img)
+		default:
+			add("FAIL", "image %s: %v: load it on this host (docker load) or allow a pull policy that fetches it", img, err)
+		}
+	}
+
+	diskCheck(info.RootDir, add)
+
+	entries, err := cachevol.List(ctx, d.Engine)
+	if err != nil {
+		add("FAIL", "caches: %v", err)
+	} else {
+		var total int64
+		for _, e := range entries {
+			total += e.SizeBytes
+		}
+		add("ok", "caches: %d volumes, %s measured", len(entries), cachevol.Bytes(total))
+	}
+	return report(d, found)
+}
+
+// diskCheck reports the free space of the engine's data root when it is on
+// this host.
+func diskCheck(root string, add func(level, format string, args ...any)) {
+	var st syscall.Statfs_t
+	if root == "" {
+		add("warn", "disk: the engine did not say where its data root is")
+		return
+	}
+	if _, err := os.Stat(root); err != nil {
+		add("ok", "disk: data root %s is not on this host; check its free space there", root)
+		return
+	}
+	if err := syscall.Statfs(root, &st); err != nil {
+		add("warn", "disk: %v", err)
+		return
+	}
+	free, total := int64(st.Bavail)*st.Bsize, int64(st.Blocks)*st.Bsize
+	frac := float64(free) / float64(total)
+	level, hint := "ok", ""
+	switch {
+	case frac < diskFailFraction:
+		level, hint = "FAIL", ": free space (warmcache cache ls, docker system prune)"
+	case frac < diskWarnFraction:
+		level, hint = "warn", ": free space soon (warmcache cache ls)"
+	}
+	add(level, "disk: %s free of %s (%.0f%%) at %s%s", cachevol.Bytes(free), cachevol.Bytes(total), 100*frac, root, hint)
+}
+
+func report(d Deps, found []finding) error {
+	failed := 0
+	for _, f := range found {
+		fmt.Fprintf(d.Stdout, "%-4s %s\n", f.level, f.what)
+		if f.level == "FAIL" {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("doctor: %d checks failed", failed)
+	}
+	return nil
+}
