@@ -6,7 +6,7 @@ export PATH := $(PATH):/usr/local/go/bin
 BIN     := bin/warmcache
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test unit e2e bench demo deps images fmt vet clean
+.PHONY: build test unit e2e bench soak demo deps images fmt vet clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/executor
@@ -31,6 +31,10 @@ test: unit e2e
 bench: build images
 	$(GO) test -count=1 -timeout 30m -run '^$$' -bench BareJob -benchtime 10x ./test/e2e/
 	$(GO) test -count=1 -timeout 30m -run '^$$' -bench GoProject -benchtime 1x ./test/e2e/
+
+# 8 concurrent jobs of two projects, SOAK_ROUNDS rounds (default 25).
+soak: build images
+	$(GO) test -count=1 -timeout 60m -run '^$$' -bench Soak -benchtime 1x -v ./test/e2e/
 
 demo: build images
 	$(GO) run ./test/demo -driver $(BIN)

@@ -84,3 +84,30 @@ func TestPrepareStartsBuildNowWhenItMust(t *testing.T) {
 		})
 	}
 }
+
+// The background start may finish between the exec that found the build
+// container not yet running and the look at its state: run goes on.
+func TestRunWhenTheBackgroundStartJustFinished(t *testing.T) {
+	h := newHarness(t, nil)
+	d := h.deps()
+	d.Background = func(args ...string) error { return nil }
+	if err := Prepare(context.Background(), d); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	build := sampleKey.Name(naming.KindBuild)
+	started := make(chan error)
+	h.f.SetHook(func(method, name string) error {
+		if method == fake.MethodContainerState && name == build {
+			// The detached starter wins the race right now.
+			go func() { started <- h.f.StartContainer(context.Background(), build) }()
+			return <-started
+		}
+		return nil
+	})
+	if err := Run(context.Background(), d, writeFile(t, "script", "true\n"), "build_script"); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := methods(h.f, build); !slices.Equal(got, []string{"CreateContainer", "Exec", "ContainerState", "StartContainer", "Exec"}) {
+		t.Errorf("calls on the build container = %v: want no second start once it runs", got)
+	}
+}

@@ -48,9 +48,9 @@ func Doctor(ctx context.Context, d Deps) error {
 	add("ok", "cgroups: version %s, %s driver", info.CgroupVersion, info.CgroupDriver)
 
 	images := []string{d.Config.Docker.DefaultImage}
-	if d.Config.Docker.HelperImage != "" {
+	if h := d.Config.Docker.HelperImage; h != "" && h != images[0] {
 		images = append(images, d.Config.Docker.HelperImage)
-	} else {
+	} else if h == "" {
 		add("ok", "helper image: the official one for each runner's version, pulled at prepare")
 	}
 	for _, img := range images {

@@ -50,8 +50,8 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) error {
 		// Prepare starts the build container in the background; if that
 		// has not happened yet (or failed), start it now and go on.
 		if errors.Is(err, runtime.ErrNotRunning) && target == naming.KindBuild {
-			var started bool
-			if started, err = startIfCreated(execCtx, d, name, err); started {
+			var running bool
+			if running, err = ensureRunning(execCtx, d, name, err); running {
 				exit, err = d.Engine.Exec(execCtx, name, stageCommand(target), script, d.Stdout, d.Stderr)
 			}
 		}
@@ -77,12 +77,18 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) error {
 	return nil
 }
 
-// startIfCreated starts a container that was never started and reports
-// whether it did. One that ran and stopped is left alone: execErr, the
-// exec's "not running", stands.
-func startIfCreated(ctx context.Context, d Deps, name string, execErr error) (bool, error) {
+// ensureRunning starts a container that was never started, and reports
+// whether it runs now (the background start may also just have finished).
+// One that ran and stopped is left alone: execErr, the exec's "not
+// running", stands.
+func ensureRunning(ctx context.Context, d Deps, name string, execErr error) (bool, error) {
 	state, err := d.Engine.ContainerState(ctx, name)
-	if err != nil || state != "created" {
+	switch {
+	case err != nil:
+		return false, execErr
+	case state == "running":
+		return true, nil
+	case state != "created":
 		return false, execErr
 	}
 	if err := d.Engine.StartContainer(ctx, name); err != nil {

@@ -80,3 +80,38 @@ func cancelRunningStep(t *testing.T, entrypoint []string) {
 		t.Errorf("after cleanup the job still has %v", left)
 	}
 }
+
+// TestDriverKilledMidStage: when the runner SIGKILLs the driver during a
+// stage (its force-kill after the grace time), the stage's processes are
+// orphaned in the container; cleanup still removes everything.
+func TestDriverKilledMidStage(t *testing.T) {
+	j := newJob(t, jobSpec{})
+	if r := j.prepare(); r.Code != 0 {
+		t.Fatalf("prepare: %s", r)
+	}
+	path, err := j.WriteScript(runnerScript("echo step started\nsleep 300\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := j.Command("run", path, "build_script")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "step started\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if r := j.cleanup(); r.Code != 0 {
+		t.Fatalf("cleanup after SIGKILL: %s", r)
+	}
+	if left := jobResources(t, j); len(left) != 0 {
+		t.Errorf("after cleanup the job still has %v", left)
+	}
+}

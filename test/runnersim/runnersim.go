@@ -62,6 +62,8 @@ type Result struct {
 	Code   int
 	Stdout string
 	Stderr string
+	// MaxRSSKiB is the driver process's peak resident memory.
+	MaxRSSKiB int64
 }
 
 func (r Result) String() string {
@@ -144,7 +146,11 @@ func (j *Job) Call(args ...string) (Result, error) {
 		}
 		code = ee.ExitCode()
 	}
-	return Result{Code: code, Stdout: out.String(), Stderr: errb.String()}, nil
+	r := Result{Code: code, Stdout: out.String(), Stderr: errb.String()}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.MaxRSSKiB = ru.Maxrss
+	}
+	return r, nil
 }
 
 // Command prepares a driver call without running it, for callers that
