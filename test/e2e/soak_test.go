@@ -41,7 +41,7 @@ func BenchmarkSoak(b *testing.B) {
 				wg.Go(func() {
 					steps := []struct{ stage, script string }{
 						{"get_sources", sampleScript(b, "get_sources", srv)},
-						{"build_script", j.Script("go build -o /dev/null ./...\n")},
+						{"build_script", j.Script("go mod download && go build -o /dev/null ./...\n")},
 						{"cleanup_file_variables", sampleScript(b, "cleanup_file_variables", srv)},
 					}
 					for _, call := range [][]string{{"config"}, {"prepare"}} {
