@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -212,6 +213,7 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 	if err != nil {
 		d.Log.Error("stage failed", zap.Error(err))
 	}
+	d.Log.Debug("stage finished", zap.Int64("peak_rss_kib", peakRSS()))
 	return err
 }
 
@@ -243,6 +245,24 @@ func startContainer(host, name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	return engine.StartContainer(ctx, name)
+}
+
+// peakRSS is this process's peak resident memory in KiB (VmHWM), or -1.
+// Unlike the rusage a parent sees, it does not include the parent's memory
+// at the fork.
+func peakRSS() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			if n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
 }
 
 // newLogger returns the structured JSON logger writing to cfg.File, or a

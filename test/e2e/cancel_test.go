@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,32 +30,14 @@ func cancelRunningStep(t *testing.T, entrypoint []string) {
 	if r := j.prepare(); r.Code != 0 {
 		t.Fatalf("prepare: %s", r)
 	}
-	path, err := j.WriteScript(runnerScript("trap 'echo step got SIGTERM; exit 143' TERM\nsleep 300 &\necho step started\nwait\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := j.Command("run", path, "build_script")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Cancel once the step is really running, as the runner would.
-	out := bufio.NewReader(stdout)
-	line, err := out.ReadString('\n')
-	if err != nil || line != "step started\n" {
-		t.Fatalf("first line %q, %v", line, err)
-	}
+	cmd, out := startStep(t, j, "trap 'echo step got SIGTERM; exit 143' TERM\nsleep 300 &\necho step started\nwait\n", &stderr)
 	cancelled := time.Now()
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	rest, _ := io.ReadAll(out)
-	err = cmd.Wait()
+	err := cmd.Wait()
 	took := time.Since(cancelled)
 	if !strings.Contains(string(rest), "step got SIGTERM") {
 		t.Errorf("the step's process did not get SIGTERM; stdout after cancel %q, stderr %q", rest, stderr.String())
@@ -89,21 +72,7 @@ func TestDriverKilledMidStage(t *testing.T) {
 	if r := j.prepare(); r.Code != 0 {
 		t.Fatalf("prepare: %s", r)
 	}
-	path, err := j.WriteScript(runnerScript("echo step started\nsleep 300\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := j.Command("run", path, "build_script")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "step started\n" {
-		t.Fatalf("first line %q, %v", line, err)
-	}
+	cmd, _ := startStep(t, j, "echo step started\nsleep 300\n", io.Discard)
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -114,4 +83,29 @@ func TestDriverKilledMidStage(t *testing.T) {
 	if left := jobResources(t, j); len(left) != 0 {
 		t.Errorf("after cleanup the job still has %v", left)
 	}
+}
+
+// startStep starts the run stage of a build_script whose body prints "step
+// started" once it is really running, and returns once that line arrived,
+// with the rest of the stage's stdout to read.
+func startStep(t *testing.T, j *job, body string, stderr io.Writer) (*exec.Cmd, *bufio.Reader) {
+	t.Helper()
+	path, err := j.WriteScript(runnerScript(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := j.Command("run", path, "build_script")
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out := bufio.NewReader(stdout)
+	if line, err := out.ReadString('\n'); err != nil || line != "step started\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	return cmd, out
 }

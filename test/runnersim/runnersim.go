@@ -62,8 +62,6 @@ type Result struct {
 	Code   int
 	Stdout string
 	Stderr string
-	// MaxRSSKiB is the driver process's peak resident memory.
-	MaxRSSKiB int64
 }
 
 func (r Result) String() string {
@@ -146,11 +144,7 @@ func (j *Job) Call(args ...string) (Result, error) {
 		}
 		code = ee.ExitCode()
 	}
-	r := Result{Code: code, Stdout: out.String(), Stderr: errb.String()}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.MaxRSSKiB = ru.Maxrss
-	}
-	return r, nil
+	return Result{Code: code, Stdout: out.String(), Stderr: errb.String()}, nil
 }
 
 // Command prepares a driver call without running it, for callers that
