@@ -276,6 +276,14 @@ func (d *Docker) Exec(ctx context.Context, name string, cmd []string, stdin io.R
 	if err != nil {
 		return exit, err
 	}
+	// A container that stopped under the exec (an entrypoint that does not
+	// exec its arguments, a daemon restart) fails it with a runtime error
+	// and a code like 126: that is not the script's failure.
+	if exit.Code != 0 {
+		if state, serr := d.ContainerState(ctx, name); serr == nil && state != "running" {
+			return Exit{}, fmt.Errorf("exec in %s: %w (it is %s)", name, ErrNotRunning, state)
+		}
+	}
 	// A shell that stopped reading early (and failed) explains a broken
 	// pipe: its exit code is the result. Only a "success" with a script
 	// that never arrived whole is a system failure.

@@ -370,7 +370,8 @@ func TestEntrypointThatDoesNotExec(t *testing.T) {
 	if r := j.prepare(); r.Code != 0 {
 		t.Fatalf("prepare: %s", r)
 	}
-	r := j.run("build_script", runnerScript("echo hi\n"))
+	// Whichever moment the container dies at, the stage cannot finish first.
+	r := j.run("build_script", runnerScript("sleep 2; echo hi\n"))
 	if r.Code != systemFailureCode || strings.Count(r.Stderr, "\n") != 1 ||
 		!strings.Contains(r.Stderr, "the build container of this job is gone or stopped (daemon restart, or an image entrypoint that does not exec its arguments)") {
 		t.Errorf("build_script: want exit %d and one clear line, got %s", systemFailureCode, r)
