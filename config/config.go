@@ -213,8 +213,9 @@ func (c Config) validate() []string {
 		}
 	}
 	p = append(p, c.Cache.validate()...)
-	if c.Reap.Grace < time.Minute {
-		p = append(p, fmt.Sprintf("reap.grace: %s is too short (at least 1m, e.g. \"1h\")", c.Reap.Grace))
+	// A job past its timeout may still run after_script and cleanup.
+	if c.Reap.Grace < 15*time.Minute {
+		p = append(p, fmt.Sprintf("reap.grace: %s is too short (at least 15m, e.g. \"1h\")", c.Reap.Grace))
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

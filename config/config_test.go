@@ -123,7 +123,7 @@ func TestParseInvalid(t *testing.T) {
 			`docker.host: "http://docker:2375" must start with unix:// or tcp://`},
 		{"bare path host", "[docker]\nhost = \"/var/run/docker.sock\"\n",
 			`docker.host: "/var/run/docker.sock" must start with unix:// or tcp://`},
-		{"reap grace too short", "[reap]\ngrace = \"10s\"\n", `reap.grace: 10s is too short (at least 1m, e.g. "1h")`},
+		{"reap grace too short", "[reap]\ngrace = \"10m\"\n", `reap.grace: 10m0s is too short (at least 15m, e.g. "1h")`},
 		{"ssh host", "[docker]\nhost = \"ssh://ci@docker-host\"\n",
 			`docker.host: "ssh://ci@docker-host" must start with unix:// or tcp://`},
 		{"empty host", "[docker]\nhost = \"\"\n", "docker.host: must not be empty"},

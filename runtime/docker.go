@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -248,6 +250,11 @@ func (d *Docker) Exec(ctx context.Context, name string, cmd []string, stdin io.R
 
 	stdinErr := make(chan error, 1)
 	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				stdinErr <- fmt.Errorf("internal error: %v", p)
+			}
+		}()
 		if stdin == nil {
 			stdinErr <- nil
 			return
@@ -261,6 +268,11 @@ func (d *Docker) Exec(ctx context.Context, name string, cmd []string, stdin io.R
 
 	copied := make(chan error, 1)
 	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				copied <- fmt.Errorf("internal error: %v", p)
+			}
+		}()
 		_, err := stdcopy.StdCopy(stdout, stderr, att.Reader)
 		copied <- err
 	}()
@@ -287,10 +299,18 @@ func (d *Docker) Exec(ctx context.Context, name string, cmd []string, stdin io.R
 	// A shell that stopped reading early (and failed) explains a broken
 	// pipe: its exit code is the result. Only a "success" with a script
 	// that never arrived whole is a system failure.
-	if werr := <-stdinErr; werr != nil && exit.Code == 0 && !errors.Is(werr, io.ErrClosedPipe) {
+	if werr := <-stdinErr; werr != nil && exit.Code == 0 && !shellStoppedReading(werr) {
 		return Exit{}, fmt.Errorf("writing script to exec in %s: %w", name, werr)
 	}
 	return exit, nil
+}
+
+// shellStoppedReading says whether a write error means the shell closed
+// its end early (it exited 0 before reading the whole script, e.g. on an
+// explicit exit 0), which is the script's business, not a system failure.
+func shellStoppedReading(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe)
 }
 
 // execExit reads the exit code once the engine has recorded it. The output

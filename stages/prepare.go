@@ -59,7 +59,15 @@ func Prepare(ctx context.Context, d Deps) error {
 		return fmt.Errorf("removing leftovers of an earlier attempt: %w", err)
 	}
 	reaped := make(chan struct{})
-	go func() { defer close(reaped); reapAtPrepare(ctx, d) }()
+	go func() {
+		defer close(reaped)
+		defer func() {
+			if p := recover(); p != nil { // the reaper never fails a job
+				d.Log.Error("reaper pass panicked", zap.Any("panic", p))
+			}
+		}()
+		reapAtPrepare(ctx, d)
+	}()
 	defer func() { <-reaped }()
 
 	p := puller{engine: d.Engine, attempts: d.Config.Docker.PullAttempts, say: d.say,

@@ -44,7 +44,9 @@ func planReap(rs []runtime.Resource, now time.Time, grace time.Duration) []aband
 			continue
 		}
 		created, err := time.Parse(time.RFC3339, r.Labels[naming.LabelCreated])
-		if err != nil {
+		// A date in the future means clocks disagree (another host on a
+		// shared engine, a clock step): such a job cannot be judged.
+		if err != nil || created.After(now.Add(time.Minute)) {
 			undatable[base] = true
 			continue
 		}

@@ -40,6 +40,9 @@ func TestPlanReap(t *testing.T) {
 		jobResource(runtime.Container, "d-helper", "d", naming.KindHelper, now.Add(-10*time.Minute), "60"),
 		// e: no timeout label: GitLab's default hour applies; 2h05m > 1h + 1h.
 		jobResource(runtime.Container, "e-build", "e", naming.KindBuild, now.Add(-125*time.Minute), ""),
+		// f: dated in the future (another host's clock): not judged.
+		jobResource(runtime.Container, "f-build", "f", naming.KindBuild, now.Add(3*time.Hour), "60"),
+		jobResource(runtime.Container, "f-helper", "f", naming.KindHelper, now.Add(-30*time.Hour), "60"),
 		// A cache volume, even one labelled with a job, is never reaped.
 		jobResource(runtime.Volume, "warmcache-go-0123456789ab", "a", naming.KindCache, now.Add(-100*time.Hour), "60"),
 	}

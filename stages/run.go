@@ -46,16 +46,28 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) error {
 	defer stopExec()
 	done := make(chan execResult, 1)
 	go func() {
-		exit, err := d.Engine.Exec(execCtx, name, stageCommand(target), script, d.Stdout, d.Stderr)
+		var exit runtime.Exit
+		var err error
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("internal error: %v", p)
+			}
+			done <- execResult{exit, err}
+		}()
+		exit, err = d.Engine.Exec(execCtx, name, stageCommand(target), script, d.Stdout, d.Stderr)
 		// Prepare starts the build container in the background; if that
-		// has not happened yet (or failed), start it now and go on.
-		if errors.Is(err, runtime.ErrNotRunning) && target == naming.KindBuild {
+		// has not happened yet (or failed), start it now and go on, unless
+		// the job was cancelled meanwhile.
+		if errors.Is(err, runtime.ErrNotRunning) && target == naming.KindBuild && ctx.Err() == nil {
 			var running bool
-			if running, err = ensureRunning(execCtx, d, name, err); running {
+			running, err = ensureRunning(execCtx, d, name, err)
+			switch {
+			case running && ctx.Err() != nil:
+				err = fmt.Errorf("not starting the stage: %w", ctx.Err())
+			case running:
 				exit, err = d.Engine.Exec(execCtx, name, stageCommand(target), script, d.Stdout, d.Stderr)
 			}
 		}
-		done <- execResult{exit, err}
 	}()
 
 	var r execResult

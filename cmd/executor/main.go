@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,9 +28,6 @@ import (
 var version = "dev"
 
 func main() {
-	// Last line of defence for a panic in a goroutine that no recover sees:
-	// the job log gets the panic's one line, never a Go stack trace.
-	debug.SetTraceback("none")
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
@@ -42,7 +38,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		// A bug must never show a Go trace in the job log: it is a system
 		// failure with one line.
 		if p := recover(); p != nil {
-			fmt.Fprintf(stderr, "warmcache: internal error: %v\n", p)
+			fmt.Fprintf(stderr, "warmcache: internal error: %s\n", oneLine(fmt.Errorf("%v", p)))
 			code, _ = stages.ExitCode(errors.New("panic"), os.Getenv)
 		}
 	}()
@@ -75,7 +71,10 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 			return nil
 		}
 	}
-	return &cli.App{
+	// A usage mistake is the admin's configuration: one line in the job
+	// log, not the whole help text, for the app and every command.
+	usageError := func(_ *cli.Context, err error, _ bool) error { return err }
+	app := &cli.App{
 		Name:            "warmcache",
 		Usage:           "GitLab custom executor with warm, persistent caches",
 		Version:         version,
@@ -83,9 +82,7 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {},
-		// A usage mistake is the admin's configuration: one line in the job
-		// log, not the whole help text.
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
+		OnUsageError:    usageError,
 		CommandNotFound: func(_ *cli.Context, name string) {
 			*stageErr = fmt.Errorf("unknown command %q: use config, prepare, run, cleanup, cache, reap or doctor", name)
 		},
@@ -170,6 +167,15 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 			},
 		},
 	}
+	var each func([]*cli.Command)
+	each = func(cmds []*cli.Command) {
+		for _, c := range cmds {
+			c.OnUsageError = usageError
+			each(c.Subcommands)
+		}
+	}
+	each(app.Commands)
+	return app
 }
 
 // withDeps loads the config, opens the log and, when asked, connects to the
