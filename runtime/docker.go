@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"syscall"
 	"time"
@@ -57,7 +58,8 @@ func (d *Docker) Ping(ctx context.Context) (Info, error) {
 
 // InspectImage implements Engine.
 func (d *Docker) InspectImage(ctx context.Context, ref string) (ImageInfo, error) {
-	img, err := d.api.ImageInspect(ctx, ref)
+	var img image.InspectResponse
+	err := retry(ctx, func() (err error) { img, err = d.api.ImageInspect(ctx, ref); return err })
 	if err != nil {
 		return ImageInfo{}, classify(err, "inspecting image "+ref)
 	}
@@ -146,7 +148,10 @@ func encodeAuth(a RegistryAuth) (string, error) {
 // EnsureVolume implements Engine. Creating an existing volume with the
 // local driver returns the existing one, so this is idempotent.
 func (d *Docker) EnsureVolume(ctx context.Context, v VolumeSpec) error {
-	_, err := d.api.VolumeCreate(ctx, volume.CreateOptions{Name: v.Name, Labels: v.Labels})
+	err := retry(ctx, func() error {
+		_, err := d.api.VolumeCreate(ctx, volume.CreateOptions{Name: v.Name, Labels: v.Labels})
+		return err
+	})
 	if err != nil {
 		return classify(err, "creating volume "+v.Name)
 	}
@@ -155,7 +160,8 @@ func (d *Docker) EnsureVolume(ctx context.Context, v VolumeSpec) error {
 
 // InspectVolume implements Engine.
 func (d *Docker) InspectVolume(ctx context.Context, name string) (VolumeInfo, error) {
-	v, err := d.api.VolumeInspect(ctx, name)
+	var v volume.Volume
+	err := retry(ctx, func() (err error) { v, err = d.api.VolumeInspect(ctx, name); return err })
 	if err != nil {
 		return VolumeInfo{}, classify(err, "inspecting volume "+name)
 	}
@@ -197,7 +203,9 @@ func (d *Docker) CreateContainer(ctx context.Context, c ContainerSpec) error {
 
 // StartContainer implements Engine.
 func (d *Docker) StartContainer(ctx context.Context, name string) error {
-	if err := d.api.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
+	// Starting a running container is a no-op for the engine, so a retry
+	// after a lost answer is safe.
+	if err := retry(ctx, func() error { return d.api.ContainerStart(ctx, name, container.StartOptions{}) }); err != nil {
 		return classify(err, "starting container "+name)
 	}
 	return nil
@@ -205,7 +213,8 @@ func (d *Docker) StartContainer(ctx context.Context, name string) error {
 
 // ContainerState implements Engine.
 func (d *Docker) ContainerState(ctx context.Context, name string) (string, error) {
-	ins, err := d.api.ContainerInspect(ctx, name)
+	var ins container.InspectResponse
+	err := retry(ctx, func() (err error) { ins, err = d.api.ContainerInspect(ctx, name); return err })
 	if err != nil {
 		return "", classify(err, "inspecting container "+name)
 	}
@@ -341,7 +350,11 @@ func (d *Docker) List(ctx context.Context, labels map[string]string) ([]Resource
 		args.Add("label", k+"="+v)
 	}
 	var out []Resource
-	cs, err := d.api.ContainerList(ctx, container.ListOptions{All: true, Filters: args})
+	var cs []container.Summary
+	err := retry(ctx, func() (err error) {
+		cs, err = d.api.ContainerList(ctx, container.ListOptions{All: true, Filters: args})
+		return err
+	})
 	if err != nil {
 		return nil, classify(err, "listing containers")
 	}
@@ -352,14 +365,16 @@ func (d *Docker) List(ctx context.Context, labels map[string]string) ([]Resource
 		}
 		out = append(out, Resource{Type: Container, Name: name, Labels: c.Labels})
 	}
-	vs, err := d.api.VolumeList(ctx, volume.ListOptions{Filters: args})
+	var vs volume.ListResponse
+	err = retry(ctx, func() (err error) { vs, err = d.api.VolumeList(ctx, volume.ListOptions{Filters: args}); return err })
 	if err != nil {
 		return nil, classify(err, "listing volumes")
 	}
 	for _, v := range vs.Volumes {
 		out = append(out, Resource{Type: Volume, Name: v.Name, Labels: v.Labels, Mountpoint: v.Mountpoint})
 	}
-	ns, err := d.api.NetworkList(ctx, network.ListOptions{Filters: args})
+	var ns []network.Summary
+	err = retry(ctx, func() (err error) { ns, err = d.api.NetworkList(ctx, network.ListOptions{Filters: args}); return err })
 	if err != nil {
 		return nil, classify(err, "listing networks")
 	}
@@ -371,17 +386,20 @@ func (d *Docker) List(ctx context.Context, labels map[string]string) ([]Resource
 
 // Remove implements Engine.
 func (d *Docker) Remove(ctx context.Context, r Resource) error {
-	var err error
+	var remove func() error
 	switch r.Type {
 	case Container:
-		err = d.api.ContainerRemove(ctx, r.Name, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		remove = func() error {
+			return d.api.ContainerRemove(ctx, r.Name, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		}
 	case Volume:
-		err = d.api.VolumeRemove(ctx, r.Name, true)
+		remove = func() error { return d.api.VolumeRemove(ctx, r.Name, true) }
 	case Network:
-		err = d.api.NetworkRemove(ctx, r.Name)
+		remove = func() error { return d.api.NetworkRemove(ctx, r.Name) }
 	default:
 		return fmt.Errorf("removing %s: unknown resource type %q", r.Name, r.Type)
 	}
+	err := retry(ctx, remove)
 	if err == nil || errdefs.IsNotFound(err) {
 		return nil
 	}
@@ -401,4 +419,33 @@ func classify(err error, doing string) error {
 	default:
 		return fmt.Errorf("%s: %w", doing, err)
 	}
+}
+
+// retry runs an idempotent engine call up to three times when it failed
+// for a passing reason (the engine's 500 or 503, a connection reset),
+// about 100 ms and then 400 ms apart, with jitter. Anything else, an
+// unreachable engine included, is returned at once.
+func retry(ctx context.Context, call func() error) error {
+	delay := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := call()
+		if err == nil || attempt == 3 || !transient(err) {
+			return err
+		}
+		select {
+		case <-time.After(delay/2 + rand.N(delay)):
+		case <-ctx.Done():
+			return err
+		}
+		delay *= 4
+	}
+}
+
+// transient says whether an engine error may go away by itself.
+func transient(err error) bool {
+	if client.IsErrConnectionFailed(err) {
+		return false
+	}
+	return errdefs.IsSystem(err) || errdefs.IsUnavailable(err) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }

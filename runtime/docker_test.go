@@ -1,8 +1,15 @@
 package runtime
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/docker/docker/errdefs"
 )
 
 // The pull stream becomes one line per layer event; progress ticks are
@@ -55,5 +62,50 @@ func TestReadPullStreamErrors(t *testing.T) {
 				t.Errorf("error %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// Idempotent engine calls are retried, boundedly, only for errors that may
+// pass by themselves.
+func TestRetry(t *testing.T) {
+	system := errdefs.System(errors.New("daemon hiccup"))
+	for name, tc := range map[string]struct {
+		errs      []error // what each call returns; nil ends the list
+		wantCalls int
+		wantErr   error
+	}{
+		"success first":              {errs: []error{nil}, wantCalls: 1},
+		"a 500, then success":        {errs: []error{system, nil}, wantCalls: 2},
+		"a reset, then success":      {errs: []error{syscall.ECONNRESET, nil}, wantCalls: 2},
+		"transient every time":       {errs: []error{system, system, system, system}, wantCalls: 3, wantErr: system},
+		"not found is final":         {errs: []error{errdefs.NotFound(errors.New("no such volume"))}, wantCalls: 1, wantErr: errdefs.NotFound(errors.New("no such volume"))},
+		"a conflict is final":        {errs: []error{errdefs.Conflict(errors.New("in use"))}, wantCalls: 1, wantErr: errdefs.Conflict(errors.New("in use"))},
+		"unknown errors are final":   {errs: []error{errors.New("bad request")}, wantCalls: 1, wantErr: errors.New("bad request")},
+		"unexpected EOF, then works": {errs: []error{io.ErrUnexpectedEOF, nil}, wantCalls: 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			calls := 0
+			err := retry(context.Background(), func() error {
+				e := tc.errs[min(calls, len(tc.errs)-1)]
+				calls++
+				return e
+			})
+			if calls != tc.wantCalls {
+				t.Errorf("calls = %d, want %d", calls, tc.wantCalls)
+			}
+			if fmt.Sprint(err) != fmt.Sprint(tc.wantErr) {
+				t.Errorf("err = %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestRetryStopsWhenCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	calls := 0
+	err := retry(ctx, func() error { calls++; return errdefs.Unavailable(errors.New("busy")) })
+	if calls != 1 || err == nil {
+		t.Errorf("calls = %d, err = %v; want one call and its error", calls, err)
 	}
 }
