@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"syscall"
+	"io/fs"
 
 	"github.com/warmcache/warmcache/cachevol"
 	"github.com/warmcache/warmcache/runtime"
@@ -83,20 +82,19 @@ func Doctor(ctx context.Context, d Deps) error {
 // diskCheck reports the free space of the engine's data root when it is on
 // this host.
 func diskCheck(root string, add func(level, format string, args ...any)) {
-	var st syscall.Statfs_t
 	if root == "" {
 		add("warn", "disk: the engine did not say where its data root is")
 		return
 	}
-	if _, err := os.Stat(root); err != nil {
+	free, total, err := diskSpace(root)
+	if errors.Is(err, fs.ErrNotExist) {
 		add("ok", "disk: data root %s is not on this host; check its free space there", root)
 		return
 	}
-	if err := syscall.Statfs(root, &st); err != nil {
+	if err != nil {
 		add("warn", "disk: %v", err)
 		return
 	}
-	free, total := int64(st.Bavail)*st.Bsize, int64(st.Blocks)*st.Bsize
 	frac := float64(free) / float64(total)
 	level, hint := "ok", ""
 	switch {

@@ -26,7 +26,8 @@ import (
 // an entrypoint that sets things up and then execs its arguments works as
 // under the Docker executor; what it exports is not seen by the stage
 // scripts, which run through exec.
-func Prepare(ctx context.Context, d Deps) error {
+func Prepare(ctx context.Context, d Deps) (err error) {
+	defer func() { err = explainFullDisk(d, err) }()
 	start := time.Now()
 	j, err := job.Load(d.Getenv)
 	if err != nil {

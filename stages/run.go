@@ -25,7 +25,8 @@ const cancelGrace = 30 * time.Second
 // When ctx is cancelled (the runner sent SIGTERM), every process of the
 // stage in the container gets SIGTERM, and Run waits for them to end so
 // that after_script and cleanup find a quiet container.
-func Run(ctx context.Context, d Deps, scriptPath, stage string) error {
+func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
+	defer func() { err = explainFullDisk(d, err) }()
 	j, err := job.Load(d.Getenv)
 	if err != nil {
 		return err

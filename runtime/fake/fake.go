@@ -171,6 +171,13 @@ func (f *Engine) Volume(name string) (runtime.VolumeInfo, bool) {
 	return v, ok
 }
 
+// SetInfo sets what Ping reports.
+func (f *Engine) SetInfo(info runtime.Info) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.info = info
+}
+
 // SetClock makes now the source of volume creation times (default
 // time.Now).
 func (f *Engine) SetClock(now func() time.Time) {
