@@ -33,6 +33,8 @@ type Job struct {
 	RepoURL     string // may embed the job token
 	ServerHost  string
 	Image       Image
+	// Services come from the response; only a response without any
+	// (not even an empty list) falls back to CUSTOM_ENV_CI_JOB_SERVICES.
 	Services    []Image
 	Credentials []Credential
 	Variables   []Variable
@@ -43,6 +45,10 @@ type Job struct {
 	RunnerID         string
 	ConcurrentID     int
 	RunnerVersion    string
+
+	// ServicesEnvError is set when the CUSTOM_ENV_CI_JOB_SERVICES fallback
+	// is not valid JSON: prepare fails with it, cleanup does not care.
+	ServicesEnvError error
 }
 
 // Image is a job or service image as the job response gives it.
@@ -76,6 +82,11 @@ type Variable struct {
 	Value  string `json:"value"`
 	Masked bool   `json:"masked"`
 	File   bool   `json:"file"`
+	// Public is false for the project's and group's own CI/CD variables
+	// (and the job token): they stay out of service containers.
+	Public bool `json:"public"`
+	// Raw values are never expanded.
+	Raw bool `json:"raw"`
 }
 
 type response struct {
@@ -112,6 +123,9 @@ func Load(getenv func(string) string) (Job, error) {
 	j, err := Parse(data)
 	if err != nil {
 		return Job{}, fmt.Errorf("job response %s: %w", path, err)
+	}
+	if j.Services == nil {
+		j.Services, j.ServicesEnvError = servicesFromEnv(getenv(servicesEnv))
 	}
 	j.RunnerShortToken = getenv("CUSTOM_ENV_CI_RUNNER_SHORT_TOKEN")
 	j.RunnerID = getenv("CUSTOM_ENV_CI_RUNNER_ID")

@@ -45,7 +45,7 @@ func TestParseRunnerSample(t *testing.T) {
 		ServerHost:  "127.0.0.1",
 		Image:       Image{Name: "golang:1.26", Entrypoint: []string{""}},
 		Services: []Image{
-			{Name: "postgres:16", Alias: "db", Variables: []Variable{{Key: "POSTGRES_PASSWORD", Value: "pw"}}},
+			{Name: "postgres:16", Alias: "db", Variables: []Variable{{Key: "POSTGRES_PASSWORD", Value: "pw", Public: true}}},
 			{Name: "redis:7"},
 		},
 		Credentials: []Credential{},
@@ -61,10 +61,10 @@ func TestParseRunnerSample(t *testing.T) {
 		t.Errorf("%d variables, want 55", len(vars))
 	}
 	for _, v := range []Variable{
-		{Key: "CI_PIPELINE_ID", Value: "1461"},
+		{Key: "CI_PIPELINE_ID", Value: "1461", Public: true},
 		{Key: "CI_JOB_TOKEN", Value: token, Masked: true},
-		{Key: "CI_COMMIT_REF_PROTECTED", Value: "false"},
-		{Key: "MY_VAR", Value: "my-value"},
+		{Key: "CI_COMMIT_REF_PROTECTED", Value: "false", Public: true},
+		{Key: "MY_VAR", Value: "my-value", Public: true},
 		{Key: "SECRET_TOKEN", Value: "s3cr3t-value-123", Masked: true},
 	} {
 		if !slices.Contains(vars, v) {
