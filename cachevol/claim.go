@@ -46,6 +46,9 @@ type Status struct {
 	Stamp    Stamp
 	// StampErr is set when the new stamp could not be written.
 	StampErr error
+	// RecordErr is set when the claim could not be recorded in the state
+	// directory (no lease: the GC cannot run either without it).
+	RecordErr error
 }
 
 // volumeEngine is what cachevol needs from the container engine.
@@ -55,19 +58,45 @@ type volumeEngine interface {
 }
 
 // Claim makes sure every planned volume exists, reads what earlier jobs
-// left in its stamp, and stamps it as used now by jobID.
-func Claim(ctx context.Context, e volumeEngine, vols []Volume, jobID int64, now time.Time) ([]Status, error) {
+// left in its stamp, and stamps it as used now by jobID. With recs, each
+// volume is first leased in its record (so that no GC removes it between
+// here and the creation of the job's containers), and what the record
+// says (last use, measured size) is reported instead of the stamp's.
+func Claim(ctx context.Context, e volumeEngine, recs *Records, vols []Volume, jobID int64, now time.Time) ([]Status, error) {
 	out := make([]Status, len(vols))
 	errs := make([]error, len(vols))
 	var wg sync.WaitGroup
 	for i, v := range vols {
-		wg.Go(func() { out[i], errs[i] = claim(ctx, e, v, jobID, now) })
+		wg.Go(func() { out[i], errs[i] = claim(ctx, e, recs, v, jobID, now) })
 	}
 	wg.Wait()
 	return out, errors.Join(errs...)
 }
 
-func claim(ctx context.Context, e volumeEngine, v Volume, jobID int64, now time.Time) (Status, error) {
+func claim(ctx context.Context, e volumeEngine, recs *Records, v Volume, jobID int64, now time.Time) (Status, error) {
+	// The lease comes before the volume is made sure of: a GC that took
+	// the lock first has removed the volume by the time the lease is
+	// written, and EnsureVolume below creates it anew.
+	var prev Record
+	var recErr error
+	if recs != nil {
+		recErr = recs.Update(v.Name, func(r *Record) error {
+			prev = *r
+			r.Claimed, r.LastUsed = now.UTC(), now.UTC()
+			return nil
+		})
+	}
+	st, err := claimVolume(ctx, e, v, jobID, now)
+	st.RecordErr = recErr
+	if err == nil && recErr == nil && st.Readable && !prev.LastUsed.IsZero() {
+		// The driver's own record wins over the job-writable stamp.
+		st.Warm = true
+		st.Stamp.LastUsed, st.Stamp.SizeBytes, st.Stamp.Measured = prev.LastUsed, prev.SizeBytes, prev.Measured
+	}
+	return st, err
+}
+
+func claimVolume(ctx context.Context, e volumeEngine, v Volume, jobID int64, now time.Time) (Status, error) {
 	labels := maps.Clone(v.Labels)
 	if labels == nil {
 		labels = map[string]string{}
@@ -200,20 +229,35 @@ func WriteStamp(mountpoint string, s Stamp) error {
 // must stay cheap with big caches and many jobs, so a size may be this old.
 const measureInterval = 10 * time.Minute
 
-// Measure records the current size of each volume in its stamp, unless it
+// Measure records the current size of each volume in its stamp (and, with
+// recs, in its record, which then decides whether it is due), unless it
 // was measured less than measureInterval before now. It walks the files,
 // so it runs after the job (cleanup), not on the way in.
-func Measure(ctx context.Context, e volumeEngine, vols []Volume, now time.Time) error {
+func Measure(ctx context.Context, e volumeEngine, recs *Records, vols []Volume, now time.Time) error {
 	errs := make([]error, len(vols))
 	var wg sync.WaitGroup
 	for i, v := range vols {
-		wg.Go(func() { errs[i] = measure(ctx, e, v, now) })
+		wg.Go(func() { errs[i] = measure(ctx, e, recs, v, now) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-func measure(ctx context.Context, e volumeEngine, v Volume, now time.Time) error {
+// fresh says whether a size measured at measured still stands at now. A
+// time after now is not believed: one far in the future would stop the
+// measuring for good.
+func fresh(measured, now time.Time) bool {
+	age := now.Sub(measured)
+	return !measured.IsZero() && age >= 0 && age <= measureInterval
+}
+
+func measure(ctx context.Context, e volumeEngine, recs *Records, v Volume, now time.Time) error {
+	if recs != nil {
+		rec, err := recs.Get(v.Name)
+		if err == nil && fresh(rec.Measured, now) {
+			return nil
+		}
+	}
 	info, err := e.InspectVolume(ctx, v.Name)
 	if errors.Is(err, runtime.ErrNotFound) {
 		return nil
@@ -225,9 +269,7 @@ func measure(ctx context.Context, e volumeEngine, v Volume, now time.Time) error
 	if err != nil {
 		return nil // unreadable here, or never claimed: nothing to update
 	}
-	// A time after now is not believed: jobs can write the stamp, and one
-	// far in the future would stop the measuring for good.
-	if age := now.Sub(stamp.Measured); !stamp.Measured.IsZero() && age >= 0 && age <= measureInterval {
+	if recs == nil && fresh(stamp.Measured, now) {
 		return nil
 	}
 	size, err := DirSize(ctx, info.Mountpoint)
@@ -235,8 +277,23 @@ func measure(ctx context.Context, e volumeEngine, v Volume, now time.Time) error
 		return fmt.Errorf("measuring %s: %w", v.Name, err)
 	}
 	stamp.SizeBytes, stamp.Measured = size, now.UTC()
-	return WriteStamp(info.Mountpoint, stamp)
+	var recErr error
+	if recs != nil {
+		recErr = recs.Update(v.Name, func(r *Record) error {
+			if r.LastUsed.IsZero() {
+				return errEvicted // evicted meanwhile: nothing to record
+			}
+			r.SizeBytes, r.Measured = size, now.UTC()
+			return nil
+		})
+		if errors.Is(recErr, errEvicted) {
+			recErr = nil
+		}
+	}
+	return errors.Join(recErr, WriteStamp(info.Mountpoint, stamp))
 }
+
+var errEvicted = errors.New("volume evicted")
 
 // maxDepth bounds how deep DirSize goes below the root: the walk holds a
 // descriptor per level, and a job can nest directories far deeper than

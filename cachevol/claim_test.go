@@ -70,7 +70,7 @@ func TestClaimColdThenWarm(t *testing.T) {
 
 	// The caller's clock may be in any zone; stamps and labels are UTC.
 	first := t0.In(time.FixedZone("CET", 3600))
-	got, err := Claim(t.Context(), f, vols, 101, first)
+	got, err := Claim(t.Context(), f, nil, vols, 101, first)
 	if err != nil {
 		t.Fatalf("first Claim: %v", err)
 	}
@@ -107,7 +107,7 @@ func TestClaimColdThenWarm(t *testing.T) {
 		}
 	}
 
-	got, err = Claim(t.Context(), f, vols, 102, t1)
+	got, err = Claim(t.Context(), f, nil, vols, 102, t1)
 	if err != nil {
 		t.Fatalf("second Claim: %v", err)
 	}
@@ -138,14 +138,14 @@ func TestClaimKeepsMeasuredSize(t *testing.T) {
 	f, root := localEngine(t)
 	vols := goVolumes()[:1]
 	mp := filepath.Join(root, vols[0].Name)
-	if _, err := Claim(t.Context(), f, vols, 1, t0); err != nil {
+	if _, err := Claim(t.Context(), f, nil, vols, 1, t0); err != nil {
 		t.Fatal(err)
 	}
 	measured := Stamp{LastUsed: t0, SizeBytes: 5000, Measured: t0.Add(time.Minute), JobID: 1}
 	if err := WriteStamp(mp, measured); err != nil {
 		t.Fatal(err)
 	}
-	got, err := Claim(t.Context(), f, vols, 2, t1)
+	got, err := Claim(t.Context(), f, nil, vols, 2, t1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestClaimDamagedStamp(t *testing.T) {
 			f, root := localEngine(t)
 			vols := goVolumes()[:1]
 			mp := filepath.Join(root, vols[0].Name)
-			if _, err := Claim(t.Context(), f, vols, 1, t0); err != nil {
+			if _, err := Claim(t.Context(), f, nil, vols, 1, t0); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.Chmod(mp, 0o755); err != nil {
@@ -183,7 +183,7 @@ func TestClaimDamagedStamp(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(mp, StampFile), []byte(tt.stamp), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got, err := Claim(t.Context(), f, vols, 2, t1)
+			got, err := Claim(t.Context(), f, nil, vols, 2, t1)
 			if err != nil {
 				t.Fatalf("Claim: %v", err)
 			}
@@ -223,7 +223,7 @@ func TestClaimRefusesForeignVolume(t *testing.T) {
 			if err := f.EnsureVolume(t.Context(), runtime.VolumeSpec{Name: v.Name, Labels: tt.labels}); err != nil {
 				t.Fatal(err)
 			}
-			got, err := Claim(t.Context(), f, []Volume{v}, 1, t0)
+			got, err := Claim(t.Context(), f, nil, []Volume{v}, 1, t0)
 			want := "volume " + v.Name + " exists but is not a warmcache cache volume; remove or rename it"
 			if err == nil || err.Error() != want {
 				t.Fatalf("Claim error = %v, want %q", err, want)
@@ -255,7 +255,7 @@ func TestClaimRemoteEngine(t *testing.T) {
 		t.Chdir(cwd)
 		f := fake.New()
 		vols := goVolumes()
-		got, err := Claim(t.Context(), f, vols, 1, t0)
+		got, err := Claim(t.Context(), f, nil, vols, 1, t0)
 		if err != nil {
 			t.Fatalf("Claim: %v", err)
 		}
@@ -277,7 +277,7 @@ func TestClaimRemoteEngine(t *testing.T) {
 		if err := os.Remove(mp); err != nil {
 			t.Fatal(err)
 		}
-		got, err := Claim(t.Context(), f, []Volume{v}, 1, t0)
+		got, err := Claim(t.Context(), f, nil, []Volume{v}, 1, t0)
 		if err != nil {
 			t.Fatalf("Claim: %v", err)
 		}
@@ -337,7 +337,7 @@ func TestClaimEngineErrors(t *testing.T) {
 				cancel()
 			}
 			v := goVolumes()[0]
-			got, err := Claim(ctx, f, []Volume{v}, 1, t0)
+			got, err := Claim(ctx, f, nil, []Volume{v}, 1, t0)
 			if err == nil || err.Error() != tt.want {
 				t.Fatalf("Claim error = %v, want %q", err, tt.want)
 			}
@@ -379,7 +379,7 @@ func TestClaimSeveral(t *testing.T) {
 		}
 		return nil
 	})
-	got, err := Claim(t.Context(), f, vols, 1, t0)
+	got, err := Claim(t.Context(), f, nil, vols, 1, t0)
 	want := "cache volume for /cache: no space left on device\ncache volume for /root/.npm: boom"
 	if err == nil || err.Error() != want {
 		t.Fatalf("Claim error = %v, want %q", err, want)
@@ -420,7 +420,7 @@ func TestClaimSeveral(t *testing.T) {
 
 func TestClaimNothing(t *testing.T) {
 	f, _ := localEngine(t)
-	got, err := Claim(t.Context(), f, nil, 1, t0)
+	got, err := Claim(t.Context(), f, nil, nil, 1, t0)
 	if err != nil || len(got) != 0 {
 		t.Errorf("Claim(nil) = %+v, %v; want nothing", got, err)
 	}

@@ -24,6 +24,7 @@ const (
 	LabelPath        = naming.LabelPrefix + "cache.path"
 	LabelTrust       = naming.LabelPrefix + "cache.trust"
 	LabelSlot        = naming.LabelPrefix + "cache.slot"
+	LabelPool        = naming.LabelPrefix + "cache.pool"
 	LabelCreated     = naming.LabelCreated
 )
 
@@ -37,6 +38,10 @@ type Key struct {
 	// Slot is the concurrency slot, used only by profiles that are not
 	// safe with concurrent writers.
 	Slot int
+	// Pool is the admin's name for a group of caches (cache.pool): runners
+	// of different pools never share a volume, and a GC can be limited to
+	// one pool. Empty is the default pool, named as before pools existed.
+	Pool string
 }
 
 // KeyFor derives the cache key of a job.
@@ -66,21 +71,25 @@ func Plan(key Key, profiles []Profile) []Volume {
 			slot = strconv.Itoa(key.Slot)
 		}
 		for _, path := range p.Paths {
-			name := naming.CacheVolume(p.Name, key.Instance, strconv.FormatInt(key.ProjectID, 10), key.Trust, p.Name, path, slot)
-			out = append(out, Volume{
-				Name: name, Profile: p.Name, Path: path,
-				Labels: map[string]string{
-					naming.LabelManaged: "true",
-					naming.LabelKind:    string(naming.KindCache),
-					LabelInstance:       key.Instance,
-					LabelProjectID:      strconv.FormatInt(key.ProjectID, 10),
-					LabelProjectPath:    key.ProjectPath,
-					LabelProfile:        p.Name,
-					LabelPath:           path,
-					LabelTrust:          key.Trust,
-					LabelSlot:           slot,
-				},
-			})
+			parts := []string{key.Instance, strconv.FormatInt(key.ProjectID, 10), key.Trust, p.Name, path, slot}
+			if key.Pool != "" {
+				parts = append(parts, "pool="+key.Pool)
+			}
+			labels := map[string]string{
+				naming.LabelManaged: "true",
+				naming.LabelKind:    string(naming.KindCache),
+				LabelInstance:       key.Instance,
+				LabelProjectID:      strconv.FormatInt(key.ProjectID, 10),
+				LabelProjectPath:    key.ProjectPath,
+				LabelProfile:        p.Name,
+				LabelPath:           path,
+				LabelTrust:          key.Trust,
+				LabelSlot:           slot,
+			}
+			if key.Pool != "" {
+				labels[LabelPool] = key.Pool
+			}
+			out = append(out, Volume{Name: naming.CacheVolume(p.Name, parts...), Profile: p.Name, Path: path, Labels: labels})
 		}
 	}
 	return out

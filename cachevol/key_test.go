@@ -427,6 +427,7 @@ func TestPlanGolden(t *testing.T) {
 		{Instance: "gitlab.example.com", ProjectID: 1001, ProjectPath: "group/project", Trust: Protected},
 		{Instance: "gitlab.example.com:8443", ProjectID: 1001, ProjectPath: "group/project", Trust: Unprotected, Slot: 3},
 		sampleKey,
+		{Instance: "gitlab.example.com", ProjectID: 1001, ProjectPath: "group/project", Trust: Protected, Pool: "team-a"},
 	}
 	var b strings.Builder
 	b.WriteString("# Plan(key, cache-dir + every built-in profile). Regenerate with: go test ./cachevol -update\n")
@@ -469,5 +470,10 @@ func TestPlanNameInputs(t *testing.T) {
 		if v.Name != want[i] {
 			t.Errorf("volume %d: %s, want %s", i, v.Name, want[i])
 		}
+	}
+	key.Pool = "team-a"
+	pooled := Plan(key, []Profile{wantGo})[0]
+	if w := naming.CacheVolume("go", "gitlab.example.com", "1001", "protected", "go", "/go/pkg/mod", "shared", "pool=team-a"); pooled.Name != w || pooled.Labels[LabelPool] != "team-a" {
+		t.Errorf("pooled volume %s %v, want %s labelled with the pool", pooled.Name, pooled.Labels, w)
 	}
 }

@@ -21,20 +21,20 @@ func TestList(t *testing.T) {
 
 	// Project A: three volumes claimed at t0, cache-dir measured.
 	volsA := Plan(testKey, []Profile{wantCacheDir, wantGo})
-	if _, err := Claim(ctx, f, volsA, 1, t0); err != nil {
+	if _, err := Claim(ctx, f, nil, volsA, 1, t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := Measure(ctx, f, volsA[:1], t0.Add(time.Minute)); err != nil {
+	if err := Measure(ctx, f, nil, volsA[:1], t0.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	// Project B: one volume used later, holding 1000 bytes, measured.
 	keyB := Key{Instance: "gitlab.example.com", ProjectID: 2002, ProjectPath: "group/other", Trust: Protected}
 	volsB := Plan(keyB, []Profile{wantNpm})
-	if _, err := Claim(ctx, f, volsB, 2, t1); err != nil {
+	if _, err := Claim(ctx, f, nil, volsB, 2, t1); err != nil {
 		t.Fatal(err)
 	}
 	writeTree(t, filepath.Join(root, volsB[0].Name), map[string]int{"_cacache/index": 1000})
-	if err := Measure(ctx, f, volsB, t1.Add(time.Minute)); err != nil {
+	if err := Measure(ctx, f, nil, volsB, t1.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	// A cache volume without a stamp (never claimed from this host): it
@@ -124,7 +124,7 @@ func TestListEmptyAndErrors(t *testing.T) {
 		t.Chdir(t.TempDir())
 		f := fake.New()
 		v := goVolumes()[0]
-		if _, err := Claim(t.Context(), f, []Volume{v}, 1, t0); err != nil {
+		if _, err := Claim(t.Context(), f, nil, []Volume{v}, 1, t0); err != nil {
 			t.Fatal(err)
 		}
 		got, err := List(t.Context(), f)

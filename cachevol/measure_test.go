@@ -32,7 +32,7 @@ func writeTree(t *testing.T, dir string, files map[string]int) {
 func TestMeasure(t *testing.T) {
 	f, root := localEngine(t)
 	vols := goVolumes()
-	if _, err := Claim(t.Context(), f, vols, 7, t0); err != nil {
+	if _, err := Claim(t.Context(), f, nil, vols, 7, t0); err != nil {
 		t.Fatal(err)
 	}
 	// The stamp as Claim wrote it; it is part of what Measure counts.
@@ -43,7 +43,7 @@ func TestMeasure(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := Measure(t.Context(), f, vols, t1); err != nil {
+	if err := Measure(t.Context(), f, nil, vols, t1); err != nil {
 		t.Fatalf("Measure: %v", err)
 	}
 	tests := []struct {
@@ -90,7 +90,7 @@ func TestMeasureSkips(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := Measure(t.Context(), f, []Volume{v}, t1); err != nil {
+			if err := Measure(t.Context(), f, nil, []Volume{v}, t1); err != nil {
 				t.Fatalf("Measure: %v", err)
 			}
 			if _, err := ReadStamp(filepath.Join(root, v.Name)); !errors.Is(err, fs.ErrNotExist) {
@@ -106,10 +106,10 @@ func TestMeasureSkips(t *testing.T) {
 		t.Chdir(cwd)
 		f := fake.New()
 		vols := goVolumes()
-		if _, err := Claim(t.Context(), f, vols, 1, t0); err != nil {
+		if _, err := Claim(t.Context(), f, nil, vols, 1, t0); err != nil {
 			t.Fatal(err)
 		}
-		if err := Measure(t.Context(), f, vols, t1); err != nil {
+		if err := Measure(t.Context(), f, nil, vols, t1); err != nil {
 			t.Fatalf("Measure: %v", err)
 		}
 		if names := dirNames(t, cwd); len(names) != 0 {
@@ -121,7 +121,7 @@ func TestMeasureSkips(t *testing.T) {
 func TestMeasureErrors(t *testing.T) {
 	f, root := localEngine(t)
 	vols := goVolumes()
-	if _, err := Claim(t.Context(), f, vols, 1, t0); err != nil {
+	if _, err := Claim(t.Context(), f, nil, vols, 1, t0); err != nil {
 		t.Fatal(err)
 	}
 	f.SetHook(func(method, name string) error {
@@ -130,7 +130,7 @@ func TestMeasureErrors(t *testing.T) {
 		}
 		return nil
 	})
-	err := Measure(t.Context(), f, vols, t1)
+	err := Measure(t.Context(), f, nil, vols, t1)
 	if err == nil || !strings.HasPrefix(err.Error(), "measuring warmcache-go-") || !strings.HasSuffix(err.Error(), ": boom") || !errors.Is(err, errBoom) {
 		t.Fatalf("Measure error = %v, want measuring <volume>: boom", err)
 	}
@@ -209,12 +209,12 @@ func TestDirSizeCancelled(t *testing.T) {
 func TestMeasureCancelled(t *testing.T) {
 	f, root := localEngine(t)
 	vols := goVolumes()[:1]
-	if _, err := Claim(t.Context(), f, vols, 1, t0); err != nil {
+	if _, err := Claim(t.Context(), f, nil, vols, 1, t0); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := Measure(ctx, f, vols, t1); !errors.Is(err, context.Canceled) {
+	if err := Measure(ctx, f, nil, vols, t1); !errors.Is(err, context.Canceled) {
 		t.Errorf("Measure on a cancelled context = %v, want context canceled", err)
 	}
 	if s, err := ReadStamp(filepath.Join(root, vols[0].Name)); err != nil || !s.Measured.IsZero() {
@@ -243,7 +243,7 @@ func TestMeasureOnlyWhenStale(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f, root := localEngine(t)
 			vols := goVolumes()[:1]
-			if _, err := Claim(t.Context(), f, vols, 1, t0); err != nil {
+			if _, err := Claim(t.Context(), f, nil, vols, 1, t0); err != nil {
 				t.Fatal(err)
 			}
 			mp := filepath.Join(root, vols[0].Name)
@@ -254,7 +254,7 @@ func TestMeasureOnlyWhenStale(t *testing.T) {
 			}
 			before := stampFile(t, mp)
 
-			if err := Measure(t.Context(), f, vols, t1); err != nil {
+			if err := Measure(t.Context(), f, nil, vols, t1); err != nil {
 				t.Fatalf("Measure: %v", err)
 			}
 			want := old

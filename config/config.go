@@ -58,6 +58,13 @@ type Cache struct {
 	Profiles []string `toml:"profiles"`
 	// Custom defines the admin's own profiles.
 	Custom []CustomProfile `toml:"custom"`
+	// Pool names the group of caches this runner shares (see gc.go).
+	Pool string `toml:"pool"`
+	// StateDir keeps warmcache's own record of each cache volume (last
+	// use, size, claims), out of the jobs' reach.
+	StateDir string `toml:"state_dir"`
+	// GC bounds the disk the caches use.
+	GC CacheGC `toml:"gc"`
 }
 
 // CustomProfile is an admin-defined cache profile.
@@ -121,7 +128,7 @@ func Default() Config {
 			PullAttempts:        3,
 			CleanupTimeout:      5 * time.Minute,
 		},
-		Cache: Cache{Enabled: true, Profiles: []string{"go"}},
+		Cache: Cache{Enabled: true, Profiles: []string{"go"}, StateDir: "/var/lib/warmcache", GC: CacheGC{AtStages: true}},
 		Reap:  Reap{Grace: time.Hour, AtPrepare: true},
 		Log:   Log{Level: "info"},
 	}
@@ -309,6 +316,7 @@ func (c Cache) validate() []string {
 			}
 		}
 	}
+	p = append(p, c.validateGC()...)
 	for i, name := range c.Profiles {
 		if slices.Index(c.Profiles, name) < i {
 			p = append(p, fmt.Sprintf("cache.profiles[%d]: %q is listed twice", i, name))

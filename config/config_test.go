@@ -46,6 +46,10 @@ func TestParseFullFixture(t *testing.T) {
 				Env:            map[string]string{"BAZEL_CACHE": "/root/.cache/bazel"},
 				ConcurrentSafe: true,
 			}},
+			Pool:     "team-a",
+			StateDir: "/srv/warmcache/state",
+			GC: CacheGC{MaxVolumeSize: 20 << 30, Budget: 100 << 30, MaxIdle: 720 * time.Hour,
+				MinFreeDisk: 10e9, AtStages: false},
 		},
 		Reap: Reap{Grace: 30 * time.Minute, AtPrepare: false},
 		Log:  Log{File: "/var/log/warmcache.log", Level: "debug"},
@@ -192,6 +196,13 @@ func TestParseInvalid(t *testing.T) {
 			`cache.custom[0].paths[0]: "/" must be an absolute directory other than [/ /builds /cache /proc /sys /dev /etc /tmp]; ` +
 				`cache.custom[0].paths[1]: "//builds" must be an absolute directory other than [/ /builds /cache /proc /sys /dev /etc /tmp]; ` +
 				`cache.custom[0].paths[2]: "/etc/." must be an absolute directory other than [/ /builds /cache /proc /sys /dev /etc /tmp]`},
+		// Cache limits.
+		{"bad size", "[cache.gc]\nbudget = \"lots\"\n", `line 2, key cache.gc.budget: "lots" is not a size such as "20GiB", "512MB" or a number of bytes`},
+		{"negative size", "[cache.gc]\nmin_free_disk = -1\n", "line 2, key cache.gc.min_free_disk: size -1 is negative"},
+		{"volume limit over budget", "[cache.gc]\nbudget = \"1GiB\"\nmax_volume_size = \"2GiB\"\n",
+			"cache.gc.max_volume_size: must not exceed cache.gc.budget"},
+		{"bad pool and state dir", "[cache]\npool = \"Team A\"\nstate_dir = \"state\"\n[cache.gc]\nmax_idle = \"-1h\"\n",
+			`cache.pool: "Team A" must be at most 40 characters of a-z, 0-9, '.', '_' and '-'; cache.state_dir: "state" must be an absolute directory; cache.gc.max_idle: -1h0m0s must not be negative`},
 		{"profile listed twice", "[cache]\nprofiles = [\"go\", \"npm\", \"go\"]\n",
 			`cache.profiles[2]: "go" is listed twice`},
 		{"custom bad env name", "[[cache.custom]]\nname = \"x\"\npaths = [\"/c\"]\nenv = { \"1X\" = \"v\" }\n",

@@ -393,6 +393,8 @@ func (d *Docker) Remove(ctx context.Context, r Resource) error {
 			return d.api.ContainerRemove(ctx, r.Name, container.RemoveOptions{Force: true, RemoveVolumes: true})
 		}
 	case Volume:
+		// force only purges the engine's record when the volume driver
+		// fails; a volume that a container mounts is refused anyway (409).
 		remove = func() error { return d.api.VolumeRemove(ctx, r.Name, true) }
 	case Network:
 		remove = func() error { return d.api.NetworkRemove(ctx, r.Name) }
@@ -402,6 +404,9 @@ func (d *Docker) Remove(ctx context.Context, r Resource) error {
 	err := retry(ctx, remove)
 	if err == nil || errdefs.IsNotFound(err) {
 		return nil
+	}
+	if errdefs.IsConflict(err) {
+		return fmt.Errorf("removing %s %s: %w: %v", r.Type, r.Name, ErrInUse, err)
 	}
 	return classify(err, fmt.Sprintf("removing %s %s", r.Type, r.Name))
 }

@@ -45,7 +45,9 @@ type Engine interface {
 	// List returns the containers, volumes and networks carrying every one
 	// of the labels.
 	List(ctx context.Context, labels map[string]string) ([]Resource, error)
-	// Remove force-removes a resource; a missing one is success.
+	// Remove force-removes a resource; a missing one is success. A volume
+	// that any container (running or not) still mounts is never removed:
+	// the error wraps ErrInUse.
 	Remove(ctx context.Context, r Resource) error
 }
 
@@ -148,6 +150,10 @@ var ErrNotFound = errors.New("not found")
 // ErrNotRunning is returned (wrapped) by Exec when the container is not
 // running, e.g. because the daemon restarted or it was removed.
 var ErrNotRunning = errors.New("container is not running")
+
+// ErrInUse is returned (wrapped) by Remove for a volume or network that a
+// container still uses.
+var ErrInUse = errors.New("in use")
 
 // ErrDenied is returned (wrapped) when the engine or a registry refuses
 // the credentials; retrying cannot help.

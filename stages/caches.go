@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,6 +18,8 @@ import (
 type jobCaches struct {
 	mounts []runtime.Mount
 	env    []string
+	// persistent names the claimed cache volumes.
+	persistent []string
 }
 
 // plannedCaches lists the persistent cache volumes of the job; the same
@@ -26,7 +29,14 @@ func plannedCaches(d Deps, j job.Job) ([]cachevol.Volume, []cachevol.Profile, er
 	if err != nil {
 		return nil, nil, err
 	}
-	return cachevol.Plan(cachevol.KeyFor(j), profiles), profiles, nil
+	key := cachevol.KeyFor(j)
+	key.Pool = d.Config.Cache.Pool
+	return cachevol.Plan(key, profiles), profiles, nil
+}
+
+// cacheRecords is where the driver keeps its own record of each cache.
+func cacheRecords(d Deps) *cachevol.Records {
+	return &cachevol.Records{Dir: filepath.Join(d.Config.Cache.StateDir, "caches")}
 }
 
 // claimCaches creates or reuses the job's cache volumes and says in the job
@@ -48,7 +58,7 @@ func claimCaches(ctx context.Context, d Deps, j job.Job, nonRoot bool) (jobCache
 		return jobCaches{mounts: []runtime.Mount{{Volume: name, Target: CacheDir}}}, nil
 	}
 	now := time.Now()
-	statuses, err := cachevol.Claim(ctx, d.Engine, vols, j.ID, now)
+	statuses, err := cachevol.Claim(ctx, d.Engine, cacheRecords(d), vols, j.ID, now)
 	if err != nil {
 		return jobCaches{}, fmt.Errorf("claiming cache volumes: %w", err)
 	}
@@ -58,8 +68,39 @@ func claimCaches(ctx context.Context, d Deps, j job.Job, nonRoot bool) (jobCache
 		if st.StampErr != nil {
 			d.Log.Warn("cache stamp not updated", zap.String("volume", st.Name), zap.Error(st.StampErr))
 		}
+		if st.RecordErr != nil {
+			d.Log.Warn("cache claim not recorded: no lease against the GC", zap.String("volume", st.Name), zap.Error(st.RecordErr))
+		}
 		c.mounts = append(c.mounts, runtime.Mount{Volume: st.Name, Target: cachevol.Target(st.Path, nonRoot), NoCopy: true})
+		c.persistent = append(c.persistent, st.Name)
 	}
 	c.env = cachevol.Env(profiles, nonRoot)
 	return c, nil
+}
+
+// verifyCaches checks, once the job's containers hold them, that the cache
+// volumes are still warmcache's. One removed between the claim and the
+// creation of the containers (by hand, or by a GC that ignored the lease)
+// was re-created empty and unlabelled by the engine, out of reach of every
+// later job: such a volume is removed with the job's containers, and the
+// prepare fails as a system failure, which the runner retries.
+func verifyCaches(ctx context.Context, d Deps, key naming.JobKey, c jobCaches) error {
+	for _, name := range c.persistent {
+		info, err := d.Engine.InspectVolume(ctx, name)
+		if err != nil {
+			return fmt.Errorf("checking cache volume %s: %w", name, err)
+		}
+		if info.Labels[naming.LabelKind] == string(naming.KindCache) {
+			continue
+		}
+		rerr := removeJobResources(ctx, d.Engine, key)
+		if rerr == nil {
+			rerr = d.Engine.Remove(ctx, runtime.Resource{Type: runtime.Volume, Name: name})
+		}
+		if rerr != nil {
+			d.Log.Warn("removing an unlabelled cache volume", zap.String("volume", name), zap.Error(rerr))
+		}
+		return fmt.Errorf("cache volume %s was removed while the job was being prepared; the job can be retried", name)
+	}
+	return nil
 }

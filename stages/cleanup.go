@@ -31,10 +31,11 @@ func Cleanup(d Deps) error {
 	removed := time.Since(start)
 	// Sizes are measured once the job is done, off the job's critical path.
 	if vols, _, perr := plannedCaches(d, j); perr == nil {
-		if merr := cachevol.Measure(ctx, d.Engine, vols, time.Now()); merr != nil {
+		if merr := cachevol.Measure(ctx, d.Engine, cacheRecords(d), vols, time.Now()); merr != nil {
 			d.Log.Warn("measuring cache volumes", zap.Error(merr))
 		}
 	}
+	gcAtStage(ctx, d)
 	d.Log.Debug("cleanup timings", zap.Duration("remove", removed), zap.Duration("total", time.Since(start)))
 	if err != nil {
 		return fmt.Errorf("cleanup incomplete: %w", err)

@@ -38,6 +38,7 @@ type harness struct {
 func newHarness(t *testing.T, edit func(job map[string]any)) *harness {
 	t.Helper()
 	cfg := config.Default()
+	cfg.Cache.StateDir = t.TempDir() // never the host's own records
 	cfg.Docker.HelperImage = testHelperImage
 	cfg.Cache.Enabled = false
 	cfg.Reap.AtPrepare = false // reap_test.go covers it; it would interleave calls

@@ -68,6 +68,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 			}
 		}()
 		reapAtPrepare(ctx, d)
+		gcAtStage(ctx, d)
 	}()
 	defer func() { <-reaped }()
 
@@ -131,6 +132,9 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	if err := parallel.Each([]runtime.ContainerSpec{helperSpec, build}, func(s runtime.ContainerSpec) error {
 		return d.Engine.CreateContainer(ctx, s)
 	}); err != nil {
+		return err
+	}
+	if err := verifyCaches(ctx, d, key, caches); err != nil {
 		return err
 	}
 	if err := d.Engine.StartContainer(ctx, helperSpec.Name); err != nil {

@@ -153,7 +153,7 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 			},
 			{
 				Name:  "cache",
-				Usage: "inspect the persistent cache volumes",
+				Usage: "inspect and bound the persistent cache volumes",
 				Subcommands: []*cli.Command{
 					{
 						Name:  "ls",
@@ -161,6 +161,14 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 						Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON for scripts"}},
 						Action: stage(func(c *cli.Context, d stages.Deps) error {
 							return stages.CacheList(c.Context, d, c.Bool("json"))
+						}, true),
+					},
+					{
+						Name:  "gc",
+						Usage: "evict least recently used caches until every cache.gc limit holds (never one in use)",
+						Flags: []cli.Flag{&cli.BoolFlag{Name: "dry-run", Usage: "print the plan, remove nothing"}},
+						Action: stage(func(c *cli.Context, d stages.Deps) error {
+							return stages.CacheGC(c.Context, d, c.Bool("dry-run"))
 						}, true),
 					},
 				},

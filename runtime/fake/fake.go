@@ -532,7 +532,13 @@ func (f *Engine) Remove(ctx context.Context, r runtime.Resource) error {
 		if user := f.userOf(func(s runtime.ContainerSpec) bool {
 			return slices.ContainsFunc(s.Mounts, func(m runtime.Mount) bool { return m.Volume == r.Name })
 		}); user != "" {
-			return fmt.Errorf("removing volume %s: volume is in use by container %s", r.Name, user)
+			return fmt.Errorf("removing volume %s: %w by container %s", r.Name, runtime.ErrInUse, user)
+		}
+		// As Docker's local driver, the data goes with the volume.
+		if mp := f.volumes[r.Name].Mountpoint; mp != "" {
+			if err := os.RemoveAll(mp); err != nil {
+				return fmt.Errorf("removing volume %s: %w", r.Name, err)
+			}
 		}
 		delete(f.volumes, r.Name)
 	case runtime.Network:
@@ -540,7 +546,7 @@ func (f *Engine) Remove(ctx context.Context, r runtime.Resource) error {
 			return nil
 		}
 		if user := f.userOf(func(s runtime.ContainerSpec) bool { return s.NetworkMode == r.Name }); user != "" {
-			return fmt.Errorf("removing network %s: network has active endpoints (container %s)", r.Name, user)
+			return fmt.Errorf("removing network %s: %w: active endpoints (container %s)", r.Name, runtime.ErrInUse, user)
 		}
 		delete(f.networks, r.Name)
 	default:

@@ -84,12 +84,12 @@ func TestCallOrderIsEnforced(t *testing.T) {
 		}, "creating volume: empty name", nil},
 		{"remove a volume in use", func(f *Engine) error {
 			return f.Remove(ctx, runtime.Resource{Type: runtime.Volume, Name: "v"})
-		}, "removing volume v: volume is in use by container c", nil},
+		}, "removing volume v: in use by container c", runtime.ErrInUse},
 		{"remove a network in use", func(f *Engine) error {
 			f.AddNetwork("net", nil)
 			must(t, f.CreateContainer(ctx, runtime.ContainerSpec{Name: "n", Image: "img", NetworkMode: "net"}))
 			return f.Remove(ctx, runtime.Resource{Type: runtime.Network, Name: "net"})
-		}, "removing network net: network has active endpoints (container n)", nil},
+		}, "removing network net: in use: active endpoints (container n)", runtime.ErrInUse},
 		{"remove an unknown type", func(f *Engine) error {
 			return f.Remove(ctx, runtime.Resource{Type: "pod", Name: "p"})
 		}, `removing p: unknown resource type "pod"`, nil},

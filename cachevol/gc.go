@@ -1,0 +1,210 @@
+package cachevol
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/runtime"
+)
+
+// Limits bound the disk the caches in scope use; zero is no limit.
+type Limits struct {
+	MaxVolumeBytes int64
+	BudgetBytes    int64
+	MaxIdle        time.Duration
+	// MinFreeBytes is the free space the Docker data root should keep.
+	MinFreeBytes int64
+}
+
+// Candidate is a cache volume the GC may evict, as the GC knows it: its
+// labels and warmcache's own record, never the job-writable stamp.
+type Candidate struct {
+	Volume string
+	Labels map[string]string
+	Record Record
+}
+
+// LastUsed is the record's last use or, for a volume never claimed since
+// records were kept, its creation.
+func (c Candidate) LastUsed() time.Time {
+	if !c.Record.LastUsed.IsZero() {
+		return c.Record.LastUsed
+	}
+	t, _ := time.Parse(time.RFC3339, c.Labels[LabelCreated])
+	return t
+}
+
+// Eviction is one volume a GC plan removes, and why.
+type Eviction struct {
+	Volume    string
+	Project   string
+	Profile   string
+	SizeBytes int64
+	LastUsed  time.Time
+	Reason    string
+}
+
+// Reasons of an eviction.
+const (
+	ReasonTooBig   = "over max_volume_size"
+	ReasonIdle     = "idle over max_idle"
+	ReasonBudget   = "over budget"
+	ReasonFreeDisk = "disk under min_free_disk"
+)
+
+// Scope selects the cache volumes one GC considers: every warmcache cache
+// on the engine, or those of one pool.
+func Scope(pool string) map[string]string {
+	s := map[string]string{naming.LabelKind: string(naming.KindCache)}
+	if pool != "" {
+		s[LabelPool] = pool
+	}
+	return s
+}
+
+// lister lists resources by label.
+type gcEngine interface {
+	List(ctx context.Context, labels map[string]string) ([]runtime.Resource, error)
+	Remove(ctx context.Context, r runtime.Resource) error
+}
+
+// Candidates lists the cache volumes in scope with their records. It reads
+// one small file per volume and walks no cache.
+func Candidates(ctx context.Context, e gcEngine, recs Records, scope map[string]string) ([]Candidate, error) {
+	rs, err := e.List(ctx, scope)
+	if err != nil {
+		return nil, fmt.Errorf("listing cache volumes: %w", err)
+	}
+	var out []Candidate
+	var errs []error
+	for _, r := range rs {
+		if r.Type != runtime.Volume {
+			continue
+		}
+		rec, err := recs.Get(r.Name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, Candidate{Volume: r.Name, Labels: r.Labels, Record: rec})
+	}
+	return out, errors.Join(errs...)
+}
+
+// PlanGC lists the evictions that bring the candidates within lim, in
+// order: volumes over the size limit, then idle ones, then the least
+// recently used while the total is over budget or the free space (free
+// bytes now; negative when unknown) under the mark. Volumes leased at now
+// or in skip are never planned but still count towards the total.
+func PlanGC(cands []Candidate, lim Limits, free int64, now time.Time, skip map[string]bool) []Eviction {
+	sorted := slices.Clone(cands)
+	// Oldest first; the name breaks ties so that plans are reproducible.
+	slices.SortFunc(sorted, func(a, b Candidate) int {
+		return cmp.Or(a.LastUsed().Compare(b.LastUsed()), cmp.Compare(a.Volume, b.Volume))
+	})
+	var total int64
+	for _, c := range sorted {
+		total += c.Record.SizeBytes
+	}
+	var plan []Eviction
+	var freed int64
+	evict := func(c Candidate, reason string) {
+		plan = append(plan, Eviction{Volume: c.Volume, Project: c.Labels[LabelProjectPath], Profile: c.Labels[LabelProfile],
+			SizeBytes: c.Record.SizeBytes, LastUsed: c.LastUsed(), Reason: reason})
+		freed += c.Record.SizeBytes
+	}
+	var rest []Candidate
+	for _, c := range sorted {
+		switch {
+		case c.Record.Leased(now) || skip[c.Volume]:
+		case lim.MaxVolumeBytes > 0 && c.Record.SizeBytes > lim.MaxVolumeBytes:
+			evict(c, ReasonTooBig)
+			continue
+		case lim.MaxIdle > 0 && now.Sub(c.LastUsed()) > lim.MaxIdle:
+			evict(c, ReasonIdle)
+			continue
+		default:
+			rest = append(rest, c)
+		}
+	}
+	for _, c := range rest {
+		switch {
+		case lim.BudgetBytes > 0 && total-freed > lim.BudgetBytes:
+			evict(c, ReasonBudget)
+		case lim.MinFreeBytes > 0 && free >= 0 && free+freed < lim.MinFreeBytes:
+			evict(c, ReasonFreeDisk)
+		}
+	}
+	return plan
+}
+
+// GCResult is what a GC pass did.
+type GCResult struct {
+	Evicted []Eviction
+	// Skipped are planned volumes left in place: in use by a container,
+	// just claimed by a prepare, or failing to be removed (Err).
+	Skipped []Skipped
+}
+
+// Skipped is a planned eviction that did not happen.
+type Skipped struct {
+	Eviction
+	Err error
+}
+
+// Evict removes the volume name unless a prepare has claimed it less than
+// LeaseGrace before now (ErrLeased) or a container mounts it (the engine
+// refuses: runtime.ErrInUse). The record's lock is held throughout, so a
+// prepare's claim of the same volume comes either before (and the volume
+// stays) or after (and its EnsureVolume creates it anew).
+func (rs Records) Evict(ctx context.Context, e gcEngine, name string, now time.Time) error {
+	return rs.Update(name, func(r *Record) error {
+		if r.Leased(now) {
+			return ErrLeased
+		}
+		if err := e.Remove(ctx, runtime.Resource{Type: runtime.Volume, Name: name}); err != nil {
+			return err
+		}
+		*r = Record{}
+		return nil
+	})
+}
+
+// GC evicts per PlanGC. A volume that cannot go (in use, just claimed) is
+// skipped and the plan made again without it, so that the next least
+// recently used takes its place, until the plan is done or ctx ends.
+// onEvict, when set, is called after each removal.
+func GC(ctx context.Context, e gcEngine, recs Records, cands []Candidate, lim Limits, free int64, now time.Time, onEvict func(Eviction)) (GCResult, error) {
+	var res GCResult
+	skip := map[string]bool{}
+	for {
+		plan := PlanGC(cands, lim, free, now, skip)
+		if len(plan) == 0 {
+			return res, nil
+		}
+		for _, ev := range plan {
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+			skip[ev.Volume] = true
+			if err := recs.Evict(ctx, e, ev.Volume, now); err != nil {
+				res.Skipped = append(res.Skipped, Skipped{ev, err})
+				// A skipped volume changes what the rest must free.
+				break
+			}
+			res.Evicted = append(res.Evicted, ev)
+			if free >= 0 {
+				free += ev.SizeBytes
+			}
+			cands = slices.DeleteFunc(cands, func(c Candidate) bool { return c.Volume == ev.Volume })
+			if onEvict != nil {
+				onEvict(ev)
+			}
+		}
+	}
+}

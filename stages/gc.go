@@ -1,0 +1,127 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/warmcache/warmcache/cachevol"
+	"github.com/warmcache/warmcache/runtime"
+)
+
+// stageGCBudget bounds the GC pass in prepare and cleanup: it keeps the
+// disk within limits without a cron job, but never holds a job up long.
+const stageGCBudget = 5 * time.Second
+
+func gcLimits(d Deps) cachevol.Limits {
+	g := d.Config.Cache.GC
+	return cachevol.Limits{MaxVolumeBytes: int64(g.MaxVolumeSize), BudgetBytes: int64(g.Budget),
+		MaxIdle: g.MaxIdle, MinFreeBytes: int64(g.MinFreeDisk)}
+}
+
+// dataRootFree is the free space of the engine's data root, or -1 when it
+// is not wanted (no low-water mark) or not readable from here.
+func dataRootFree(ctx context.Context, d Deps) int64 {
+	if d.Config.Cache.GC.MinFreeDisk == 0 {
+		return -1
+	}
+	info, err := d.Engine.Ping(ctx)
+	if err != nil || info.RootDir == "" {
+		return -1
+	}
+	free, _, err := diskSpace(info.RootDir)
+	if err != nil {
+		return -1
+	}
+	return free
+}
+
+// cacheGC makes one pass over the caches of the configured pool.
+func cacheGC(ctx context.Context, d Deps, lim cachevol.Limits, dryRun bool, onEvict func(cachevol.Eviction)) ([]cachevol.Candidate, cachevol.GCResult, error) {
+	recs := cacheRecords(d)
+	cands, err := cachevol.Candidates(ctx, d.Engine, *recs, cachevol.Scope(d.Config.Cache.Pool))
+	if err != nil {
+		return nil, cachevol.GCResult{}, err
+	}
+	free, now := dataRootFree(ctx, d), time.Now()
+	if dryRun {
+		return cands, cachevol.GCResult{Evicted: cachevol.PlanGC(cands, lim, free, now, nil)}, nil
+	}
+	res, err := cachevol.GC(ctx, d.Engine, *recs, cands, lim, free, now, onEvict)
+	return cands, res, err
+}
+
+// CacheGC is `warmcache cache gc`: it evicts least recently used caches
+// of the configured pool until every cache.gc limit holds, and says on
+// stdout what it removed (with dryRun, what it would remove) and what it
+// had to leave.
+func CacheGC(ctx context.Context, d Deps, dryRun bool) error {
+	lim := gcLimits(d)
+	if !d.Config.Cache.GC.Limited() {
+		fmt.Fprintln(d.Stdout, "No cache.gc limit is set: nothing to evict.")
+		return nil
+	}
+	now := time.Now()
+	verb := "Evicted"
+	if dryRun {
+		verb = "Would evict"
+	}
+	cands, res, err := cacheGC(ctx, d, lim, dryRun, func(ev cachevol.Eviction) {
+		fmt.Fprintf(d.Stdout, "%s %s\n", verb, describeEviction(ev, now))
+	})
+	if dryRun {
+		for _, ev := range res.Evicted {
+			fmt.Fprintf(d.Stdout, "%s %s\n", verb, describeEviction(ev, now))
+		}
+	}
+	for _, s := range res.Skipped {
+		fmt.Fprintf(d.Stdout, "Kept %s: %s\n", describeEviction(s.Eviction, now), skipReason(s.Err))
+	}
+	var total, freed int64
+	for _, c := range cands {
+		total += c.Record.SizeBytes
+	}
+	for _, ev := range res.Evicted {
+		freed += ev.SizeBytes
+	}
+	fmt.Fprintf(d.Stdout, "%d cache volumes, %s; %d evicted (%s)\n", len(cands), cachevol.Bytes(total), len(res.Evicted), cachevol.Bytes(freed))
+	if err != nil {
+		return fmt.Errorf("cache gc: %w", err)
+	}
+	return nil
+}
+
+func describeEviction(ev cachevol.Eviction, now time.Time) string {
+	return fmt.Sprintf("%s (%s %s, %s, last used %s): %s", ev.Volume, ev.Project, ev.Profile,
+		cachevol.Bytes(ev.SizeBytes), cachevol.Ago(ev.LastUsed, now), ev.Reason)
+}
+
+func skipReason(err error) string {
+	switch {
+	case errors.Is(err, runtime.ErrInUse):
+		return "in use by a job's container"
+	case errors.Is(err, cachevol.ErrLeased):
+		return "just claimed by a job being prepared"
+	default:
+		return err.Error()
+	}
+}
+
+// gcAtStage is the light pass of prepare and cleanup: bounded, and only
+// when a limit is set; it never fails the job.
+func gcAtStage(ctx context.Context, d Deps) {
+	if !d.Config.Cache.Enabled || !d.Config.Cache.GC.AtStages || !d.Config.Cache.GC.Limited() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, stageGCBudget)
+	defer cancel()
+	_, res, err := cacheGC(ctx, d, gcLimits(d), false, func(ev cachevol.Eviction) {
+		d.Log.Info("evicted cache volume", zap.String("volume", ev.Volume), zap.Int64("bytes", ev.SizeBytes), zap.String("reason", ev.Reason))
+	})
+	if err != nil {
+		d.Log.Warn("cache gc pass", zap.Error(err), zap.Int("evicted", len(res.Evicted)))
+	}
+}
