@@ -52,6 +52,9 @@ func explainFullDisk(d Deps, err error) error {
 	if serr != nil || !diskIsFull(free, total) {
 		return err
 	}
+	// Make room for the retry: the least recently used caches go first,
+	// down to the admin's low-water mark, if one is set.
+	gcAtStage(ctx, d)
 	return fmt.Errorf("%w (the Docker data root %s has only %s free of %s: free space with warmcache cache ls and docker system prune)",
 		err, info.RootDir, cachevol.Bytes(free), cachevol.Bytes(total))
 }
