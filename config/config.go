@@ -36,7 +36,23 @@ type Config struct {
 	Cache  Cache  `toml:"cache"`
 	Reap   Reap   `toml:"reap"`
 	Log    Log    `toml:"log"`
+
+	Services Services `toml:"services"`
 }
+
+// Services configures the containers of a job's `services:`.
+type Services struct {
+	// WaitTimeout bounds the wait for each service's exposed ports to
+	// open; the job goes on either way. 0 skips the wait.
+	WaitTimeout time.Duration `toml:"wait_timeout"`
+	// MaxPerJob caps how many services one job may start; a job asking
+	// for more fails before anything starts.
+	MaxPerJob int `toml:"max_per_job"`
+}
+
+// maxServicesLimit bounds services.max_per_job: each service is a
+// container started at every prepare.
+const maxServicesLimit = 50
 
 // Reap configures the removal of resources of jobs that ended without
 // cleanup (runner crash, host reboot).
@@ -131,6 +147,8 @@ func Default() Config {
 		Cache: Cache{Enabled: true, Profiles: []string{"go"}, StateDir: "/var/lib/warmcache", GC: CacheGC{AtStages: true}},
 		Reap:  Reap{Grace: time.Hour, AtPrepare: true},
 		Log:   Log{Level: "info"},
+
+		Services: Services{WaitTimeout: 30 * time.Second, MaxPerJob: 10},
 	}
 }
 
@@ -220,6 +238,12 @@ func (c Config) validate() []string {
 		}
 	}
 	p = append(p, c.Cache.validate()...)
+	if c.Services.WaitTimeout < 0 || c.Services.WaitTimeout > time.Hour {
+		p = append(p, fmt.Sprintf("services.wait_timeout: %s is out of range 0s..1h (0s skips the wait)", c.Services.WaitTimeout))
+	}
+	if c.Services.MaxPerJob < 0 || c.Services.MaxPerJob > maxServicesLimit {
+		p = append(p, fmt.Sprintf("services.max_per_job: %d is out of range 0..%d", c.Services.MaxPerJob, maxServicesLimit))
+	}
 	// A job past its timeout may still run after_script and cleanup.
 	if c.Reap.Grace < 15*time.Minute {
 		p = append(p, fmt.Sprintf("reap.grace: %s is too short (at least 15m, e.g. \"1h\")", c.Reap.Grace))

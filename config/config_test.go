@@ -53,6 +53,8 @@ func TestParseFullFixture(t *testing.T) {
 		},
 		Reap: Reap{Grace: 30 * time.Minute, AtPrepare: false},
 		Log:  Log{File: "/var/log/warmcache.log", Level: "debug"},
+
+		Services: Services{WaitTimeout: 45 * time.Second, MaxPerJob: 3},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Parse(full.toml) =\n%+v\nwant\n%+v", got, want)
@@ -134,6 +136,13 @@ func TestParseInvalid(t *testing.T) {
 		{"blank default image", "[docker]\ndefault_image = \"  \"\n", "docker.default_image: must not be empty"},
 		{"zero pull attempts", "[docker]\npull_attempts = 0\n", "docker.pull_attempts: 0 is out of range 1..10"},
 		{"too many pull attempts", "[docker]\npull_attempts = 11\n", "docker.pull_attempts: 11 is out of range 1..10"},
+
+		// Services.
+		{"negative service wait", "[services]\nwait_timeout = \"-1s\"\n", "services.wait_timeout: -1s is out of range 0s..1h (0s skips the wait)"},
+		{"service wait too long", "[services]\nwait_timeout = \"2h\"\n", "services.wait_timeout: 2h0m0s is out of range 0s..1h (0s skips the wait)"},
+		{"too many services allowed", "[services]\nmax_per_job = 51\n", "services.max_per_job: 51 is out of range 0..50"},
+		{"negative services cap", "[services]\nmax_per_job = -1\n", "services.max_per_job: -1 is out of range 0..50"},
+		{"unknown services key", "[services]\ntimeout = \"5s\"\n", "unknown key services.timeout"},
 
 		// Log level.
 		{"bad level", "[log]\nlevel = \"trace\"\n", `log.level: "trace" is not one of debug, info, warn, error`},

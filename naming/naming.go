@@ -38,6 +38,7 @@ const (
 	KindBuild   Kind = "build"   // container running the job's own steps
 	KindBuilds  Kind = "builds"  // volume mounted at builds_dir
 	KindNetwork Kind = "network" // per-job network
+	KindService Kind = "service" // container of one of the job's services
 	KindCache   Kind = "cache"   // persistent cache volume, never removed by cleanup
 )
 
@@ -65,6 +66,11 @@ func (k JobKey) Base() string {
 // Name names a resource of the job.
 func (k JobKey) Name(kind Kind) string {
 	return k.Base() + "-" + string(kind)
+}
+
+// ServiceName names the container of the job's i-th service.
+func (k JobKey) ServiceName(i int) string {
+	return fmt.Sprintf("%s-%s%d", k.Base(), KindService, i)
 }
 
 // JobMeta is what the labels of a job resource record besides its key.

@@ -15,7 +15,7 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/names.golden")
 
 // allKinds are the per-job kinds in the order the golden file lists them.
-var allKinds = []Kind{KindHelper, KindBuild, KindBuilds, KindNetwork, KindCache}
+var allKinds = []Kind{KindHelper, KindBuild, KindBuilds, KindNetwork, KindService, KindCache}
 
 // goldenKeys are the job keys of testdata/names.golden.
 var goldenKeys = []JobKey{
@@ -37,6 +37,8 @@ func TestNamesGolden(t *testing.T) {
 		for _, kind := range allKinds {
 			fmt.Fprintf(&b, "  %-8s %s\n", kind, k.Name(kind))
 		}
+		fmt.Fprintf(&b, "  %-8s %s\n", "service0", k.ServiceName(0))
+		fmt.Fprintf(&b, "  %-8s %s\n", "service9", k.ServiceName(9))
 	}
 	b.WriteString("\n")
 	for _, c := range []struct {

@@ -27,3 +27,25 @@ func Each[T any](items []T, f func(T) error) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// Go starts f at once and returns wait, which blocks until f has returned
+// and gives its error (a panic in f becomes the error). wait may be
+// called any number of times, e.g. once where the result is needed and
+// once deferred, so that no call is left in flight on an early return.
+func Go(f func() error) (wait func() error) {
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("internal error: %v", p)
+			}
+		}()
+		err = f()
+	}()
+	return func() error {
+		<-done
+		return err
+	}
+}

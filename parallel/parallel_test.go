@@ -28,3 +28,22 @@ func TestEach(t *testing.T) {
 		t.Errorf("Each over nothing = %v", err)
 	}
 }
+
+func TestGo(t *testing.T) {
+	release := make(chan struct{})
+	var finished atomic.Bool
+	wait := Go(func() error {
+		<-release
+		finished.Store(true)
+		return errors.New("failed")
+	})
+	close(release)
+	for i := 0; i < 2; i++ {
+		if err := wait(); err == nil || err.Error() != "failed" || !finished.Load() {
+			t.Errorf("wait #%d = %v (finished %v), want f's error after it returned", i+1, err, finished.Load())
+		}
+	}
+	if err := Go(func() error { panic("boom") })(); err == nil || err.Error() != "internal error: boom" {
+		t.Errorf("a panic gives %v", err)
+	}
+}

@@ -10,6 +10,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -66,8 +69,33 @@ func (d *Docker) InspectImage(ctx context.Context, ref string) (ImageInfo, error
 	var info ImageInfo
 	if img.Config != nil {
 		info.User = img.Config.User
+		info.ExposedPorts = exposedPorts(img.Config.ExposedPorts)
 	}
 	return info, nil
+}
+
+// exposedPorts reads an image's ExposedPorts keys ("8080/tcp", "53/udp",
+// or a bare "8080" meaning tcp); malformed keys are skipped.
+func exposedPorts(m map[string]struct{}) []Port {
+	var ports []Port
+	for k := range m {
+		num, proto, found := strings.Cut(k, "/")
+		if !found {
+			proto = "tcp"
+		}
+		n, err := strconv.Atoi(num)
+		if err != nil || n < 1 || n > 65535 {
+			continue
+		}
+		ports = append(ports, Port{Number: n, Protocol: strings.ToLower(proto)})
+	}
+	slices.SortFunc(ports, func(a, b Port) int {
+		if a.Number != b.Number {
+			return a.Number - b.Number
+		}
+		return strings.Compare(a.Protocol, b.Protocol)
+	})
+	return ports
 }
 
 // PullImage implements Engine.
@@ -195,7 +223,11 @@ func (d *Docker) CreateContainer(ctx context.Context, c ContainerSpec) error {
 		}
 		host.Mounts = append(host.Mounts, mt)
 	}
-	if _, err := d.api.ContainerCreate(ctx, cfg, host, &network.NetworkingConfig{}, nil, c.Name); err != nil {
+	nets := &network.NetworkingConfig{}
+	if len(c.NetworkAliases) > 0 {
+		nets.EndpointsConfig = map[string]*network.EndpointSettings{c.NetworkMode: {Aliases: c.NetworkAliases}}
+	}
+	if _, err := d.api.ContainerCreate(ctx, cfg, host, nets, nil, c.Name); err != nil {
 		return classify(err, "creating container "+c.Name)
 	}
 	return nil
@@ -209,6 +241,56 @@ func (d *Docker) StartContainer(ctx context.Context, name string) error {
 		return classify(err, "starting container "+name)
 	}
 	return nil
+}
+
+// CreateNetwork implements Engine. It is not retried: a retry after a
+// lost answer would fail on the name the first call created.
+func (d *Docker) CreateNetwork(ctx context.Context, n NetworkSpec) error {
+	if _, err := d.api.NetworkCreate(ctx, n.Name, network.CreateOptions{Driver: "bridge", Labels: n.Labels}); err != nil {
+		return classify(err, "creating network "+n.Name)
+	}
+	return nil
+}
+
+// ContainerIP implements Engine.
+func (d *Docker) ContainerIP(ctx context.Context, name, net string) (string, error) {
+	var ins container.InspectResponse
+	err := retry(ctx, func() (err error) { ins, err = d.api.ContainerInspect(ctx, name); return err })
+	if err != nil {
+		return "", classify(err, "inspecting container "+name)
+	}
+	if ins.NetworkSettings == nil || ins.NetworkSettings.Networks[net] == nil {
+		return "", nil
+	}
+	return ins.NetworkSettings.Networks[net].IPAddress, nil
+}
+
+// maxLogBytes bounds what ContainerLogs returns.
+const maxLogBytes = 16 << 10
+
+// ContainerLogs implements Engine.
+func (d *Docker) ContainerLogs(ctx context.Context, name string, lines int) (string, error) {
+	rc, err := d.api.ContainerLogs(ctx, name, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(lines)})
+	if err != nil {
+		return "", classify(err, "reading the logs of "+name)
+	}
+	defer rc.Close()
+	var buf tailBuffer
+	if _, err := stdcopy.StdCopy(&buf, &buf, rc); err != nil {
+		return "", fmt.Errorf("reading the logs of %s: %w", name, err)
+	}
+	return string(buf.b), nil
+}
+
+// tailBuffer keeps the last maxLogBytes written to it.
+type tailBuffer struct{ b []byte }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if over := len(t.b) - maxLogBytes; over > 0 {
+		t.b = t.b[over:]
+	}
+	return len(p), nil
 }
 
 // ContainerState implements Engine.

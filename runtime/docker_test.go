@@ -109,3 +109,25 @@ func TestRetryStopsWhenCancelled(t *testing.T) {
 		t.Errorf("calls = %d, err = %v; want one call and its error", calls, err)
 	}
 }
+
+func TestExposedPorts(t *testing.T) {
+	got := exposedPorts(map[string]struct{}{"8080/tcp": {}, "53/udp": {}, "53/tcp": {}, "9000": {}, "x/tcp": {}, "0/tcp": {}, "70000/tcp": {}})
+	want := []Port{{53, "tcp"}, {53, "udp"}, {8080, "tcp"}, {9000, "tcp"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("exposedPorts = %v, want %v", got, want)
+	}
+	if got := exposedPorts(nil); got != nil {
+		t.Errorf("exposedPorts(nil) = %v", got)
+	}
+}
+
+// A service's logs are bounded: only the last maxLogBytes are kept.
+func TestTailBuffer(t *testing.T) {
+	var b tailBuffer
+	for i := 0; i < 3000; i++ {
+		fmt.Fprintf(&b, "line %04d\n", i)
+	}
+	if len(b.b) != maxLogBytes || !strings.HasSuffix(string(b.b), "line 2999\n") {
+		t.Errorf("kept %d bytes ending %q", len(b.b), b.b[len(b.b)-10:])
+	}
+}

@@ -6,6 +6,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 )
@@ -42,6 +43,14 @@ type Engine interface {
 	// streaming the container's stdout and stderr as they arrive. A non-zero
 	// exit is a result, not an error; an error means the system failed.
 	Exec(ctx context.Context, name string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (Exit, error)
+	// CreateNetwork creates a bridge network; it fails if the name exists.
+	CreateNetwork(ctx context.Context, n NetworkSpec) error
+	// ContainerIP returns a container's address on network, "" if it has
+	// none there.
+	ContainerIP(ctx context.Context, name, network string) (string, error)
+	// ContainerLogs returns the last lines (at most that many, and at most
+	// 16 KiB) a container wrote to stdout and stderr, interleaved.
+	ContainerLogs(ctx context.Context, name string, lines int) (string, error)
 	// List returns the containers, volumes and networks carrying every one
 	// of the labels.
 	List(ctx context.Context, labels map[string]string) ([]Resource, error)
@@ -65,7 +74,17 @@ type Info struct {
 type ImageInfo struct {
 	// User is the image's default user ("" means root).
 	User string
+	// ExposedPorts are the image's EXPOSEd ports, sorted.
+	ExposedPorts []Port
 }
+
+// Port is a port a container listens on.
+type Port struct {
+	Number   int
+	Protocol string // "tcp", "udp" or "sctp"
+}
+
+func (p Port) String() string { return fmt.Sprintf("%d/%s", p.Number, p.Protocol) }
 
 // RegistryAuth is a registry login for one pull.
 type RegistryAuth struct {
@@ -95,6 +114,12 @@ type Resource struct {
 
 // VolumeSpec describes a named volume.
 type VolumeSpec struct {
+	Name   string
+	Labels map[string]string
+}
+
+// NetworkSpec describes a network to create.
+type NetworkSpec struct {
 	Name   string
 	Labels map[string]string
 }
@@ -133,6 +158,9 @@ type ContainerSpec struct {
 	Labels      map[string]string
 	Mounts      []Mount
 	NetworkMode string
+	// NetworkAliases are the container's host names on the network
+	// NetworkMode names; only a user-defined network has them.
+	NetworkAliases []string
 	// KeepStdinOpen keeps the container's stdin open with nothing attached,
 	// so a shell reading it blocks instead of exiting.
 	KeepStdinOpen bool

@@ -27,7 +27,6 @@ func TestCleanup(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h.f.AddNetwork(sampleKey.Name(naming.KindNetwork), sampleKey.Labels(naming.KindNetwork, naming.JobMeta{}))
 	before := len(h.f.Calls())
 
 	if err := Cleanup(h.deps()); err != nil {

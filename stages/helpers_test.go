@@ -32,9 +32,9 @@ type harness struct {
 	cfg            config.Config
 }
 
-// newHarness returns a harness for sampleJob, changed by edit (nil for
-// none), with the default config except a fixed helper image and caches
-// off.
+// newHarness returns a harness for sampleJob without its services
+// (services_test.go covers them), changed by edit (nil for none), with the
+// default config except a fixed helper image and caches off.
 func newHarness(t *testing.T, edit func(job map[string]any)) *harness {
 	t.Helper()
 	cfg := config.Default()
@@ -45,7 +45,12 @@ func newHarness(t *testing.T, edit func(job map[string]any)) *harness {
 	return &harness{
 		f: fake.New(),
 		env: map[string]string{
-			"JOB_RESPONSE_FILE":                writeJob(t, edit),
+			"JOB_RESPONSE_FILE": writeJob(t, func(j map[string]any) {
+				j["services"] = []any{}
+				if edit != nil {
+					edit(j)
+				}
+			}),
 			"CUSTOM_ENV_CI_RUNNER_SHORT_TOKEN": "t3st",
 			"CUSTOM_ENV_CI_RUNNER_ID":          "12",
 			"CUSTOM_ENV_CI_RUNNER_VERSION":     "19.4.0",

@@ -17,9 +17,10 @@ import (
 	"github.com/warmcache/warmcache/runtime"
 )
 
-// Prepare pulls the images and starts the job's helper and build
-// containers, which then live until cleanup; each run stage execs its
-// script in one of them.
+// Prepare pulls the images, makes the job's network, starts its services
+// and its helper and build containers, which then live until cleanup
+// (each run stage execs its script in one of them), and waits for the
+// services' ports.
 //
 // Image entrypoints: each container starts once with its image entrypoint
 // (or the job's image:entrypoint) and a keep-alive shell as its command, so
@@ -46,9 +47,9 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		return err
 	}
 	d.say("Preparing job %d of %s on warmcache (image %s)", j.ID, j.ProjectPath, image)
-	// Said plainly rather than failing later in a confusing way.
-	for _, s := range j.Services {
-		d.say("WARNING: service %s is not started: warmcache does not run `services:` yet", s.Name)
+	services, err := planServices(d, j)
+	if err != nil {
+		return err
 	}
 	if p := j.Image.ExecutorOpts.Docker.Platform; p != "" {
 		d.say("WARNING: image platform %q is ignored: the engine's own platform is used", p)
@@ -72,6 +73,12 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	}()
 	defer func() { <-reaped }()
 
+	meta := naming.JobMeta{PipelineID: j.PipelineID, RunnerID: j.RunnerID, TimeoutSeconds: j.Timeout, Created: time.Now()}
+	// The job's network is made while the images and volumes are checked:
+	// it is needed only when the containers are created.
+	network, networkMade := makeJobNetwork(ctx, d, key, meta)
+	defer networkMade() // a failed prepare leaves no call in flight
+
 	p := puller{engine: d.Engine, attempts: d.Config.Docker.PullAttempts, say: d.say,
 		auth: registryAuth(j, d.Config), backoff: jitteredBackoff}
 	phases := []zap.Field{zap.Duration("leftovers", time.Since(start))}
@@ -84,8 +91,12 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 			return fmt.Errorf("helper image: %w", err)
 		}
 	}
+	for _, s := range services {
+		if err := p.ensure(ctx, s.image.Name, s.policies); err != nil {
+			return fmt.Errorf("service image: %w", err)
+		}
+	}
 
-	meta := naming.JobMeta{PipelineID: j.PipelineID, RunnerID: j.RunnerID, TimeoutSeconds: j.Timeout, Created: time.Now()}
 	builds := key.Name(naming.KindBuilds)
 	if err := d.Engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: builds, Labels: key.Labels(naming.KindBuilds, meta)}); err != nil {
 		return err
@@ -120,7 +131,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	helperSpec := runtime.ContainerSpec{
 		Name: key.Name(naming.KindHelper), Image: helper, Cmd: keepAlive,
 		Labels: key.Labels(naming.KindHelper, meta), Mounts: helperMounts,
-		NetworkMode: d.Config.Docker.NetworkMode, KeepStdinOpen: true,
+		NetworkMode: network, KeepStdinOpen: true,
 	}
 	build := runtime.ContainerSpec{
 		Name: key.Name(naming.KindBuild), Image: image, Cmd: keepAlive,
@@ -128,7 +139,15 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		User: j.Image.ExecutorOpts.Docker.User, Env: caches.env, Mounts: buildMounts,
 		NetworkMode: buildNetwork(d.Config.Docker.NetworkMode, helperSpec.Name), KeepStdinOpen: true,
 	}
+	serviceSpecs := serviceSpecs(d, key, j, services, network, meta)
 	phases = append(phases, zap.Duration("caches", time.Since(start)))
+	if err := networkMade(); err != nil {
+		return err
+	}
+	phases = append(phases, zap.Duration("network", time.Since(start)))
+	// The services start beside the job's own containers.
+	servicesStarted := parallel.Go(func() error { return startServices(ctx, d.Engine, serviceSpecs) })
+	defer servicesStarted()
 	if err := parallel.Each([]runtime.ContainerSpec{helperSpec, build}, func(s runtime.ContainerSpec) error {
 		return d.Engine.CreateContainer(ctx, s)
 	}); err != nil {
@@ -146,6 +165,9 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	if err := startBuild(ctx, d, build.Name, nonRoot(user)); err != nil {
 		return err
 	}
+	if err := servicesStarted(); err != nil {
+		return err
+	}
 	if nonRoot(user) {
 		// The runner's scripts hand /builds to the owner of this file after
 		// fetching sources, as under the Docker executor; creating it as the
@@ -158,7 +180,9 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 			return fmt.Errorf("marking %s for user %s: %w", BuildsDir, user, err)
 		}
 	}
-	d.Log.Debug("prepare timings (since start)", append(phases, zap.Duration("containers", time.Since(start)))...)
+	phases = append(phases, zap.Duration("containers", time.Since(start)))
+	waitServices(ctx, d, services, serviceSpecs)
+	d.Log.Debug("prepare timings (since start)", append(phases, zap.Duration("services", time.Since(start)))...)
 	d.say("Job containers ready in %.1fs", time.Since(start).Seconds())
 	return nil
 }

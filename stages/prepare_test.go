@@ -110,9 +110,6 @@ func TestPrepare(t *testing.T) {
 	lines := h.stderrLines()
 	wantLines := []string{
 		"Preparing job 22961 of group/project on warmcache (image golang:1.26)",
-		// The sample job declares two services.
-		"WARNING: service postgres:16 is not started: warmcache does not run `services:` yet",
-		"WARNING: service redis:7 is not started: warmcache does not run `services:` yet",
 		"Pulling image golang:1.26 (attempt 1 of 3)",
 		"  Status: Downloaded newer image for golang:1.26",
 		"Pulling image " + testHelperImage + " (attempt 1 of 3)",
@@ -326,8 +323,8 @@ func TestPrepareCreateFailureIsReported(t *testing.T) {
 	}
 	// What was made stays for cleanup to find by its labels.
 	found, err := h.f.List(context.Background(), map[string]string{naming.LabelJob: sampleKey.Base()})
-	if err != nil || len(found) != 4 {
-		t.Errorf("job resources after the failure = %+v, %v; want 2 containers and 2 volumes", found, err)
+	if err != nil || len(found) != 5 {
+		t.Errorf("job resources after the failure = %+v, %v; want 2 containers, 2 volumes and the network", found, err)
 	}
 }
 

@@ -43,11 +43,15 @@ const (
 	MethodExec            = "Exec"
 	MethodList            = "List"
 	MethodRemove          = "Remove"
+	MethodCreateNetwork   = "CreateNetwork"
+	MethodContainerIP     = "ContainerIP"
+	MethodContainerLogs   = "ContainerLogs"
 )
 
 var methods = []string{
 	MethodPing, MethodInspectImage, MethodPullImage, MethodEnsureVolume, MethodInspectVolume,
 	MethodCreateContainer, MethodStartContainer, MethodContainerState, MethodExec, MethodList, MethodRemove,
+	MethodCreateNetwork, MethodContainerIP, MethodContainerLogs,
 }
 
 // State is the life-cycle state of a fake container.
@@ -101,6 +105,8 @@ type Engine struct {
 	exec       ExecFunc
 	calls      []Call
 	pullAuth   map[string]*runtime.RegistryAuth
+	ips        map[string]string // container -> address on its network
+	logs       map[string]string // container -> its output
 }
 
 var _ runtime.Engine = (*Engine)(nil)
@@ -119,7 +125,25 @@ func New() *Engine {
 		networks:   map[string]map[string]string{},
 		failNext:   map[string][]error{},
 		pullAuth:   map[string]*runtime.RegistryAuth{},
+		ips:        map[string]string{},
+		logs:       map[string]string{},
 	}
+}
+
+// SetIP sets the address ContainerIP reports for a container on its
+// user-defined network (default ""), e.g. a loopback address where the
+// test listens.
+func (f *Engine) SetIP(container, ip string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ips[container] = ip
+}
+
+// SetLogs sets what a container has written, for ContainerLogs.
+func (f *Engine) SetLogs(container, output string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.logs[container] = output
 }
 
 // AddImage makes refs present locally, as if pulled earlier.
@@ -147,7 +171,7 @@ func (f *Engine) HasImage(ref string) bool {
 	return f.images[ref]
 }
 
-// AddNetwork creates a network; the Engine interface has no call for it.
+// AddNetwork creates a network without recording a call.
 func (f *Engine) AddNetwork(name string, labels map[string]string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -392,9 +416,12 @@ func (f *Engine) CreateContainer(ctx context.Context, c runtime.ContainerSpec) e
 			return fmt.Errorf("creating container %s: volume %s: %w", c.Name, m.Volume, runtime.ErrNotFound)
 		}
 	}
-	if _, ok := f.networks[c.NetworkMode]; !ok && !slices.Contains(builtinNetworks, c.NetworkMode) &&
-		!strings.HasPrefix(c.NetworkMode, "container:") {
+	_, userDefined := f.networks[c.NetworkMode]
+	if !userDefined && !slices.Contains(builtinNetworks, c.NetworkMode) && !strings.HasPrefix(c.NetworkMode, "container:") {
 		return fmt.Errorf("creating container %s: network %s: %w", c.Name, c.NetworkMode, runtime.ErrNotFound)
+	}
+	if len(c.NetworkAliases) > 0 && !userDefined {
+		return fmt.Errorf("creating container %s: network-scoped aliases need a user-defined network, not %q", c.Name, c.NetworkMode)
 	}
 	f.containers[c.Name] = &Container{Spec: cloneSpec(c), State: Created}
 	return nil
@@ -480,6 +507,59 @@ func write(w io.Writer, s string) error {
 	}
 	_, err := io.WriteString(w, s)
 	return err
+}
+
+// CreateNetwork implements runtime.Engine. An existing name is an error,
+// as with Docker (which checks duplicates on request).
+func (f *Engine) CreateNetwork(ctx context.Context, n runtime.NetworkSpec) error {
+	if err := f.begin(ctx, MethodCreateNetwork, n.Name); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.networks[n.Name]; ok || slices.Contains(builtinNetworks, n.Name) {
+		return fmt.Errorf("creating network %s: network with name %s already exists", n.Name, n.Name)
+	}
+	f.networks[n.Name] = maps.Clone(n.Labels)
+	return nil
+}
+
+// ContainerIP implements runtime.Engine: the address set by SetIP when
+// network is the container's user-defined network, else "". A container
+// that is not running has no address, as with Docker.
+func (f *Engine) ContainerIP(ctx context.Context, name, network string) (string, error) {
+	if err := f.begin(ctx, MethodContainerIP, name); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[name]
+	if !ok || c.State == Removed {
+		return "", fmt.Errorf("inspecting container %s: %w", name, runtime.ErrNotFound)
+	}
+	if _, userDefined := f.networks[network]; !userDefined || c.Spec.NetworkMode != network || c.State != Running {
+		return "", nil
+	}
+	return f.ips[name], nil
+}
+
+// ContainerLogs implements runtime.Engine: the last lines of what SetLogs
+// gave the container.
+func (f *Engine) ContainerLogs(ctx context.Context, name string, lines int) (string, error) {
+	if err := f.begin(ctx, MethodContainerLogs, name); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[name]
+	if !ok || c.State == Removed {
+		return "", fmt.Errorf("reading the logs of %s: %w", name, runtime.ErrNotFound)
+	}
+	all := strings.SplitAfter(f.logs[name], "\n")
+	if all[len(all)-1] == "" {
+		all = all[:len(all)-1]
+	}
+	return strings.Join(all[max(0, len(all)-lines):], ""), nil
 }
 
 // List implements runtime.Engine: the containers (not removed), volumes
@@ -594,5 +674,6 @@ func cloneSpec(s runtime.ContainerSpec) runtime.ContainerSpec {
 	s.Env = slices.Clone(s.Env)
 	s.Labels = maps.Clone(s.Labels)
 	s.Mounts = slices.Clone(s.Mounts)
+	s.NetworkAliases = slices.Clone(s.NetworkAliases)
 	return s
 }

@@ -307,7 +307,7 @@ func TestImages(t *testing.T) {
 		t.Errorf("InspectImage after pull = %+v, %v", info, err)
 	}
 	f.AddImage("plain")
-	if info, err := f.InspectImage(ctx, "plain"); err != nil || info != (runtime.ImageInfo{}) {
+	if info, err := f.InspectImage(ctx, "plain"); err != nil || !reflect.DeepEqual(info, runtime.ImageInfo{}) {
 		t.Errorf("InspectImage(plain) = %+v, %v", info, err)
 	}
 }
@@ -336,5 +336,57 @@ func TestPingAndStatus(t *testing.T) {
 	}
 	if f.Stop("nope") {
 		t.Error("Stop of an unknown container reported true")
+	}
+}
+
+// A job network: created once, aliases only on it, an address while the
+// container runs, and it cannot go while a container uses it.
+func TestNetworks(t *testing.T) {
+	f := New()
+	f.AddImage("svc")
+	must(t, f.CreateNetwork(ctx, runtime.NetworkSpec{Name: "net", Labels: map[string]string{"k": "v"}}))
+	if err := f.CreateNetwork(ctx, runtime.NetworkSpec{Name: "net"}); err == nil {
+		t.Error("a second network of the same name was created")
+	}
+	if err := f.CreateContainer(ctx, runtime.ContainerSpec{Name: "x", Image: "svc", NetworkAliases: []string{"db"}}); err == nil {
+		t.Error("aliases on the default network were accepted")
+	}
+	must(t, f.CreateContainer(ctx, runtime.ContainerSpec{Name: "c", Image: "svc", NetworkMode: "net", NetworkAliases: []string{"db"}}))
+	f.SetIP("c", "127.0.0.1")
+	if ip, err := f.ContainerIP(ctx, "c", "net"); err != nil || ip != "" {
+		t.Errorf("ContainerIP before start = %q, %v", ip, err)
+	}
+	must(t, f.StartContainer(ctx, "c"))
+	if ip, err := f.ContainerIP(ctx, "c", "net"); err != nil || ip != "127.0.0.1" {
+		t.Errorf("ContainerIP = %q, %v", ip, err)
+	}
+	if ip, err := f.ContainerIP(ctx, "c", "bridge"); err != nil || ip != "" {
+		t.Errorf("ContainerIP on another network = %q, %v", ip, err)
+	}
+	if rs, _ := f.List(ctx, map[string]string{"k": "v"}); len(rs) != 1 || rs[0].Type != runtime.Network {
+		t.Errorf("List = %+v, want the network", rs)
+	}
+	if err := f.Remove(ctx, runtime.Resource{Type: runtime.Network, Name: "net"}); err == nil {
+		t.Error("a network in use was removed")
+	}
+	must(t, f.Remove(ctx, runtime.Resource{Type: runtime.Container, Name: "c"}))
+	must(t, f.Remove(ctx, runtime.Resource{Type: runtime.Network, Name: "net"}))
+	if _, err := f.ContainerIP(ctx, "c", "net"); !errors.Is(err, runtime.ErrNotFound) {
+		t.Errorf("ContainerIP of a removed container = %v", err)
+	}
+}
+
+func TestContainerLogs(t *testing.T) {
+	f := New()
+	f.AddImage("svc")
+	must(t, f.CreateContainer(ctx, runtime.ContainerSpec{Name: "c", Image: "svc"}))
+	f.SetLogs("c", "one\ntwo\nthree\n")
+	for lines, want := range map[int]string{1: "three\n", 2: "two\nthree\n", 10: "one\ntwo\nthree\n"} {
+		if got, err := f.ContainerLogs(ctx, "c", lines); err != nil || got != want {
+			t.Errorf("ContainerLogs(%d) = %q, %v; want %q", lines, got, err, want)
+		}
+	}
+	if _, err := f.ContainerLogs(ctx, "gone", 5); !errors.Is(err, runtime.ErrNotFound) {
+		t.Errorf("ContainerLogs of a missing container = %v", err)
 	}
 }

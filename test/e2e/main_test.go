@@ -24,6 +24,8 @@ const (
 	debianImage     = "warmcache-test/debian:1"
 	busyboxImage    = "warmcache-test/busybox:1"
 	entrypointImage = "warmcache-test/entrypoint:1"
+	httpdImage      = "warmcache-test/httpd:1"  // a service: busybox httpd on 8080, its env in /www/env.txt
+	silentImage     = "warmcache-test/silent:1" // a service that EXPOSEs 9999 and never listens
 )
 
 // defaultConfig is the suite's warmcache TOML: local images only.
@@ -52,7 +54,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: the Docker engine is required (run `make test`, which installs and starts it): %v\n", err)
 		return 1
 	}
-	for _, img := range []string{debianImage, busyboxImage, entrypointImage} {
+	for _, img := range []string{debianImage, busyboxImage, entrypointImage, httpdImage, silentImage} {
 		if _, err := engine.InspectImage(context.Background(), img); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: test image %s is missing: run test/images/build.sh (make test does)\n", img)
 			return 1

@@ -11,23 +11,28 @@ import (
 )
 
 // fakeCrashedJob leaves what a job that died without cleanup leaves: a
-// running build container and its builds volume, created hours ago. It
+// running build container on its network and its builds volume, created
+// hours ago. It
 // returns the job's key and a function listing what is left of it.
 func fakeCrashedJob(t *testing.T) (naming.JobKey, func() []string) {
 	t.Helper()
 	ctx := context.Background()
 	crashed := naming.JobKey{Runner: "e2etoken", Instance: "127.0.0.1:42891", ProjectID: nextJobID(), JobID: nextJobID()}
 	meta := naming.JobMeta{PipelineID: 1, TimeoutSeconds: 60, Created: time.Now().Add(-3 * time.Hour)}
-	builds, container := crashed.Name(naming.KindBuilds), crashed.Name(naming.KindBuild)
+	builds, container, network := crashed.Name(naming.KindBuilds), crashed.Name(naming.KindBuild), crashed.Name(naming.KindNetwork)
 	t.Cleanup(func() {
 		engine.Remove(ctx, runtime.Resource{Type: runtime.Container, Name: container})
 		engine.Remove(ctx, runtime.Resource{Type: runtime.Volume, Name: builds})
+		engine.Remove(ctx, runtime.Resource{Type: runtime.Network, Name: network})
 	})
 	if err := engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: builds, Labels: crashed.Labels(naming.KindBuilds, meta)}); err != nil {
 		t.Fatal(err)
 	}
+	if err := engine.CreateNetwork(ctx, runtime.NetworkSpec{Name: network, Labels: crashed.Labels(naming.KindNetwork, meta)}); err != nil {
+		t.Fatal(err)
+	}
 	if err := engine.CreateContainer(ctx, runtime.ContainerSpec{
-		Name: container, Image: busyboxImage, Cmd: []string{"sh", "-c", "sleep 3600"},
+		Name: container, Image: busyboxImage, Cmd: []string{"sh", "-c", "sleep 3600"}, NetworkMode: network,
 		Labels: crashed.Labels(naming.KindBuild, meta), Mounts: []runtime.Mount{{Volume: builds, Target: "/builds"}},
 	}); err != nil {
 		t.Fatal(err)
@@ -59,20 +64,20 @@ func TestReapCommand(t *testing.T) {
 	crashed, left := fakeCrashedJob(t)
 
 	dry := live.call("reap", "--dry-run")
-	if dry.Code != 0 || !strings.Contains(dry.Stdout, "Would reap "+crashed.Base()+": 2 resources, created 3h0m") {
+	if dry.Code != 0 || !strings.Contains(dry.Stdout, "Would reap "+crashed.Base()+": 3 resources, created 3h0m") {
 		t.Errorf("reap --dry-run: %s", dry)
 	}
-	if l := left(); len(l) != 2 {
+	if l := left(); len(l) != 3 {
 		t.Errorf("--dry-run removed something: %v left", l)
 	}
 	r := live.call("reap")
-	if r.Code != 0 || !strings.Contains(r.Stdout, "Reaped "+crashed.Base()+": 2 resources") {
+	if r.Code != 0 || !strings.Contains(r.Stdout, "Reaped "+crashed.Base()+": 3 resources") {
 		t.Errorf("reap: %s", r)
 	}
 	if l := left(); len(l) != 0 {
 		t.Errorf("after reap the crashed job still has %v", l)
 	}
-	if l := jobResources(t, live); len(l) != 3 {
+	if l := jobResources(t, live); len(l) != 4 { // 2 containers, the builds volume, the network
 		t.Errorf("the live job lost resources to the reaper: %v", l)
 	}
 	if r := live.run("build_script", runnerScript("ls /go/pkg/mod/.warmcache-stamp && echo still alive\n")); r.Code != 0 || !strings.HasSuffix(r.Stdout, "still alive\n") {

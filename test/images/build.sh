@@ -8,8 +8,9 @@
 #   warmcache-test/busybox:1     /bin/busybox + applet symlinks, no bash
 #   warmcache-test/entrypoint:1  busybox + /entrypoint.sh as ENTRYPOINT
 #   warmcache-test/httpd:1       busybox httpd on port 8080 (EXPOSEd), a service
+#   warmcache-test/silent:1      a service that EXPOSEs 9999 but never listens
 #
-# Usage: test/images/build.sh [all|debian|busybox|entrypoint|httpd|<tag>]...
+# Usage: test/images/build.sh [all|debian|busybox|entrypoint|httpd|silent|<tag>]...
 #
 # Idempotent: every image carries the label io.warmcache.testimage.version; an
 # image whose tag already exists with the current version is reused. The
@@ -32,12 +33,14 @@ DEBIAN_REV=2
 BUSYBOX_REV=1
 ENTRYPOINT_REV=1
 HTTPD_REV=1
+SILENT_REV=1
 
 LABEL_KEY=io.warmcache.testimage.version
 TAG_DEBIAN=warmcache-test/debian:1
 TAG_BUSYBOX=warmcache-test/busybox:1
 TAG_ENTRYPOINT=warmcache-test/entrypoint:1
 TAG_HTTPD=warmcache-test/httpd:1
+TAG_SILENT=warmcache-test/silent:1
 SUITE=bookworm
 
 CACHE_DIR=${WARMCACHE_IMAGE_CACHE:-/var/cache/warmcache-test-images}
@@ -49,27 +52,29 @@ log() { echo "$*"; }
 
 usage() {
 	cat <<EOF
-usage: $prog [all|debian|busybox|entrypoint|httpd|<image tag>]...
+usage: $prog [all|debian|busybox|entrypoint|httpd|silent|<image tag>]...
 Builds (or reuses) the warmcache test images; default: all.
   debian      $TAG_DEBIAN
   busybox     $TAG_BUSYBOX
   entrypoint  $TAG_ENTRYPOINT
   httpd       $TAG_HTTPD
+  silent      $TAG_SILENT
 Cache directory: $CACHE_DIR (env WARMCACHE_IMAGE_CACHE)
 EOF
 }
 
 # ---------------------------------------------------------------- arguments
-want_debian=0 want_busybox=0 want_entrypoint=0 want_httpd=0
+want_debian=0 want_busybox=0 want_entrypoint=0 want_httpd=0 want_silent=0
 [[ $# -eq 0 ]] && set -- all
 for arg in "$@"; do
 	case $arg in
 	-h | --help) usage; exit 0 ;;
-	all) want_debian=1 want_busybox=1 want_entrypoint=1 want_httpd=1 ;;
+	all) want_debian=1 want_busybox=1 want_entrypoint=1 want_httpd=1 want_silent=1 ;;
 	debian | "$TAG_DEBIAN") want_debian=1 ;;
 	busybox | "$TAG_BUSYBOX") want_busybox=1 ;;
 	entrypoint | "$TAG_ENTRYPOINT") want_entrypoint=1 ;;
 	httpd | "$TAG_HTTPD") want_httpd=1 ;;
+	silent | "$TAG_SILENT") want_silent=1 ;;
 	*) usage >&2; die "unknown image '$arg'" ;;
 	esac
 done
@@ -311,6 +316,22 @@ build_httpd() {
 	log "$tag: built in $((SECONDS - start))s"
 }
 
+# A service whose port never opens: it EXPOSEs 9999, says so on stdout
+# and sleeps, so the readiness wait times out and shows its output.
+build_silent() {
+	local tag=$TAG_SILENT version start d
+	ensure_busybox
+	version=$(busybox_version "$SILENT_REV")
+	up_to_date "$tag" "$version" && return 0
+	start=$SECONDS
+	d="$TMP/silent"
+	make_busybox_rootfs "$d"
+	tar_rootfs "$d" | import_image "$tag" "$version" - \
+		'ENV PATH=/bin' 'EXPOSE 9999' \
+		'CMD ["sh", "-c", "echo silent service: up, but never listening on 9999; exec sleep 2147483647"]'
+	log "$tag: built in $((SECONDS - start))s"
+}
+
 # ---------------------------------------------------------------- main
 "${SUDO[@]}" mkdir -p "$CACHE_DIR"
 # Serialise concurrent runs (parallel test packages) on the cache directory.
@@ -321,3 +342,4 @@ if [[ $want_debian -eq 1 ]]; then build_debian; fi
 if [[ $want_busybox -eq 1 ]]; then build_busybox; fi
 if [[ $want_entrypoint -eq 1 ]]; then build_entrypoint; fi
 if [[ $want_httpd -eq 1 ]]; then build_httpd; fi
+if [[ $want_silent -eq 1 ]]; then build_silent; fi

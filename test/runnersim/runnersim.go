@@ -45,6 +45,16 @@ type Spec struct {
 	Slot       int
 	Config     string            // warmcache TOML
 	Vars       map[string]string // job variables (as if set in the YAML)
+	Services   []Service         // the job's `services:`
+}
+
+// Service is one entry of the job's `services:`.
+type Service struct {
+	Name       string
+	Alias      string // may list several, separated by commas
+	Entrypoint []string
+	Command    []string
+	Variables  map[string]string
 }
 
 // Job is one job as the runner drives it.
@@ -95,7 +105,11 @@ func NewJob(driver, dir string, spec Spec) (*Job, error) {
 		img["executor_opts"] = map[string]any{"docker": map[string]any{"user": spec.User}}
 	}
 	resp["image"] = img
-	resp["services"] = []any{}
+	services := []any{}
+	for _, s := range spec.Services {
+		services = append(services, serviceJSON(s))
+	}
+	resp["services"] = services
 	vars := map[string]string{
 		"CI_JOB_ID":               strconv.FormatInt(spec.JobID, 10),
 		"CI_PROJECT_ID":           strconv.FormatInt(spec.ProjectID, 10),
@@ -121,8 +135,35 @@ func NewJob(driver, dir string, spec Spec) (*Job, error) {
 	if err := os.WriteFile(cfgPath, []byte(spec.Config), 0o600); err != nil {
 		return nil, err
 	}
-	j.env, err = runnerEnv(dir, resp, cfgPath, spec.Slot)
+	jobServices := ""
+	if len(services) > 0 {
+		b, err := json.Marshal(services)
+		if err != nil {
+			return nil, err
+		}
+		jobServices = string(b)
+	}
+	j.env, err = runnerEnv(dir, resp, cfgPath, spec.Slot, jobServices)
 	return j, err
+}
+
+// serviceJSON is a service as both the response's services[] and
+// CI_JOB_SERVICES carry it.
+func serviceJSON(s Service) map[string]any {
+	m := map[string]any{"name": s.Name}
+	if s.Alias != "" {
+		m["alias"] = s.Alias
+	}
+	if s.Entrypoint != nil {
+		m["entrypoint"] = s.Entrypoint
+	}
+	if s.Command != nil {
+		m["command"] = s.Command
+	}
+	if len(s.Variables) > 0 {
+		m["variables"] = withVariables(nil, s.Variables)
+	}
+	return m
 }
 
 // SetConfig replaces the job's warmcache TOML.
@@ -252,7 +293,7 @@ func withVariables(list []any, vars map[string]string) []any {
 // runner's own environment, TMPDIR, the exit codes, the two files, then a
 // CUSTOM_ENV_ entry for exactly the names the real runner passed, plus the
 // job's own extra variables.
-func runnerEnv(dir string, resp map[string]any, cfgPath string, slot int) ([]string, error) {
+func runnerEnv(dir string, resp map[string]any, cfgPath string, slot int, jobServices string) ([]string, error) {
 	env := []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + os.Getenv("HOME"),
@@ -273,7 +314,7 @@ func runnerEnv(dir string, resp map[string]any, cfgPath string, slot int) ([]str
 	runnerAdded := map[string]string{
 		"CI_BUILDS_DIR": "/builds", "CI_PROJECT_DIR": "/builds/group/project",
 		"CI_CONCURRENT_ID": strconv.Itoa(slot), "CI_CONCURRENT_PROJECT_ID": strconv.Itoa(slot),
-		"CI_JOB_SERVICES": "", "CI_JOB_STATUS": "running",
+		"CI_JOB_SERVICES": jobServices, "CI_JOB_STATUS": "running",
 		"CI_RUNNER_EXECUTABLE_ARCH": "linux/amd64", "CI_RUNNER_REVISION": "d79f3e7b",
 		"CI_RUNNER_SHORT_TOKEN": "e2etoken", "CI_RUNNER_VERSION": "19.4.0",
 		"CI_SHARED_ENVIRONMENT": "true", "RUNNER_TEMP_PROJECT_DIR": "/builds/group/project.tmp",

@@ -1,0 +1,292 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/warmcache/warmcache/config"
+	"github.com/warmcache/warmcache/job"
+	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/parallel"
+	"github.com/warmcache/warmcache/runtime"
+)
+
+// serviceLogLines is how much of a service's output the job log shows
+// when it does not get ready.
+const serviceLogLines = 20
+
+// jobService is one of the job's `services:`, checked against the config.
+type jobService struct {
+	image    job.Image
+	policies []string // pull policies, already limited to the allowed ones
+	aliases  []string
+}
+
+// planServices checks the job's services before anything is created: the
+// number the admin allows, their pull policies and aliases. Problems of
+// the job's own making are build failures (a retry cannot help).
+func planServices(d Deps, j job.Job) ([]jobService, error) {
+	if j.ServicesEnvError != nil {
+		return nil, &BuildFailure{Reason: j.ServicesEnvError.Error()}
+	}
+	if max := d.Config.Services.MaxPerJob; len(j.Services) > max {
+		return nil, &BuildFailure{Reason: fmt.Sprintf("the job declares %d services; this runner allows at most %d (services.max_per_job)", len(j.Services), max)}
+	}
+	var out []jobService
+	for i, s := range j.Services {
+		if strings.TrimSpace(s.Name) == "" {
+			return nil, &BuildFailure{Reason: fmt.Sprintf("service %d has no image name", i+1)}
+		}
+		policies, err := pullPolicies(s.PullPolicy, d.Config)
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", s.Name, err)
+		}
+		aliases := job.ServiceAliases(s)
+		for _, a := range s.UserAliases() {
+			if !slices.Contains(aliases, a) {
+				d.say("WARNING: service %s: alias %q is not a valid host name and is ignored", s.Name, a)
+			}
+		}
+		if p := s.ExecutorOpts.Docker.Platform; p != "" {
+			d.say("WARNING: service %s: platform %q is ignored: the engine's own platform is used", s.Name, p)
+		}
+		out = append(out, jobService{image: s, policies: policies, aliases: aliases})
+	}
+	return out, nil
+}
+
+// jobNetwork returns the network the helper (and with it the build
+// container) and the services join, and whether it is the job's own:
+// the admin's network_mode if set, else a bridge network per job, so that
+// service aliases resolve and two jobs using one alias never meet.
+func jobNetwork(cfg config.Config, key naming.JobKey) (string, bool) {
+	if cfg.Docker.NetworkMode != "" {
+		return cfg.Docker.NetworkMode, false
+	}
+	return key.Name(naming.KindNetwork), true
+}
+
+// makeJobNetwork starts creating the job's own network, if it has one,
+// and returns the network to join and a function that waits for the
+// creation and gives its error.
+func makeJobNetwork(ctx context.Context, d Deps, key naming.JobKey, meta naming.JobMeta) (string, func() error) {
+	network, own := jobNetwork(d.Config, key)
+	return network, parallel.Go(func() error {
+		if !own {
+			return nil
+		}
+		if err := d.Engine.CreateNetwork(ctx, runtime.NetworkSpec{Name: network, Labels: key.Labels(naming.KindNetwork, meta)}); err != nil {
+			return fmt.Errorf("creating the job's network: %w", err)
+		}
+		return nil
+	})
+}
+
+// userDefined says whether a network mode names a user-defined network,
+// the only kind where containers get aliases.
+func userDefined(mode string) bool {
+	switch mode {
+	case "", "default", "bridge", "host", "none":
+		return false
+	}
+	return !strings.HasPrefix(mode, "container:")
+}
+
+// serviceSpec is the container of the job's i-th service: the one place
+// its settings are decided.
+func serviceSpec(key naming.JobKey, i int, j job.Job, s jobService, network string, meta naming.JobMeta) runtime.ContainerSpec {
+	spec := runtime.ContainerSpec{
+		Name:        key.ServiceName(i),
+		Image:       s.image.Name,
+		Entrypoint:  s.image.Entrypoint,
+		Cmd:         s.image.Command,
+		Env:         j.ServiceEnv(s.image),
+		User:        s.image.ExecutorOpts.Docker.User,
+		Labels:      key.Labels(naming.KindService, meta),
+		NetworkMode: network,
+	}
+	if userDefined(network) {
+		spec.NetworkAliases = s.aliases
+	}
+	return spec
+}
+
+// serviceSpecs returns the service containers to start and says in the
+// job log under which names each service is reachable.
+func serviceSpecs(d Deps, key naming.JobKey, j job.Job, svcs []jobService, network string, meta naming.JobMeta) []runtime.ContainerSpec {
+	var specs []runtime.ContainerSpec
+	for i, s := range svcs {
+		spec := serviceSpec(key, i, j, s, network, meta)
+		specs = append(specs, spec)
+		if len(spec.NetworkAliases) > 0 {
+			d.say("Starting service %s, reachable as %s", s.image.Name, strings.Join(spec.NetworkAliases, ", "))
+		} else {
+			d.say("Starting service %s", s.image.Name)
+		}
+	}
+	return specs
+}
+
+// startServices creates and starts the service containers, all at once.
+func startServices(ctx context.Context, e runtime.Engine, specs []runtime.ContainerSpec) error {
+	return parallel.Each(specs, func(s runtime.ContainerSpec) error {
+		if err := e.CreateContainer(ctx, s); err != nil {
+			return err
+		}
+		return e.StartContainer(ctx, s.Name)
+	})
+}
+
+// waitServices waits, all services at once and for at most
+// services.wait_timeout, until every exposed TCP port of each service
+// accepts a connection. A service that does not get ready is reported in
+// the job log with its last lines of output, and the job goes on, as
+// under the Docker executor. The ports are dialled from the driver's host,
+// which reaches the containers of a local engine.
+func waitServices(ctx context.Context, d Deps, svcs []jobService, specs []runtime.ContainerSpec) {
+	timeout := d.Config.Services.WaitTimeout
+	if len(specs) == 0 || timeout == 0 {
+		return
+	}
+	if strings.HasPrefix(d.Config.Docker.Host, "tcp://") {
+		d.say("Not waiting for services: the engine is remote, so its containers cannot be reached from here")
+		return
+	}
+	if specs[0].NetworkMode == "none" {
+		d.say("Not waiting for services: network_mode is none")
+		return
+	}
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	reports := make([]string, len(specs))
+	_ = parallel.Each(indexes(len(specs)), func(i int) error {
+		reports[i] = waitService(wctx, ctx, d, svcs[i].image.Name, specs[i], timeout)
+		return nil
+	})
+	ready := true
+	for _, r := range reports {
+		if r != "" {
+			ready = false
+			fmt.Fprint(d.Stderr, r)
+		}
+	}
+	if ready {
+		d.say("Services ready in %.1fs", time.Since(start).Seconds())
+	}
+}
+
+// waitService waits for one service and returns what the job log should
+// say when it did not get ready ("" when it did). wctx bounds the wait;
+// ctx is for reading the service's logs afterwards.
+func waitService(wctx, ctx context.Context, d Deps, image string, spec runtime.ContainerSpec, timeout time.Duration) string {
+	info, err := d.Engine.InspectImage(wctx, image)
+	if err != nil {
+		d.Log.Warn("reading a service image's ports", zap.String("image", image), zap.Error(err))
+		return fmt.Sprintf("WARNING: service %s: cannot tell its ports (%v); not waiting for it\n", image, err)
+	}
+	var problem string
+	for _, p := range info.ExposedPorts {
+		if p.Protocol != "tcp" {
+			continue
+		}
+		if problem = waitPort(wctx, d.Engine, spec, p); problem != "" {
+			if errors.Is(wctx.Err(), context.DeadlineExceeded) {
+				problem = fmt.Sprintf("port %s did not open within %s", p, timeout)
+			}
+			break
+		}
+	}
+	if problem == "" {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "WARNING: service %s is not ready: %s; the job goes on\n", image, problem)
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	logs, err := d.Engine.ContainerLogs(lctx, spec.Name, serviceLogLines)
+	switch {
+	case err != nil:
+		fmt.Fprintf(&b, "  (its logs cannot be read: %v)\n", err)
+	case strings.TrimSpace(logs) == "":
+		b.WriteString("  (it wrote nothing)\n")
+	default:
+		fmt.Fprintf(&b, "  Last lines of its output:\n")
+		for _, line := range strings.Split(strings.TrimRight(logs, "\n"), "\n") {
+			fmt.Fprintf(&b, "  | %s\n", line)
+		}
+	}
+	return b.String()
+}
+
+// waitPort dials the service's port until it accepts a connection, the
+// service stops, or ctx ends; it returns the problem, "" on success. The
+// service's state is read again at most every second.
+func waitPort(ctx context.Context, e runtime.Engine, spec runtime.ContainerSpec, p runtime.Port) string {
+	var dialer net.Dialer
+	var host string
+	var checked time.Time
+	for delay := 20 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
+		if host == "" || time.Since(checked) > time.Second {
+			h, problem := serviceHost(ctx, e, spec)
+			if problem != "" {
+				return fmt.Sprintf("%s before port %s opened", problem, p)
+			}
+			host, checked = h, time.Now()
+		}
+		if host != "" {
+			conn, err := dialer.DialContext(ctx, "tcp", net.JoinHostPort(host, fmt.Sprint(p.Number)))
+			if err == nil {
+				conn.Close()
+				return ""
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Sprintf("port %s did not open", p)
+		case <-time.After(delay):
+		}
+	}
+}
+
+// serviceHost returns the address to dial a service at, "" while it has
+// none yet, or the problem when it stopped.
+func serviceHost(ctx context.Context, e runtime.Engine, spec runtime.ContainerSpec) (string, string) {
+	state, err := e.ContainerState(ctx, spec.Name)
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", ""
+		}
+		return "", fmt.Sprintf("cannot inspect it: %v", err)
+	}
+	if state != "running" {
+		return "", fmt.Sprintf("it stopped (%s)", state)
+	}
+	network := spec.NetworkMode
+	switch network {
+	case "host":
+		return "127.0.0.1", ""
+	case "", "default":
+		network = "bridge"
+	}
+	ip, err := e.ContainerIP(ctx, spec.Name, network)
+	if err != nil && ctx.Err() == nil {
+		return "", fmt.Sprintf("cannot inspect it: %v", err)
+	}
+	return ip, ""
+}
+
+func indexes(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}

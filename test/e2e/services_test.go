@@ -1,0 +1,151 @@
+package e2e
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/warmcache/warmcache/test/runnersim"
+)
+
+// fetch is a command that prints what url serves, or fails the job.
+func fetch(url string) string {
+	return "curl -fsS --max-time 5 " + url
+}
+
+// TestServiceReachableByAliases: a service gets the Docker executor's
+// aliases and the job's own, in the build container and in the helper;
+// it gets the job's public variables and its own, never the job token;
+// cleanup leaves nothing, the job's network included.
+func TestServiceReachableByAliases(t *testing.T) {
+	j := newJob(t, jobSpec{Services: []runnersim.Service{{
+		Name: httpdImage, Alias: "web,api", Variables: map[string]string{"SVC_GREETING": "hello-$CI_PROJECT_PATH"},
+	}}})
+	r := j.prepare()
+	if r.Code != 0 {
+		t.Fatalf("prepare: %s", r)
+	}
+	for _, want := range []string{
+		"Starting service " + httpdImage + ", reachable as warmcache-test__httpd, warmcache-test-httpd, web, api\n",
+		"Services ready in ",
+	} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("prepare log lacks %q:\n%s", want, r.Stderr)
+		}
+	}
+	if left := jobResources(t, j); !hasResource(left, "network ", "-network") || !hasResource(left, "container ", "-service0") {
+		t.Errorf("after prepare the job has %v, want its network and its service too", left)
+	}
+
+	var script strings.Builder
+	for _, host := range []string{"warmcache-test__httpd", "warmcache-test-httpd", "web", "api"} {
+		script.WriteString(fetch("http://"+host+":8080/index.html") + "\n")
+	}
+	script.WriteString(fetch("http://web:8080/env.txt") + " | grep -E '^(SVC_GREETING|CI_JOB_ID|CI_JOB_TOKEN)=' | sort\n")
+	r = j.run("build_script", runnerScript(script.String()))
+	want := strings.Repeat("hello from the httpd service\n", 4) +
+		fmt.Sprintf("CI_JOB_ID=%d\nSVC_GREETING=hello-group/project\n", j.ID)
+	if r.Code != 0 || r.Stdout != want {
+		t.Errorf("build_script: want stdout %q, got %s", want, r)
+	}
+	// The helper's stages (here get_sources) see the service as well.
+	if r := j.run("get_sources", runnerScript(fetch("http://api:8080/index.html"))); r.Code != 0 || r.Stdout != "hello from the httpd service\n" {
+		t.Errorf("get_sources: %s", r)
+	}
+
+	if r := j.cleanup(); r.Code != 0 {
+		t.Fatalf("cleanup: %s", r)
+	}
+	if left := jobResources(t, j); len(left) != 0 {
+		t.Errorf("after cleanup the job still has %v", left)
+	}
+}
+
+// TestServiceNeverReady: a service whose exposed port never opens gets
+// the timeout message naming it and the port, with its last output, and
+// the job goes on.
+func TestServiceNeverReady(t *testing.T) {
+	j := newJob(t, jobSpec{
+		Config:   defaultConfig + "[services]\nwait_timeout = \"2s\"\n",
+		Services: []runnersim.Service{{Name: silentImage}, {Name: httpdImage}},
+	})
+	r := j.prepare()
+	if r.Code != 0 {
+		t.Fatalf("prepare: want success (the job goes on), got %s", r)
+	}
+	want := "WARNING: service " + silentImage + " is not ready: port 9999/tcp did not open within 2s; the job goes on\n" +
+		"  Last lines of its output:\n" +
+		"  | silent service: up, but never listening on 9999\n"
+	if !strings.Contains(r.Stderr, want) {
+		t.Errorf("prepare log lacks\n%s\ngot\n%s", want, r.Stderr)
+	}
+	if strings.Contains(r.Stderr, "service "+httpdImage+" is not ready") {
+		t.Errorf("the ready service was reported:\n%s", r.Stderr)
+	}
+	if r := j.run("build_script", runnerScript(fetch("http://warmcache-test-httpd:8080/index.html"))); r.Code != 0 {
+		t.Errorf("build_script after a service timed out: %s", r)
+	}
+	if r := j.cleanup(); r.Code != 0 {
+		t.Fatalf("cleanup: %s", r)
+	}
+	if left := jobResources(t, j); len(left) != 0 {
+		t.Errorf("after cleanup the job still has %v", left)
+	}
+}
+
+// TestServicesSameAliasInParallel: two jobs run at once, each with a
+// service aliased "db"; each reaches its own.
+func TestServicesSameAliasInParallel(t *testing.T) {
+	jobs := make([]*job, 2)
+	for i := range jobs {
+		jobs[i] = newJob(t, jobSpec{Slot: i, Services: []runnersim.Service{{
+			Name: httpdImage, Alias: "db", Variables: map[string]string{"WHOSE": fmt.Sprint("job-", i)},
+		}}})
+	}
+	results := make([][]result, len(jobs))
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Go(func() {
+			for _, call := range []func() (result, error){
+				func() (result, error) { return j.Call("prepare") },
+				func() (result, error) {
+					return j.Run("build_script", runnerScript(fetch("http://db:8080/env.txt")+" | grep '^WHOSE='\n"))
+				},
+				func() (result, error) { return j.Call("cleanup") },
+			} {
+				r, err := call()
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				results[i] = append(results[i], r)
+			}
+		})
+	}
+	wg.Wait()
+	for i, j := range jobs {
+		if errs[i] != nil {
+			t.Fatalf("job %d: %v", i, errs[i])
+		}
+		for n, r := range results[i] {
+			if r.Code != 0 {
+				t.Errorf("job %d call %d: %s", i, n, r)
+			}
+		}
+		if got, want := results[i][1].Stdout, fmt.Sprintf("WHOSE=job-%d\n", i); got != want {
+			t.Errorf("job %d reached %q, want its own service (%q)", i, got, want)
+		}
+		if left := jobResources(t, j); len(left) != 0 {
+			t.Errorf("job %d: after cleanup it still has %v", i, left)
+		}
+	}
+}
+
+// hasResource says whether one of the "type name" entries of
+// jobResources has the prefix and the suffix.
+func hasResource(rs []string, prefix, suffix string) bool {
+	return slices.ContainsFunc(rs, func(r string) bool { return strings.HasPrefix(r, prefix) && strings.HasSuffix(r, suffix) })
+}
