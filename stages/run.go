@@ -31,6 +31,7 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 	if err != nil {
 		return err
 	}
+	defer reportCacheGrowth(d, stage)
 	script, err := os.Open(scriptPath)
 	if err != nil {
 		return fmt.Errorf("opening stage script: %w", err)
