@@ -38,6 +38,7 @@ type Config struct {
 	Log    Log    `toml:"log"`
 
 	Services Services `toml:"services"`
+	Env      Env      `toml:"env"`
 }
 
 // Services configures the containers of a job's `services:`.
@@ -79,8 +80,6 @@ type Cache struct {
 	// StateDir keeps warmcache's own record of each cache volume (last
 	// use, size, claims), out of the jobs' reach.
 	StateDir string `toml:"state_dir"`
-	// MetricsFile is a Prometheus textfile every job updates; empty: none.
-	MetricsFile string `toml:"metrics_file"`
 	// GC bounds the disk the caches use.
 	GC CacheGC `toml:"gc"`
 }
@@ -151,6 +150,7 @@ func Default() Config {
 		Log:   Log{Level: "info"},
 
 		Services: Services{WaitTimeout: 30 * time.Second, MaxPerJob: 10},
+		Env:      Env{JobToken: true},
 	}
 }
 
@@ -246,6 +246,7 @@ func (c Config) validate() []string {
 	if c.Services.MaxPerJob < 0 || c.Services.MaxPerJob > maxServicesLimit {
 		p = append(p, fmt.Sprintf("services.max_per_job: %d is out of range 0..%d", c.Services.MaxPerJob, maxServicesLimit))
 	}
+	p = append(p, c.Env.validate()...)
 	// A job past its timeout may still run after_script and cleanup.
 	if c.Reap.Grace < 15*time.Minute {
 		p = append(p, fmt.Sprintf("reap.grace: %s is too short (at least 15m, e.g. \"1h\")", c.Reap.Grace))

@@ -40,6 +40,7 @@ const (
 	KindNetwork Kind = "network" // per-job network
 	KindService Kind = "service" // container of one of the job's services
 	KindCache   Kind = "cache"   // persistent cache volume, never removed by cleanup
+	KindSecrets Kind = "secrets" // tmpfs volume holding the job's credential files
 )
 
 // JobKey identifies one job on one runner host. Instance, ProjectID and

@@ -176,8 +176,12 @@ func encodeAuth(a RegistryAuth) (string, error) {
 // EnsureVolume implements Engine. Creating an existing volume with the
 // local driver returns the existing one, so this is idempotent.
 func (d *Docker) EnsureVolume(ctx context.Context, v VolumeSpec) error {
+	opts := volume.CreateOptions{Name: v.Name, Labels: v.Labels}
+	if v.Tmpfs {
+		opts.DriverOpts = map[string]string{"type": "tmpfs", "device": "tmpfs", "o": tmpfsOptions}
+	}
 	err := retry(ctx, func() error {
-		_, err := d.api.VolumeCreate(ctx, volume.CreateOptions{Name: v.Name, Labels: v.Labels})
+		_, err := d.api.VolumeCreate(ctx, opts)
 		return err
 	})
 	if err != nil {
@@ -185,6 +189,10 @@ func (d *Docker) EnsureVolume(ctx context.Context, v VolumeSpec) error {
 	}
 	return nil
 }
+
+// tmpfsOptions are the mount options of a Tmpfs volume: small, sticky and
+// world-writable like /tmp, and nothing in it can be executed.
+const tmpfsOptions = "size=1m,mode=1777,nosuid,nodev,noexec"
 
 // InspectVolume implements Engine.
 func (d *Docker) InspectVolume(ctx context.Context, name string) (VolumeInfo, error) {
@@ -194,7 +202,7 @@ func (d *Docker) InspectVolume(ctx context.Context, name string) (VolumeInfo, er
 		return VolumeInfo{}, classify(err, "inspecting volume "+name)
 	}
 	created, _ := time.Parse(time.RFC3339, v.CreatedAt)
-	return VolumeInfo{Name: v.Name, Labels: v.Labels, Mountpoint: v.Mountpoint, CreatedAt: created}, nil
+	return VolumeInfo{Name: v.Name, Labels: v.Labels, Mountpoint: v.Mountpoint, CreatedAt: created, Tmpfs: v.Options["type"] == "tmpfs"}, nil
 }
 
 // CreateContainer implements Engine.

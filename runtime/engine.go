@@ -116,6 +116,10 @@ type Resource struct {
 type VolumeSpec struct {
 	Name   string
 	Labels map[string]string
+	// Tmpfs backs the volume with memory (size-limited, world-writable
+	// with the sticky bit): what it holds never reaches a disk and is gone
+	// when the last container using it stops.
+	Tmpfs bool
 }
 
 // NetworkSpec describes a network to create.
@@ -132,6 +136,7 @@ type VolumeInfo struct {
 	// by the driver only when it runs beside a local engine.
 	Mountpoint string
 	CreatedAt  time.Time
+	Tmpfs      bool
 }
 
 // Mount binds a named volume into a container.

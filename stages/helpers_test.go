@@ -34,7 +34,8 @@ type harness struct {
 
 // newHarness returns a harness for sampleJob without its services
 // (services_test.go covers them), changed by edit (nil for none), with the
-// default config except a fixed helper image and caches off.
+// default config except a fixed helper image, caches, reaping and
+// job-token credentials off.
 func newHarness(t *testing.T, edit func(job map[string]any)) *harness {
 	t.Helper()
 	cfg := config.Default()
@@ -42,6 +43,7 @@ func newHarness(t *testing.T, edit func(job map[string]any)) *harness {
 	cfg.Docker.HelperImage = testHelperImage
 	cfg.Cache.Enabled = false
 	cfg.Reap.AtPrepare = false // reap_test.go covers it; it would interleave calls
+	cfg.Env.JobToken = false   // credentials_test.go covers it; it adds an exec
 	return &harness{
 		f: fake.New(),
 		env: map[string]string{

@@ -34,6 +34,8 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	if err != nil {
 		return err
 	}
+	d, flushLog := masked(d, j)
+	defer flushLog()
 	key := j.Key()
 	d.Log.Info("prepare", zap.String("job", key.Base()), zap.Int64("project_id", j.ProjectID))
 
@@ -119,8 +121,16 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	if err != nil {
 		return err
 	}
+	netenv, err := planNetEnv(ctx, d, j, meta)
+	if err != nil {
+		return err
+	}
 	buildMounts := []runtime.Mount{{Volume: builds, Target: BuildsDir}}
 	helperMounts := []runtime.Mount{{Volume: builds, Target: BuildsDir}}
+	if netenv.mount != nil {
+		buildMounts = append(buildMounts, *netenv.mount)
+		helperMounts = append(helperMounts, *netenv.mount)
+	}
 	for _, c := range caches.mounts {
 		buildMounts = append(buildMounts, c)
 		if c.Target == CacheDir {
@@ -130,13 +140,13 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 
 	helperSpec := runtime.ContainerSpec{
 		Name: key.Name(naming.KindHelper), Image: helper, Cmd: keepAlive,
-		Labels: key.Labels(naming.KindHelper, meta), Mounts: helperMounts,
+		Labels: key.Labels(naming.KindHelper, meta), Mounts: helperMounts, Env: netenv.plan.Env,
 		NetworkMode: network, KeepStdinOpen: true,
 	}
 	build := runtime.ContainerSpec{
 		Name: key.Name(naming.KindBuild), Image: image, Cmd: keepAlive,
 		Entrypoint: j.Image.Entrypoint, Labels: key.Labels(naming.KindBuild, meta),
-		User: j.Image.ExecutorOpts.Docker.User, Env: caches.env, Mounts: buildMounts,
+		User: j.Image.ExecutorOpts.Docker.User, Env: withEnv(caches.env, netenv.plan.Env), Mounts: buildMounts,
 		NetworkMode: buildNetwork(d.Config.Docker.NetworkMode, helperSpec.Name), KeepStdinOpen: true,
 	}
 	serviceSpecs := serviceSpecs(d, key, j, services, network, meta)
@@ -178,6 +188,18 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		}
 		if err != nil {
 			return fmt.Errorf("marking %s for user %s: %w", BuildsDir, user, err)
+		}
+	}
+	if len(netenv.plan.Files) > 0 {
+		// A root job reads the files the helper writes into the shared
+		// tmpfs, so its build container can go on starting in the
+		// background; another user writes its own, to own them.
+		target := helperSpec.Name
+		if nonRoot(user) {
+			target = build.Name
+		}
+		if err := deliverCredentials(ctx, d.Engine, target, netenv.plan.Files); err != nil {
+			return err
 		}
 	}
 	phases = append(phases, zap.Duration("containers", time.Since(start)))

@@ -31,7 +31,9 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 	if err != nil {
 		return err
 	}
-	defer reportCacheGrowth(d, stage)
+	// Held-back output is flushed last, after the exec has ended.
+	d, flushLog := masked(d, j)
+	defer flushLog()
 	script, err := os.Open(scriptPath)
 	if err != nil {
 		return fmt.Errorf("opening stage script: %w", err)

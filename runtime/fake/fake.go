@@ -366,7 +366,7 @@ func (f *Engine) EnsureVolume(ctx context.Context, v runtime.VolumeSpec) error {
 	if _, ok := f.volumes[v.Name]; ok {
 		return nil
 	}
-	info := runtime.VolumeInfo{Name: v.Name, Labels: maps.Clone(v.Labels), CreatedAt: f.now()}
+	info := runtime.VolumeInfo{Name: v.Name, Labels: maps.Clone(v.Labels), CreatedAt: f.now(), Tmpfs: v.Tmpfs}
 	if f.volumeRoot != "" {
 		info.Mountpoint = filepath.Join(f.volumeRoot, v.Name)
 		if err := os.MkdirAll(info.Mountpoint, 0o755); err != nil {

@@ -77,7 +77,7 @@ func TestReapCommand(t *testing.T) {
 	if l := left(); len(l) != 0 {
 		t.Errorf("after reap the crashed job still has %v", l)
 	}
-	if l := jobResources(t, live); len(l) != 4 { // 2 containers, the builds volume, the network
+	if l := jobResources(t, live); len(l) != 5 { // 2 containers, the builds volume, the network, the credentials' tmpfs
 		t.Errorf("the live job lost resources to the reaper: %v", l)
 	}
 	if r := live.run("build_script", runnerScript("ls /go/pkg/mod/.warmcache-stamp && echo still alive\n")); r.Code != 0 || !strings.HasSuffix(r.Stdout, "still alive\n") {

@@ -1,0 +1,125 @@
+package stages
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/warmcache/warmcache/job"
+	"github.com/warmcache/warmcache/jobenv"
+	"github.com/warmcache/warmcache/mask"
+	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/runtime"
+)
+
+// jobNetEnv is what the [env] section gives a job's containers.
+type jobNetEnv struct {
+	plan jobenv.Plan
+	// mount is the tmpfs volume holding the credential files, if any.
+	mount *runtime.Mount
+}
+
+// planNetEnv works out the job's variables and credential files and, if
+// there are files, creates the job's tmpfs volume for them. Token files
+// are read now, so a rotated token needs no restart.
+func planNetEnv(ctx context.Context, d Deps, j job.Job, meta naming.JobMeta) (jobNetEnv, error) {
+	plan, err := jobenv.Build(d.Config.Env, j, os.ReadFile)
+	if err != nil {
+		return jobNetEnv{}, err
+	}
+	n := jobNetEnv{plan: plan}
+	if len(plan.Files) == 0 {
+		return n, nil
+	}
+	key := j.Key()
+	name := key.Name(naming.KindSecrets)
+	if err := d.Engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: name, Labels: key.Labels(naming.KindSecrets, meta), Tmpfs: true}); err != nil {
+		return jobNetEnv{}, err
+	}
+	n.mount = &runtime.Mount{Volume: name, Target: jobenv.SecretsDir, NoCopy: true}
+	return n, nil
+}
+
+// deliverCommand unpacks the credential files from stdin. umask and tar's
+// -o make the files the exec user's own, mode 0600: a non-root job user
+// reads its own files, other users of the container cannot, and the
+// sticky bit of the tmpfs keeps them from replacing them.
+var deliverCommand = []string{"sh", "-c", "umask 077 && cd " + jobenv.SecretsDir + " && tar -xof -"}
+
+// deliverCredentials writes the files into the tmpfs through the stdin of
+// an exec in container, as that container's user: never through the
+// container's environment, a command line or a layer.
+func deliverCredentials(ctx context.Context, e runtime.Engine, container string, files []jobenv.File) error {
+	var archive bytes.Buffer
+	tw := tar.NewWriter(&archive)
+	now := time.Now()
+	for _, f := range files {
+		hdr := &tar.Header{Name: f.Name, Mode: 0o600, Size: int64(len(f.Content)), ModTime: now, Typeflag: tar.TypeReg}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return fmt.Errorf("packing credential files: %w", err)
+		}
+		if _, err := tw.Write(f.Content); err != nil {
+			return fmt.Errorf("packing credential files: %w", err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("packing credential files: %w", err)
+	}
+	var out bytes.Buffer
+	exit, err := e.Exec(ctx, container, deliverCommand, &archive, &out, &out)
+	if err == nil && exit.Code != 0 {
+		err = fmt.Errorf("exit code %d: %s", exit.Code, strings.Join(strings.Fields(out.String()), " "))
+	}
+	if err != nil {
+		return fmt.Errorf("writing credential files into %s of %s (the image needs sh and tar): %w", jobenv.SecretsDir, container, err)
+	}
+	return nil
+}
+
+// withEnv returns base with over's variables added, an entry of over
+// replacing one of base with the same name.
+func withEnv(base, over []string) []string {
+	if len(over) == 0 {
+		return base
+	}
+	out := make([]string, 0, len(base)+len(over))
+	names := map[string]bool{}
+	for _, kv := range over {
+		name, _, _ := strings.Cut(kv, "=")
+		names[name] = true
+	}
+	for _, kv := range base {
+		if name, _, _ := strings.Cut(kv, "="); !names[name] {
+			out = append(out, kv)
+		}
+	}
+	return append(out, over...)
+}
+
+// masked returns d with the job log's writers masking every secret of the
+// job, and a function that flushes what they hold back; call it when the
+// stage's output has ended.
+func masked(d Deps, j job.Job) (Deps, func()) {
+	secrets := jobenv.Secrets(d.Config.Env, j, os.ReadFile)
+	if len(secrets) == 0 {
+		return d, func() {}
+	}
+	var flush []*mask.Writer
+	for _, w := range []*io.Writer{&d.Stdout, &d.Stderr} {
+		if *w != nil {
+			m := mask.New(*w, secrets)
+			*w = m
+			flush = append(flush, m)
+		}
+	}
+	return d, func() {
+		for _, m := range flush {
+			m.Flush()
+		}
+	}
+}

@@ -1,0 +1,169 @@
+package stages
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/warmcache/warmcache/config"
+	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/runtime"
+)
+
+// sampleJobToken is the job token of sampleJob.
+const sampleJobToken = "glcbt-NGMyZWMyNmI1ODdmODJk"
+
+// untar lists the files of a tar stream: name, mode and content.
+func untar(t *testing.T, data string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	tr := tar.NewReader(strings.NewReader(data))
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		out[hdr.Name] = fmt.Sprintf("%o %s", hdr.Mode, b)
+	}
+}
+
+// TestPrepareDeliversCredentials: the job token and a service token go
+// into a tmpfs volume mounted in both containers, through the stdin of
+// one exec; the containers' environment points the tools at them and
+// holds no secret.
+func TestPrepareDeliversCredentials(t *testing.T) {
+	for _, tc := range []struct {
+		name, user, deliverTo string
+	}{
+		{"root job: the helper writes them", "", "helper"},
+		{"non-root job: its user writes its own", "1000:1000", "build"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.cfg.Env.JobToken = true
+			h.cfg.Env.HTTPSProxy = "http://proxy.example:3128"
+			tokenFile := writeFile(t, "token", "svc-token-0123456789\n")
+			h.cfg.Env.Tokens = []config.Token{{Host: "git.corp.example", Login: "svc", TokenFile: tokenFile}}
+			h.f.SetImageInfo("golang:1.26", runtime.ImageInfo{User: tc.user})
+			execs := recordExecs(h, runtime.Exit{})
+			if err := Prepare(context.Background(), h.deps()); err != nil {
+				t.Fatalf("Prepare: %v", err)
+			}
+
+			secrets := sampleKey.Name(naming.KindSecrets)
+			if v, ok := h.f.Volume(secrets); !ok || !v.Tmpfs {
+				t.Fatalf("secrets volume %s: %+v, exists %v; want a tmpfs", secrets, v, ok)
+			}
+			for _, kind := range []naming.Kind{naming.KindHelper, naming.KindBuild} {
+				c, _ := h.f.Container(sampleKey.Name(kind))
+				if !slices.Contains(c.Spec.Mounts, runtime.Mount{Volume: secrets, Target: "/run/warmcache", NoCopy: true}) {
+					t.Errorf("%s mounts = %+v, want the secrets volume at /run/warmcache", kind, c.Spec.Mounts)
+				}
+				for _, want := range []string{"NETRC=/run/warmcache/netrc", "HTTPS_PROXY=http://proxy.example:3128", "GOPRIVATE=127.0.0.1"} {
+					if !slices.Contains(c.Spec.Env, want) {
+						t.Errorf("%s env lacks %s: %q", kind, want, c.Spec.Env)
+					}
+				}
+				spec := fmt.Sprintf("%+v", c.Spec)
+				for _, secret := range []string{sampleJobToken, "svc-token-0123456789"} {
+					if strings.Contains(spec, secret) {
+						t.Errorf("%s spec holds a secret: %s", kind, spec)
+					}
+				}
+			}
+
+			var delivered []execRecord
+			for _, e := range *execs {
+				if slices.Equal(e.cmd, deliverCommand) {
+					delivered = append(delivered, e)
+				}
+			}
+			if len(delivered) != 1 || delivered[0].name != sampleKey.Name(naming.Kind(tc.deliverTo)) {
+				t.Fatalf("deliveries = %+v, want one into the %s", delivered, tc.deliverTo)
+			}
+			files := untar(t, delivered[0].stdin)
+			wantNetrc := "600 machine 127.0.0.1:42891 login gitlab-ci-token password " + sampleJobToken + "\n" +
+				"machine 127.0.0.1 login gitlab-ci-token password " + sampleJobToken + "\n" +
+				"machine git.corp.example login svc password svc-token-0123456789\n"
+			if files["netrc"] != wantNetrc {
+				t.Errorf("netrc = %q, want %q", files["netrc"], wantNetrc)
+			}
+			if !strings.Contains(files["git-credentials"], "http://gitlab-ci-token:"+sampleJobToken+"@127.0.0.1:42891\n") {
+				t.Errorf("git-credentials = %q", files["git-credentials"])
+			}
+			if len(files) != 2 {
+				t.Errorf("files = %v, want netrc and git-credentials", files)
+			}
+		})
+	}
+}
+
+// TestPrepareBadTokenFile: a token file that cannot be read fails prepare
+// naming the key and the file, before any container exists.
+func TestPrepareBadTokenFile(t *testing.T) {
+	h := newHarness(t, nil)
+	missing := filepath.Join(t.TempDir(), "gone")
+	h.cfg.Env.Tokens = []config.Token{{Host: "git.corp.example", Login: "svc", TokenFile: missing}}
+	err := Prepare(context.Background(), h.deps())
+	want := "env.token[0] (git.corp.example): reading token file: open " + missing + ": no such file or directory"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Prepare = %v, want %q", err, want)
+	}
+	if slices.Contains(methods(h.f, ""), "CreateContainer") {
+		t.Error("containers were created")
+	}
+}
+
+// TestPrepareDeliveryFails: an image without tar fails prepare with a
+// line saying what the image needs.
+func TestPrepareDeliveryFails(t *testing.T) {
+	h := newHarness(t, nil)
+	h.cfg.Env.JobToken = true
+	h.f.SetExec(func(name string, cmd []string, stdin []byte) (runtime.Exit, string, string) {
+		return runtime.Exit{Code: 127}, "", "sh: tar: not found\n"
+	})
+	err := Prepare(context.Background(), h.deps())
+	want := "writing credential files into /run/warmcache of " + sampleKey.Name(naming.KindHelper) + " (the image needs sh and tar): exit code 127: sh: tar: not found"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Prepare = %v, want %q", err, want)
+	}
+}
+
+// TestRunMasksSecrets: what a stage prints of the job token, a service
+// token or a masked variable reaches the job log as [MASKED].
+func TestRunMasksSecrets(t *testing.T) {
+	h := prepared(t)
+	h.cfg.Env.Tokens = []config.Token{{Host: "git.corp.example", Login: "svc", TokenFile: writeFile(t, "token", "svc-token-0123456789")}}
+	h.f.SetExec(func(name string, cmd []string, stdin []byte) (runtime.Exit, string, string) {
+		return runtime.Exit{}, "token " + sampleJobToken + " svc svc-token-0123456789 end", "masked var s3cr3t-value-123 and a prefix svc-tok"
+	})
+	script := writeFile(t, "script", "echo\n")
+	if err := Run(context.Background(), h.deps(), script, "build_script"); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got, want := h.stdout.String(), "token [MASKED] svc [MASKED] end"; got != want {
+		t.Errorf("stdout = %q, want %q", got, want)
+	}
+	// A prefix of a secret at the very end is flushed as it is.
+	if got, want := h.stderr.String(), "masked var [MASKED] and a prefix svc-tok"; got != want {
+		t.Errorf("stderr = %q, want %q", got, want)
+	}
+}
+
+func TestWithEnv(t *testing.T) {
+	got := withEnv([]string{"A=1", "GOFLAGS=-x", "B=2"}, []string{"GOFLAGS=-mod=mod", "C=3"})
+	want := []string{"A=1", "B=2", "GOFLAGS=-mod=mod", "C=3"}
+	if !slices.Equal(got, want) {
+		t.Errorf("withEnv = %q, want %q", got, want)
+	}
+}
