@@ -279,21 +279,10 @@ func measure(ctx context.Context, e volumeEngine, recs *Records, v Volume, now t
 	stamp.SizeBytes, stamp.Measured = size, now.UTC()
 	var recErr error
 	if recs != nil {
-		recErr = recs.Update(v.Name, func(r *Record) error {
-			if r.LastUsed.IsZero() {
-				return errEvicted // evicted meanwhile: nothing to record
-			}
-			r.SizeBytes, r.Measured = size, now.UTC()
-			return nil
-		})
-		if errors.Is(recErr, errEvicted) {
-			recErr = nil
-		}
+		recErr = recs.SetSize(v.Name, size, now)
 	}
 	return errors.Join(recErr, WriteStamp(info.Mountpoint, stamp))
 }
-
-var errEvicted = errors.New("volume evicted")
 
 // maxDepth bounds how deep DirSize goes below the root: the walk holds a
 // descriptor per level, and a job can nest directories far deeper than

@@ -99,6 +99,24 @@ func (rs Records) Update(name string, fn func(*Record) error) error {
 	return rs.write(name, r)
 }
 
+// SetSize records the size measured at now, unless the volume was evicted
+// meanwhile (its record cleared).
+func (rs Records) SetSize(name string, size int64, now time.Time) error {
+	err := rs.Update(name, func(r *Record) error {
+		if r.LastUsed.IsZero() {
+			return errEvicted
+		}
+		r.SizeBytes, r.Measured = size, now.UTC()
+		return nil
+	})
+	if errors.Is(err, errEvicted) {
+		return nil
+	}
+	return err
+}
+
+var errEvicted = errors.New("volume evicted")
+
 // lock takes the volume's lock file, waiting for another process that
 // holds it (a GC removing the volume, a prepare writing its claim).
 func (rs Records) lock(name string) (func(), error) {
@@ -109,9 +127,15 @@ func (rs Records) lock(name string) (func(), error) {
 	if err := os.MkdirAll(rs.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cache records: %w", err)
 	}
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	return lockFile(p)
+}
+
+// lockFile takes an exclusive lock on the file at path, made if missing,
+// waiting for whoever holds it; the returned func releases it.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("cache record lock: %w", err)
+		return nil, fmt.Errorf("lock: %w", err)
 	}
 	for {
 		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
@@ -121,7 +145,7 @@ func (rs Records) lock(name string) (func(), error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("cache record lock %s: %w", p, err)
+		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	// Closing the file releases the lock.
 	return func() { f.Close() }, nil
@@ -138,19 +162,26 @@ func (rs Records) write(name string, r Record) error {
 	if err != nil {
 		return fmt.Errorf("encoding cache record: %w", err)
 	}
-	tmp, err := os.CreateTemp(rs.Dir, "."+name+".*")
+	return replaceFile(p, data, 0o600)
+}
+
+// replaceFile writes data to a temporary file beside path and renames it
+// over path, so that no reader sees half of it.
+func replaceFile(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
-		return fmt.Errorf("writing cache record: %w", err)
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	_, werr := tmp.Write(data)
+	merr := tmp.Chmod(mode)
 	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
+	if err := errors.Join(werr, merr, cerr); err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("writing cache record: %w", err)
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("writing cache record: %w", err)
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
 }

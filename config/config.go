@@ -80,6 +80,8 @@ type Cache struct {
 	// StateDir keeps warmcache's own record of each cache volume (last
 	// use, size, claims), out of the jobs' reach.
 	StateDir string `toml:"state_dir"`
+	// MetricsFile is a Prometheus textfile every job updates; empty: none.
+	MetricsFile string `toml:"metrics_file"`
 	// GC bounds the disk the caches use.
 	GC CacheGC `toml:"gc"`
 }

@@ -108,6 +108,9 @@ func (c Cache) validateGC() []string {
 	if !filepath.IsAbs(c.StateDir) {
 		p = append(p, fmt.Sprintf("cache.state_dir: %q must be an absolute directory", c.StateDir))
 	}
+	if c.MetricsFile != "" && !filepath.IsAbs(c.MetricsFile) {
+		p = append(p, fmt.Sprintf("cache.metrics_file: %q must be an absolute path", c.MetricsFile))
+	}
 	if c.GC.MaxIdle < 0 {
 		p = append(p, fmt.Sprintf("cache.gc.max_idle: %s must not be negative", c.GC.MaxIdle))
 	}

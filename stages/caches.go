@@ -74,6 +74,7 @@ func claimCaches(ctx context.Context, d Deps, j job.Job, nonRoot bool) (jobCache
 		c.mounts = append(c.mounts, runtime.Mount{Volume: st.Name, Target: cachevol.Target(st.Path, nonRoot), NoCopy: true})
 		c.persistent = append(c.persistent, st.Name)
 	}
+	recordClaims(d, statuses)
 	c.env = cachevol.Env(profiles, nonRoot)
 	return c, nil
 }

@@ -34,6 +34,7 @@ func Cleanup(d Deps) error {
 		if merr := cachevol.Measure(ctx, d.Engine, cacheRecords(d), vols, time.Now()); merr != nil {
 			d.Log.Warn("measuring cache volumes", zap.Error(merr))
 		}
+		recordSizes(d, vols)
 	}
 	gcAtStage(ctx, d)
 	d.Log.Debug("cleanup timings", zap.Duration("remove", removed), zap.Duration("total", time.Since(start)))

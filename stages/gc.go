@@ -51,6 +51,9 @@ func cacheGC(ctx context.Context, d Deps, lim cachevol.Limits, dryRun bool, onEv
 		return cands, cachevol.GCResult{Evicted: cachevol.PlanGC(cands, lim, free, now, nil)}, nil
 	}
 	res, err := cachevol.GC(ctx, d.Engine, *recs, cands, lim, free, now, onEvict)
+	if merr := cacheMetrics(d).Update(func(m *cachevol.MetricsState) { m.Evicted(res.Evicted) }); merr != nil {
+		d.Log.Warn("updating the metrics file", zap.Error(merr))
+	}
 	return cands, res, err
 }
 

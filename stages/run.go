@@ -31,7 +31,9 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 	if err != nil {
 		return err
 	}
-	// Held-back output is flushed last, after the exec has ended.
+	defer reportCacheGrowth(d, stage)
+	// Held-back output is flushed when the exec has ended, before the
+	// cache report.
 	d, flushLog := masked(d, j)
 	defer flushLog()
 	script, err := os.Open(scriptPath)

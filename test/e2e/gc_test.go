@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -221,4 +223,77 @@ func TestCacheGCLease(t *testing.T) {
 	if r := gc.call("cache", "gc"); r.Code != 0 || exists(t, mod) {
 		t.Fatalf("cache gc once the claim expired: %s", r)
 	}
+}
+
+// TestCacheReportsAndMetrics: the job log says after the step how much the
+// module cache grew; the metrics file counts the first job's misses, the
+// second job's hits, the measured sizes and the GC's evictions.
+func TestCacheReportsAndMetrics(t *testing.T) {
+	pool := newGCPool(t)
+	prom := filepath.Join(t.TempDir(), "warmcache.prom")
+	cfg := strings.Replace(pool.config(""), "[cache]\n", fmt.Sprintf("[cache]\nmetrics_file = %q\n", prom), 1)
+	project := nextJobID()
+
+	first := newJob(t, jobSpec{ProjectID: project, Config: cfg})
+	if r := first.prepare(); r.Code != 0 || !strings.Contains(r.Stderr, "Cache go /go/pkg/mod: cold") {
+		t.Fatalf("prepare: %s", r)
+	}
+	step := first.run("build_script", runnerScript(fmt.Sprintf("head -c %d /dev/urandom > /go/pkg/mod/blob\n", 2*mib)))
+	if step.Code != 0 || !regexp.MustCompile(`Cache go /go/pkg/mod: grew by 2\.0 MiB to 2\.0 MiB\n`).MatchString(step.Stderr) {
+		t.Errorf("the step's log should say how much the module cache grew:\n%s", step)
+	}
+	if r := first.cleanup(); r.Code != 0 {
+		t.Fatalf("cleanup: %s", r)
+	}
+	second := newJob(t, jobSpec{ProjectID: project, Config: cfg})
+	if r := second.prepare(); r.Code != 0 || !strings.Contains(r.Stderr, "Cache go /go/pkg/mod: warm, 2.0 MiB") {
+		t.Fatalf("second prepare: %s", r)
+	}
+	step = second.run("build_script", runnerScript("true\n"))
+	if !strings.Contains(step.Stderr, "Cache go /go/pkg/mod: unchanged, 2.0 MiB") {
+		t.Errorf("the second step's log:\n%s", step)
+	}
+	if r := second.cleanup(); r.Code != 0 {
+		t.Fatalf("cleanup: %s", r)
+	}
+	mod := pool.volumes(t, project)["/go/pkg/mod"]
+	text := readFile(t, prom)
+	for _, want := range []string{
+		`warmcache_cache_hits_total{volume="` + mod + `",project="group/project",profile="go",path="/go/pkg/mod",trust="unprotected"} 1`,
+		`warmcache_cache_misses_total{volume="` + mod + `",project="group/project",profile="go",path="/go/pkg/mod",trust="unprotected"} 1`,
+		`warmcache_cache_evictions_total 0`,
+	} {
+		if !strings.Contains(text, want+"\n") {
+			t.Errorf("metrics file lacks %s:\n%s", want, text)
+		}
+	}
+	size := regexp.MustCompile(`warmcache_cache_size_bytes\{volume="` + mod + `",[^}]*\} (\d+)\n`).FindStringSubmatch(text)
+	if size == nil {
+		size = []string{"", "none"}
+	}
+	// 2 MiB of module file and the stamp.
+	if n, err := strconv.Atoi(size[1]); err != nil || n < 2*mib || n > 2*mib+4096 {
+		t.Errorf("metrics file should give the module cache's size, 2 MiB and its stamp:\n%s", text)
+	}
+
+	pool.age(t, pool.volumes(t, project), time.Hour)
+	gcCfg := strings.Replace(cfg, "at_stages = false\n", "at_stages = false\nmax_idle = \"30m\"\n", 1)
+	gc := newJob(t, jobSpec{Config: gcCfg})
+	if r := gc.call("cache", "gc"); r.Code != 0 {
+		t.Fatalf("cache gc: %s", r)
+	}
+	text = readFile(t, prom)
+	if !strings.Contains(text, "warmcache_cache_evictions_total 3\n") || strings.Contains(text, mod) ||
+		!regexp.MustCompile(`warmcache_cache_evicted_bytes_total 2097\d{3}\n`).MatchString(text) {
+		t.Errorf("metrics after evicting the project's three caches:\n%s", text)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }
