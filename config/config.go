@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/warmcache/warmcache/limits"
 )
 
 // DefaultPath is read when neither --config nor $WARMCACHE_CONFIG names a
@@ -39,6 +41,9 @@ type Config struct {
 
 	Services Services `toml:"services"`
 	Env      Env      `toml:"env"`
+	// Limits are the jobs' CPU, memory and pids limits; package limits
+	// owns its keys and their checks.
+	Limits limits.Config `toml:"limits"`
 }
 
 // Services configures the containers of a job's `services:`.
@@ -147,9 +152,10 @@ func Default() Config {
 			PullAttempts:        3,
 			CleanupTimeout:      5 * time.Minute,
 		},
-		Cache: Cache{Enabled: true, Profiles: []string{"go"}, StateDir: "/var/lib/warmcache", GC: CacheGC{AtStages: true}},
-		Reap:  Reap{Grace: time.Hour, AtPrepare: true},
-		Log:   Log{Level: "info"},
+		Cache:  Cache{Enabled: true, Profiles: []string{"go"}, StateDir: "/var/lib/warmcache", GC: CacheGC{AtStages: true}},
+		Reap:   Reap{Grace: time.Hour, AtPrepare: true},
+		Log:    Log{Level: "info"},
+		Limits: limits.Default(),
 
 		Services: Services{WaitTimeout: 30 * time.Second, MaxPerJob: 10},
 		Env:      Env{JobToken: true},
@@ -249,6 +255,7 @@ func (c Config) validate() []string {
 		p = append(p, fmt.Sprintf("services.max_per_job: %d is out of range 0..%d", c.Services.MaxPerJob, maxServicesLimit))
 	}
 	p = append(p, c.Env.validate()...)
+	p = append(p, c.Limits.Problems()...)
 	// A job past its timeout may still run after_script and cleanup.
 	if c.Reap.Grace < 15*time.Minute {
 		p = append(p, fmt.Sprintf("reap.grace: %s is too short (at least 15m, e.g. \"1h\")", c.Reap.Grace))

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/warmcache/warmcache/limits"
 )
 
 func TestParseFullFixture(t *testing.T) {
@@ -72,6 +74,23 @@ func TestParseFullFixture(t *testing.T) {
 				Host: "git.corp.example", Login: "ci-bot", TokenFile: "/etc/warmcache/git-token",
 				NPMRegistry: "https://git.corp.example/api/v4/packages/npm/",
 			}},
+		},
+		Limits: limits.Config{
+			ConcurrentJobs: 4,
+			Job:            limits.JobSet{CPUs: "1.5", CpusetCpus: "0-1", Memory: "4g", PidsLimit: 2048},
+			Build:          limits.Set{CPUs: "1", CpusetCpus: "1", Memory: "3g", MemorySwap: "4g", MemoryReservation: "1g", PidsLimit: 1024, ShmSize: "256m"},
+			Helper:         limits.Set{CPUs: "0.5", CpusetCpus: "0", Memory: "512m", MemorySwap: "-1", MemoryReservation: "256m", PidsLimit: 256, ShmSize: "64m"},
+			Services:       limits.Set{CPUs: "0.75", CpusetCpus: "0,1", Memory: "1g", MemorySwap: "2g", MemoryReservation: "512m", PidsLimit: 512, ShmSize: "128m"},
+			Projects: []limits.Project{
+				{
+					Path:     "big-group/*",
+					ID:       42,
+					Job:      limits.JobSet{CPUs: "2", CpusetCpus: "0-1", Memory: "8g", PidsLimit: 4096},
+					Build:    limits.Set{CPUs: "2", CpusetCpus: "0-1", Memory: "6g", MemorySwap: "-1", MemoryReservation: "2g", PidsLimit: 2048, ShmSize: "1g"},
+					Helper:   limits.Set{CPUs: "1", CpusetCpus: "0", Memory: "1g", MemorySwap: "2g", MemoryReservation: "512m", PidsLimit: 512, ShmSize: "128m"},
+					Services: limits.Set{CPUs: "1", CpusetCpus: "1", Memory: "2g", MemorySwap: "3g", MemoryReservation: "1g", PidsLimit: 1024, ShmSize: "256m"},
+				},
+			},
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -255,6 +274,13 @@ func TestParseInvalid(t *testing.T) {
 			`cache.profiles[2]: "go" is listed twice`},
 		{"custom bad env name", "[[cache.custom]]\nname = \"x\"\npaths = [\"/c\"]\nenv = { \"1X\" = \"v\" }\n",
 			`cache.custom[0].env: "1X" is not a valid variable name`},
+
+		// Limits: the keys are named, every problem at once.
+		{"unknown limits key", "[limits.build]\nmemroy = \"1g\"\n", "unknown key limits.build.memroy"},
+		{"bad limits", "[limits]\nconcurrent_jobs = 0\n[limits.job]\nmemory = \"2 apples\"\n[limits.build]\ncpus = \"0\"\n",
+			`limits.concurrent_jobs: 0 is out of range 1..1024; limits.job.memory: "2 apples" is not a size such as "512m" or "2g"; limits.build.cpus: "0" is less than 0.01 CPUs`},
+		{"project override without match", "[[limits.project]]\n[limits.project.job]\ncpus = \"1\"\n",
+			"limits.project[0]: set path, id or both"},
 
 		// Syntax errors stay on one line.
 		{"unclosed table", "[docker\nhost = 5\n", `line 2: expected '.' or ']' to end table name, but got '\n' instead`},

@@ -38,6 +38,7 @@ type Job struct {
 	Services    []Image
 	Credentials []Credential
 	Variables   []Variable
+	Steps       []Step
 	Timeout     int // seconds
 
 	// From the runner's CUSTOM_ENV_ variables, for readable names only.
@@ -66,6 +67,12 @@ type Image struct {
 			Platform string `json:"platform"`
 		} `json:"docker"`
 	} `json:"executor_opts"`
+}
+
+// Step is one step of the job: "script", "after_script" or a named one.
+type Step struct {
+	Name   string   `json:"name"`
+	Script []string `json:"script"`
 }
 
 // Credential is a registry login the job response carries.
@@ -108,6 +115,7 @@ type response struct {
 	Image       Image        `json:"image"`
 	Services    []Image      `json:"services"`
 	Credentials []Credential `json:"credentials"`
+	Steps       []Step       `json:"steps"`
 }
 
 // Load reads the job from the environment gitlab-runner gives every stage.
@@ -175,6 +183,7 @@ func Parse(data []byte) (Job, error) {
 		Services:    r.Services,
 		Credentials: r.Credentials,
 		Variables:   r.Variables,
+		Steps:       r.Steps,
 		Timeout:     r.RunnerInfo.Timeout,
 	}
 	j.ServerHost = j.Variable("CI_SERVER_HOST")

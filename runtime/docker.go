@@ -119,6 +119,18 @@ func (d *Docker) PullImage(ctx context.Context, ref string, auth *RegistryAuth, 
 	return nil
 }
 
+// resources maps a spec's limits to the engine's.
+func resources(c ContainerSpec) container.Resources {
+	r := container.Resources{
+		CgroupParent: c.CgroupParent, NanoCPUs: c.NanoCPUs, CpusetCpus: c.CpusetCpus,
+		Memory: c.Memory, MemorySwap: c.MemorySwap, MemoryReservation: c.MemoryReservation,
+	}
+	if c.PidsLimit > 0 {
+		r.PidsLimit = &c.PidsLimit
+	}
+	return r
+}
+
 // pullMessage is one JSON line of the pull progress stream.
 type pullMessage struct {
 	ID          string `json:"id"`
@@ -223,7 +235,8 @@ func (d *Docker) CreateContainer(ctx context.Context, c ContainerSpec) error {
 			cfg.Entrypoint = []string{""}
 		}
 	}
-	host := &container.HostConfig{NetworkMode: container.NetworkMode(c.NetworkMode)}
+	host := &container.HostConfig{NetworkMode: container.NetworkMode(c.NetworkMode), ShmSize: c.ShmSize}
+	host.Resources = resources(c)
 	for _, m := range c.Mounts {
 		mt := mount.Mount{Type: mount.TypeVolume, Source: m.Volume, Target: m.Target, ReadOnly: m.ReadOnly}
 		if m.NoCopy {

@@ -131,3 +131,16 @@ func TestTailBuffer(t *testing.T) {
 		t.Errorf("kept %d bytes ending %q", len(b.b), b.b[len(b.b)-10:])
 	}
 }
+
+func TestResources(t *testing.T) {
+	got := resources(ContainerSpec{NanoCPUs: 5e8, CpusetCpus: "0", Memory: 1 << 30, MemorySwap: -1,
+		MemoryReservation: 1 << 29, PidsLimit: 64, CgroupParent: "/warmcache/j"})
+	if got.NanoCPUs != 5e8 || got.CpusetCpus != "0" || got.Memory != 1<<30 || got.MemorySwap != -1 ||
+		got.MemoryReservation != 1<<29 || got.PidsLimit == nil || *got.PidsLimit != 64 || got.CgroupParent != "/warmcache/j" {
+		t.Errorf("resources = %+v", got)
+	}
+	// No pids limit stays nil: 0 would mean "unset" only to newer engines.
+	if r := resources(ContainerSpec{}); r.PidsLimit != nil || r.NanoCPUs != 0 || r.Memory != 0 {
+		t.Errorf("resources(empty) = %+v", r)
+	}
+}

@@ -169,6 +169,17 @@ type ContainerSpec struct {
 	// KeepStdinOpen keeps the container's stdin open with nothing attached,
 	// so a shell reading it blocks instead of exiting.
 	KeepStdinOpen bool
+
+	// Resource limits; zero values set none. CgroupParent puts the
+	// container under the job's cgroup (package jobcgroup).
+	NanoCPUs          int64
+	CpusetCpus        string
+	Memory            int64
+	MemorySwap        int64 // memory plus swap; -1: unlimited swap
+	MemoryReservation int64
+	PidsLimit         int64
+	ShmSize           int64
+	CgroupParent      string
 }
 
 // Exit is how a process in a container ended.

@@ -28,6 +28,9 @@ func Cleanup(d Deps) error {
 	}
 	start := time.Now()
 	err = removeJobResources(ctx, d.Engine, j.Key())
+	if err == nil { // the cgroup can only go once its containers have
+		err = removeCgroup(d, j.Key().Base())
+	}
 	removed := time.Since(start)
 	// Sizes are measured once the job is done, off the job's critical path.
 	if vols, _, perr := plannedCaches(d, j); perr == nil {

@@ -49,6 +49,10 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		return err
 	}
 	d.say("Preparing job %d of %s on warmcache (image %s)", j.ID, j.ProjectPath, image)
+	plan, err := jobLimits(d, j)
+	if err != nil {
+		return err
+	}
 	services, err := planServices(d, j)
 	if err != nil {
 		return err
@@ -150,6 +154,15 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		NetworkMode: buildNetwork(d.Config.Docker.NetworkMode, helperSpec.Name), KeepStdinOpen: true,
 	}
 	serviceSpecs := serviceSpecs(d, key, j, services, network, meta)
+	parent, err := setUpCgroup(ctx, d, key, plan)
+	if err != nil {
+		return err
+	}
+	helperSpec = withLimits(helperSpec, plan.Helper, parent)
+	build = withLimits(build, withinJob(plan.Build, plan.Job), parent)
+	for i := range serviceSpecs {
+		serviceSpecs[i] = withLimits(serviceSpecs[i], plan.Services, parent)
+	}
 	phases = append(phases, zap.Duration("caches", time.Since(start)))
 	if err := networkMade(); err != nil {
 		return err

@@ -110,6 +110,7 @@ func TestPrepare(t *testing.T) {
 	lines := h.stderrLines()
 	wantLines := []string{
 		"Preparing job 22961 of group/project on warmcache (image golang:1.26)",
+		"Resource limits for this job: unlimited CPUs, unlimited memory",
 		"Pulling image golang:1.26 (attempt 1 of 3)",
 		"  Status: Downloaded newer image for golang:1.26",
 		"Pulling image " + testHelperImage + " (attempt 1 of 3)",

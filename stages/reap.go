@@ -82,15 +82,14 @@ func planReap(rs []runtime.Resource, now time.Time, grace time.Duration) []aband
 // without cleanup, oldest first, and says what it removed (or, with
 // dryRun, what it would remove) on stdout.
 func Reap(ctx context.Context, d Deps, dryRun bool) error {
-	plan, err := reapPlan(ctx, d)
+	plan, rs, err := reapPlan(ctx, d)
 	if err != nil {
 		return err
 	}
+	var errs []error
 	if len(plan) == 0 {
 		fmt.Fprintln(d.Stdout, "Nothing to reap.")
-		return nil
 	}
-	var errs []error
 	now := time.Now()
 	for _, j := range plan {
 		verb := "Reaped"
@@ -103,6 +102,9 @@ func Reap(ctx context.Context, d Deps, dryRun bool) error {
 		fmt.Fprintf(d.Stdout, "%s %s: %d resources, created %s ago, abandoned since %s ago\n",
 			verb, j.Base, len(j.Resources), now.Sub(j.Created).Round(time.Second), now.Sub(j.Deadline).Round(time.Second))
 	}
+	if !dryRun { // after the containers: a cgroup goes once they have
+		errs = append(errs, reapCgroups(d, rs, plan, now))
+	}
 	return errors.Join(errs...)
 }
 
@@ -113,7 +115,7 @@ func reapAtPrepare(ctx context.Context, d Deps) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, prepareReapBudget)
 	defer cancel()
-	plan, err := reapPlan(ctx, d)
+	plan, rs, err := reapPlan(ctx, d)
 	if err != nil {
 		d.Log.Warn("reaping abandoned jobs", zap.Error(err))
 		return
@@ -122,14 +124,17 @@ func reapAtPrepare(ctx context.Context, d Deps) {
 		err := removeAll(ctx, d.Engine, j.Resources)
 		d.Log.Info("reaped abandoned job", zap.String("job", j.Base), zap.Int("resources", len(j.Resources)), zap.Error(err))
 	}
+	if err := reapCgroups(d, rs, plan, time.Now()); err != nil {
+		d.Log.Warn("reaping job cgroups", zap.Error(err))
+	}
 }
 
-func reapPlan(ctx context.Context, d Deps) ([]abandonedJob, error) {
+func reapPlan(ctx context.Context, d Deps) ([]abandonedJob, []runtime.Resource, error) {
 	rs, err := d.Engine.List(ctx, map[string]string{naming.LabelManaged: "true"})
 	if err != nil {
-		return nil, fmt.Errorf("listing warmcache resources: %w", err)
+		return nil, nil, fmt.Errorf("listing warmcache resources: %w", err)
 	}
-	return planReap(rs, time.Now(), d.Config.Reap.Grace), nil
+	return planReap(rs, time.Now(), d.Config.Reap.Grace), rs, nil
 }
 
 // removeAll removes containers first: they hold the volumes and networks.

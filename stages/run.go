@@ -45,6 +45,10 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 	target := stageTarget(stage)
 	name := j.Key().Name(target)
 	d.Log.Debug("run", zap.String("stage", stage), zap.String("container", name))
+	var killedBefore uint64
+	if target == naming.KindBuild {
+		killedBefore = oomKills(d, j.Key().Base())
+	}
 
 	// The exec gets its own context: a cancel must reach the script's
 	// processes as a signal, not cut the stream and leave them running.
@@ -89,10 +93,14 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 		}
 		return fmt.Errorf("running stage %s: %w", stage, r.err)
 	}
+	var result error
 	if r.exit.Code != 0 {
-		return &BuildFailure{Code: r.exit.Code}
+		result = &BuildFailure{Code: r.exit.Code}
 	}
-	return nil
+	if target == naming.KindBuild {
+		result = afterStep(d, j, stage, killedBefore, result)
+	}
+	return result
 }
 
 // ensureRunning starts a container that was never started, and reports

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/warmcache/warmcache/config"
+	"github.com/warmcache/warmcache/jobcgroup"
 	"github.com/warmcache/warmcache/runtime"
 )
 
@@ -30,6 +31,10 @@ type Deps struct {
 	// Background starts this program detached with args and does not wait
 	// for it; nil runs such work in the foreground instead.
 	Background func(args ...string) error
+	// Cgroups manages the jobs' cgroups on the engine's host; nil when the
+	// driver does not run beside the engine (job-wide limits then fall
+	// back to the build container's own).
+	Cgroups *jobcgroup.Host
 }
 
 // say writes one human line to the job log.

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/warmcache/warmcache/config"
+	"github.com/warmcache/warmcache/jobcgroup"
 	"github.com/warmcache/warmcache/runtime"
 	"github.com/warmcache/warmcache/stages"
 )
@@ -222,6 +223,12 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 		}
 		defer engine.Close()
 		d.Engine = engine
+		// A job's cgroup lives on the engine's host: only a local engine's
+		// hierarchy is this process's to manage.
+		if strings.HasPrefix(cfg.Docker.Host, "unix://") {
+			cg := jobcgroup.Detect("")
+			d.Cgroups = &cg
+		}
 	}
 	err = f(c, d)
 	if err != nil {

@@ -1,0 +1,200 @@
+package jobcgroup
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+const base = "warmcache-e2etoken-1a2b3c-p42-c0-j7"
+
+func TestNames(t *testing.T) {
+	for _, tc := range []struct {
+		systemd       bool
+		parent, group string
+	}{
+		{false, "/warmcache/" + base, "/warmcache/" + base},
+		// One level below warmcache.slice whatever dashes the base has.
+		{true, "warmcache-e2etoken_1a2b3c_p42_c0_j7.slice", "/warmcache.slice/warmcache-e2etoken_1a2b3c_p42_c0_j7.slice"},
+	} {
+		h := Host{Systemd: tc.systemd, Root: "/sys/fs/cgroup"}
+		if got := h.Parent(base); got != tc.parent {
+			t.Errorf("Parent(systemd=%v) = %q, want %q", tc.systemd, got, tc.parent)
+		}
+		if got := h.group(base); got != tc.group {
+			t.Errorf("group(systemd=%v) = %q, want %q", tc.systemd, got, tc.group)
+		}
+		back, ok := baseOf(filepath.Base(tc.group), tc.systemd)
+		if !ok || back != base {
+			t.Errorf("baseOf(%q) = %q, %v; want %q", filepath.Base(tc.group), back, ok, base)
+		}
+	}
+	for _, name := range []string{"docker", "user.slice", "warmcache.slice"} {
+		for _, sd := range []bool{false, true} {
+			if b, ok := baseOf(name, sd); ok {
+				t.Errorf("baseOf(%q, %v) = %q: not a job cgroup", name, sd, b)
+			}
+		}
+	}
+}
+
+// fakeV2 lays out the files of a cgroup v2 root the library writes to:
+// the kernel creates them, a temp dir needs them made.
+func fakeV2(t *testing.T) Host {
+	t.Helper()
+	root := t.TempDir()
+	for _, dir := range []string{root, filepath.Join(root, "warmcache")} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		write(t, filepath.Join(dir, "cgroup.subtree_control"), "")
+	}
+	return Host{Unified: true, Root: root}
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func read(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestV2CreateUsageRemove(t *testing.T) {
+	h := fakeV2(t)
+	if err := h.Create(base, Limits{NanoCPUs: 500_000_000, CpusetCpus: "0-1", Memory: 512 << 20, PidsLimit: 64}); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(h.Root, "warmcache", base)
+	for file, want := range map[string]string{
+		"cpu.max":     "50000 100000",
+		"cpuset.cpus": "0-1",
+		"memory.max":  "536870912",
+		"pids.max":    "64",
+	} {
+		if got := read(t, filepath.Join(dir, file)); got != want {
+			t.Errorf("%s = %q, want %q", file, got, want)
+		}
+	}
+	// Controllers are enabled on the way down, for the containers' cgroups.
+	for _, p := range []string{h.Root, filepath.Join(h.Root, "warmcache")} {
+		got := strings.Fields(read(t, filepath.Join(p, "cgroup.subtree_control")))
+		for _, c := range []string{"+cpu", "+memory", "+pids"} {
+			if !slices.Contains(got, c) {
+				t.Errorf("%s/cgroup.subtree_control = %v, missing %s", p, got, c)
+			}
+		}
+	}
+
+	// What the kernel would report after a build container (with a lower
+	// limit of its own) lost a process to the OOM killer.
+	write(t, filepath.Join(dir, "cpu.stat"), "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\nnr_periods 50\nnr_throttled 20\nthrottled_usec 1200000\n")
+	write(t, filepath.Join(dir, "memory.peak"), "400000000\n")
+	write(t, filepath.Join(dir, "memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+	ctr := filepath.Join(dir, "docker-abc.scope")
+	write(t, filepath.Join(ctr, "memory.max"), "268435456\n")
+	write(t, filepath.Join(ctr, "memory.peak"), "268435456\n")
+	write(t, filepath.Join(ctr, "memory.events"), "max 3\noom 1\noom_kill 1\n")
+	write(t, filepath.Join(ctr, "cgroup.procs"), "")
+	write(t, filepath.Join(dir, "cgroup.procs"), "")
+	write(t, filepath.Join(dir, "memory.stat"), "anon 1000\n")
+	write(t, filepath.Join(ctr, "memory.stat"), "anon 1000\n")
+
+	u, err := h.Usage(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Usage{PeakMemory: 400000000, MemoryLimit: 512 << 20, CPU: 2500 * time.Millisecond, Throttled: 1200 * time.Millisecond,
+		OOMKills: 1, OOMLimit: 256 << 20, OOMPeak: 256 << 20}
+	if u != want {
+		t.Errorf("Usage = %+v\nwant    %+v", u, want)
+	}
+
+	jobs, err := h.Jobs()
+	if err != nil || len(jobs) != 1 || jobs[0].Base != base {
+		t.Errorf("Jobs() = %+v, %v; want the one job", jobs, err)
+	}
+	if err := h.Remove(base); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("job cgroup still there after Remove: %v", err)
+	}
+	if err := h.Remove(base); err != nil {
+		t.Errorf("second Remove: %v", err)
+	}
+	if _, err := h.Usage(base); err == nil {
+		t.Error("Usage of a removed cgroup succeeded")
+	}
+}
+
+func TestV2RemoveRefusesLiveProcesses(t *testing.T) {
+	h := fakeV2(t)
+	if err := h.Create(base, Limits{Memory: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(h.Root, "warmcache", base)
+	write(t, filepath.Join(dir, "docker-x.scope", "cgroup.procs"), "1234\n")
+	if err := h.Remove(base); err == nil {
+		t.Fatal("Remove succeeded while a container's process lives")
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Errorf("cgroup gone after a refused Remove: %v", err)
+	}
+}
+
+func TestV2JobOOMAtJobLimit(t *testing.T) {
+	h := fakeV2(t)
+	if err := h.Create(base, Limits{Memory: 512 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(h.Root, "warmcache", base)
+	write(t, filepath.Join(dir, "cpu.stat"), "usage_usec 10\n")
+	write(t, filepath.Join(dir, "memory.peak"), "536870912\n")
+	write(t, filepath.Join(dir, "memory.events"), "oom_kill 2\n")
+	// The container has no limit of its own: the job's was hit.
+	ctr := filepath.Join(dir, "docker-abc.scope")
+	write(t, filepath.Join(ctr, "memory.max"), "max\n")
+	write(t, filepath.Join(ctr, "memory.peak"), "536000000\n")
+	write(t, filepath.Join(ctr, "memory.events"), "oom_kill 2\n")
+	write(t, filepath.Join(dir, "memory.stat"), "anon 1000\n")
+	write(t, filepath.Join(ctr, "memory.stat"), "anon 1000\n")
+	u, err := h.Usage(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.OOMKills != 2 || u.OOMLimit != 512<<20 || u.OOMPeak != 512<<20 {
+		t.Errorf("Usage = %+v; want 2 kills at the job's limit and peak", u)
+	}
+}
+
+func TestQuotaToNano(t *testing.T) {
+	for _, tc := range []struct {
+		q, p string
+		want int64
+	}{
+		{"50000", "100000", 500_000_000},
+		{"200000", "100000", 2_000_000_000},
+		{"-1", "100000", 0},
+		{"max", "100000", 0},
+		{"1", "0", 0},
+	} {
+		if got := quotaToNano(tc.q, tc.p); got != tc.want {
+			t.Errorf("quotaToNano(%s, %s) = %d, want %d", tc.q, tc.p, got, tc.want)
+		}
+	}
+}

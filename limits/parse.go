@@ -1,0 +1,113 @@
+// Package limits turns the admin's resource settings and a job's requests
+// into the numbers the engine and the job's cgroup take: pure converters
+// ("1.5" CPUs to nano-CPUs, "2g" to bytes), per-project overrides, clamping
+// a request to the admin's maximum and the default share of the host.
+// Nothing here touches the system; package jobcgroup applies the result.
+package limits
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// maxCPUs bounds a CPU value: more than any host has, small enough that
+// nano-CPUs never overflow.
+const maxCPUs = 4096
+
+// minMemory is the smallest memory limit the engine accepts (6 MiB).
+const minMemory = 6 << 20
+
+// NanoCPUs converts a CPU count such as "1.5" or "0.25" to billionths of a
+// CPU. "" means no limit and gives 0.
+func NanoCPUs(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, fmt.Errorf("%q is not a number of CPUs such as \"1.5\"", s)
+	}
+	n := int64(math.Round(f * 1e9))
+	switch {
+	case n < 1e7: // the kernel's smallest CFS quota is 1 ms per 100 ms
+		return 0, fmt.Errorf("%q is less than 0.01 CPUs", s)
+	case f > maxCPUs:
+		return 0, fmt.Errorf("%q is more than %d CPUs", s, maxCPUs)
+	}
+	return n, nil
+}
+
+// units are the binary multipliers of MemoryBytes, as Docker reads them.
+var units = map[string]int64{"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+// MemoryBytes converts a size such as "512m", "2g", "1.5GiB" or "1048576"
+// to bytes; units are binary (k = 1024), as the Docker executor reads them.
+// "" means no limit and gives 0.
+func MemoryBytes(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	if t == "" {
+		return 0, nil
+	}
+	// Accept the spellings k, kb, kib (and so on): the unit is the letter.
+	num := strings.TrimRight(t, "kmgtib")
+	unit := strings.TrimSuffix(strings.TrimSuffix(t[len(num):], "b"), "i")
+	mult, ok := units[unit]
+	f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if !ok || err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) || strings.HasPrefix(num, "+") {
+		return 0, fmt.Errorf("%q is not a size such as \"512m\" or \"2g\"", s)
+	}
+	if f*float64(mult) >= math.MaxInt64/2 {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return int64(math.Round(f * float64(mult))), nil
+}
+
+// checkCpuset validates a CPU list such as "0-3,6": what cgroups accept
+// in cpuset.cpus.
+func checkCpuset(s string) error {
+	if s == "" {
+		return nil
+	}
+	bad := fmt.Errorf("%q is not a CPU list such as \"0-3,6\"", s)
+	for part := range strings.SplitSeq(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.ParseUint(lo, 10, 16)
+		if err != nil {
+			return bad
+		}
+		if isRange {
+			b, err := strconv.ParseUint(hi, 10, 16)
+			if err != nil || b < a {
+				return bad
+			}
+		}
+	}
+	return nil
+}
+
+// MiB formats bytes for a job log line: "512 MiB", "1.5 GiB".
+func MiB(b int64) string {
+	switch {
+	case b <= 0:
+		return "unlimited"
+	case b >= 10<<30 || b%(1<<30) == 0 && b >= 1<<30:
+		return trimFloat(float64(b)/(1<<30)) + " GiB"
+	default:
+		return trimFloat(float64(b)/(1<<20)) + " MiB"
+	}
+}
+
+// CPUs formats nano-CPUs as a CPU count: "1.5".
+func CPUs(n int64) string {
+	if n <= 0 {
+		return "unlimited"
+	}
+	return trimFloat(float64(n) / 1e9)
+}
+
+func trimFloat(f float64) string {
+	return strconv.FormatFloat(math.Round(f*100)/100, 'f', -1, 64)
+}

@@ -1,0 +1,212 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/warmcache/warmcache/job"
+	"github.com/warmcache/warmcache/jobcgroup"
+	"github.com/warmcache/warmcache/limits"
+	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/runtime"
+)
+
+// jobLimits works out the job's limits from the config, the host and the
+// job's request, and says in the job log what the job got. A request the
+// driver cannot read is the job's own error: a build failure.
+func jobLimits(d Deps, j job.Job) (limits.Plan, error) {
+	var host limits.Host
+	if d.Cgroups != nil {
+		host.NanoCPUs, host.Memory = d.Cgroups.Capacity()
+	}
+	// From the job response: the variables the job's YAML set. A request
+	// only ever lowers what the admin allows, so it needs no trust.
+	req := limits.Request{CPUs: j.Variable(limits.RequestCPUsVar), Memory: j.Variable(limits.RequestMemoryVar)}
+	plan, err := limits.Resolve(d.Config.Limits, j.ProjectPath, j.ProjectID, host, req)
+	if errors.Is(err, limits.ErrBadRequest) {
+		return limits.Plan{}, &BuildFailure{Reason: err.Error()}
+	}
+	if err != nil {
+		return limits.Plan{}, err
+	}
+	d.say("%s", plan.Granted)
+	return plan, nil
+}
+
+// setUpCgroup creates the job's cgroup with the job-wide limits and returns
+// the cgroup parent of its containers; "" when there is none (a remote
+// engine, or a set-up warmcache cannot manage: each container's own limits
+// still apply, see withLimits).
+func setUpCgroup(ctx context.Context, d Deps, key naming.JobKey, plan limits.Plan) (string, error) {
+	if d.Cgroups == nil {
+		return "", nil
+	}
+	info, err := d.Engine.Ping(ctx)
+	if err != nil {
+		return "", err
+	}
+	cg := *d.Cgroups
+	cg.Systemd = info.CgroupDriver == "systemd"
+	l := plan.Job
+	err = cg.Create(key.Base(), jobcgroup.Limits{NanoCPUs: l.NanoCPUs, CpusetCpus: l.CpusetCpus, Memory: l.Memory, PidsLimit: l.PidsLimit})
+	if errors.Is(err, jobcgroup.ErrUnsupported) {
+		d.say("WARNING: %v: the build container's own limits stand in for the job's", err)
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return cg.Parent(key.Base()), nil
+}
+
+// withLimits sets a container's limits and cgroup parent on its spec.
+func withLimits(s runtime.ContainerSpec, c limits.Container, parent string) runtime.ContainerSpec {
+	s.NanoCPUs, s.CpusetCpus, s.Memory, s.MemorySwap = c.NanoCPUs, c.CpusetCpus, c.Memory, c.MemorySwap
+	s.MemoryReservation, s.PidsLimit, s.ShmSize, s.CgroupParent = c.MemoryReservation, c.PidsLimit, c.ShmSize, parent
+	return s
+}
+
+// withinJob caps a container's limits at the job's. For the build container
+// this keeps the job's limits where the job's cgroup cannot hold them, and
+// makes a container's OOM kill name the limit the job was granted.
+func withinJob(c limits.Container, j limits.Job) limits.Container {
+	lower := func(v *int64, max int64) {
+		if max > 0 && (*v == 0 || *v > max) {
+			*v = max
+		}
+	}
+	lower(&c.NanoCPUs, j.NanoCPUs)
+	lower(&c.Memory, j.Memory)
+	lower(&c.PidsLimit, j.PidsLimit)
+	if c.MemoryReservation > c.Memory && c.Memory > 0 {
+		c.MemoryReservation = c.Memory
+	}
+	if c.MemorySwap > 0 && c.MemorySwap < c.Memory {
+		c.MemorySwap = c.Memory
+	}
+	return c
+}
+
+// removeCgroup removes the job's cgroup; cleanup calls it once the job's
+// containers are gone.
+func removeCgroup(d Deps, base string) error {
+	if d.Cgroups == nil {
+		return nil
+	}
+	return d.Cgroups.Remove(base)
+}
+
+// oomKills is the job's OOM kill count so far, read before a step so that
+// only the step's own kills count against it.
+func oomKills(d Deps, base string) uint64 {
+	if d.Cgroups == nil {
+		return 0
+	}
+	u, err := d.Cgroups.Usage(base)
+	if err != nil {
+		return 0
+	}
+	return u.OOMKills
+}
+
+// afterStep turns a step's result into the stage's: a failed step during
+// which the kernel killed a process for memory says so plainly. After the
+// job's last step stage it writes the usage line to the job log.
+func afterStep(d Deps, j job.Job, stage string, killedBefore uint64, result error) error {
+	if d.Cgroups == nil {
+		return result
+	}
+	u, err := d.Cgroups.Usage(j.Key().Base())
+	if err != nil {
+		d.Log.Warn("reading the job's cgroup", zap.Error(err))
+		return result
+	}
+	var bf *BuildFailure
+	if errors.As(result, &bf) && bf.Reason == "" && u.OOMKills > killedBefore {
+		result = &BuildFailure{Code: bf.Code, Reason: fmt.Sprintf("out of memory: limit %s, peak %s", limits.MiB(u.OOMLimit), limits.MiB(u.OOMPeak))}
+	}
+	if lastStepStage(stage, result != nil, j.Steps) {
+		d.say("%s", usageLine(u))
+	}
+	return result
+}
+
+// usageLine is the job log's account of what the job used.
+func usageLine(u jobcgroup.Usage) string {
+	oom := "nothing OOM-killed"
+	if u.OOMKills > 0 {
+		oom = fmt.Sprintf("%d process(es) OOM-killed", u.OOMKills)
+	}
+	return fmt.Sprintf("Job resources used: peak memory %s of %s, CPU %.1fs, throttled %.1fs, %s",
+		limits.MiB(u.PeakMemory), limits.MiB(u.MemoryLimit), u.CPU.Seconds(), u.Throttled.Round(100*time.Millisecond).Seconds(), oom)
+}
+
+// lastStepStage says whether stage ends the job's steps, the point for the
+// usage line. Cleanup would see the final figures, but its output never
+// reaches the job log; so the line follows after_script when the job has
+// one (it runs after a failure too), else the last step, or the first
+// failing one (the runner stops there). The steps come from the job
+// response, so this is known before they run.
+func lastStepStage(stage string, failed bool, steps []job.Step) bool {
+	hasAfter := false
+	last := "build_script"
+	for _, s := range steps {
+		switch {
+		case s.Name == "after_script":
+			hasAfter = len(s.Script) > 0
+		case s.Name == "script" || s.Name == "step_script":
+			last = "build_script"
+		default:
+			last = "step_" + s.Name
+		}
+	}
+	switch {
+	case stage == "after_script":
+		return true
+	case hasAfter || !isStepStage(stage):
+		return false
+	default:
+		return failed || stage == last
+	}
+}
+
+func isStepStage(stage string) bool {
+	return stage == "build_script" || len(stage) > len("step_") && stage[:len("step_")] == "step_"
+}
+
+// reapCgroups removes the cgroups of reaped jobs and of jobs that left no
+// container, volume or network behind (a prepare that failed half-way, a
+// cleanup killed between the two). A cgroup is an orphan only once it is
+// older than the grace: a prepare creates it just before its containers.
+func reapCgroups(d Deps, rs []runtime.Resource, reaped []abandonedJob, now time.Time) error {
+	if d.Cgroups == nil {
+		return nil
+	}
+	live := map[string]bool{}
+	for _, r := range rs {
+		live[r.Labels[naming.LabelJob]] = true
+	}
+	for _, j := range reaped {
+		live[j.Base] = false
+	}
+	found, err := d.Cgroups.Jobs()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, cg := range found {
+		if alive, known := live[cg.Base]; alive || !known && now.Sub(cg.Modified) < d.Config.Reap.Grace {
+			continue
+		}
+		if err := d.Cgroups.Remove(cg.Base); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		d.Log.Info("reaped job cgroup", zap.String("job", cg.Base))
+	}
+	return errors.Join(errs...)
+}
