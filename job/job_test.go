@@ -49,7 +49,12 @@ func TestParseRunnerSample(t *testing.T) {
 			{Name: "redis:7"},
 		},
 		Credentials: []Credential{},
-		Timeout:     3600,
+		Steps: []Step{
+			{Name: "script", Script: []string{"echo before_script", "echo CI_JOB_SERVICES=$CI_JOB_SERVICES", "cat dist/prev.txt",
+				"mkdir -p out vendor && echo built > out/result.txt && date > vendor/cached.txt", "ls -la"}},
+			{Name: "after_script", Script: []string{"echo after_script: $CI_JOB_STATUS"}},
+		},
+		Timeout: 3600,
 	}
 	vars := j.Variables
 	j.Variables = nil

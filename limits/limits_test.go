@@ -65,7 +65,7 @@ func TestMemoryBytes(t *testing.T) {
 }
 
 func TestFormat(t *testing.T) {
-	for in, want := range map[int64]string{0: "unlimited", 512 << 20: "512 MiB", 1 << 30: "1 GiB", 3 << 29: "1536 MiB", 12 << 30: "12 GiB", 100 << 10: "0.1 MiB"} {
+	for in, want := range map[int64]string{0: "unlimited", 512 << 20: "512 MiB", 512<<20 - 8192: "512 MiB", 1 << 30: "1 GiB", 3 << 29: "1.5 GiB", 12 << 30: "12 GiB", 100 << 10: "0 MiB", 600 << 10: "1 MiB"} {
 		if got := MiB(in); got != want {
 			t.Errorf("MiB(%d) = %q, want %q", in, got, want)
 		}

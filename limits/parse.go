@@ -88,15 +88,17 @@ func checkCpuset(s string) error {
 	return nil
 }
 
-// MiB formats bytes for a job log line: "512 MiB", "1.5 GiB".
+// MiB formats bytes for a job log line: whole MiB below 1 GiB ("512
+// MiB", so a peak a few pages short of its limit reads as the limit), GiB
+// with two decimals above ("1.5 GiB").
 func MiB(b int64) string {
 	switch {
 	case b <= 0:
 		return "unlimited"
-	case b >= 10<<30 || b%(1<<30) == 0 && b >= 1<<30:
+	case b >= 1<<30:
 		return trimFloat(float64(b)/(1<<30)) + " GiB"
 	default:
-		return trimFloat(float64(b)/(1<<20)) + " MiB"
+		return strconv.FormatInt((b+(1<<19))>>20, 10) + " MiB"
 	}
 }
 

@@ -1,0 +1,194 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warmcache/warmcache/job"
+	"github.com/warmcache/warmcache/jobcgroup"
+	"github.com/warmcache/warmcache/limits"
+	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/runtime"
+)
+
+func TestLastStepStage(t *testing.T) {
+	script := job.Step{Name: "script", Script: []string{"make"}}
+	after := job.Step{Name: "after_script", Script: []string{"echo done"}}
+	emptyAfter := job.Step{Name: "after_script"}
+	release := job.Step{Name: "release", Script: []string{"publish"}}
+	for _, tc := range []struct {
+		stage  string
+		failed bool
+		steps  []job.Step
+		want   bool
+	}{
+		{"build_script", false, []job.Step{script}, true},
+		{"build_script", false, []job.Step{script, emptyAfter}, true},
+		{"build_script", false, []job.Step{script, after}, false},
+		{"build_script", true, []job.Step{script, after}, false},
+		{"after_script", false, []job.Step{script, after}, true},
+		{"after_script", true, []job.Step{script, after}, true},
+		{"build_script", false, []job.Step{script, release}, false},
+		{"step_release", false, []job.Step{script, release}, true},
+		// The runner stops at the first failing step.
+		{"build_script", true, []job.Step{script, release}, true},
+		{"build_script", false, nil, true},
+		{"archive_cache", false, []job.Step{script}, false},
+		{"get_sources", true, []job.Step{script}, false},
+	} {
+		if got := lastStepStage(tc.stage, tc.failed, tc.steps); got != tc.want {
+			t.Errorf("lastStepStage(%s, failed=%v, %d steps) = %v, want %v", tc.stage, tc.failed, len(tc.steps), got, tc.want)
+		}
+	}
+}
+
+func TestWithinJob(t *testing.T) {
+	j := limits.Job{NanoCPUs: 1e9, Memory: 1 << 30, PidsLimit: 100}
+	for _, tc := range []struct{ in, want limits.Container }{
+		{limits.Container{}, limits.Container{NanoCPUs: 1e9, Memory: 1 << 30, PidsLimit: 100}},
+		{limits.Container{NanoCPUs: 5e8, Memory: 2 << 30, PidsLimit: 50, ShmSize: 64 << 20},
+			limits.Container{NanoCPUs: 5e8, Memory: 1 << 30, PidsLimit: 50, ShmSize: 64 << 20}},
+		// Swap and reservation follow a lowered memory limit.
+		{limits.Container{Memory: 4 << 30, MemorySwap: 2 << 30, MemoryReservation: 3 << 30},
+			limits.Container{NanoCPUs: 1e9, Memory: 1 << 30, MemorySwap: 2 << 30, MemoryReservation: 1 << 30, PidsLimit: 100}},
+		{limits.Container{Memory: 4 << 30, MemorySwap: -1},
+			limits.Container{NanoCPUs: 1e9, Memory: 1 << 30, MemorySwap: -1, PidsLimit: 100}},
+	} {
+		if got := withinJob(tc.in, j); got != tc.want {
+			t.Errorf("withinJob(%+v) = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+	if got := withinJob(limits.Container{Memory: 1 << 20}, limits.Job{}); got != (limits.Container{Memory: 1 << 20}) {
+		t.Errorf("no job limits changed the container: %+v", got)
+	}
+}
+
+// syntheticCgroups is a cgroup v2 tree in a temp dir (the kernel's files
+// written by hand), so the stages run against a real jobcgroup.Host.
+func syntheticCgroups(t *testing.T) *jobcgroup.Host {
+	t.Helper()
+	root := t.TempDir()
+	for _, f := range []string{"cgroup.subtree_control", "warmcache/cgroup.subtree_control"} {
+		writeAt(t, filepath.Join(root, f), "")
+	}
+	return &jobcgroup.Host{Unified: true, Root: root}
+}
+
+func writeAt(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLimitsThroughTheStages: prepare puts both containers under the job's
+// cgroup with their limits; a step that fails while the OOM counter rises
+// says so; the usage line follows after_script; cleanup removes the cgroup.
+func TestLimitsThroughTheStages(t *testing.T) {
+	h := newHarness(t, nil)
+	h.cfg.Limits.Job = limits.JobSet{CPUs: "1.5", Memory: "512m", PidsLimit: 128}
+	h.cfg.Limits.Helper = limits.Set{CPUs: "0.5"}
+	h.f.AddImage("golang:1.26", testHelperImage)
+	d := h.deps()
+	d.Cgroups = syntheticCgroups(t)
+	if err := Prepare(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(h.stderr.String(), "Resource limits for this job: 1.5 CPUs, 512 MiB memory, 128 processes\n") {
+		t.Errorf("job log:\n%s", h.stderr)
+	}
+	parent := "/warmcache/" + sampleKey.Base()
+	dir := filepath.Join(d.Cgroups.Root, parent)
+	if b, err := os.ReadFile(filepath.Join(dir, "memory.max")); err != nil || string(b) != "536870912" {
+		t.Errorf("memory.max = %q, %v", b, err)
+	}
+	build, _ := h.f.Container(sampleKey.Name(naming.KindBuild))
+	helper, _ := h.f.Container(sampleKey.Name(naming.KindHelper))
+	if s := build.Spec; s.CgroupParent != parent || s.Memory != 512<<20 || s.NanoCPUs != 1.5e9 || s.PidsLimit != 128 {
+		t.Errorf("build spec limits = %+v", s)
+	}
+	if s := helper.Spec; s.CgroupParent != parent || s.NanoCPUs != 5e8 || s.Memory != 0 {
+		t.Errorf("helper spec limits = %+v", s)
+	}
+
+	// The kernel's accounting at the moment the step's allocation is killed.
+	writeAt(t, filepath.Join(dir, "memory.stat"), "anon 1\n")
+	writeAt(t, filepath.Join(dir, "cpu.stat"), "usage_usec 4200000\nthrottled_usec 1500000\n")
+	writeAt(t, filepath.Join(dir, "memory.peak"), "536870912\n")
+	writeAt(t, filepath.Join(dir, "memory.events"), "oom_kill 0\n")
+	h.f.SetExec(func(name string, cmd []string, stdin []byte) (runtime.Exit, string, string) {
+		writeAt(t, filepath.Join(dir, "memory.events"), "oom_kill 1\n")
+		return runtime.Exit{Code: 137}, "", "Killed\n"
+	})
+	h.stderr.Reset()
+	err := Run(context.Background(), d, writeFile(t, "script", "x"), "build_script")
+	var bf *BuildFailure
+	if !errors.As(err, &bf) || bf.Code != 137 || bf.Error() != "out of memory: limit 512 MiB, peak 512 MiB" {
+		t.Fatalf("Run = %v, want an out-of-memory build failure with code 137", err)
+	}
+	if strings.Contains(h.stderr.String(), "Job resources used") {
+		t.Errorf("usage line before after_script:\n%s", h.stderr)
+	}
+
+	// A second failure without a new kill is an ordinary one.
+	h.f.SetExec(func(string, []string, []byte) (runtime.Exit, string, string) { return runtime.Exit{Code: 3}, "", "" })
+	err = Run(context.Background(), d, writeFile(t, "script", "x"), "after_script")
+	if !errors.As(err, &bf) || bf.Code != 3 || bf.Reason != "" {
+		t.Errorf("after_script = %v, want a plain failure with code 3", err)
+	}
+	want := "Job resources used: peak memory 512 MiB of 512 MiB, CPU 4.2s, throttled 1.5s, 1 process(es) OOM-killed\n"
+	if !strings.HasSuffix(h.stderr.String(), want) {
+		t.Errorf("job log ends\n%s\nwant %q", h.stderr, want)
+	}
+
+	writeAt(t, filepath.Join(dir, "cgroup.procs"), "")
+	if err := Cleanup(d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the job's cgroup outlived cleanup: %v", err)
+	}
+}
+
+// TestReapCgroups: the reaper removes the cgroups of reaped jobs and of
+// jobs with nothing left in the engine once older than the grace, and
+// leaves live and young ones alone.
+func TestReapCgroups(t *testing.T) {
+	h := newHarness(t, nil)
+	d := h.deps()
+	d.Cgroups = syntheticCgroups(t)
+	now := time.Now()
+	old := now.Add(-2 * d.Config.Reap.Grace)
+	mk := func(base string, mod time.Time) string {
+		dir := filepath.Join(d.Cgroups.Root, "warmcache", base)
+		writeAt(t, filepath.Join(dir, "cgroup.procs"), "")
+		if err := os.Chtimes(dir, mod, mod); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	live := mk("warmcache-r-aaaaaa-p1-c0-j1", old)
+	reaped := mk("warmcache-r-aaaaaa-p1-c0-j2", now)
+	orphan := mk("warmcache-r-aaaaaa-p1-c0-j3", old)
+	young := mk("warmcache-r-aaaaaa-p1-c0-j4", now)
+	rs := []runtime.Resource{
+		{Type: runtime.Container, Labels: map[string]string{naming.LabelJob: "warmcache-r-aaaaaa-p1-c0-j1"}},
+		{Type: runtime.Container, Labels: map[string]string{naming.LabelJob: "warmcache-r-aaaaaa-p1-c0-j2"}},
+	}
+	if err := reapCgroups(d, rs, []abandonedJob{{Base: "warmcache-r-aaaaaa-p1-c0-j2"}}, now); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]bool{live: true, reaped: false, orphan: false, young: true} {
+		if _, err := os.Stat(dir); (err == nil) != want {
+			t.Errorf("%s exists = %v, want %v", filepath.Base(dir), err == nil, want)
+		}
+	}
+}
