@@ -93,10 +93,14 @@ func writeAt(t *testing.T, path, content string) {
 // cgroup with their limits; a step that fails while the OOM counter rises
 // says so; the usage line follows after_script; cleanup removes the cgroup.
 func TestLimitsThroughTheStages(t *testing.T) {
-	h := newHarness(t, nil)
+	h := newHarness(t, func(j map[string]any) {
+		j["services"] = []any{map[string]any{"name": "postgres:16"}, map[string]any{"name": "redis:7"}}
+	})
 	h.cfg.Limits.Job = limits.JobSet{CPUs: "1.5", Memory: "512m", PidsLimit: 128}
 	h.cfg.Limits.Helper = limits.Set{CPUs: "0.5"}
-	h.f.AddImage("golang:1.26", testHelperImage)
+	h.cfg.Limits.Services = limits.Set{Memory: "256m", ShmSize: "128m"}
+	h.cfg.Services.WaitTimeout = 0
+	h.f.AddImage("golang:1.26", testHelperImage, "postgres:16", "redis:7")
 	d := h.deps()
 	d.Cgroups = syntheticCgroups(t)
 	if err := Prepare(context.Background(), d); err != nil {
@@ -117,6 +121,12 @@ func TestLimitsThroughTheStages(t *testing.T) {
 	}
 	if s := helper.Spec; s.CgroupParent != parent || s.NanoCPUs != 5e8 || s.Memory != 0 {
 		t.Errorf("helper spec limits = %+v", s)
+	}
+	for i := range 2 {
+		svc, ok := h.f.Container(sampleKey.ServiceName(i))
+		if s := svc.Spec; !ok || s.CgroupParent != parent || s.Memory != 256<<20 || s.ShmSize != 128<<20 {
+			t.Errorf("service %d spec limits = %+v", i, s)
+		}
 	}
 
 	// The kernel's accounting at the moment the step's allocation is killed.

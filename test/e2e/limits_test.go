@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/test/runnersim"
 )
 
 // The host runs cgroup v1 with Docker's cgroupfs driver: these tests read
@@ -156,11 +157,13 @@ func TestLimitsForkBomb(t *testing.T) {
 
 // TestLimitsRequestClamped: a job asking for more than the admin allows
 // gets the maximum and the job log says so; what it gets is what the
-// kernel enforces, and every container of the job sits in its cgroup.
+// kernel enforces, and every container of the job (helper, build and a
+// service) sits in its cgroup.
 func TestLimitsRequestClamped(t *testing.T) {
 	j := newJob(t, jobSpec{
-		Config: limitsConfig("[limits.job]\ncpus = \"1\"\nmemory = \"256m\"\n"),
-		Vars:   map[string]string{"WARMCACHE_CPUS": "4", "WARMCACHE_MEMORY": "128m"},
+		Config:   limitsConfig("[limits.job]\ncpus = \"1\"\nmemory = \"256m\"\n[limits.services]\nmemory = \"64m\"\n"),
+		Vars:     map[string]string{"WARMCACHE_CPUS": "4", "WARMCACHE_MEMORY": "128m"},
+		Services: []runnersim.Service{{Name: httpdImage}},
 	})
 	r := j.prepare()
 	if r.Code != 0 {
@@ -177,13 +180,24 @@ func TestLimitsRequestClamped(t *testing.T) {
 	if n := readInt(t, filepath.Join(mem, "memory.limit_in_bytes")); n != 128<<20 {
 		t.Errorf("memory.limit_in_bytes = %d, want %d", n, 128<<20)
 	}
-	// Helper and build: the build container starts in the background, so
-	// wait for it through a stage, as the runner would.
+	// The build container starts in the background, so wait for it
+	// through a stage, as the runner would.
 	if r := j.run("build_script", runnerScript("true\n")); r.Code != 0 {
 		t.Fatalf("run: %s", r)
 	}
-	if n := subdirs(t, mem); n != 2 {
-		t.Errorf("the job's cgroup holds %d containers, want helper and build", n)
+	if n := subdirs(t, mem); n != 3 {
+		t.Errorf("the job's cgroup holds %d containers, want helper, build and the service", n)
+	}
+	// The service's own limit sits below the job's.
+	found := false
+	entries, _ := os.ReadDir(mem)
+	for _, e := range entries {
+		if e.IsDir() && readInt(t, filepath.Join(mem, e.Name(), "memory.limit_in_bytes")) == 64<<20 {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no container of the job has the service's 64 MiB limit")
 	}
 }
 
