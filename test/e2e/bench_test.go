@@ -23,7 +23,7 @@ func BenchmarkBareJob(b *testing.B) {
 		}
 		runTimes = append(runTimes, time.Since(start))
 
-		jobTimes = append(jobTimes, bareJob(b))
+		jobTimes = append(jobTimes, bareJob(b, jobSpec{}))
 	}
 	jm, rm := median(jobTimes), median(runTimes)
 	b.ReportMetric(float64(jm.Milliseconds()), "ms/bare-job")
@@ -31,11 +31,11 @@ func BenchmarkBareJob(b *testing.B) {
 	b.ReportMetric(float64(jm)/float64(rm), "bare-job/docker-run")
 }
 
-// bareJob runs one bare job through all four stages and returns its wall
-// time as the runner would see it.
-func bareJob(b *testing.B) time.Duration {
+// bareJob runs one bare job of spec through all four stages and returns
+// its wall time as the runner would see it.
+func bareJob(b *testing.B, spec jobSpec) time.Duration {
 	b.Helper()
-	j := newJob(b, jobSpec{})
+	j := newJob(b, spec)
 	start := time.Now()
 	mustPass(b, j.call("config"))
 	mustPass(b, j.prepare())

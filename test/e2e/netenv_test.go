@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/warmcache/warmcache/cachevol"
 	wcjob "github.com/warmcache/warmcache/job"
@@ -350,4 +351,19 @@ func writeTempFile(t *testing.T, name, content string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// BenchmarkJobCredentials measures what the job token's credentials cost
+// a bare job (the tmpfs volume and one exec into the helper), alternating
+// jobs with them (the default) and without in one loop.
+func BenchmarkJobCredentials(b *testing.B) {
+	var with, without []time.Duration
+	for i := 0; i < b.N; i++ {
+		with = append(with, bareJob(b, jobSpec{}))
+		without = append(without, bareJob(b, jobSpec{Config: defaultConfig + "[env]\njob_token = false\n"}))
+	}
+	wm, om := median(with), median(without)
+	b.ReportMetric(float64(wm.Milliseconds()), "ms/job-with-credentials")
+	b.ReportMetric(float64(om.Milliseconds()), "ms/job-without")
+	b.ReportMetric(float64(wm)/float64(om), "with/without")
 }
