@@ -164,14 +164,22 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		serviceSpecs[i] = withLimits(serviceSpecs[i], plan.Services, parent)
 	}
 	phases = append(phases, zap.Duration("caches", time.Since(start)))
-	if err := networkMade(); err != nil {
-		return err
-	}
-	phases = append(phases, zap.Duration("network", time.Since(start)))
-	// The services start beside the job's own containers.
-	servicesStarted := parallel.Go(func() error { return startServices(ctx, d.Engine, serviceSpecs) })
+	// The services start beside the job's own containers. The build
+	// container joins the helper's network namespace, so it is created
+	// while the job's network may still be in the making.
+	servicesStarted := parallel.Go(func() error {
+		if err := networkMade(); err != nil {
+			return err
+		}
+		return startServices(ctx, d.Engine, serviceSpecs)
+	})
 	defer servicesStarted()
 	if err := parallel.Each([]runtime.ContainerSpec{helperSpec, build}, func(s runtime.ContainerSpec) error {
+		if s.NetworkMode == network {
+			if err := networkMade(); err != nil {
+				return err
+			}
+		}
 		return d.Engine.CreateContainer(ctx, s)
 	}); err != nil {
 		return err

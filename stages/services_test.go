@@ -38,9 +38,11 @@ func TestPrepareJobNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	network := sampleKey.Name(naming.KindNetwork)
-	calls := methods(h.f, "")
-	if i, j := slices.Index(calls, fake.MethodCreateNetwork), slices.Index(calls, fake.MethodCreateContainer); i < 0 || i > j {
-		t.Fatalf("calls %v: the network must exist before the first container", calls)
+	calls := h.f.Calls()
+	made := slices.Index(calls, fake.Call{Method: fake.MethodCreateNetwork, Name: network})
+	helperMade := slices.Index(calls, fake.Call{Method: fake.MethodCreateContainer, Name: sampleKey.Name(naming.KindHelper)})
+	if made < 0 || made > helperMade {
+		t.Fatalf("calls %v: the network must exist before the helper", calls)
 	}
 	found, err := h.f.List(context.Background(), map[string]string{naming.LabelKind: string(naming.KindNetwork)})
 	if err != nil || len(found) != 1 || found[0].Name != network || found[0].Labels[naming.LabelJob] != sampleKey.Base() {
@@ -60,8 +62,8 @@ func TestPrepareNetworkFails(t *testing.T) {
 	if err == nil || err.Error() != "creating the job's network: no address pool left" {
 		t.Fatalf("Prepare = %v", err)
 	}
-	if slices.Contains(methods(h.f, ""), fake.MethodCreateContainer) {
-		t.Error("containers were created without their network")
+	if got := methods(h.f, sampleKey.Name(naming.KindHelper)); len(got) != 0 {
+		t.Errorf("helper calls %v without its network", got)
 	}
 }
 
