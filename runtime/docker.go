@@ -482,7 +482,7 @@ func (d *Docker) List(ctx context.Context, labels map[string]string) ([]Resource
 		return nil, classify(err, "listing networks")
 	}
 	for _, n := range ns {
-		out = append(out, Resource{Type: Network, Name: n.Name, Labels: n.Labels})
+		out = append(out, Resource{Type: Network, Name: n.Name, Labels: n.Labels, ID: n.ID})
 	}
 	return out, nil
 }
@@ -508,7 +508,8 @@ func (d *Docker) Remove(ctx context.Context, r Resource) error {
 	if err == nil || errdefs.IsNotFound(err) {
 		return nil
 	}
-	if errdefs.IsConflict(err) {
+	// A network with containers on it is "forbidden" to remove.
+	if errdefs.IsConflict(err) || r.Type == Network && errdefs.IsForbidden(err) {
 		return fmt.Errorf("removing %s %s: %w: %v", r.Type, r.Name, ErrInUse, err)
 	}
 	return classify(err, fmt.Sprintf("removing %s %s", r.Type, r.Name))

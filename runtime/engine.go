@@ -110,6 +110,9 @@ type Resource struct {
 	Labels map[string]string
 	// Mountpoint is set for volumes (see VolumeInfo.Mountpoint).
 	Mountpoint string
+	// ID is the engine's id of a network: unlike its name, never reused.
+	// Remove accepts it as the Name of a network.
+	ID string
 }
 
 // VolumeSpec describes a named volume.

@@ -27,7 +27,7 @@ func Cleanup(d Deps) error {
 		return err
 	}
 	start := time.Now()
-	err = removeJobResources(ctx, d.Engine, j.Key())
+	err = removeJobResources(ctx, cleanupRemover(d), j.Key())
 	if err == nil { // the cgroup can only go once its containers have
 		err = removeCgroup(d, j.Key().Base())
 	}

@@ -353,3 +353,46 @@ func TestReapJobNetwork(t *testing.T) {
 		t.Errorf("the abandoned job's service is %s", c.State)
 	}
 }
+
+// With a background starter, cleanup removes the containers and volumes
+// and hands the network, then free, to a detached process by its id; if
+// that process cannot start, the network goes at once.
+func TestCleanupRemovesNetworkInBackground(t *testing.T) {
+	for _, startFails := range []bool{false, true} {
+		h := withSampleServices(t, nil)
+		if err := Prepare(context.Background(), h.deps()); err != nil {
+			t.Fatal(err)
+		}
+		network := sampleKey.Name(naming.KindNetwork)
+		var background [][]string
+		d := h.deps()
+		d.Background = func(args ...string) error {
+			if startFails {
+				return errors.New("fork failed")
+			}
+			background = append(background, args)
+			return nil
+		}
+		if err := Cleanup(d); err != nil {
+			t.Fatal(err)
+		}
+		left, _ := h.f.List(context.Background(), map[string]string{naming.LabelJob: sampleKey.Base()})
+		if startFails {
+			if len(left) != 0 || len(background) != 0 {
+				t.Errorf("start fails: left %+v, background %q; want everything removed at once", left, background)
+			}
+			continue
+		}
+		want := [][]string{{"remove-network", "--host", h.cfg.Docker.Host, "id-" + network}}
+		if !slices.EqualFunc(background, want, slices.Equal) {
+			t.Errorf("background = %q, want %q", background, want)
+		}
+		if len(left) != 1 || left[0].Name != network {
+			t.Errorf("left %+v, want only the network for the detached process", left)
+		}
+		// What the detached process does: the network is free by then.
+		if err := h.f.Remove(context.Background(), runtime.Resource{Type: runtime.Network, Name: "id-" + network}); err != nil || h.f.HasNetwork(network) {
+			t.Errorf("removing the network by its id: %v", err)
+		}
+	}
+}

@@ -133,7 +133,25 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 				ArgsUsage: "NAME",
 				Flags:     []cli.Flag{&cli.StringFlag{Name: "host", Required: true}},
 				Action: func(c *cli.Context) error {
-					*stageErr = startContainer(c.String("host"), c.Args().First())
+					*stageErr = onEngine(c.String("host"), func(ctx context.Context, e *runtime.Docker) error {
+						return e.StartContainer(ctx, c.Args().First())
+					})
+					return nil
+				},
+			},
+			{
+				// Started detached by cleanup once the job's containers
+				// are gone: a network takes longer to remove than anything
+				// else, and nothing waits for it. The reaper removes what
+				// this leaves.
+				Name:      "remove-network",
+				Hidden:    true,
+				ArgsUsage: "ID",
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "host", Required: true}},
+				Action: func(c *cli.Context) error {
+					*stageErr = onEngine(c.String("host"), func(ctx context.Context, e *runtime.Docker) error {
+						return e.Remove(ctx, runtime.Resource{Type: runtime.Network, Name: c.Args().First()})
+					})
 					return nil
 				},
 			},
@@ -256,8 +274,9 @@ func background(args ...string) error {
 	return cmd.Process.Release()
 }
 
-// startContainer starts one container, bounded in time.
-func startContainer(host, name string) error {
+// onEngine runs f, the work of a detached helper command, with an engine
+// client of its own, bounded in time.
+func onEngine(host string, f func(context.Context, *runtime.Docker) error) error {
 	engine, err := runtime.NewDocker(host)
 	if err != nil {
 		return err
@@ -265,7 +284,7 @@ func startContainer(host, name string) error {
 	defer engine.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	return engine.StartContainer(ctx, name)
+	return f(ctx, engine)
 }
 
 // peakRSS is this process's peak resident memory in KiB (VmHWM), or -1.

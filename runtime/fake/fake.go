@@ -585,7 +585,7 @@ func (f *Engine) List(ctx context.Context, labels map[string]string) ([]runtime.
 	}
 	for _, name := range sortedKeys(f.networks) {
 		if l := f.networks[name]; hasLabels(l, labels) {
-			out = append(out, runtime.Resource{Type: runtime.Network, Name: name, Labels: maps.Clone(l)})
+			out = append(out, runtime.Resource{Type: runtime.Network, Name: name, Labels: maps.Clone(l), ID: "id-" + name})
 		}
 	}
 	return out, nil
@@ -622,13 +622,19 @@ func (f *Engine) Remove(ctx context.Context, r runtime.Resource) error {
 		}
 		delete(f.volumes, r.Name)
 	case runtime.Network:
-		if _, ok := f.networks[r.Name]; !ok {
+		name := r.Name
+		if n, ok := strings.CutPrefix(name, "id-"); ok {
+			if _, exists := f.networks[n]; exists {
+				name = n // named by the ID List reports
+			}
+		}
+		if _, ok := f.networks[name]; !ok {
 			return nil
 		}
-		if user := f.userOf(func(s runtime.ContainerSpec) bool { return s.NetworkMode == r.Name }); user != "" {
+		if user := f.userOf(func(s runtime.ContainerSpec) bool { return s.NetworkMode == name }); user != "" {
 			return fmt.Errorf("removing network %s: %w: active endpoints (container %s)", r.Name, runtime.ErrInUse, user)
 		}
-		delete(f.networks, r.Name)
+		delete(f.networks, name)
 	default:
 		return fmt.Errorf("removing %s: unknown resource type %q", r.Name, r.Type)
 	}

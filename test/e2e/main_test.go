@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,12 +81,21 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
-	after, err := managedResources()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	var leaked []string
+	// The last jobs' networks may still be on their way out (see
+	// jobResources).
+	for deadline := time.Now().Add(networkRemovalBound); ; time.Sleep(50 * time.Millisecond) {
+		after, err := managedResources()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		leaked = difference(after, before)
+		if !onlyNetworks(leaked) || time.Now().After(deadline) {
+			break
+		}
 	}
-	if leaked := difference(after, before); len(leaked) > 0 {
+	if len(leaked) > 0 {
 		fmt.Fprintf(os.Stderr, "e2e: the suite left resources behind: %v\n", leaked)
 		return 1
 	}
@@ -136,16 +146,33 @@ func removeProjectCaches(t testing.TB, projectID int64) {
 	}
 }
 
-// jobResources lists what the engine still holds of one job.
+// networkRemovalBound is how long the detached process cleanup starts
+// may take to remove a job's network.
+const networkRemovalBound = 10 * time.Second
+
+// jobResources lists what the engine still holds of one job. A network
+// that no container of the job is left on is being removed by the
+// detached process cleanup started: it polls, for networkRemovalBound at
+// most, until that is done.
 func jobResources(t *testing.T, j *job) []string {
 	t.Helper()
-	rs, err := engine.List(context.Background(), map[string]string{naming.LabelJobID: fmt.Sprint(j.ID)})
-	if err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(networkRemovalBound); ; time.Sleep(50 * time.Millisecond) {
+		rs, err := engine.List(context.Background(), map[string]string{naming.LabelJobID: fmt.Sprint(j.ID)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, r := range rs {
+			names = append(names, string(r.Type)+" "+r.Name)
+		}
+		if !onlyNetworks(names) || time.Now().After(deadline) {
+			return names
+		}
 	}
-	var names []string
-	for _, r := range rs {
-		names = append(names, string(r.Type)+" "+r.Name)
-	}
-	return names
+}
+
+// onlyNetworks says whether a non-empty list of "type name" entries holds
+// networks only.
+func onlyNetworks(rs []string) bool {
+	return len(rs) > 0 && !slices.ContainsFunc(rs, func(r string) bool { return !strings.HasPrefix(r, string(runtime.Network)+" ") })
 }
