@@ -102,10 +102,16 @@ func Reap(ctx context.Context, d Deps, dryRun bool) error {
 		fmt.Fprintf(d.Stdout, "%s %s: %d resources, created %s ago, abandoned since %s ago\n",
 			verb, j.Base, len(j.Resources), now.Sub(j.Created).Round(time.Second), now.Sub(j.Deadline).Round(time.Second))
 	}
-	if !dryRun { // after the containers: a cgroup goes once they have
-		errs = append(errs, reapCgroups(d, rs, plan, now))
+	// After the containers: a cgroup can only go once they have.
+	cgs, err := reapCgroups(d, rs, plan, now, dryRun)
+	for _, base := range cgs {
+		verb := "Reaped"
+		if dryRun {
+			verb = "Would reap"
+		}
+		fmt.Fprintf(d.Stdout, "%s the cgroup of %s\n", verb, base)
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, err)...)
 }
 
 // reapAtPrepare is the bounded pass prepare makes; it never fails the job.
@@ -124,9 +130,8 @@ func reapAtPrepare(ctx context.Context, d Deps) {
 		err := removeAll(ctx, d.Engine, j.Resources)
 		d.Log.Info("reaped abandoned job", zap.String("job", j.Base), zap.Int("resources", len(j.Resources)), zap.Error(err))
 	}
-	if err := reapCgroups(d, rs, plan, time.Now()); err != nil {
-		d.Log.Warn("reaping job cgroups", zap.Error(err))
-	}
+	cgs, err := reapCgroups(d, rs, plan, time.Now(), false)
+	d.Log.Info("reaped job cgroups", zap.Strings("jobs", cgs), zap.Error(err))
 }
 
 func reapPlan(ctx context.Context, d Deps) ([]abandonedJob, []runtime.Resource, error) {

@@ -51,6 +51,11 @@ func setUpCgroup(ctx context.Context, d Deps, key naming.JobKey, plan limits.Pla
 	}
 	cg := *d.Cgroups
 	cg.Systemd = info.CgroupDriver == "systemd"
+	// An earlier attempt's cgroup (its containers are gone by now) would
+	// carry its peak and OOM counts into this job's report.
+	if err := cg.Remove(key.Base()); err != nil {
+		return "", err
+	}
 	l := plan.Job
 	err = cg.Create(key.Base(), jobcgroup.Limits{NanoCPUs: l.NanoCPUs, CpusetCpus: l.CpusetCpus, Memory: l.Memory, PidsLimit: l.PidsLimit})
 	if errors.Is(err, jobcgroup.ErrUnsupported) {
@@ -180,11 +185,12 @@ func isStepStage(stage string) bool {
 
 // reapCgroups removes the cgroups of reaped jobs and of jobs that left no
 // container, volume or network behind (a prepare that failed half-way, a
-// cleanup killed between the two). A cgroup is an orphan only once it is
-// older than the grace: a prepare creates it just before its containers.
-func reapCgroups(d Deps, rs []runtime.Resource, reaped []abandonedJob, now time.Time) error {
+// cleanup killed between the two), and returns the jobs whose cgroup it
+// removed (with dryRun, would remove). A cgroup is an orphan only once it
+// is older than the grace: a prepare creates it just before its containers.
+func reapCgroups(d Deps, rs []runtime.Resource, reaped []abandonedJob, now time.Time, dryRun bool) ([]string, error) {
 	if d.Cgroups == nil {
-		return nil
+		return nil, nil
 	}
 	live := map[string]bool{}
 	for _, r := range rs {
@@ -195,18 +201,21 @@ func reapCgroups(d Deps, rs []runtime.Resource, reaped []abandonedJob, now time.
 	}
 	found, err := d.Cgroups.Jobs()
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var done []string
 	var errs []error
 	for _, cg := range found {
 		if alive, known := live[cg.Base]; alive || !known && now.Sub(cg.Modified) < d.Config.Reap.Grace {
 			continue
 		}
-		if err := d.Cgroups.Remove(cg.Base); err != nil {
-			errs = append(errs, err)
-			continue
+		if !dryRun {
+			if err := d.Cgroups.Remove(cg.Base); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 		}
-		d.Log.Info("reaped job cgroup", zap.String("job", cg.Base))
+		done = append(done, cg.Base)
 	}
-	return errors.Join(errs...)
+	return done, errors.Join(errs...)
 }

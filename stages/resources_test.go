@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -186,17 +187,26 @@ func TestReapCgroups(t *testing.T) {
 		return dir
 	}
 	live := mk("warmcache-r-aaaaaa-p1-c0-j1", old)
-	reaped := mk("warmcache-r-aaaaaa-p1-c0-j2", now)
+	gone := mk("warmcache-r-aaaaaa-p1-c0-j2", now)
 	orphan := mk("warmcache-r-aaaaaa-p1-c0-j3", old)
 	young := mk("warmcache-r-aaaaaa-p1-c0-j4", now)
 	rs := []runtime.Resource{
 		{Type: runtime.Container, Labels: map[string]string{naming.LabelJob: "warmcache-r-aaaaaa-p1-c0-j1"}},
 		{Type: runtime.Container, Labels: map[string]string{naming.LabelJob: "warmcache-r-aaaaaa-p1-c0-j2"}},
 	}
-	if err := reapCgroups(d, rs, []abandonedJob{{Base: "warmcache-r-aaaaaa-p1-c0-j2"}}, now); err != nil {
-		t.Fatal(err)
+	reaped := []abandonedJob{{Base: "warmcache-r-aaaaaa-p1-c0-j2"}}
+	want := []string{"warmcache-r-aaaaaa-p1-c0-j2", "warmcache-r-aaaaaa-p1-c0-j3"}
+	got, err := reapCgroups(d, rs, reaped, now, true)
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("dry run = %v, %v; want %v", got, err, want)
 	}
-	for dir, want := range map[string]bool{live: true, reaped: false, orphan: false, young: true} {
+	if _, err := os.Stat(orphan); err != nil {
+		t.Fatalf("a dry run removed a cgroup: %v", err)
+	}
+	if got, err = reapCgroups(d, rs, reaped, now, false); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("reapCgroups = %v, %v; want %v", got, err, want)
+	}
+	for dir, want := range map[string]bool{live: true, gone: false, orphan: false, young: true} {
 		if _, err := os.Stat(dir); (err == nil) != want {
 			t.Errorf("%s exists = %v, want %v", filepath.Base(dir), err == nil, want)
 		}

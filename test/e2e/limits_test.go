@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,7 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/warmcache/warmcache/jobcgroup"
 	"github.com/warmcache/warmcache/naming"
 	"github.com/warmcache/warmcache/test/runnersim"
 )
@@ -248,5 +251,51 @@ func TestLimitsUsageLine(t *testing.T) {
 	}
 	if r := j.cleanup(); r.Code != 0 {
 		t.Errorf("second cleanup: %s", r)
+	}
+}
+
+// TestLimitsReapOrphanCgroup: `warmcache reap` removes the cgroup of a job
+// that left nothing in the engine (a prepare or cleanup killed half-way)
+// once it is older than reap.grace, in every hierarchy, and leaves a young
+// one alone: a prepare makes the cgroup just before its containers.
+func TestLimitsReapOrphanCgroup(t *testing.T) {
+	j := newJob(t, jobSpec{Config: defaultConfig + "[reap]\nat_prepare = false\n"})
+	host := jobcgroup.Detect("cgroupfs")
+	prefix := fmt.Sprintf("warmcache-e2eorphan-000000-p%d-c0-j", os.Getpid())
+	old, young := prefix+"1", prefix+"2"
+	for _, base := range []string{old, young} {
+		if err := host.Create(base, jobcgroup.Limits{Memory: 64 << 20, PidsLimit: 16}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := host.Remove(base); err != nil {
+				t.Errorf("removing test cgroup: %v", err)
+			}
+		})
+	}
+	dir := func(controller, base string) string { return filepath.Join(cgroupRoot, controller, "warmcache", base) }
+	// The reaper dates a cgroup by its memory directory. (Made old only
+	// now: the prepares of concurrent jobs on this host reap it too.)
+	hoursAgo := time.Now().Add(-3 * time.Hour)
+	if err := os.Chtimes(dir("memory", old), hoursAgo, hoursAgo); err != nil {
+		t.Fatal(err)
+	}
+	if r := j.call("reap", "--dry-run"); r.Code != 0 || !strings.Contains(r.Stdout, "Would reap the cgroup of "+old+"\n") {
+		t.Errorf("reap --dry-run: %s", r)
+	}
+	if _, err := os.Stat(dir("memory", old)); err != nil {
+		t.Fatalf("--dry-run removed the cgroup: %v", err)
+	}
+	r := j.call("reap")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "Reaped the cgroup of "+old+"\n") || strings.Contains(r.Stdout, young) {
+		t.Fatalf("reap: %s", r)
+	}
+	for _, c := range []string{"memory", "pids", "cpu", "freezer"} {
+		if _, err := os.Stat(dir(c, old)); !os.IsNotExist(err) {
+			t.Errorf("the old orphan's %s cgroup survived the reaper: %v", c, err)
+		}
+	}
+	if _, err := os.Stat(dir("memory", young)); err != nil {
+		t.Errorf("the reaper removed a young cgroup: %v", err)
 	}
 }
