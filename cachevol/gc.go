@@ -27,6 +27,10 @@ type Candidate struct {
 	Volume string
 	Labels map[string]string
 	Record Record
+	// Forked says a live fork stands on the volume (as its lower cache or
+	// its layer): no container mounts it, yet removing it would pull the
+	// ground from under a running job.
+	Forked bool
 }
 
 // LastUsed is the record's last use or, for a volume never claimed since
@@ -80,6 +84,14 @@ func Candidates(ctx context.Context, e gcEngine, recs Records, scope map[string]
 	if err != nil {
 		return nil, fmt.Errorf("listing cache volumes: %w", err)
 	}
+	forks, err := e.List(ctx, map[string]string{naming.LabelKind: string(naming.KindFork)})
+	if err != nil {
+		return nil, fmt.Errorf("listing fork volumes: %w", err)
+	}
+	forked := map[string]bool{}
+	for _, f := range forks {
+		forked[f.Labels[LabelForkLower]], forked[f.Labels[LabelForkLayer]] = true, true
+	}
 	var out []Candidate
 	var errs []error
 	for _, r := range rs {
@@ -91,7 +103,7 @@ func Candidates(ctx context.Context, e gcEngine, recs Records, scope map[string]
 			errs = append(errs, err)
 			continue
 		}
-		out = append(out, Candidate{Volume: r.Name, Labels: r.Labels, Record: rec})
+		out = append(out, Candidate{Volume: r.Name, Labels: r.Labels, Record: rec, Forked: forked[r.Name]})
 	}
 	return out, errors.Join(errs...)
 }
@@ -99,8 +111,8 @@ func Candidates(ctx context.Context, e gcEngine, recs Records, scope map[string]
 // PlanGC lists the evictions that bring the candidates within lim, in
 // order: volumes over the size limit, then idle ones, then the least
 // recently used while the total is over budget or the free space (free
-// bytes now; negative when unknown) under the mark. Volumes leased at now
-// or in skip are never planned but still count towards the total.
+// bytes now; negative when unknown) under the mark. Volumes leased at now,
+// forked or in skip are never planned but still count towards the total.
 func PlanGC(cands []Candidate, lim Limits, free int64, now time.Time, skip map[string]bool) []Eviction {
 	sorted := slices.Clone(cands)
 	// Oldest first; the name breaks ties so that plans are reproducible.
@@ -121,7 +133,7 @@ func PlanGC(cands []Candidate, lim Limits, free int64, now time.Time, skip map[s
 	var rest []Candidate
 	for _, c := range sorted {
 		switch {
-		case c.Record.Leased(now) || skip[c.Volume]:
+		case c.Record.Leased(now) || c.Forked || skip[c.Volume]:
 		case lim.MaxVolumeBytes > 0 && c.Record.SizeBytes > lim.MaxVolumeBytes:
 			evict(c, ReasonTooBig)
 			continue

@@ -85,6 +85,11 @@ type Cache struct {
 	// StateDir keeps warmcache's own record of each cache volume (last
 	// use, size, claims), out of the jobs' reach.
 	StateDir string `toml:"state_dir"`
+	// Fork is what an unprotected job of a project whose protected cache
+	// exists starts from: "off" (its own cache), "keep" or "discard" (a
+	// copy-on-write fork of the protected cache, its layer of writes kept
+	// as the project's unprotected cache or discarded).
+	Fork string `toml:"fork"`
 	// MetricsFile is a Prometheus textfile every job updates; empty: none.
 	MetricsFile string `toml:"metrics_file"`
 	// GC bounds the disk the caches use.
@@ -152,7 +157,7 @@ func Default() Config {
 			PullAttempts:        3,
 			CleanupTimeout:      5 * time.Minute,
 		},
-		Cache:  Cache{Enabled: true, Profiles: []string{"go"}, StateDir: "/var/lib/warmcache", GC: CacheGC{AtStages: true}},
+		Cache:  Cache{Enabled: true, Profiles: []string{"go"}, StateDir: "/var/lib/warmcache", Fork: "off", GC: CacheGC{AtStages: true}},
 		Reap:   Reap{Grace: time.Hour, AtPrepare: true},
 		Log:    Log{Level: "info"},
 		Limits: limits.Default(),

@@ -50,6 +50,7 @@ func TestParseFullFixture(t *testing.T) {
 			}},
 			Pool:        "team-a",
 			StateDir:    "/srv/warmcache/state",
+			Fork:        "keep",
 			MetricsFile: "/var/lib/node_exporter/textfile/warmcache.prom",
 			GC: CacheGC{MaxVolumeSize: 20 << 30, Budget: 100 << 30, MaxIdle: 720 * time.Hour,
 				MinFreeDisk: 10e9, AtStages: false},
@@ -266,6 +267,7 @@ func TestParseInvalid(t *testing.T) {
 		// Cache limits.
 		{"bad size", "[cache.gc]\nbudget = \"lots\"\n", `line 2, key cache.gc.budget: "lots" is not a size such as "20GiB", "512MB" or a number of bytes`},
 		{"negative size", "[cache.gc]\nmin_free_disk = -1\n", "line 2, key cache.gc.min_free_disk: size -1 is negative"},
+		{"bad fork mode", "[cache]\nfork = \"yes\"\n", `cache.fork: "yes" is not one of off, keep, discard`},
 		{"volume limit over budget", "[cache.gc]\nbudget = \"1GiB\"\nmax_volume_size = \"2GiB\"\n",
 			"cache.gc.max_volume_size: must not exceed cache.gc.budget"},
 		{"bad pool, state dir and metrics file", "[cache]\npool = \"Team A\"\nstate_dir = \"state\"\nmetrics_file = \"m.prom\"\n[cache.gc]\nmax_idle = \"-1h\"\n",

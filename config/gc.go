@@ -108,6 +108,11 @@ func (c Cache) validateGC() []string {
 	if !filepath.IsAbs(c.StateDir) {
 		p = append(p, fmt.Sprintf("cache.state_dir: %q must be an absolute directory", c.StateDir))
 	}
+	switch c.Fork {
+	case "off", "keep", "discard":
+	default:
+		p = append(p, fmt.Sprintf("cache.fork: %q is not one of off, keep, discard", c.Fork))
+	}
 	if c.MetricsFile != "" && !filepath.IsAbs(c.MetricsFile) {
 		p = append(p, fmt.Sprintf("cache.metrics_file: %q must be an absolute path", c.MetricsFile))
 	}

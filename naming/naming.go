@@ -41,6 +41,8 @@ const (
 	KindService Kind = "service" // container of one of the job's services
 	KindCache   Kind = "cache"   // persistent cache volume, never removed by cleanup
 	KindSecrets Kind = "secrets" // tmpfs volume holding the job's credential files
+	KindFork    Kind = "fork"    // overlay volume: a cache read-only below, a layer of writes on top
+	KindLayer   Kind = "layer"   // volume holding the writes of a fork that is discarded
 )
 
 // JobKey identifies one job on one runner host. Instance, ProjectID and
@@ -72,6 +74,11 @@ func (k JobKey) Name(kind Kind) string {
 // ServiceName names the container of the job's i-th service.
 func (k JobKey) ServiceName(i int) string {
 	return fmt.Sprintf("%s-%s%d", k.Base(), KindService, i)
+}
+
+// IndexedName names the job's i-th resource of a kind (forks, layers).
+func (k JobKey) IndexedName(kind Kind, i int) string {
+	return fmt.Sprintf("%s-%s%d", k.Base(), kind, i)
 }
 
 // JobMeta is what the labels of a job resource record besides its key.

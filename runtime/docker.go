@@ -188,7 +188,7 @@ func encodeAuth(a RegistryAuth) (string, error) {
 // EnsureVolume implements Engine. Creating an existing volume with the
 // local driver returns the existing one, so this is idempotent.
 func (d *Docker) EnsureVolume(ctx context.Context, v VolumeSpec) error {
-	opts := volume.CreateOptions{Name: v.Name, Labels: v.Labels}
+	opts := volume.CreateOptions{Name: v.Name, Labels: v.Labels, DriverOpts: v.DriverOpts}
 	if v.Tmpfs {
 		opts.DriverOpts = map[string]string{"type": "tmpfs", "device": "tmpfs", "o": tmpfsOptions}
 	}

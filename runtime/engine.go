@@ -123,6 +123,9 @@ type VolumeSpec struct {
 	// with the sticky bit): what it holds never reaches a disk and is gone
 	// when the last container using it stops.
 	Tmpfs bool
+	// DriverOpts are options of the local volume driver, e.g. an overlay
+	// mount (type, device, o) made when a container first mounts it.
+	DriverOpts map[string]string
 }
 
 // NetworkSpec describes a network to create.

@@ -35,20 +35,22 @@ func cacheMetrics(d Deps) cachevol.Metrics {
 	return cachevol.Metrics{Path: d.Config.Cache.MetricsFile, StateDir: d.Config.Cache.StateDir}
 }
 
-// recordClaims counts the claim's hits and misses in the metrics file and
-// keeps the sizes for the growth report. Neither ever fails the job.
-func recordClaims(d Deps, sts []cachevol.Status) {
-	if err := cacheMetrics(d).Update(func(m *cachevol.MetricsState) { m.Claimed(sts) }); err != nil {
+// sizeAtStart is what prepare knows of the size of a claimed cache.
+func sizeAtStart(st cachevol.Status) startSize {
+	known := st.Readable && (!st.Warm || !st.Stamp.Measured.IsZero())
+	return startSize{Volume: st.Volume, Bytes: st.Stamp.SizeBytes, Known: known}
+}
+
+// recordClaims counts the hits and misses of the caches the job uses in
+// the metrics file and keeps the sizes of the volumes it writes to for the
+// growth report. Neither ever fails the job.
+func recordClaims(d Deps, uses []cachevol.Status, sizes []startSize) {
+	if err := cacheMetrics(d).Update(func(m *cachevol.MetricsState) { m.Claimed(uses) }); err != nil {
 		d.Log.Warn("updating the metrics file", zap.Error(err))
 	}
 	dir := d.Getenv("TMPDIR")
 	if dir == "" {
 		return
-	}
-	var sizes []startSize
-	for _, st := range sts {
-		known := st.Readable && (!st.Warm || !st.Stamp.Measured.IsZero())
-		sizes = append(sizes, startSize{Volume: st.Volume, Bytes: st.Stamp.SizeBytes, Known: known})
 	}
 	data, err := json.Marshal(sizes)
 	if err == nil {

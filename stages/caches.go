@@ -58,12 +58,33 @@ func claimCaches(ctx context.Context, d Deps, j job.Job, nonRoot bool) (jobCache
 		return jobCaches{mounts: []runtime.Mount{{Volume: name, Target: CacheDir}}}, nil
 	}
 	now := time.Now()
-	statuses, err := cachevol.Claim(ctx, d.Engine, cacheRecords(d), vols, j.ID, now)
+	forks := findForks(ctx, d, j, profiles, now)
+	var plain []cachevol.Volume
+	for i, v := range vols {
+		if forks == nil || forks[i] == nil {
+			plain = append(plain, v)
+		}
+	}
+	statuses, err := cachevol.Claim(ctx, d.Engine, cacheRecords(d), plain, j.ID, now)
 	if err != nil {
 		return jobCaches{}, fmt.Errorf("claiming cache volumes: %w", err)
 	}
 	var c jobCaches
-	for _, st := range statuses {
+	var uses []cachevol.Status
+	var sizes []startSize
+	for i, v := range vols {
+		if forks != nil && forks[i] != nil {
+			f, err := makeFork(ctx, d, j, i, *forks[i], now)
+			if err != nil {
+				return jobCaches{}, fmt.Errorf("forking the protected cache of %s: %w", v.Path, err)
+			}
+			d.say("%s", f.line)
+			c.mounts = append(c.mounts, runtime.Mount{Volume: f.volume, Target: cachevol.Target(v.Path, nonRoot), NoCopy: true})
+			uses, sizes = append(uses, f.lower), append(sizes, f.size)
+			continue
+		}
+		st := statuses[0]
+		statuses = statuses[1:]
 		d.say("%s", cachevol.Describe(st, now))
 		if st.StampErr != nil {
 			d.Log.Warn("cache stamp not updated", zap.String("volume", st.Name), zap.Error(st.StampErr))
@@ -73,8 +94,9 @@ func claimCaches(ctx context.Context, d Deps, j job.Job, nonRoot bool) (jobCache
 		}
 		c.mounts = append(c.mounts, runtime.Mount{Volume: st.Name, Target: cachevol.Target(st.Path, nonRoot), NoCopy: true})
 		c.persistent = append(c.persistent, st.Name)
+		uses, sizes = append(uses, st), append(sizes, sizeAtStart(st))
 	}
-	recordClaims(d, statuses)
+	recordClaims(d, uses, sizes)
 	c.env = cachevol.Env(profiles, nonRoot)
 	return c, nil
 }

@@ -33,7 +33,8 @@ func Cleanup(d Deps) error {
 	}
 	removed := time.Since(start)
 	// Sizes are measured once the job is done, off the job's critical path.
-	if vols, _, perr := plannedCaches(d, j); perr == nil {
+	if vols, profiles, perr := plannedCaches(d, j); perr == nil {
+		vols = append(vols, forkLayers(d, j, profiles)...)
 		if merr := cachevol.Measure(ctx, d.Engine, cacheRecords(d), vols, time.Now()); merr != nil {
 			d.Log.Warn("measuring cache volumes", zap.Error(merr))
 		}

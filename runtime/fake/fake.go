@@ -98,6 +98,7 @@ type Engine struct {
 	now        func() time.Time
 	volumeRoot string
 	volumes    map[string]runtime.VolumeInfo
+	volumeOpts map[string]map[string]string // DriverOpts by volume
 	containers map[string]*Container
 	networks   map[string]map[string]string
 	failNext   map[string][]error
@@ -121,6 +122,7 @@ func New() *Engine {
 		imageInfo:  map[string]runtime.ImageInfo{},
 		now:        time.Now,
 		volumes:    map[string]runtime.VolumeInfo{},
+		volumeOpts: map[string]map[string]string{},
 		containers: map[string]*Container{},
 		networks:   map[string]map[string]string{},
 		failNext:   map[string][]error{},
@@ -374,7 +376,15 @@ func (f *Engine) EnsureVolume(ctx context.Context, v runtime.VolumeSpec) error {
 		}
 	}
 	f.volumes[v.Name] = info
+	f.volumeOpts[v.Name] = maps.Clone(v.DriverOpts)
 	return nil
+}
+
+// VolumeDriverOpts returns the driver options a volume was created with.
+func (f *Engine) VolumeDriverOpts(name string) map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.volumeOpts[name])
 }
 
 // InspectVolume implements runtime.Engine.

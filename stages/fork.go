@@ -1,0 +1,148 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/warmcache/warmcache/cachevol"
+	"github.com/warmcache/warmcache/job"
+	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/runtime"
+)
+
+// lowerCache is a protected cache an unprotected job can fork.
+type lowerCache struct {
+	cachevol.Fork
+	mountpoint string
+	record     cachevol.Record
+}
+
+// findForks returns, for an unprotected job with cache.fork on, the
+// protected cache of each planned path that exists on this host (nil
+// entries where none does), leased so that no GC removes it before the
+// fork stands on it. Protected jobs, and forks off, get nil.
+func findForks(ctx context.Context, d Deps, j job.Job, profiles []cachevol.Profile, now time.Time) []*lowerCache {
+	if d.Config.Cache.Fork == cachevol.ForkOff || j.Protected {
+		return nil
+	}
+	key := cachevol.KeyFor(j)
+	key.Pool = d.Config.Cache.Pool
+	plan := cachevol.ForkPlan(key, profiles)
+	out := make([]*lowerCache, len(plan))
+	for i, f := range plan {
+		if !protectedCacheHere(ctx, d, f.Lower.Name) {
+			continue
+		}
+		// The lease first, then a second look: a GC may have removed the
+		// volume since the first, but none can from now on.
+		var rec cachevol.Record
+		err := cacheRecords(d).Update(f.Lower.Name, func(r *cachevol.Record) error {
+			rec = *r
+			r.Claimed = now.UTC()
+			if !r.LastUsed.IsZero() {
+				r.LastUsed = now.UTC() // reading it through a fork is a use
+			}
+			return nil
+		})
+		if err != nil || !protectedCacheHere(ctx, d, f.Lower.Name) {
+			continue
+		}
+		info, err := d.Engine.InspectVolume(ctx, f.Lower.Name)
+		if err != nil {
+			continue
+		}
+		out[i] = &lowerCache{Fork: f, mountpoint: info.Mountpoint, record: rec}
+	}
+	return out
+}
+
+// protectedCacheHere says whether the cache volume name exists and can be
+// read on this host (an overlay needs its directory).
+func protectedCacheHere(ctx context.Context, d Deps, name string) bool {
+	info, err := d.Engine.InspectVolume(ctx, name)
+	if err != nil || info.Labels[naming.LabelKind] != string(naming.KindCache) {
+		return false
+	}
+	_, err = os.Stat(info.Mountpoint)
+	return err == nil
+}
+
+// jobFork is a fork made for a job.
+type jobFork struct {
+	volume string          // the overlay volume the job mounts
+	lower  cachevol.Status // the protected cache, for the metrics (a hit)
+	size   startSize       // the layer, for the growth report
+	line   string          // for the job log
+}
+
+// makeFork creates the layer (the kept unprotected layer volume, or one of
+// the job's own) and the overlay volume of the job's i-th cache path.
+func makeFork(ctx context.Context, d Deps, j job.Job, i int, lc lowerCache, now time.Time) (jobFork, error) {
+	key := j.Key()
+	meta := naming.JobMeta{PipelineID: j.PipelineID, RunnerID: j.RunnerID, TimeoutSeconds: j.Timeout, Created: now}
+	forkLabels := key.Labels(naming.KindFork, meta)
+	forkLabels[cachevol.LabelForkLower] = lc.Lower.Name
+	layer := cachevol.Volume{Name: key.IndexedName(naming.KindLayer, i), Profile: lc.Layer.Profile, Path: lc.Layer.Path}
+	var layerMP, layerSays string
+	size := startSize{Volume: layer, Known: true}
+	if d.Config.Cache.Fork == cachevol.ForkKeep {
+		sts, err := cachevol.Claim(ctx, d.Engine, cacheRecords(d), []cachevol.Volume{lc.Layer}, j.ID, now)
+		if err != nil {
+			return jobFork{}, fmt.Errorf("claiming the layer of a fork: %w", err)
+		}
+		st := sts[0]
+		layer, layerMP = lc.Layer, st.Mountpoint
+		forkLabels[cachevol.LabelForkLayer] = lc.Layer.Name
+		size = startSize{Volume: layer, Bytes: st.Stamp.SizeBytes, Known: !st.Warm || !st.Stamp.Measured.IsZero()}
+		layerSays = "its own writes kept from earlier unprotected jobs"
+		if st.Warm && !st.Stamp.Measured.IsZero() {
+			layerSays += " (" + cachevol.Bytes(st.Stamp.SizeBytes) + ")"
+		}
+	} else {
+		if err := d.Engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: layer.Name, Labels: key.Labels(naming.KindLayer, meta)}); err != nil {
+			return jobFork{}, err
+		}
+		info, err := d.Engine.InspectVolume(ctx, layer.Name)
+		if err != nil {
+			return jobFork{}, err
+		}
+		layerMP = info.Mountpoint
+		layerSays = "its writes discarded at the end of the job"
+	}
+	if err := cachevol.PrepareLayer(layerMP); err != nil {
+		return jobFork{}, err
+	}
+	opts, err := cachevol.OverlayOptions(lc.mountpoint, layerMP)
+	if err != nil {
+		return jobFork{}, err
+	}
+	name := key.IndexedName(naming.KindFork, i)
+	if err := d.Engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: name, Labels: forkLabels, DriverOpts: opts}); err != nil {
+		return jobFork{}, fmt.Errorf("creating the fork of %s: %w", lc.Lower.Name, err)
+	}
+	lower := cachevol.Status{Volume: lc.Lower, Mountpoint: lc.mountpoint, Warm: true, Readable: true,
+		Stamp: cachevol.Stamp{LastUsed: lc.record.LastUsed, SizeBytes: lc.record.SizeBytes, Measured: lc.record.Measured}}
+	what := "size not measured yet"
+	if !lc.record.Measured.IsZero() {
+		what = cachevol.Bytes(lc.record.SizeBytes)
+	}
+	line := fmt.Sprintf("Cache %s %s: forked from the protected cache (%s, %s), %s", lc.Lower.Profile, lc.Lower.Path, what, lc.Lower.Name, layerSays)
+	return jobFork{volume: name, lower: lower, size: size, line: line}, nil
+}
+
+// forkLayers lists the kept layer volumes the job may have used, for
+// cleanup to measure.
+func forkLayers(d Deps, j job.Job, profiles []cachevol.Profile) []cachevol.Volume {
+	if d.Config.Cache.Fork != cachevol.ForkKeep || j.Protected {
+		return nil
+	}
+	key := cachevol.KeyFor(j)
+	key.Pool = d.Config.Cache.Pool
+	var out []cachevol.Volume
+	for _, f := range cachevol.ForkPlan(key, profiles) {
+		out = append(out, f.Layer)
+	}
+	return out
+}

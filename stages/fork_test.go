@@ -1,0 +1,87 @@
+package stages
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/warmcache/warmcache/cachevol"
+	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/runtime"
+)
+
+// TestPrepareForksProtectedCache: with cache.fork = "keep", an unprotected
+// job of a project whose protected caches exist mounts overlay forks of
+// them, which the GC then leaves alone; cleanup removes the forks and
+// keeps the layers.
+func TestPrepareForksProtectedCache(t *testing.T) {
+	root := t.TempDir()
+	protected := newHarness(t, func(j map[string]any) { j["git_info"].(map[string]any)["protected"] = true })
+	protected.cfg.Cache.Enabled = true
+	protected.f.SetVolumeRoot(root)
+	if err := Prepare(context.Background(), protected.deps()); err != nil {
+		t.Fatal(err)
+	}
+	if err := Cleanup(protected.deps()); err != nil {
+		t.Fatal(err)
+	}
+
+	h := newHarness(t, nil)
+	h.f, h.cfg = protected.f, protected.cfg
+	h.cfg.Cache.Fork = cachevol.ForkKeep
+	if err := Prepare(context.Background(), h.deps()); err != nil {
+		t.Fatal(err)
+	}
+	build, _ := h.f.Container(sampleKey.Name(naming.KindBuild))
+	var forks int
+	for _, m := range build.Spec.Mounts {
+		if !strings.Contains(m.Volume, "-fork") {
+			continue
+		}
+		forks++
+		opts := h.f.VolumeDriverOpts(m.Volume)
+		info, _ := h.f.Volume(m.Volume)
+		lower, ok := h.f.Volume(info.Labels[cachevol.LabelForkLower])
+		if !ok || lower.Labels[cachevol.LabelTrust] != cachevol.Protected || lower.Labels[cachevol.LabelPath] != m.Target {
+			t.Errorf("fork %s at %s stands on %+v, want the protected cache of that path", m.Volume, m.Target, lower)
+		}
+		layer, _ := h.f.Volume(info.Labels[cachevol.LabelForkLayer])
+		want := "lowerdir=" + lower.Mountpoint + ",upperdir=" + layer.Mountpoint + "/upper,workdir=" + layer.Mountpoint + "/work"
+		if opts["type"] != "overlay" || opts["device"] != "overlay" || opts["o"] != want {
+			t.Errorf("fork %s options %v, want an overlay %s", m.Volume, opts, want)
+		}
+		if fi, err := os.Stat(filepath.Join(layer.Mountpoint, "upper")); err != nil || !fi.IsDir() {
+			t.Errorf("layer %s has no upper directory: %v", layer.Name, err)
+		}
+	}
+	// /cache and the two Go caches.
+	if forks != 3 {
+		t.Errorf("build mounts %+v: %d forks, want 3", build.Spec.Mounts, forks)
+	}
+	if !strings.Contains(h.stderr.String(), "Cache go /go/pkg/mod: forked from the protected cache (") {
+		t.Errorf("job log:\n%s", h.stderr.String())
+	}
+	cands, err := cachevol.Candidates(t.Context(), h.f, *cacheRecords(h.deps()), cachevol.Scope(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cands {
+		if !c.Forked {
+			t.Errorf("cache %s (%s) is not marked as under a live fork", c.Volume, c.Labels[cachevol.LabelTrust])
+		}
+	}
+
+	if err := Cleanup(h.deps()); err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := h.f.List(t.Context(), map[string]string{naming.LabelKind: string(naming.KindFork)})
+	if len(rs) != 0 {
+		t.Errorf("forks left after cleanup: %+v", rs)
+	}
+	layers, _ := h.f.List(t.Context(), map[string]string{cachevol.LabelLayer: "true"})
+	if len(layers) != 3 || layers[0].Type != runtime.Volume {
+		t.Errorf("kept layers after cleanup: %+v, want 3", layers)
+	}
+}
