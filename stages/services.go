@@ -36,8 +36,8 @@ func planServices(d Deps, j job.Job) ([]jobService, error) {
 	if j.ServicesEnvError != nil {
 		return nil, &BuildFailure{Reason: j.ServicesEnvError.Error()}
 	}
-	if max := d.Config.Services.MaxPerJob; len(j.Services) > max {
-		return nil, &BuildFailure{Reason: fmt.Sprintf("the job declares %d services; this runner allows at most %d (services.max_per_job)", len(j.Services), max)}
+	if limit := d.Config.Services.MaxPerJob; len(j.Services) > limit {
+		return nil, &BuildFailure{Reason: fmt.Sprintf("the job declares %d services; this runner allows at most %d (services.max_per_job)", len(j.Services), limit)}
 	}
 	var out []jobService
 	for i, s := range j.Services {
