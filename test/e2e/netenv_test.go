@@ -179,6 +179,39 @@ func TestPrivateModulesAndProxy(t *testing.T) {
 	}
 }
 
+// TestJobTokenFetchesPrivateModule: a job of a GitLab instance whose
+// host is in GOPRIVATE (by default) fetches and builds a private module of
+// that instance with nothing but its job token, given by warmcache: Go's
+// discovery authenticates from the netrc, its git clone through the
+// credential helper. Neither the module cache (which keeps the clone) nor
+// anything else keeps the token.
+func TestJobTokenFetchesPrivateModule(t *testing.T) {
+	host, err := runnersim.StartGoModHost(sampleToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { host.Close() })
+	j := newJob(t, jobSpec{
+		Config: hostNetworkConfig + "[env]\ngoflags = \"-mod=mod\"\n" +
+			"extra = { SSL_CERT_FILE = \"/builds/ca.pem\", GIT_SSL_CAINFO = \"/builds/ca.pem\" }\n",
+		Vars: map[string]string{"CI_SERVER_URL": "https://" + host.IP},
+	})
+	prep := j.prepare()
+	if prep.Code != 0 {
+		t.Fatalf("prepare: %s", prep)
+	}
+	r := j.run("build_script", j.Script("cat > /builds/ca.pem <<'EOF'\n"+host.CertPEM+"EOF\n"+
+		`echo "GOPRIVATE=$GOPRIVATE"`+"\n"+
+		`mkdir -p app && cd app`+"\n"+
+		"printf 'module example.com/app\\n\\ngo 1.22\\n\\nrequire "+host.Module+" "+runnersim.PrivateVersion+"\\n' > go.mod\n"+
+		"printf 'package main\\n\\nimport \""+host.Module+"\"\\n\\nfunc main() { println(privmod.Greeting()) }\\n' > main.go\n"+
+		"go build -o app .\n./app\n"))
+	if r.Code != 0 || !strings.Contains(r.Stdout, "GOPRIVATE="+host.IP+"\n") || !strings.Contains(r.Stderr, runnersim.PrivateGreeting) {
+		t.Fatalf("build_script: %s", r)
+	}
+	checkNoSecrets(t, j, prep.String()+r.String(), sampleToken)
+}
+
 // TestPrivateModuleWrongToken: a wrong service token fails the build with
 // the proxy's 401 in the log, and the wrong token itself is masked.
 func TestPrivateModuleWrongToken(t *testing.T) {

@@ -38,19 +38,7 @@ func StartGitServer(token string, files map[string]string) (*GitServer, error) {
 		os.RemoveAll(root)
 		return nil, err
 	}
-	backend := &cgi.Handler{
-		Path: "/usr/lib/git-core/git-http-backend",
-		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Join(root, "repos"), "GIT_HTTP_EXPORT_ALL=1"},
-	}
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user, pass, ok := r.BasicAuth()
-		if !ok || user != "gitlab-ci-token" || pass != token {
-			w.Header().Set("WWW-Authenticate", `Basic realm="GitLab"`)
-			http.Error(w, "HTTP Basic: Access denied", http.StatusUnauthorized)
-			return
-		}
-		backend.ServeHTTP(w, r)
-	})
+	handler := gitHandler(root, token, "")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		os.RemoveAll(root)
@@ -60,6 +48,30 @@ func StartGitServer(token string, files map[string]string) (*GitServer, error) {
 	go srv.Serve(ln)
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return &GitServer{Port: port, SHA: sha, root: root, srv: srv}, nil
+}
+
+// gitHandler serves the repositories under root/repos over smart HTTP
+// (git http-backend behind net/http/cgi) to gitlab-ci-token with the job
+// token only, like GitLab. A non-empty goImport is the content of the
+// go-import meta tag answered to ?go-get=1, as GitLab does for Go modules.
+func gitHandler(root, token, goImport string) http.Handler {
+	backend := &cgi.Handler{
+		Path: "/usr/lib/git-core/git-http-backend",
+		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Join(root, "repos"), "GIT_HTTP_EXPORT_ALL=1"},
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		if !ok || user != "gitlab-ci-token" || pass != token {
+			w.Header().Set("WWW-Authenticate", `Basic realm="GitLab"`)
+			http.Error(w, "HTTP Basic: Access denied", http.StatusUnauthorized)
+			return
+		}
+		if goImport != "" && r.URL.Query().Get("go-get") == "1" {
+			fmt.Fprintf(w, "<html><head><meta name=\"go-import\" content=\"%s\"></head></html>\n", goImport)
+			return
+		}
+		backend.ServeHTTP(w, r)
+	})
 }
 
 // makeRepo commits files and clones them bare to repos/group/project.git
