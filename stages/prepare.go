@@ -53,6 +53,8 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	if err != nil {
 		return err
 	}
+	cgroupDriver := askDriver(ctx, d)
+	defer cgroupDriver() // never left in flight on an early return
 	services, err := planServices(d, j)
 	if err != nil {
 		return err
@@ -154,7 +156,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		NetworkMode: buildNetwork(d.Config.Docker.NetworkMode, helperSpec.Name), KeepStdinOpen: true,
 	}
 	serviceSpecs := serviceSpecs(d, key, j, services, network, meta)
-	parent, err := setUpCgroup(ctx, d, key, plan)
+	parent, err := setUpCgroup(d, key, plan, cgroupDriver)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/warmcache/warmcache/jobcgroup"
 	"github.com/warmcache/warmcache/limits"
 	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/parallel"
 	"github.com/warmcache/warmcache/runtime"
 )
 
@@ -37,20 +38,38 @@ func jobLimits(d Deps, j job.Job) (limits.Plan, error) {
 	return plan, nil
 }
 
+// askDriver asks the engine for its cgroup driver in the background, while
+// prepare pulls images and claims caches; setUpCgroup takes the answer.
+func askDriver(ctx context.Context, d Deps) (wait func() (string, error)) {
+	if d.Cgroups == nil {
+		return func() (string, error) { return "", nil }
+	}
+	var driver string
+	w := parallel.Go(func() error {
+		info, err := d.Engine.Ping(ctx)
+		driver = info.CgroupDriver
+		return err
+	})
+	return func() (string, error) {
+		err := w()
+		return driver, err
+	}
+}
+
 // setUpCgroup creates the job's cgroup with the job-wide limits and returns
 // the cgroup parent of its containers; "" when there is none (a remote
 // engine, or a set-up warmcache cannot manage: each container's own limits
 // still apply, see withLimits).
-func setUpCgroup(ctx context.Context, d Deps, key naming.JobKey, plan limits.Plan) (string, error) {
+func setUpCgroup(d Deps, key naming.JobKey, plan limits.Plan, driver func() (string, error)) (string, error) {
 	if d.Cgroups == nil {
 		return "", nil
 	}
-	info, err := d.Engine.Ping(ctx)
+	name, err := driver()
 	if err != nil {
 		return "", err
 	}
 	cg := *d.Cgroups
-	cg.Systemd = info.CgroupDriver == "systemd"
+	cg.Systemd = name == "systemd"
 	// An earlier attempt's cgroup (its containers are gone by now) would
 	// carry its peak and OOM counts into this job's report.
 	if err := cg.Remove(key.Base()); err != nil {

@@ -216,8 +216,9 @@ func TestLimitsBadRequest(t *testing.T) {
 }
 
 // TestLimitsUsageLine: a passing job gets one usage line, after its last
-// step stage (after_script here), and cleanup removes the job's cgroup in
-// every hierarchy.
+// step stage (after_script here), counting what the build container used
+// before a restart, and cleanup removes the job's cgroup in every
+// hierarchy.
 func TestLimitsUsageLine(t *testing.T) {
 	j := newJob(t, jobSpec{Config: limitsConfig("[limits.job]\nmemory = \"512m\"\n")})
 	if r := j.prepare(); r.Code != 0 {
@@ -226,6 +227,12 @@ func TestLimitsUsageLine(t *testing.T) {
 	build := j.run("build_script", runnerScript("head -c 100m /dev/zero | tail > /dev/null\n"))
 	if build.Code != 0 || strings.Contains(build.Stderr, "Job resources used") {
 		t.Fatalf("build_script (the job has an after_script, which ends the steps): %s", build)
+	}
+	// The accounting is the job's, not a container's: it survives the
+	// build container's restart between two stages.
+	name := naming.JobKey{Runner: "e2etoken", Instance: "127.0.0.1:42891", ProjectID: j.ID, JobID: j.ID}.Name(naming.KindBuild)
+	if out, err := exec.Command("docker", "restart", "-t", "0", name).CombinedOutput(); err != nil {
+		t.Fatalf("docker restart: %v\n%s", err, out)
 	}
 	after := j.run("after_script", runnerScript("echo after\n"))
 	m := regexp.MustCompile(`(?m)^Job resources used: peak memory (\d+) MiB of 512 MiB, CPU [0-9.]+s, throttled [0-9.]+s, nothing OOM-killed$`).FindStringSubmatch(after.Stderr)
