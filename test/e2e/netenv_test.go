@@ -237,6 +237,18 @@ func TestPrivateModuleWrongToken(t *testing.T) {
 	}
 }
 
+// TestMissingTokenFile: a token file that cannot be read fails prepare as
+// a system failure with one line naming the key, the host and the file.
+func TestMissingTokenFile(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "gone")
+	j := newJob(t, jobSpec{Config: defaultConfig + "[[env.token]]\nhost = \"git.corp.example\"\nlogin = \"svc\"\ntoken_file = \"" + missing + "\"\n"})
+	r := j.prepare()
+	want := "warmcache: env.token[0] (git.corp.example): reading token file: open " + missing + ": no such file or directory\n"
+	if r.Code != systemFailureCode || !strings.HasSuffix(r.Stderr, want) || strings.Count(r.Stderr, "warmcache:") != 1 {
+		t.Errorf("prepare: want exit %d ending in %q, got %s", systemFailureCode, want, r)
+	}
+}
+
 // TestYAMLProxyWins: a job's own HTTP_PROXY replaces the admin's in every
 // spelling: its traffic goes to its proxy, none to the admin's.
 func TestYAMLProxyWins(t *testing.T) {
