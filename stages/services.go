@@ -197,10 +197,7 @@ func waitService(wctx, ctx context.Context, d Deps, image string, spec runtime.C
 		if p.Protocol != "tcp" {
 			continue
 		}
-		if problem = waitPort(wctx, d.Engine, spec, p); problem != "" {
-			if errors.Is(wctx.Err(), context.DeadlineExceeded) {
-				problem = fmt.Sprintf("port %s did not open within %s", p, timeout)
-			}
+		if problem = waitPort(wctx, d.Engine, spec, p, timeout); problem != "" {
 			break
 		}
 	}
@@ -227,12 +224,14 @@ func waitService(wctx, ctx context.Context, d Deps, image string, spec runtime.C
 }
 
 // waitPort dials the service's port until it accepts a connection, the
-// service stops, or ctx ends; it returns the problem, "" on success. The
-// service's state is read again at most every second.
-func waitPort(ctx context.Context, e runtime.Engine, spec runtime.ContainerSpec, p runtime.Port) string {
-	var dialer net.Dialer
+// service stops, or ctx (bounded by timeout) ends; it returns the problem,
+// "" on success. The service's state is read again at most every second,
+// and a dial that gets no answer gives up after a second.
+func waitPort(ctx context.Context, e runtime.Engine, spec runtime.ContainerSpec, p runtime.Port, timeout time.Duration) string {
+	dialer := net.Dialer{Timeout: time.Second}
 	var host string
 	var checked time.Time
+	lastTry := "the service has no address"
 	for delay := 20 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
 		if host == "" || time.Since(checked) > time.Second {
 			h, problem := serviceHost(ctx, e, spec)
@@ -247,10 +246,15 @@ func waitPort(ctx context.Context, e runtime.Engine, spec runtime.ContainerSpec,
 				conn.Close()
 				return ""
 			}
+			if dl, ok := ctx.Deadline(); !ok || time.Now().Before(dl) { // not cut short by the wait's end
+				lastTry = innermost(err).Error()
+			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Sprintf("port %s did not open", p)
+			// The last answer tells a closed port (connection refused)
+			// from an address this host cannot reach (a timeout).
+			return fmt.Sprintf("port %s did not open within %s (last try: %s)", p, timeout, lastTry)
 		case <-time.After(delay):
 		}
 	}
@@ -281,6 +285,18 @@ func serviceHost(ctx context.Context, e runtime.Engine, spec runtime.ContainerSp
 		return "", fmt.Sprintf("cannot inspect it: %v", err)
 	}
 	return ip, ""
+}
+
+// innermost is the error at the end of err's chain, e.g. the system's
+// "connection refused" under a dial error.
+func innermost(err error) error {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
 }
 
 func indexes(n int) []int {

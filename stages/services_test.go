@@ -249,7 +249,7 @@ func TestServiceWait(t *testing.T) {
 		{"port open", []runtime.Port{{Number: open, Protocol: "tcp"}, {Number: closed, Protocol: "udp"}},
 			false, []string{"Services ready in "}, false},
 		{"port never opens", []runtime.Port{{Number: open, Protocol: "tcp"}, {Number: closed, Protocol: "tcp"}}, false, []string{
-			"WARNING: service postgres:16 is not ready: port " + runtime.Port{Number: closed, Protocol: "tcp"}.String() + " did not open within 300ms; the job goes on\n" +
+			"WARNING: service postgres:16 is not ready: port " + runtime.Port{Number: closed, Protocol: "tcp"}.String() + " did not open within 300ms (last try: connection refused); the job goes on\n" +
 				"  Last lines of its output:\n  | starting\n  | listening on a unix socket only\n",
 		}, true},
 		{"service exits", []runtime.Port{{Number: closed, Protocol: "tcp"}}, true, []string{

@@ -75,7 +75,7 @@ func TestServiceNeverReady(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("prepare: want success (the job goes on), got %s", r)
 	}
-	want := "WARNING: service " + silentImage + " is not ready: port 9999/tcp did not open within 2s; the job goes on\n" +
+	want := "WARNING: service " + silentImage + " is not ready: port 9999/tcp did not open within 2s (last try: connection refused); the job goes on\n" +
 		"  Last lines of its output:\n" +
 		"  | silent service: up, but never listening on 9999\n"
 	if !strings.Contains(r.Stderr, want) {
