@@ -85,3 +85,28 @@ func BenchmarkWriter(b *testing.B) {
 		m.Write(line)
 	}
 }
+
+// FuzzWriter: whatever the text and however it is split into writes, the
+// output is the text with every occurrence of the secret masked.
+func FuzzWriter(f *testing.F) {
+	f.Add("a secret-token b secret-tok", "secret-token", uint8(3), uint8(9))
+	f.Add("ssssecret", "sssecret", uint8(1), uint8(2))
+	f.Fuzz(func(t *testing.T, text, secret string, cut1, cut2 uint8) {
+		if secret == "" {
+			return
+		}
+		i, j := int(cut1)%(len(text)+1), int(cut2)%(len(text)+1)
+		if i > j {
+			i, j = j, i
+		}
+		var buf bytes.Buffer
+		m := New(&buf, []string{secret})
+		for _, part := range []string{text[:i], text[i:j], text[j:]} {
+			m.Write([]byte(part))
+		}
+		m.Flush()
+		if want := strings.ReplaceAll(text, secret, Replacement); buf.String() != want {
+			t.Errorf("text %q secret %q cut at %d,%d: got %q, want %q", text, secret, i, j, buf.String(), want)
+		}
+	})
+}
