@@ -45,6 +45,7 @@ func Doctor(ctx context.Context, d Deps) error {
 		add("warn", "storage driver: %s; overlay2 is the tested one (set \"storage-driver\" in /etc/docker/daemon.json)", info.StorageDriver)
 	}
 	add("ok", "cgroups: version %s, %s driver", info.CgroupVersion, info.CgroupDriver)
+	limitsCheck(d, info, add)
 
 	images := []string{d.Config.Docker.DefaultImage}
 	if h := d.Config.Docker.HelperImage; h != "" && h != images[0] {

@@ -25,6 +25,7 @@ func TestDoctor(t *testing.T) {
 			"ok   engine: Docker fake at unix:///var/run/docker.sock, API fake\n" +
 			"ok   storage driver: overlay2\n" +
 			"ok   cgroups: version 1, cgroupfs driver\n" +
+			"ok   limits: per container only: the engine is not local, so jobs get no cgroup of their own\n" +
 			"ok   image debian:bookworm: present\n" +
 			"ok   image " + testHelperImage + ": present\n" +
 			"warn disk: the engine did not say where its data root is\n" +

@@ -238,3 +238,19 @@ func reapCgroups(d Deps, rs []runtime.Resource, reaped []abandonedJob, now time.
 	}
 	return done, errors.Join(errs...)
 }
+
+// limitsCheck is doctor's line about resource limits: what a job gets when
+// the admin sets no job-wide limit, or why there is no job cgroup.
+func limitsCheck(d Deps, info runtime.Info, add func(level, format string, args ...any)) {
+	switch {
+	case d.Cgroups == nil:
+		add("ok", "limits: per container only: the engine is not local, so jobs get no cgroup of their own")
+	case !d.Cgroups.Unified && info.CgroupDriver == "systemd":
+		add("warn", "limits: cgroup v1 with the systemd driver: jobs get no cgroup of their own; the build container's limits stand in")
+	default:
+		cpus, mem := d.Cgroups.Capacity()
+		share := limits.DefaultShare(limits.Host{NanoCPUs: cpus, Memory: mem}, d.Config.Limits.ConcurrentJobs)
+		add("ok", "limits: a job's default share is %s CPUs and %s (%s CPUs, %s / limits.concurrent_jobs = %d)",
+			limits.CPUs(share.NanoCPUs), limits.MiB(share.Memory), limits.CPUs(cpus), limits.MiB(mem), d.Config.Limits.ConcurrentJobs)
+	}
+}

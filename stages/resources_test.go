@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -210,5 +211,27 @@ func TestReapCgroups(t *testing.T) {
 		if _, err := os.Stat(dir); (err == nil) != want {
 			t.Errorf("%s exists = %v, want %v", filepath.Base(dir), err == nil, want)
 		}
+	}
+}
+
+// TestDoctorLimits: doctor says what a job gets by default, divided by the
+// configured number of concurrent jobs.
+func TestDoctorLimits(t *testing.T) {
+	h := newHarness(t, nil)
+	h.cfg.Limits.ConcurrentJobs = 2
+	h.f.AddImage(h.cfg.Docker.DefaultImage, testHelperImage)
+	var out bytes.Buffer
+	d := h.deps()
+	d.Stdout = &out
+	d.Cgroups = syntheticCgroups(t)
+	if err := Doctor(context.Background(), d); err != nil {
+		t.Fatalf("Doctor: %v\n%s", err, out.String())
+	}
+	cpus, mem := d.Cgroups.Capacity()
+	share := limits.DefaultShare(limits.Host{NanoCPUs: cpus, Memory: mem}, 2)
+	want := "ok   limits: a job's default share is " + limits.CPUs(share.NanoCPUs) + " CPUs and " + limits.MiB(share.Memory) +
+		" (" + limits.CPUs(cpus) + " CPUs, " + limits.MiB(mem) + " / limits.concurrent_jobs = 2)\n"
+	if !strings.Contains(out.String(), want) || share.NanoCPUs*2 > cpus || share.NanoCPUs == 0 {
+		t.Errorf("doctor output lacks %q:\n%s", want, out.String())
 	}
 }
