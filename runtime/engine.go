@@ -84,6 +84,7 @@ type Port struct {
 	Protocol string // "tcp", "udp" or "sctp"
 }
 
+// String spells the port as Docker does, e.g. "8080/tcp".
 func (p Port) String() string { return fmt.Sprintf("%d/%s", p.Number, p.Protocol) }
 
 // RegistryAuth is a registry login for one pull.

@@ -132,22 +132,6 @@ func New() *Engine {
 	}
 }
 
-// SetIP sets the address ContainerIP reports for a container on its
-// user-defined network (default ""), e.g. a loopback address where the
-// test listens.
-func (f *Engine) SetIP(container, ip string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ips[container] = ip
-}
-
-// SetLogs sets what a container has written, for ContainerLogs.
-func (f *Engine) SetLogs(container, output string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.logs[container] = output
-}
-
 // AddImage makes refs present locally, as if pulled earlier.
 func (f *Engine) AddImage(refs ...string) {
 	f.mu.Lock()
@@ -171,21 +155,6 @@ func (f *Engine) HasImage(ref string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.images[ref]
-}
-
-// AddNetwork creates a network without recording a call.
-func (f *Engine) AddNetwork(name string, labels map[string]string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.networks[name] = maps.Clone(labels)
-}
-
-// HasNetwork reports whether the network exists.
-func (f *Engine) HasNetwork(name string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	_, ok := f.networks[name]
-	return ok
 }
 
 // Volume returns what InspectVolume would, without recording a call.
@@ -399,9 +368,6 @@ func (f *Engine) InspectVolume(ctx context.Context, name string) (runtime.Volume
 	return v, nil
 }
 
-// builtinNetworks are the network modes that need no network resource.
-var builtinNetworks = []string{"", "default", "bridge", "host", "none"}
-
 // CreateContainer implements runtime.Engine. The image must be present
 // locally and the name unused. Stricter than Docker: every mounted volume
 // and a named network must exist, because Docker would silently create an
@@ -517,59 +483,6 @@ func write(w io.Writer, s string) error {
 	}
 	_, err := io.WriteString(w, s)
 	return err
-}
-
-// CreateNetwork implements runtime.Engine. An existing name is an error,
-// as with Docker (which checks duplicates on request).
-func (f *Engine) CreateNetwork(ctx context.Context, n runtime.NetworkSpec) error {
-	if err := f.begin(ctx, MethodCreateNetwork, n.Name); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if _, ok := f.networks[n.Name]; ok || slices.Contains(builtinNetworks, n.Name) {
-		return fmt.Errorf("creating network %s: network with name %s already exists", n.Name, n.Name)
-	}
-	f.networks[n.Name] = maps.Clone(n.Labels)
-	return nil
-}
-
-// ContainerIP implements runtime.Engine: the address set by SetIP when
-// network is the container's user-defined network, else "". A container
-// that is not running has no address, as with Docker.
-func (f *Engine) ContainerIP(ctx context.Context, name, network string) (string, error) {
-	if err := f.begin(ctx, MethodContainerIP, name); err != nil {
-		return "", err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c, ok := f.containers[name]
-	if !ok || c.State == Removed {
-		return "", fmt.Errorf("inspecting container %s: %w", name, runtime.ErrNotFound)
-	}
-	if _, userDefined := f.networks[network]; !userDefined || c.Spec.NetworkMode != network || c.State != Running {
-		return "", nil
-	}
-	return f.ips[name], nil
-}
-
-// ContainerLogs implements runtime.Engine: the last lines of what SetLogs
-// gave the container.
-func (f *Engine) ContainerLogs(ctx context.Context, name string, lines int) (string, error) {
-	if err := f.begin(ctx, MethodContainerLogs, name); err != nil {
-		return "", err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c, ok := f.containers[name]
-	if !ok || c.State == Removed {
-		return "", fmt.Errorf("reading the logs of %s: %w", name, runtime.ErrNotFound)
-	}
-	all := strings.SplitAfter(f.logs[name], "\n")
-	if all[len(all)-1] == "" {
-		all = all[:len(all)-1]
-	}
-	return strings.Join(all[max(0, len(all)-lines):], ""), nil
 }
 
 // List implements runtime.Engine: the containers (not removed), volumes
