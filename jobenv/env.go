@@ -26,9 +26,10 @@ type group struct {
 }
 
 // gitHelper is git's credential helper for the delivered store. It only
-// answers "get": git's "store" and "erase" would otherwise write into it,
-// and with another store helper in the image, a credential approved by
-// git is kept only where that helper writes.
+// answers "get", so git's "store" and "erase" (the runner's scripts erase
+// the job token after fetching) never rewrite the file. It comes after
+// any helper the image or the job configures: theirs are asked first, and
+// a store helper of theirs keeps what git approves, as it would anyway.
 var gitHelper = `!f() { if [ "$1" = get ]; then git credential-store --file=` + SecretsDir + "/" + GitFile + ` get; fi; }; f`
 
 // compose lists the container variables for the job.

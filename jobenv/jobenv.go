@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"slices"
 	"strings"
 
 	"github.com/warmcache/warmcache/config"
@@ -47,8 +46,6 @@ type Plan struct {
 	Env []string
 	// Files are written into SecretsDir, mode 0600, as the job's user.
 	Files []File
-	// Secrets are the values in Files, to be masked in the job log.
-	Secrets []string
 }
 
 // File is one credential file.
@@ -78,11 +75,6 @@ func Build(cfg config.Env, j job.Job, readFile func(string) ([]byte, error)) (Pl
 	for _, f := range files {
 		if len(f.Content) > 0 {
 			p.Files = append(p.Files, f)
-		}
-	}
-	for _, c := range creds {
-		if !slices.Contains(p.Secrets, c.token) {
-			p.Secrets = append(p.Secrets, c.token)
 		}
 	}
 	var aliases []string

@@ -165,8 +165,8 @@ func TestBuildFiles(t *testing.T) {
 		t.Errorf("got %d files, want %d", len(p.Files), len(want))
 	}
 	wantSecrets := []string{jobToken, "glpat-git-0123456789", "npm-token/with+chars="}
-	if !reflect.DeepEqual(p.Secrets, wantSecrets) {
-		t.Errorf("secrets = %q, want %q", p.Secrets, wantSecrets)
+	if got := Secrets(cfg, j, files); !reflect.DeepEqual(got, wantSecrets) {
+		t.Errorf("secrets = %q, want %q", got, wantSecrets)
 	}
 	wantEnv := []string{"GOPRIVATE=gitlab.example.com", "NETRC=/run/warmcache/netrc", "npm_config_globalconfig=/run/warmcache/npmrc",
 		"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=credential.helper", gitHelperEnv}
