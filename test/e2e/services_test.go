@@ -149,3 +149,19 @@ func TestServicesSameAliasInParallel(t *testing.T) {
 func hasResource(rs []string, prefix, suffix string) bool {
 	return slices.ContainsFunc(rs, func(r string) bool { return strings.HasPrefix(r, prefix) && strings.HasSuffix(r, suffix) })
 }
+
+// TestServiceEntrypointAndCommand: a service's entrypoint and command
+// from the job replace its image's.
+func TestServiceEntrypointAndCommand(t *testing.T) {
+	j := newJob(t, jobSpec{Services: []runnersim.Service{{
+		Name: httpdImage, Alias: "web",
+		Entrypoint: []string{"sh", "-c"},
+		Command:    []string{"echo served by the job command > /www/index.html; exec httpd -f -p 8080 -h /www"},
+	}}})
+	if r := j.prepare(); r.Code != 0 || !strings.Contains(r.Stderr, "Services ready in ") {
+		t.Fatalf("prepare: %s", r)
+	}
+	if r := j.run("build_script", runnerScript(fetch("http://web:8080/index.html"))); r.Code != 0 || r.Stdout != "served by the job command\n" {
+		t.Errorf("build_script: %s", r)
+	}
+}
