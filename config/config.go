@@ -90,6 +90,10 @@ type Cache struct {
 	// copy-on-write fork of the protected cache, its layer of writes kept
 	// as the project's unprotected cache or discarded).
 	Fork string `toml:"fork"`
+	// CommitOnSuccess gives profiles that are unsafe with concurrent
+	// writers one shared volume, which each job sees through a layer of
+	// its own that is applied to it only when the job's steps succeeded.
+	CommitOnSuccess bool `toml:"commit_on_success"`
 	// MetricsFile is a Prometheus textfile every job updates; empty: none.
 	MetricsFile string `toml:"metrics_file"`
 	// GC bounds the disk the caches use.

@@ -43,6 +43,7 @@ const (
 	KindSecrets Kind = "secrets" // tmpfs volume holding the job's credential files
 	KindFork    Kind = "fork"    // overlay volume: a cache read-only below, a layer of writes on top
 	KindLayer   Kind = "layer"   // volume holding the writes of a fork that is discarded
+	KindCommit  Kind = "commit"  // volume holding a job's writes to a shared cache until it succeeds
 )
 
 // JobKey identifies one job on one runner host. Instance, ProjectID and

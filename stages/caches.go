@@ -31,7 +31,11 @@ func plannedCaches(d Deps, j job.Job) ([]cachevol.Volume, []cachevol.Profile, er
 	}
 	key := cachevol.KeyFor(j)
 	key.Pool = d.Config.Cache.Pool
-	return cachevol.Plan(key, profiles), profiles, nil
+	named := profiles
+	if d.Config.Cache.CommitOnSuccess {
+		named = cachevol.SharedProfiles(profiles)
+	}
+	return cachevol.Plan(key, named), profiles, nil
 }
 
 // cacheRecords is where the driver keeps its own record of each cache.
@@ -58,7 +62,8 @@ func claimCaches(ctx context.Context, d Deps, j job.Job, nonRoot bool) (jobCache
 		return jobCaches{mounts: []runtime.Mount{{Volume: name, Target: CacheDir}}}, nil
 	}
 	now := time.Now()
-	forks := findForks(ctx, d, j, profiles, now)
+	commits := commitProfiles(d, profiles)
+	forks := findForks(ctx, d, j, profiles, commits, now)
 	var plain []cachevol.Volume
 	for i, v := range vols {
 		if forks == nil || forks[i] == nil {
@@ -92,9 +97,16 @@ func claimCaches(ctx context.Context, d Deps, j job.Job, nonRoot bool) (jobCache
 		if st.RecordErr != nil {
 			d.Log.Warn("cache claim not recorded: no lease against the GC", zap.String("volume", st.Name), zap.Error(st.RecordErr))
 		}
-		c.mounts = append(c.mounts, runtime.Mount{Volume: st.Name, Target: cachevol.Target(st.Path, nonRoot), NoCopy: true})
+		mount, size := st.Name, sizeAtStart(st)
+		if commits[v.Profile] {
+			if mount, size, err = makeCommitLayer(ctx, d, j, i, st, now); err != nil {
+				return jobCaches{}, fmt.Errorf("layer over the cache of %s: %w", v.Path, err)
+			}
+			d.say("Cache %s %s: the job writes to a layer of its own, applied to the cache only if its steps succeed", v.Profile, v.Path)
+		}
+		c.mounts = append(c.mounts, runtime.Mount{Volume: mount, Target: cachevol.Target(st.Path, nonRoot), NoCopy: true})
 		c.persistent = append(c.persistent, st.Name)
-		uses, sizes = append(uses, st), append(sizes, sizeAtStart(st))
+		uses, sizes = append(uses, st), append(sizes, size)
 	}
 	recordClaims(d, uses, sizes)
 	c.env = cachevol.Env(profiles, nonRoot)

@@ -27,6 +27,7 @@ func Cleanup(d Deps) error {
 		return err
 	}
 	start := time.Now()
+	commitLayers(ctx, d, j)
 	err = removeJobResources(ctx, cleanupRemover(d), j.Key())
 	if err == nil { // the cgroup can only go once its containers have
 		err = removeCgroup(d, j.Key().Base())

@@ -21,9 +21,10 @@ type lowerCache struct {
 
 // findForks returns, for an unprotected job with cache.fork on, the
 // protected cache of each planned path that exists on this host (nil
-// entries where none does), leased so that no GC removes it before the
-// fork stands on it. Protected jobs, and forks off, get nil.
-func findForks(ctx context.Context, d Deps, j job.Job, profiles []cachevol.Profile, now time.Time) []*lowerCache {
+// entries where none does, and for profiles under commit-on-success),
+// leased so that no GC removes it before the fork stands on it. Protected
+// jobs, and forks off, get nil.
+func findForks(ctx context.Context, d Deps, j job.Job, profiles []cachevol.Profile, commits map[string]bool, now time.Time) []*lowerCache {
 	if d.Config.Cache.Fork == cachevol.ForkOff || j.Protected {
 		return nil
 	}
@@ -32,7 +33,8 @@ func findForks(ctx context.Context, d Deps, j job.Job, profiles []cachevol.Profi
 	plan := cachevol.ForkPlan(key, profiles)
 	out := make([]*lowerCache, len(plan))
 	for i, f := range plan {
-		if !protectedCacheHere(ctx, d, f.Lower.Name) {
+		// A commit layer already keeps the job's writes apart.
+		if commits[f.Lower.Profile] || !protectedCacheHere(ctx, d, f.Lower.Name) {
 			continue
 		}
 		// The lease first, then a second look: a GC may have removed the

@@ -32,6 +32,7 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 		return err
 	}
 	defer reportCacheGrowth(d, stage)
+	defer markStep(d, stage)(&err)
 	// Held-back output is flushed when the exec has ended, before the
 	// cache report.
 	d, flushLog := masked(d, j)

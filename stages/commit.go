@@ -1,0 +1,175 @@
+package stages
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/warmcache/warmcache/cachevol"
+	"github.com/warmcache/warmcache/job"
+	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/runtime"
+)
+
+// stepsFile records, in the runner's temp dir of the job (on the runner
+// host, out of the job's reach), when each step started and whether it
+// succeeded: cleanup, which is not told the job's result, reads it to
+// decide whether the job's cache writes are committed.
+const stepsFile = "warmcache-steps"
+
+// markStep notes the start of a step now and returns what notes its
+// success when the run stage ends with *err nil. A step that fails, is
+// cancelled, or whose driver is killed has a start and no success.
+func markStep(d Deps, stage string) func(*error) {
+	if !isStep(stage) || !d.Config.Cache.CommitOnSuccess || d.Getenv("TMPDIR") == "" {
+		return func(*error) {}
+	}
+	note := func(what string) {
+		path := filepath.Join(d.Getenv("TMPDIR"), stepsFile)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err == nil {
+			_, err = fmt.Fprintf(f, "%s %s\n", what, stage)
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
+			d.Log.Warn("recording a step for commit-on-success", zap.Error(err))
+		}
+	}
+	note("start")
+	return func(err *error) {
+		if *err == nil {
+			note("ok")
+		}
+	}
+}
+
+// stepsSucceeded says whether the job ran steps and every one that
+// started succeeded.
+func stepsSucceeded(getenv func(string) string) bool {
+	f, err := os.Open(filepath.Join(getenv("TMPDIR"), stepsFile))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	started, ok := 0, 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		switch what, _, _ := strings.Cut(sc.Text(), " "); what {
+		case "start":
+			started++
+		case "ok":
+			ok++
+		}
+	}
+	return sc.Err() == nil && started > 0 && ok == started
+}
+
+// commitProfiles names the profiles whose jobs write through a commit
+// layer: those unsafe with concurrent writers, when commit_on_success is on.
+func commitProfiles(d Deps, profiles []cachevol.Profile) map[string]bool {
+	out := map[string]bool{}
+	for _, p := range profiles {
+		if d.Config.Cache.CommitOnSuccess && !p.ConcurrentSafe {
+			out[p.Name] = true
+		}
+	}
+	return out
+}
+
+// makeCommitLayer creates the job's i-th commit layer over the shared
+// cache st and the overlay volume the job mounts instead of st.
+func makeCommitLayer(ctx context.Context, d Deps, j job.Job, i int, st cachevol.Status, now time.Time) (string, startSize, error) {
+	if !st.Readable {
+		return "", startSize{}, fmt.Errorf("cache.commit_on_success needs the driver beside a local engine (volume %s is not readable here)", st.Name)
+	}
+	key := j.Key()
+	meta := naming.JobMeta{PipelineID: j.PipelineID, RunnerID: j.RunnerID, TimeoutSeconds: j.Timeout, Created: now}
+	layer := key.IndexedName(naming.KindCommit, i)
+	labels := key.Labels(naming.KindCommit, meta)
+	labels[cachevol.LabelCommitTo] = st.Name
+	if err := d.Engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: layer, Labels: labels}); err != nil {
+		return "", startSize{}, err
+	}
+	info, err := d.Engine.InspectVolume(ctx, layer)
+	if err != nil {
+		return "", startSize{}, err
+	}
+	if err := cachevol.PrepareLayer(info.Mountpoint); err != nil {
+		return "", startSize{}, err
+	}
+	opts, err := cachevol.CommitOptions(st.Mountpoint, info.Mountpoint)
+	if err != nil {
+		return "", startSize{}, err
+	}
+	overlay := key.IndexedName(naming.KindFork, i)
+	forkLabels := key.Labels(naming.KindFork, meta)
+	forkLabels[cachevol.LabelForkLower] = st.Name
+	if err := d.Engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: overlay, Labels: forkLabels, DriverOpts: opts}); err != nil {
+		return "", startSize{}, fmt.Errorf("creating the commit layer of %s: %w", st.Name, err)
+	}
+	return overlay, startSize{Volume: cachevol.Volume{Name: layer, Profile: st.Profile, Path: st.Path}, Known: true}, nil
+}
+
+// commitLayers, at cleanup, removes the job's containers (which unmounts
+// its overlays) and, if every step of the job succeeded, applies each
+// commit layer to its shared cache under that cache's lock. A failed or
+// cancelled job changes nothing: its layers go with its other volumes.
+func commitLayers(ctx context.Context, d Deps, j job.Job) {
+	if !d.Config.Cache.CommitOnSuccess {
+		return
+	}
+	rs, err := d.Engine.List(ctx, map[string]string{naming.LabelJob: j.Key().Base(), naming.LabelKind: string(naming.KindCommit)})
+	if err != nil || len(rs) == 0 {
+		return
+	}
+	if !stepsSucceeded(d.Getenv) {
+		d.Log.Info("job did not succeed: its cache writes are discarded", zap.Int("layers", len(rs)))
+		return
+	}
+	containers, err := d.Engine.List(ctx, map[string]string{naming.LabelJob: j.Key().Base()})
+	if err == nil {
+		containers = slices.DeleteFunc(containers, func(r runtime.Resource) bool { return r.Type != runtime.Container })
+		err = removeAll(ctx, d.Engine, containers)
+	}
+	if err != nil {
+		d.Log.Warn("cache writes not committed: the job's containers remain", zap.Error(err))
+		return
+	}
+	for _, r := range rs {
+		if err := commitLayer(ctx, d, r); err != nil {
+			d.Log.Warn("committing a cache layer", zap.String("layer", r.Name), zap.Error(err))
+			continue
+		}
+		d.Log.Info("committed the job's cache writes", zap.String("layer", r.Name), zap.String("volume", r.Labels[cachevol.LabelCommitTo]))
+	}
+}
+
+func commitLayer(ctx context.Context, d Deps, layer runtime.Resource) error {
+	target := layer.Labels[cachevol.LabelCommitTo]
+	to, err := d.Engine.InspectVolume(ctx, target)
+	if err != nil {
+		return err
+	}
+	if to.Labels[naming.LabelKind] != string(naming.KindCache) {
+		return fmt.Errorf("%s is not a cache volume", target)
+	}
+	from, err := d.Engine.InspectVolume(ctx, layer.Name)
+	if err != nil {
+		return err
+	}
+	return cacheRecords(d).Update(target, func(r *cachevol.Record) error {
+		if err := cachevol.ApplyLayer(from.Mountpoint, to.Mountpoint); err != nil {
+			return err
+		}
+		r.Measured = time.Time{} // changed: cleanup measures it again
+		return nil
+	})
+}
