@@ -165,3 +165,24 @@ func TestServiceEntrypointAndCommand(t *testing.T) {
 		t.Errorf("build_script: %s", r)
 	}
 }
+
+// TestServiceImageMissing: a service image that cannot be had fails
+// prepare with one line naming it, and cleanup removes what prepare had
+// made by then (the job's network among it).
+func TestServiceImageMissing(t *testing.T) {
+	j := newJob(t, jobSpec{
+		Config:   "[docker]\nhelper_image = \"" + debianImage + "\"\npull_policy = [\"never\"]\n",
+		Services: []runnersim.Service{{Name: "warmcache-test/no-such-service:1"}},
+	})
+	r := j.prepare()
+	want := "warmcache: service image: image warmcache-test/no-such-service:1 is not present locally and the pull policy is never: load it on the runner host or allow another pull policy\n"
+	if r.Code != systemFailureCode || !strings.HasSuffix(r.Stderr, want) {
+		t.Fatalf("prepare: want exit %d ending %q, got %s", systemFailureCode, want, r)
+	}
+	if r := j.cleanup(); r.Code != 0 {
+		t.Fatalf("cleanup: %s", r)
+	}
+	if left := jobResources(t, j); len(left) != 0 {
+		t.Errorf("after cleanup the job still has %v", left)
+	}
+}
