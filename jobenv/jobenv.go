@@ -97,7 +97,7 @@ func credentials(cfg config.Env, j job.Job, readFile func(string) ([]byte, error
 	var npm []npmAuth
 	var errs []error
 	for i, t := range cfg.Tokens {
-		token, err := readToken(t.TokenFile, readFile)
+		token, err := ReadToken(t.TokenFile, readFile)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("env.token[%d] (%s): %w", i, t.Host, err))
 			continue
@@ -110,9 +110,10 @@ func credentials(cfg config.Env, j job.Job, readFile func(string) ([]byte, error
 	return creds, npm, errors.Join(errs...)
 }
 
-// readToken reads a token file: one line, no spaces (netrc has no
-// quoting that every reader understands).
-func readToken(path string, readFile func(string) ([]byte, error)) (string, error) {
+// ReadToken reads a token file as prepare does: one line, no spaces
+// (netrc has no quoting that every reader understands), at least 8
+// characters. An error names the file, never its content.
+func ReadToken(path string, readFile func(string) ([]byte, error)) (string, error) {
 	data, err := readFile(path)
 	if err != nil {
 		return "", fmt.Errorf("reading token file: %w", err)

@@ -23,7 +23,7 @@ func Secrets(cfg config.Env, j job.Job, readFile func(string) ([]byte, error)) [
 		add(s)
 	}
 	for _, t := range cfg.Tokens {
-		if token, err := readToken(t.TokenFile, readFile); err == nil {
+		if token, err := ReadToken(t.TokenFile, readFile); err == nil {
 			add(token)
 		}
 	}

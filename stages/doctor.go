@@ -32,6 +32,7 @@ func Doctor(ctx context.Context, d Deps) error {
 		found = append(found, finding{level, fmt.Sprintf(format, args...)})
 	}
 	add("ok", "config: valid")
+	tokenFilesCheck(d, add)
 
 	info, err := d.Engine.Ping(ctx)
 	if err != nil {
