@@ -192,13 +192,15 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	if err := d.Engine.StartContainer(ctx, helperSpec.Name); err != nil {
 		return err
 	}
+	// The services are started before the build container, as under the
+	// Docker executor.
+	if err := servicesStarted(); err != nil {
+		return err
+	}
 	// The first stages (prepare_script, get_sources, caches, artifacts) run
 	// in the helper: the build container starts meanwhile, in the
 	// background, and the run stage finishes the job if it is not done.
 	if err := startBuild(ctx, d, build.Name, nonRoot(user)); err != nil {
-		return err
-	}
-	if err := servicesStarted(); err != nil {
 		return err
 	}
 	if nonRoot(user) {

@@ -396,3 +396,19 @@ func TestCleanupRemovesNetworkInBackground(t *testing.T) {
 		}
 	}
 }
+
+// The services start before the build container, as under the Docker
+// executor; the helper does not wait for them.
+func TestServicesStartBeforeBuild(t *testing.T) {
+	h := withSampleServices(t, nil)
+	if err := Prepare(context.Background(), h.deps()); err != nil {
+		t.Fatal(err)
+	}
+	calls := h.f.Calls()
+	buildStart := slices.Index(calls, fake.Call{Method: fake.MethodStartContainer, Name: sampleKey.Name(naming.KindBuild)})
+	for i := range 2 {
+		if s := slices.Index(calls, fake.Call{Method: fake.MethodStartContainer, Name: sampleKey.ServiceName(i)}); s < 0 || s > buildStart {
+			t.Errorf("service %d started at call %d, the build container at %d", i, s, buildStart)
+		}
+	}
+}
