@@ -56,13 +56,33 @@ func List(ctx context.Context, e lister) ([]Entry, error) {
 		}
 		out = append(out, en)
 	}
-	slices.SortFunc(out, func(a, b Entry) int {
+	sortEntries(out)
+	return out, nil
+}
+
+// sortEntries orders entries most recently used first.
+func sortEntries(entries []Entry) {
+	slices.SortFunc(entries, func(a, b Entry) int {
 		if c := b.LastUsed.Compare(a.LastUsed); c != 0 {
 			return c
 		}
 		return strings.Compare(a.Volume, b.Volume)
 	})
-	return out, nil
+}
+
+// Trusted replaces what the job-writable stamps told List with what the
+// driver's own records say, for each entry that has a record.
+func (rs Records) Trusted(entries []Entry) []Entry {
+	for i, e := range entries {
+		r, err := rs.Get(e.Volume)
+		if err != nil || r.LastUsed.IsZero() {
+			continue
+		}
+		entries[i].LastUsed = r.LastUsed
+		entries[i].SizeBytes, entries[i].SizeKnown = r.SizeBytes, !r.Measured.IsZero()
+	}
+	sortEntries(entries)
+	return entries
 }
 
 // WriteTable prints entries for people.

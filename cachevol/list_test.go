@@ -255,3 +255,23 @@ func TestWriteErrors(t *testing.T) {
 		t.Errorf("WriteJSON to a closed writer = %v, want %v", err, os.ErrClosed)
 	}
 }
+
+// TestTrustedEntries: the driver's records win over forged stamps.
+func TestTrustedEntries(t *testing.T) {
+	recs := Records{Dir: t.TempDir()}
+	if err := recs.write("b", Record{LastUsed: t0, SizeBytes: 5, Measured: t0}); err != nil {
+		t.Fatal(err)
+	}
+	forged := []Entry{
+		{Volume: "a", LastUsed: t0.Add(-time.Hour), SizeBytes: 1, SizeKnown: true},
+		{Volume: "b", LastUsed: t0.Add(100 * time.Hour), SizeBytes: 1 << 50, SizeKnown: true},
+	}
+	got := recs.Trusted(forged)
+	want := []Entry{
+		{Volume: "b", LastUsed: t0, SizeBytes: 5, SizeKnown: true},
+		{Volume: "a", LastUsed: t0.Add(-time.Hour), SizeBytes: 1, SizeKnown: true},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Trusted = %+v\nwant %+v", got, want)
+	}
+}

@@ -13,6 +13,7 @@ func CacheList(ctx context.Context, d Deps, asJSON bool) error {
 	if err != nil {
 		return err
 	}
+	entries = cacheRecords(d).Trusted(entries)
 	if asJSON {
 		return cachevol.WriteJSON(d.Stdout, entries)
 	}
