@@ -79,7 +79,12 @@ const mib = 1 << 20
 // Go module cache, then cleans up (which measures the caches).
 func fillCache(t *testing.T, pool gcPool, project int64) {
 	t.Helper()
-	j := newJob(t, jobSpec{ProjectID: project, Config: pool.config("")})
+	fillCacheWith(t, pool.config(""), project)
+}
+
+func fillCacheWith(t *testing.T, config string, project int64) {
+	t.Helper()
+	j := newJob(t, jobSpec{ProjectID: project, Config: config})
 	if r := j.prepare(); r.Code != 0 {
 		t.Fatalf("prepare: %s", r)
 	}
@@ -296,4 +301,22 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(data)
+}
+
+// TestCacheGCAtStages: with at_stages on, a job's cleanup evicts what the
+// budget cannot hold, least recently used first; no cache gc command runs.
+func TestCacheGCAtStages(t *testing.T) {
+	pool := newGCPool(t)
+	old, current := nextJobID(), nextJobID()
+	fillCache(t, pool, old)
+	oldVols := pool.volumes(t, old)
+	pool.age(t, oldVols, time.Hour)
+	cfg := strings.Replace(pool.config(`budget = "1.5MiB"`), "at_stages = false\n", "at_stages = true\n", 1)
+	fillCacheWith(t, cfg, current)
+	if exists(t, oldVols["/go/pkg/mod"]) {
+		t.Errorf("the older project's module cache survived the cleanup's pass over a 1.5 MiB budget")
+	}
+	if !exists(t, pool.volumes(t, current)["/go/pkg/mod"]) {
+		t.Errorf("the job's own module cache was evicted")
+	}
 }
