@@ -84,7 +84,7 @@ func Resolve(c Config, projectPath string, projectID int64, host Host, req Reque
 	}
 	var clamped bool
 	if plan.Job.NanoCPUs, clamped = clamp(askedCPUs, plan.Job.NanoCPUs); clamped {
-		notes = append(notes, fmt.Sprintf("%s=%s is above the maximum of %s CPUs: clamped", RequestCPUsVar, req.CPUs, CPUs(plan.Job.NanoCPUs)))
+		notes = append(notes, fmt.Sprintf("%s=%s is above the maximum of %s: clamped", RequestCPUsVar, req.CPUs, CPUs(plan.Job.NanoCPUs)))
 	}
 	if plan.Job.Memory, clamped = clamp(askedMemory, plan.Job.Memory); clamped {
 		notes = append(notes, fmt.Sprintf("%s=%s is above the maximum of %s: clamped", RequestMemoryVar, req.Memory, MiB(plan.Job.Memory)))
@@ -122,7 +122,7 @@ func clamp(asked, max int64) (int64, bool) {
 
 func grantedLine(j Job, notes []string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Resource limits for this job: %s CPUs, %s memory", CPUs(j.NanoCPUs), MiB(j.Memory))
+	fmt.Fprintf(&b, "Resource limits for this job: %s, %s memory", CPUs(j.NanoCPUs), MiB(j.Memory))
 	if j.PidsLimit > 0 {
 		fmt.Fprintf(&b, ", %d processes", j.PidsLimit)
 	}

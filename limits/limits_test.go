@@ -70,7 +70,7 @@ func TestFormat(t *testing.T) {
 			t.Errorf("MiB(%d) = %q, want %q", in, got, want)
 		}
 	}
-	for in, want := range map[int64]string{0: "unlimited", 500_000_000: "0.5", 2e9: "2", 333_333_333: "0.33"} {
+	for in, want := range map[int64]string{0: "unlimited CPUs", 500_000_000: "0.5 CPUs", 1e9: "1 CPU", 2e9: "2 CPUs", 333_333_333: "0.33 CPUs"} {
 		if got := CPUs(in); got != want {
 			t.Errorf("CPUs(%d) = %q, want %q", in, got, want)
 		}
@@ -156,7 +156,7 @@ func TestResolve(t *testing.T) {
 	}{
 		{"default share", base, "g/p", 1, Request{}, Job{NanoCPUs: 1e9, Memory: 4 << 30},
 			Container{Memory: 2 << 30, ShmSize: 64 << 20},
-			"Resource limits for this job: 1 CPUs, 4 GiB memory"},
+			"Resource limits for this job: 1 CPU, 4 GiB memory"},
 		{"admin maximum", admin, "g/p", 1, Request{}, Job{NanoCPUs: 1.5e9, Memory: 2 << 30, PidsLimit: 256},
 			Container{Memory: 2 << 30, ShmSize: 64 << 20},
 			"Resource limits for this job: 1.5 CPUs, 2 GiB memory, 256 processes"},
@@ -168,7 +168,7 @@ func TestResolve(t *testing.T) {
 			"Resource limits for this job: 1.5 CPUs, 2 GiB memory, 256 processes (WARMCACHE_CPUS=4 is above the maximum of 1.5 CPUs: clamped; WARMCACHE_MEMORY=16g is above the maximum of 2 GiB: clamped)"},
 		{"request clamped to the default share", base, "g/p", 1, Request{CPUs: "3"}, Job{NanoCPUs: 1e9, Memory: 4 << 30},
 			Container{Memory: 2 << 30, ShmSize: 64 << 20},
-			"Resource limits for this job: 1 CPUs, 4 GiB memory (WARMCACHE_CPUS=3 is above the maximum of 1 CPUs: clamped)"},
+			"Resource limits for this job: 1 CPU, 4 GiB memory (WARMCACHE_CPUS=3 is above the maximum of 1 CPU: clamped)"},
 		{"project by id", admin, "g/p", 42, Request{}, Job{NanoCPUs: 1.5e9, Memory: 6 << 30, PidsLimit: 256},
 			Container{Memory: 2 << 30, ShmSize: 64 << 20},
 			"Resource limits for this job: 1.5 CPUs, 6 GiB memory, 256 processes"},

@@ -102,12 +102,16 @@ func MiB(b int64) string {
 	}
 }
 
-// CPUs formats nano-CPUs as a CPU count: "1.5".
+// CPUs formats nano-CPUs as a CPU count: "1 CPU", "1.5 CPUs".
 func CPUs(n int64) string {
-	if n <= 0 {
-		return "unlimited"
+	switch {
+	case n <= 0:
+		return "unlimited CPUs"
+	case n == 1e9:
+		return "1 CPU"
+	default:
+		return trimFloat(float64(n)/1e9) + " CPUs"
 	}
-	return trimFloat(float64(n) / 1e9)
 }
 
 func trimFloat(f float64) string {

@@ -250,7 +250,7 @@ func limitsCheck(d Deps, info runtime.Info, add func(level, format string, args 
 	default:
 		cpus, mem := d.Cgroups.Capacity()
 		share := limits.DefaultShare(limits.Host{NanoCPUs: cpus, Memory: mem}, d.Config.Limits.ConcurrentJobs)
-		add("ok", "limits: a job's default share is %s CPUs and %s (%s CPUs, %s / limits.concurrent_jobs = %d)",
+		add("ok", "limits: a job's default share is %s and %s (%s, %s / limits.concurrent_jobs = %d)",
 			limits.CPUs(share.NanoCPUs), limits.MiB(share.Memory), limits.CPUs(cpus), limits.MiB(mem), d.Config.Limits.ConcurrentJobs)
 	}
 }

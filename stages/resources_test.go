@@ -229,8 +229,8 @@ func TestDoctorLimits(t *testing.T) {
 	}
 	cpus, mem := d.Cgroups.Capacity()
 	share := limits.DefaultShare(limits.Host{NanoCPUs: cpus, Memory: mem}, 2)
-	want := "ok   limits: a job's default share is " + limits.CPUs(share.NanoCPUs) + " CPUs and " + limits.MiB(share.Memory) +
-		" (" + limits.CPUs(cpus) + " CPUs, " + limits.MiB(mem) + " / limits.concurrent_jobs = 2)\n"
+	want := "ok   limits: a job's default share is " + limits.CPUs(share.NanoCPUs) + " and " + limits.MiB(share.Memory) +
+		" (" + limits.CPUs(cpus) + ", " + limits.MiB(mem) + " / limits.concurrent_jobs = 2)\n"
 	if !strings.Contains(out.String(), want) || share.NanoCPUs*2 > cpus || share.NanoCPUs == 0 {
 		t.Errorf("doctor output lacks %q:\n%s", want, out.String())
 	}

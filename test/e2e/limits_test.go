@@ -172,7 +172,7 @@ func TestLimitsRequestClamped(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("prepare: %s", r)
 	}
-	want := "Resource limits for this job: 1 CPUs, 128 MiB memory (WARMCACHE_CPUS=4 is above the maximum of 1 CPUs: clamped)\n"
+	want := "Resource limits for this job: 1 CPU, 128 MiB memory (WARMCACHE_CPUS=4 is above the maximum of 1 CPU: clamped)\n"
 	if !strings.Contains(r.Stderr, want) {
 		t.Errorf("prepare's job log lacks %q:\n%s", want, r)
 	}
