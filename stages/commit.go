@@ -90,32 +90,18 @@ func makeCommitLayer(ctx context.Context, d Deps, j job.Job, i int, st cachevol.
 	if !st.Readable {
 		return "", startSize{}, fmt.Errorf("cache.commit_on_success needs the driver beside a local engine (volume %s is not readable here)", st.Name)
 	}
-	key := j.Key()
-	meta := naming.JobMeta{PipelineID: j.PipelineID, RunnerID: j.RunnerID, TimeoutSeconds: j.Timeout, Created: now}
-	layer := key.IndexedName(naming.KindCommit, i)
-	labels := key.Labels(naming.KindCommit, meta)
-	labels[cachevol.LabelCommitTo] = st.Name
-	if err := d.Engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: layer, Labels: labels}); err != nil {
-		return "", startSize{}, err
-	}
-	info, err := d.Engine.InspectVolume(ctx, layer)
+	ov := overlay{key: j.Key(), meta: jobMeta(j, now), index: i, lower: st.Name, lowerMP: st.Mountpoint,
+		options: cachevol.CommitOptions}
+	layer, mp, err := ov.jobLayer(ctx, d, naming.KindCommit, map[string]string{cachevol.LabelCommitTo: st.Name})
 	if err != nil {
 		return "", startSize{}, err
 	}
-	if err := cachevol.PrepareLayer(info.Mountpoint); err != nil {
-		return "", startSize{}, err
-	}
-	opts, err := cachevol.CommitOptions(st.Mountpoint, info.Mountpoint)
+	ov.layerMP = mp
+	name, err := ov.create(ctx, d)
 	if err != nil {
-		return "", startSize{}, err
-	}
-	overlay := key.IndexedName(naming.KindFork, i)
-	forkLabels := key.Labels(naming.KindFork, meta)
-	forkLabels[cachevol.LabelForkLower] = st.Name
-	if err := d.Engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: overlay, Labels: forkLabels, DriverOpts: opts}); err != nil {
 		return "", startSize{}, fmt.Errorf("creating the commit layer of %s: %w", st.Name, err)
 	}
-	return overlay, startSize{Volume: cachevol.Volume{Name: layer, Profile: st.Profile, Path: st.Path}, Known: true}, nil
+	return name, startSize{Volume: cachevol.Volume{Name: layer, Profile: st.Profile, Path: st.Path}, Known: true}, nil
 }
 
 // commitLayers, at cleanup, removes the job's containers (which unmounts

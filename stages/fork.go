@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"time"
 
@@ -82,46 +83,33 @@ type jobFork struct {
 // makeFork creates the layer (the kept unprotected layer volume, or one of
 // the job's own) and the overlay volume of the job's i-th cache path.
 func makeFork(ctx context.Context, d Deps, j job.Job, i int, lc lowerCache, now time.Time) (jobFork, error) {
-	key := j.Key()
-	meta := naming.JobMeta{PipelineID: j.PipelineID, RunnerID: j.RunnerID, TimeoutSeconds: j.Timeout, Created: now}
-	forkLabels := key.Labels(naming.KindFork, meta)
-	forkLabels[cachevol.LabelForkLower] = lc.Lower.Name
-	layer := cachevol.Volume{Name: key.IndexedName(naming.KindLayer, i), Profile: lc.Layer.Profile, Path: lc.Layer.Path}
-	var layerMP, layerSays string
-	size := startSize{Volume: layer, Known: true}
+	ov := overlay{key: j.Key(), meta: jobMeta(j, now), index: i, lower: lc.Lower.Name, lowerMP: lc.mountpoint,
+		options: cachevol.OverlayOptions}
+	var size startSize
+	var layerSays string
 	if d.Config.Cache.Fork == cachevol.ForkKeep {
 		sts, err := cachevol.Claim(ctx, d.Engine, cacheRecords(d), []cachevol.Volume{lc.Layer}, j.ID, now)
 		if err != nil {
 			return jobFork{}, fmt.Errorf("claiming the layer of a fork: %w", err)
 		}
 		st := sts[0]
-		layer, layerMP = lc.Layer, st.Mountpoint
-		forkLabels[cachevol.LabelForkLayer] = lc.Layer.Name
-		size = startSize{Volume: layer, Bytes: st.Stamp.SizeBytes, Known: !st.Warm || !st.Stamp.Measured.IsZero()}
+		ov.layer, ov.layerMP = lc.Layer.Name, st.Mountpoint
+		size = startSize{Volume: lc.Layer, Bytes: st.Stamp.SizeBytes, Known: !st.Warm || !st.Stamp.Measured.IsZero()}
 		layerSays = "its own writes kept from earlier unprotected jobs"
 		if st.Warm && !st.Stamp.Measured.IsZero() {
 			layerSays += " (" + cachevol.Bytes(st.Stamp.SizeBytes) + ")"
 		}
 	} else {
-		if err := d.Engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: layer.Name, Labels: key.Labels(naming.KindLayer, meta)}); err != nil {
-			return jobFork{}, err
-		}
-		info, err := d.Engine.InspectVolume(ctx, layer.Name)
+		name, mp, err := ov.jobLayer(ctx, d, naming.KindLayer, nil)
 		if err != nil {
 			return jobFork{}, err
 		}
-		layerMP = info.Mountpoint
+		ov.layerMP = mp
+		size = startSize{Volume: cachevol.Volume{Name: name, Profile: lc.Layer.Profile, Path: lc.Layer.Path}, Known: true}
 		layerSays = "its writes discarded at the end of the job"
 	}
-	if err := cachevol.PrepareLayer(layerMP); err != nil {
-		return jobFork{}, err
-	}
-	opts, err := cachevol.OverlayOptions(lc.mountpoint, layerMP)
+	name, err := ov.create(ctx, d)
 	if err != nil {
-		return jobFork{}, err
-	}
-	name := key.IndexedName(naming.KindFork, i)
-	if err := d.Engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: name, Labels: forkLabels, DriverOpts: opts}); err != nil {
 		return jobFork{}, fmt.Errorf("creating the fork of %s: %w", lc.Lower.Name, err)
 	}
 	lower := cachevol.Status{Volume: lc.Lower, Mountpoint: lc.mountpoint, Warm: true, Readable: true,
@@ -132,6 +120,63 @@ func makeFork(ctx context.Context, d Deps, j job.Job, i int, lc lowerCache, now 
 	}
 	line := fmt.Sprintf("Cache %s %s: forked from the protected cache (%s, %s), %s", lc.Lower.Profile, lc.Lower.Path, what, lc.Lower.Name, layerSays)
 	return jobFork{volume: name, lower: lower, size: size, line: line}, nil
+}
+
+func jobMeta(j job.Job, now time.Time) naming.JobMeta {
+	return naming.JobMeta{PipelineID: j.PipelineID, RunnerID: j.RunnerID, TimeoutSeconds: j.Timeout, Created: now}
+}
+
+// overlay is the job's i-th overlay volume: a cache volume below (lower),
+// read only, and a layer of the job's writes on top. Forks and commit
+// layers are both made of it.
+type overlay struct {
+	key     naming.JobKey
+	meta    naming.JobMeta
+	index   int
+	lower   string // the cache volume below
+	lowerMP string
+	layer   string // a persistent layer volume, if any: kept by the GC while the overlay lives
+	layerMP string
+	options func(lowerMP, layerMP string) (map[string]string, error)
+}
+
+// jobLayer creates a layer volume of the job's own, of kind, removed with
+// the job's other volumes.
+func (o overlay) jobLayer(ctx context.Context, d Deps, kind naming.Kind, labels map[string]string) (name, mountpoint string, err error) {
+	name = o.key.IndexedName(kind, o.index)
+	all := o.key.Labels(kind, o.meta)
+	maps.Copy(all, labels)
+	if err := d.Engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: name, Labels: all}); err != nil {
+		return "", "", err
+	}
+	info, err := d.Engine.InspectVolume(ctx, name)
+	if err != nil {
+		return "", "", err
+	}
+	return name, info.Mountpoint, nil
+}
+
+// create prepares the layer's directories and creates the overlay volume,
+// labelled with what it stands on; Docker mounts it when a container
+// first mounts the volume.
+func (o overlay) create(ctx context.Context, d Deps) (string, error) {
+	if err := cachevol.PrepareLayer(o.layerMP); err != nil {
+		return "", err
+	}
+	opts, err := o.options(o.lowerMP, o.layerMP)
+	if err != nil {
+		return "", err
+	}
+	name := o.key.IndexedName(naming.KindFork, o.index)
+	labels := o.key.Labels(naming.KindFork, o.meta)
+	labels[cachevol.LabelForkLower] = o.lower
+	if o.layer != "" {
+		labels[cachevol.LabelForkLayer] = o.layer
+	}
+	if err := d.Engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: name, Labels: labels, DriverOpts: opts}); err != nil {
+		return "", err
+	}
+	return name, nil
 }
 
 // forkLayers lists the kept layer volumes the job may have used, for
