@@ -9,10 +9,12 @@
 // so run, cleanup and the reaper find it with no local state.
 //
 // What is tested where: cgroup v1 with Docker's cgroupfs driver for real
-// (this project's hosts, end-to-end); cgroup v2 with cgroupfs on a synthetic
-// tree in unit tests; systemd slice names in unit tests. Creating a slice
-// with limits under the systemd driver goes through systemd's D-Bus API
-// (cgroup v2 only) and has not run on a systemd host.
+// (this project's hosts, end-to-end) and on synthetic trees; cgroup v2 with
+// cgroupfs on synthetic trees in unit tests; systemd slice names in unit
+// tests. Creating a slice with limits under the systemd driver goes through
+// systemd's D-Bus API (cgroup v2 only) and has not run on a systemd host;
+// under v1 with systemd warmcache makes no cgroup and leaves Docker's slice
+// to systemd.
 package jobcgroup
 
 import (
@@ -144,7 +146,9 @@ func (h Host) Usage(base string) (Usage, error) {
 // cgroup is success.
 func (h Host) Remove(base string) error {
 	h, ok := h.locate(base)
-	if !ok {
+	if !ok || h.Systemd && !h.Unified {
+		// Under v1 with systemd, warmcache made no cgroup: the slice
+		// Docker had systemd make is systemd's to remove.
 		return nil
 	}
 	var err error
@@ -169,6 +173,9 @@ type Job struct {
 func (h Host) Jobs() ([]Job, error) {
 	var out []Job
 	for _, sd := range []bool{false, true} {
+		if sd && !h.Unified {
+			continue // none of warmcache's making (see Remove)
+		}
 		h.Systemd = sd
 		dir := filepath.Dir(h.dir(h.group("x")))
 		entries, err := os.ReadDir(dir)

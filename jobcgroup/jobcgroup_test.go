@@ -1,6 +1,7 @@
 package jobcgroup
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -196,5 +197,94 @@ func TestQuotaToNano(t *testing.T) {
 		if got := quotaToNano(tc.q, tc.p); got != tc.want {
 			t.Errorf("quotaToNano(%s, %s) = %d, want %d", tc.q, tc.p, got, tc.want)
 		}
+	}
+}
+
+// Under cgroup v1 with systemd, the job's slice is systemd's: warmcache
+// reads its accounting but neither lists nor removes it.
+func TestV1SystemdSliceLeftToSystemd(t *testing.T) {
+	h := Host{Systemd: true, Root: t.TempDir()}
+	slice := filepath.Join(h.Root, "memory", "warmcache.slice", sliceName(base))
+	write(t, filepath.Join(slice, "memory.stat"), "")
+	if err := h.Create(base, Limits{Memory: 1 << 30}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("Create = %v, want ErrUnsupported", err)
+	}
+	if jobs, err := h.Jobs(); err != nil || len(jobs) != 0 {
+		t.Errorf("Jobs() = %v, %v; want none", jobs, err)
+	}
+	if err := h.Remove(base); err != nil {
+		t.Errorf("Remove = %v", err)
+	}
+	if _, err := os.Stat(slice); err != nil {
+		t.Errorf("Remove touched systemd's slice: %v", err)
+	}
+}
+
+// TestV1SyntheticTree runs the v1 paths against hand-made hierarchies (the
+// end-to-end suite runs them against the kernel's): limits written where
+// the kernel reads them, a container's OOM kill found below the job, and
+// removal in every hierarchy.
+func TestV1SyntheticTree(t *testing.T) {
+	h := Host{Root: t.TempDir()}
+	for _, c := range []string{"memory", "pids", "cpu", "cpuacct", "freezer"} {
+		write(t, filepath.Join(h.Root, c, "cgroup.procs"), "")
+	}
+	if err := h.Create(base, Limits{NanoCPUs: 1.5e9, Memory: 512 << 20, PidsLimit: 64}); err != nil {
+		t.Fatal(err)
+	}
+	dir := func(c string, rest ...string) string {
+		return filepath.Join(append([]string{h.Root, c, "warmcache", base}, rest...)...)
+	}
+	for path, want := range map[string]string{
+		dir("memory", "memory.limit_in_bytes"): "536870912",
+		dir("pids", "pids.max"):                "64",
+		dir("cpu", "cpu.cfs_quota_us"):         "150000",
+		dir("cpu", "cpu.cfs_period_us"):        "100000",
+	} {
+		if got := read(t, path); got != want {
+			t.Errorf("%s = %q, want %q", path, got, want)
+		}
+	}
+	if _, err := os.Stat(dir("freezer")); err != nil {
+		t.Errorf("not created in every hierarchy: %v", err)
+	}
+
+	// The kernel's view after the build container (its own limit 256 MiB)
+	// lost a process to the OOM killer: v1 counts it in the container only.
+	write(t, dir("cpuacct", "cpuacct.usage"), "3000000000\n")
+	write(t, dir("cpuacct", "cpuacct.usage_percpu"), "2000000000 1000000000\n")
+	write(t, dir("cpuacct", "cpuacct.stat"), "user 250\nsystem 50\n")
+	write(t, dir("cpu", "cpu.stat"), "nr_periods 30\nnr_throttled 20\nthrottled_time 700000000\n")
+	memory := func(d, limit, peak, kills string) {
+		write(t, filepath.Join(d, "memory.stat"), "cache 0\nrss 1\n")
+		write(t, filepath.Join(d, "memory.limit_in_bytes"), limit)
+		write(t, filepath.Join(d, "memory.max_usage_in_bytes"), peak)
+		write(t, filepath.Join(d, "memory.usage_in_bytes"), "1000")
+		write(t, filepath.Join(d, "memory.failcnt"), "0")
+		write(t, filepath.Join(d, "memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill "+kills+"\n")
+		write(t, filepath.Join(d, "cgroup.procs"), "")
+	}
+	memory(dir("memory"), "536870912\n", "300000000\n", "0")
+	memory(dir("memory", "ctr"), "268435456\n", "268435456\n", "1")
+	u, err := h.Usage(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Usage{PeakMemory: 300000000, MemoryLimit: 512 << 20, CPU: 3 * time.Second, Throttled: 700 * time.Millisecond,
+		OOMKills: 1, OOMLimit: 256 << 20, OOMPeak: 256 << 20}
+	if u != want {
+		t.Errorf("Usage = %+v\nwant    %+v", u, want)
+	}
+
+	if err := h.Remove(base); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"memory", "pids", "cpu", "cpuacct", "freezer"} {
+		if _, err := os.Stat(dir(c)); !os.IsNotExist(err) {
+			t.Errorf("%s cgroup left after Remove: %v", c, err)
+		}
+	}
+	if err := h.Remove(base); err != nil {
+		t.Errorf("second Remove: %v", err)
 	}
 }

@@ -32,8 +32,31 @@ func (h Host) create1(base string, l Limits) error {
 	}
 	// Every mounted hierarchy: Docker puts the containers' cgroups below
 	// this one in each of them.
-	_, err := cgroup1.New(cgroup1.StaticPath(h.group(base)), res)
+	_, err := cgroup1.New(cgroup1.StaticPath(h.group(base)), res, cgroup1.WithHierarchy(h.hierarchies1))
 	return err
+}
+
+// hierarchies1 is every v1 hierarchy mounted under h.Root, as the
+// library's default finds them under the system's mount point.
+func (h Host) hierarchies1() ([]cgroup1.Subsystem, error) {
+	all := []cgroup1.Subsystem{
+		cgroup1.NewNamed(h.Root, "systemd"), cgroup1.NewFreezer(h.Root), cgroup1.NewPids(h.Root),
+		cgroup1.NewNetCls(h.Root), cgroup1.NewNetPrio(h.Root), cgroup1.NewPerfEvent(h.Root),
+		cgroup1.NewCpuset(h.Root), cgroup1.NewCpu(h.Root), cgroup1.NewCpuacct(h.Root),
+		cgroup1.NewMemory(h.Root), cgroup1.NewBlkio(h.Root), cgroup1.NewRdma(h.Root), cgroup1.NewDevices(h.Root),
+	}
+	if hugetlb, err := cgroup1.NewHugetlb(h.Root); err == nil {
+		all = append(all, hugetlb)
+	}
+	var mounted []cgroup1.Subsystem
+	for _, s := range all {
+		if p, ok := s.(interface{ Path(string) string }); ok {
+			if _, err := os.Lstat(p.Path("/")); err == nil {
+				mounted = append(mounted, s)
+			}
+		}
+	}
+	return mounted, nil
 }
 
 // accounting1 is the v1 hierarchies usage is read from.
@@ -120,7 +143,7 @@ func noteOOM(u *Usage, limit, peak int64) {
 }
 
 func (h Host) remove1(base string) error {
-	cg, err := cgroup1.Load(cgroup1.StaticPath(h.group(base)))
+	cg, err := cgroup1.Load(cgroup1.StaticPath(h.group(base)), cgroup1.WithHierarchy(h.hierarchies1))
 	if errors.Is(err, cgroup1.ErrCgroupDeleted) {
 		return nil
 	}
