@@ -17,6 +17,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"id":-1}`))
 	f.Add([]byte(`{"id":1,"job_info":{"project_id":2},"image":{"entrypoint":[""],"executor_opts":{"docker":{"user":"../../x"}}}}`))
 	f.Add([]byte(`{"id":1e400}`))
+	f.Add([]byte(`{"id":1,"job_info":{"project_id":2},"services":[{"name":"reg:5000/a/b:1@sha256:00","alias":"x, y,,-z"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		j, err := Parse(data)
 		if err != nil {
@@ -27,5 +28,13 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = j.Key().Base()
 		_ = j.Secrets()
+		for _, s := range j.Services {
+			for _, a := range ServiceAliases(s) {
+				if !validAlias(a) {
+					t.Fatalf("service %q got the alias %q", s.Name, a)
+				}
+			}
+			_ = j.ServiceEnv(s)
+		}
 	})
 }
