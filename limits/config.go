@@ -117,23 +117,8 @@ type Container struct {
 }
 
 func (s JobSet) parse(key string) (Job, []string) {
-	var j Job
-	var p []string
-	note := func(field string, err error) {
-		if err != nil {
-			p = append(p, fmt.Sprintf("%s.%s: %v", key, field, err))
-		}
-	}
-	var err error
-	j.NanoCPUs, err = NanoCPUs(s.CPUs)
-	note("cpus", err)
-	note("cpuset_cpus", checkCpuset(s.CpusetCpus))
-	j.CpusetCpus = s.CpusetCpus
-	j.Memory, err = memoryLimit(s.Memory)
-	note("memory", err)
-	note("pids_limit", checkPids(s.PidsLimit))
-	j.PidsLimit = s.PidsLimit
-	return j, p
+	c, p := Set{CPUs: s.CPUs, CpusetCpus: s.CpusetCpus, Memory: s.Memory, PidsLimit: s.PidsLimit}.parse(key)
+	return Job{NanoCPUs: c.NanoCPUs, CpusetCpus: c.CpusetCpus, Memory: c.Memory, PidsLimit: c.PidsLimit}, p
 }
 
 func (s Set) parse(key string) (Container, []string) {
