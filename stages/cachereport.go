@@ -29,6 +29,9 @@ type startSize struct {
 	Volume cachevol.Volume `json:"volume"`
 	Bytes  int64           `json:"bytes"`
 	Known  bool            `json:"known"`
+	// Job says the volume is one of the job's own (a layer that goes with
+	// the job): it has no record and no metrics series.
+	Job bool `json:"job,omitempty"`
 }
 
 func cacheMetrics(d Deps) cachevol.Metrics {
@@ -105,6 +108,9 @@ func reportCacheGrowth(d Deps, stage string) {
 			}
 			measured[i] = size
 			lines[i] = growthLine(s, size)
+			if s.Job {
+				return
+			}
 			if err := cacheRecords(d).SetSize(s.Volume.Name, size, now); err != nil {
 				d.Log.Warn("recording a cache size", zap.Error(err))
 			}
@@ -118,7 +124,7 @@ func reportCacheGrowth(d Deps, stage string) {
 	}
 	err = cacheMetrics(d).Update(func(m *cachevol.MetricsState) {
 		for i, s := range sizes {
-			if measured[i] >= 0 {
+			if measured[i] >= 0 && !s.Job {
 				m.Sized(s.Volume, measured[i])
 			}
 		}

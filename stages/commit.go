@@ -101,7 +101,7 @@ func makeCommitLayer(ctx context.Context, d Deps, j job.Job, i int, st cachevol.
 	if err != nil {
 		return "", startSize{}, fmt.Errorf("creating the commit layer of %s: %w", st.Name, err)
 	}
-	return name, startSize{Volume: cachevol.Volume{Name: layer, Profile: st.Profile, Path: st.Path}, Known: true}, nil
+	return name, startSize{Volume: cachevol.Volume{Name: layer, Profile: st.Profile, Path: st.Path}, Known: true, Job: true}, nil
 }
 
 // commitLayers, at cleanup, removes the job's containers (which unmounts

@@ -105,7 +105,7 @@ func makeFork(ctx context.Context, d Deps, j job.Job, i int, lc lowerCache, now 
 			return jobFork{}, err
 		}
 		ov.layerMP = mp
-		size = startSize{Volume: cachevol.Volume{Name: name, Profile: lc.Layer.Profile, Path: lc.Layer.Path}, Known: true}
+		size = startSize{Volume: cachevol.Volume{Name: name, Profile: lc.Layer.Profile, Path: lc.Layer.Path}, Known: true, Job: true}
 		layerSays = "its writes discarded at the end of the job"
 	}
 	name, err := ov.create(ctx, d)

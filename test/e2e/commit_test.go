@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -68,5 +70,16 @@ func TestCommitOnSuccess(t *testing.T) {
 	cleanup(last)
 	if vols := pool.volumes(t, project); len(vols) != 2 {
 		t.Errorf("cache volumes %v, want cache_dir and one Maven cache for both slots", vols)
+	}
+	// Records (and their locks) are kept for caches only, never for the
+	// layers that go with each job.
+	records, err := os.ReadDir(filepath.Join(pool.stateDir, "caches"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range records {
+		if strings.Contains(r.Name(), "-j") {
+			t.Errorf("state directory holds %s, a job's volume", r.Name())
+		}
 	}
 }
