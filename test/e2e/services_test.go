@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/warmcache/warmcache/test/runnersim"
 )
@@ -185,4 +186,20 @@ func TestServiceImageMissing(t *testing.T) {
 	if left := jobResources(t, j); len(left) != 0 {
 		t.Errorf("after cleanup the job still has %v", left)
 	}
+}
+
+// BenchmarkJobNetwork measures what the job's own network costs a bare
+// job: the same job with its own network and on Docker's default bridge
+// (network_mode = "bridge", no network made), alternating in one loop so
+// both see the same machine load.
+func BenchmarkJobNetwork(b *testing.B) {
+	var own, bridge []time.Duration
+	for i := 0; i < b.N; i++ {
+		own = append(own, bareJob(b, jobSpec{}))
+		bridge = append(bridge, bareJob(b, jobSpec{Config: defaultConfig + "network_mode = \"bridge\"\n"}))
+	}
+	om, bm := median(own), median(bridge)
+	b.ReportMetric(float64(om.Milliseconds()), "ms/job-own-network")
+	b.ReportMetric(float64(bm.Milliseconds()), "ms/job-default-bridge")
+	b.ReportMetric(float64(om)/float64(bm), "own/bridge")
 }
