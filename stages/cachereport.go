@@ -4,8 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -13,12 +14,15 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/warmcache/warmcache/cachevol"
+	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/runtime"
 )
 
-// sizesFile keeps, in the runner's temp dir of the job (on the runner host,
-// out of the job's reach, gone with the job), the cache sizes prepare
-// found, for the growth report after the steps.
-const sizesFile = "warmcache-cache-sizes.json"
+// sizesLabel carries, on the job's build container, the cache sizes
+// prepare found, for the growth report after the steps: the run stage is
+// another process, and a job's state lives in Docker, where it goes with
+// the job and out of the job's reach.
+const sizesLabel = naming.LabelPrefix + "cache-sizes"
 
 // growthBudget bounds the measuring after a step: it walks the caches on
 // the job's time, so a huge cache is reported as not measured instead.
@@ -45,23 +49,46 @@ func sizeAtStart(st cachevol.Status) startSize {
 }
 
 // recordClaims counts the hits and misses of the caches the job uses in
-// the metrics file and keeps the sizes of the volumes it writes to for the
-// growth report. Neither ever fails the job.
-func recordClaims(d Deps, uses []cachevol.Status, sizes []startSize) {
+// the metrics file; it never fails the job.
+func recordClaims(d Deps, uses []cachevol.Status) {
 	if err := cacheMetrics(d).Update(func(m *cachevol.MetricsState) { m.Claimed(uses) }); err != nil {
 		d.Log.Warn("updating the metrics file", zap.Error(err))
 	}
-	dir := d.Getenv("TMPDIR")
-	if dir == "" {
-		return
+}
+
+// withSizes labels the build container spec with the caches' sizes at
+// the start, for reportCacheGrowth.
+func withSizes(c runtime.ContainerSpec, sizes []startSize) runtime.ContainerSpec {
+	if len(sizes) == 0 {
+		return c
 	}
 	data, err := json.Marshal(sizes)
-	if err == nil {
-		err = os.WriteFile(filepath.Join(dir, sizesFile), data, 0o600)
-	}
 	if err != nil {
-		d.Log.Warn("keeping the cache sizes for the growth report", zap.Error(err))
+		return c // plain structs: cannot fail; the report is simply skipped
 	}
+	labels := maps.Clone(c.Labels)
+	labels[sizesLabel] = string(data)
+	c.Labels = labels
+	return c
+}
+
+// startSizes reads back what withSizes put on the job's build container.
+func startSizes(ctx context.Context, d Deps, key naming.JobKey) []startSize {
+	rs, err := d.Engine.List(ctx, map[string]string{naming.LabelJob: key.Base(), naming.LabelKind: string(naming.KindBuild)})
+	if err != nil {
+		return nil
+	}
+	rs = slices.DeleteFunc(rs, func(r runtime.Resource) bool { return r.Type != runtime.Container })
+	if len(rs) == 0 {
+		return nil
+	}
+	var sizes []startSize
+	if data := rs[0].Labels[sizesLabel]; data != "" {
+		if err := json.Unmarshal([]byte(data), &sizes); err != nil {
+			d.Log.Warn("reading the cache sizes at the start", zap.Error(err))
+		}
+	}
+	return sizes
 }
 
 // isStep says whether a run stage is one of the job's steps.
@@ -72,20 +99,16 @@ func isStep(stage string) bool {
 // reportCacheGrowth says in the job log, after a step, how much each cache
 // grew since prepare, and records the new sizes (so cleanup need not walk
 // the caches again). It never fails the stage.
-func reportCacheGrowth(d Deps, stage string) {
-	if !isStep(stage) || d.Getenv("TMPDIR") == "" {
-		return
-	}
-	data, err := os.ReadFile(filepath.Join(d.Getenv("TMPDIR"), sizesFile))
-	if err != nil {
-		return // caches off, or a prepare of an older version
-	}
-	var sizes []startSize
-	if err := json.Unmarshal(data, &sizes); err != nil {
+func reportCacheGrowth(d Deps, key naming.JobKey, stage string) {
+	if !isStep(stage) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), growthBudget)
 	defer cancel()
+	sizes := startSizes(ctx, d, key)
+	if len(sizes) == 0 {
+		return // caches off, or a prepare of an older version
+	}
 	now := time.Now()
 	lines := make([]string, len(sizes))
 	measured := make([]int64, len(sizes))
@@ -122,7 +145,7 @@ func reportCacheGrowth(d Deps, stage string) {
 			d.say("%s", l)
 		}
 	}
-	err = cacheMetrics(d).Update(func(m *cachevol.MetricsState) {
+	err := cacheMetrics(d).Update(func(m *cachevol.MetricsState) {
 		for i, s := range sizes {
 			if measured[i] >= 0 && !s.Job {
 				m.Sized(s.Volume, measured[i])

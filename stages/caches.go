@@ -20,6 +20,8 @@ type jobCaches struct {
 	env    []string
 	// persistent names the claimed cache volumes.
 	persistent []string
+	// sizes are the sizes at the start of the volumes the job writes to.
+	sizes []startSize
 }
 
 // plannedCaches lists the persistent cache volumes of the job; the same
@@ -108,7 +110,8 @@ func claimCaches(ctx context.Context, d Deps, j job.Job, nonRoot bool) (jobCache
 		c.persistent = append(c.persistent, st.Name)
 		uses, sizes = append(uses, st), append(sizes, size)
 	}
-	recordClaims(d, uses, sizes)
+	recordClaims(d, uses)
+	c.sizes = sizes
 	c.env = cachevol.Env(profiles, nonRoot)
 	return c, nil
 }

@@ -19,28 +19,51 @@ import (
 	"github.com/warmcache/warmcache/runtime"
 )
 
-// stepsFile records, in the runner's temp dir of the job (on the runner
-// host, out of the job's reach), when each step started and whether it
+// stepsFile records, at the root of each of the job's commit layer
+// volumes (beside the layer's upper and work directories, which the job
+// sees only through its overlay), when each step started and whether it
 // succeeded: cleanup, which is not told the job's result, reads it to
-// decide whether the job's cache writes are committed.
-const stepsFile = "warmcache-steps"
+// decide whether the job's cache writes are committed. It lives in Docker
+// with the layer, out of the job's reach, and goes with it.
+const stepsFile = "steps"
 
-// markStep notes the start of a step now and returns what notes its
-// success when the run stage ends with *err nil. A step that fails, is
-// cancelled, or whose driver is killed has a start and no success.
-func markStep(d Deps, stage string) func(*error) {
-	if !isStep(stage) || !d.Config.Cache.CommitOnSuccess || d.Getenv("TMPDIR") == "" {
+// markStep notes the start of a step now in the job's commit layers and
+// returns what notes its success when the run stage ends with *err nil.
+// A step that fails, is cancelled, or whose driver is killed has a start
+// and no success.
+func markStep(d Deps, key naming.JobKey, stage string) func(*error) {
+	if !isStep(stage) || !d.Config.Cache.CommitOnSuccess {
 		return func(*error) {}
 	}
-	note := func(what string) {
-		path := filepath.Join(d.Getenv("TMPDIR"), stepsFile)
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-		if err == nil {
-			_, err = fmt.Fprintf(f, "%s %s\n", what, stage)
-			err = errors.Join(err, f.Close())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rs, err := d.Engine.List(ctx, map[string]string{naming.LabelJob: key.Base(), naming.LabelKind: string(naming.KindCommit)})
+	if err != nil {
+		// Without a start mark the job's writes are not committed.
+		d.Log.Warn("listing the job's commit layers", zap.Error(err))
+		return func(*error) {}
+	}
+	var dirs []string
+	for _, r := range rs {
+		if r.Type == runtime.Volume && r.Mountpoint != "" {
+			dirs = append(dirs, r.Mountpoint)
 		}
-		if err != nil {
-			d.Log.Warn("recording a step for commit-on-success", zap.Error(err))
+	}
+	return markStepIn(d, dirs, stage)
+}
+
+// markStepIn is markStep for the layer directories dirs.
+func markStepIn(d Deps, dirs []string, stage string) func(*error) {
+	note := func(what string) {
+		for _, dir := range dirs {
+			f, err := os.OpenFile(filepath.Join(dir, stepsFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+			if err == nil {
+				_, err = fmt.Fprintf(f, "%s %s\n", what, stage)
+				err = errors.Join(err, f.Close())
+			}
+			if err != nil {
+				d.Log.Warn("recording a step for commit-on-success", zap.Error(err))
+			}
 		}
 	}
 	note("start")
@@ -52,9 +75,9 @@ func markStep(d Deps, stage string) func(*error) {
 }
 
 // stepsSucceeded says whether the job ran steps and every one that
-// started succeeded.
-func stepsSucceeded(getenv func(string) string) bool {
-	f, err := os.Open(filepath.Join(getenv("TMPDIR"), stepsFile))
+// started succeeded, by the marks in the layer directory dir.
+func stepsSucceeded(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, stepsFile))
 	if err != nil {
 		return false
 	}
@@ -116,7 +139,7 @@ func commitLayers(ctx context.Context, d Deps, j job.Job) {
 	if err != nil || len(rs) == 0 {
 		return
 	}
-	if !stepsSucceeded(d.Getenv) {
+	if slices.ContainsFunc(rs, func(r runtime.Resource) bool { return !stepsSucceeded(r.Mountpoint) }) {
 		d.Log.Info("job did not succeed: its cache writes are discarded", zap.Int("layers", len(rs)))
 		return
 	}

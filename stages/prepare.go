@@ -161,7 +161,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		return err
 	}
 	helperSpec = withLimits(helperSpec, plan.Helper, parent)
-	build = withLimits(build, withinJob(plan.Build, plan.Job), parent)
+	build = withSizes(withLimits(build, withinJob(plan.Build, plan.Job), parent), caches.sizes)
 	for i := range serviceSpecs {
 		serviceSpecs[i] = withLimits(serviceSpecs[i], plan.Services, parent)
 	}

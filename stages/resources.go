@@ -191,15 +191,11 @@ func lastStepStage(stage string, failed bool, steps []job.Step) bool {
 	switch {
 	case stage == "after_script":
 		return true
-	case hasAfter || !isStepStage(stage):
+	case hasAfter || !isStep(stage):
 		return false
 	default:
 		return failed || stage == last
 	}
-}
-
-func isStepStage(stage string) bool {
-	return stage == "build_script" || len(stage) > len("step_") && stage[:len("step_")] == "step_"
 }
 
 // reapCgroups removes the cgroups of reaped jobs and of jobs that left no

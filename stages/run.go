@@ -31,8 +31,15 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 	if err != nil {
 		return err
 	}
-	defer reportCacheGrowth(d, stage)
-	defer markStep(d, stage)(&err)
+	defer func() {
+		// After a system failure (the container gone, the engine away)
+		// the caches are not what the step left.
+		var bf *BuildFailure
+		if err == nil || errors.As(err, &bf) {
+			reportCacheGrowth(d, j.Key(), stage)
+		}
+	}()
+	defer markStep(d, j.Key(), stage)(&err)
 	// Held-back output is flushed when the exec has ended, before the
 	// cache report.
 	d, flushLog := masked(d, j)
