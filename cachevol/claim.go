@@ -290,7 +290,8 @@ func measure(ctx context.Context, e volumeEngine, recs *Records, v Volume, now t
 const maxDepth = 256
 
 // DirSize adds up the sizes of the regular files under root (a volume's
-// mountpoint) that are at most maxDepth directories deep.
+// mountpoint) that are at most maxDepth directories deep, but for the
+// stamp at its root.
 //
 // Jobs change the tree while it is walked, as root, so the walk trusts no
 // name twice: each directory is opened relative to its parent's
@@ -341,6 +342,8 @@ func addDir(ctx context.Context, fd int, name string, depth int, total *int64) e
 		entries, rerr := dir.ReadDir(1024)
 		for _, e := range entries {
 			switch {
+			case depth == 0 && e.Name() == StampFile:
+				// warmcache's own: a cache's size is the job's files.
 			case e.Type().IsRegular():
 				// Not e.Info: it would stat by path, through names a job
 				// may have swapped since.

@@ -69,14 +69,14 @@ func TestList(t *testing.T) {
 			Profile: v.Profile, Path: v.Path, Trust: trust}
 	}
 	b := entry(volsB[0], "gitlab.example.com", "2002", "group/other", "protected")
-	// 1000 bytes of data and the 62-byte stamp Claim wrote.
-	b.SizeBytes, b.SizeKnown, b.LastUsed = 1000+62, true, t1
+	// 1000 bytes of data; the stamp Claim wrote is not counted.
+	b.SizeBytes, b.SizeKnown, b.LastUsed = 1000, true, t1
 	var a []Entry
 	for i, v := range volsA {
 		e := entry(v, "gitlab.example.com", "1001", "group/project", "unprotected")
 		e.LastUsed = t0
 		if i == 0 {
-			e.SizeBytes, e.SizeKnown = 62, true // the stamp alone
+			e.SizeBytes, e.SizeKnown = 0, true // the stamp alone, not counted
 		}
 		a = append(a, e)
 	}

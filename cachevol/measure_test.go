@@ -51,10 +51,11 @@ func TestMeasure(t *testing.T) {
 		size       int64
 		file       string
 	}{
-		{mod, 2100 + int64(len(claimed)),
-			`{"last_used":"2026-11-26T21:31:10Z","size_bytes":2162,"measured":"2026-11-26T22:31:10Z","job_id":7}`},
-		{build, int64(len(claimed)),
-			`{"last_used":"2026-11-26T21:31:10Z","size_bytes":62,"measured":"2026-11-26T22:31:10Z","job_id":7}`},
+		// The stamp itself is not counted.
+		{mod, 2100,
+			`{"last_used":"2026-11-26T21:31:10Z","size_bytes":2100,"measured":"2026-11-26T22:31:10Z","job_id":7}`},
+		{build, 0,
+			`{"last_used":"2026-11-26T21:31:10Z","size_bytes":0,"measured":"2026-11-26T22:31:10Z","job_id":7}`},
 	}
 	for _, tt := range tests {
 		s, err := ReadStamp(tt.mountpoint)
@@ -259,7 +260,7 @@ func TestMeasureOnlyWhenStale(t *testing.T) {
 			}
 			want := old
 			if tt.walk {
-				want.SizeBytes, want.Measured = 1000+int64(len(before)), t1
+				want.SizeBytes, want.Measured = 1000, t1 // not the stamp
 			}
 			if got, err := ReadStamp(mp); err != nil || got != want {
 				t.Errorf("stamp after Measure = %+v, %v; want %+v", got, err, want)

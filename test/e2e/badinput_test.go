@@ -24,14 +24,14 @@ func TestHostileJobVariables(t *testing.T) {
 		t.Fatalf("prepare: %s", r)
 	}
 	names := jobResources(t, j)
-	valid := regexp.MustCompile(`^(container|volume) warmcache-[a-z0-9]{1,16}-[0-9a-f]{6}-p\d+-c0-j\d+-[a-z]+$`)
+	valid := regexp.MustCompile(`^(container|volume|network) warmcache-[a-z0-9]{1,16}-[0-9a-f]{6}-p\d+-c0-j\d+-[a-z]+$`)
 	for _, n := range names {
 		if !valid.MatchString(n) {
 			t.Errorf("resource name %q", n)
 		}
 	}
-	if len(names) != 3 {
-		t.Errorf("resources %v, want 2 containers and the builds volume", names)
+	if len(names) != 5 {
+		t.Errorf("resources %v, want 2 containers, the builds and secrets volumes and the network", names)
 	}
 	if r := j.run("build_script", j.Script("printf '%s' \"$HUGE\" | wc -c\n")); r.Code != 0 || r.Stdout != "102400\n" {
 		t.Errorf("build_script: %s", r)
