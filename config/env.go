@@ -84,6 +84,8 @@ func (e Env) validate() []string {
 	}
 	if strings.ContainsFunc(e.GoSumDB, isControl) {
 		p = append(p, "env.gosumdb: must be one line")
+	} else if f := strings.Fields(e.GoSumDB); len(f) == 2 { // "name+key URL"
+		p = append(p, checkURL("env.gosumdb", f[1], "http", "https")...)
 	}
 	for _, f := range strings.Fields(e.GoFlags) {
 		if !strings.HasPrefix(f, "-") {
@@ -94,7 +96,8 @@ func (e Env) validate() []string {
 		switch {
 		case !validEnvName(k):
 			p = append(p, fmt.Sprintf("env.extra: %q is not a valid variable name", k))
-		case slices.Contains(ownedNames, strings.ToUpper(k)) || strings.HasPrefix(strings.ToLower(k), "npm_config_"):
+		case slices.Contains(ownedNames, strings.ToUpper(k)) || strings.HasPrefix(strings.ToLower(k), "npm_config_") ||
+			strings.HasPrefix(strings.ToUpper(k), "GIT_CONFIG_"):
 			p = append(p, fmt.Sprintf("env.extra: %s is set by warmcache from the other env keys; set it there", k))
 		case strings.ContainsFunc(e.Extra[k], func(r rune) bool { return r == 0 }):
 			p = append(p, fmt.Sprintf("env.extra: %s holds a NUL character", k))
@@ -129,8 +132,9 @@ func checkURL(key, v string, schemes ...string) []string {
 	if err != nil || !slices.Contains(schemes, u.Scheme) || u.Host == "" && u.Scheme != "file" {
 		return []string{fmt.Sprintf("%s: %q must be a URL starting with one of %s://", key, redactURL(v), strings.Join(schemes, ":// "))}
 	}
-	if _, hasPassword := u.User.Password(); hasPassword {
-		return []string{fmt.Sprintf("%s: must not hold a password (it would show in docker inspect); use [[env.token]]", key)}
+	if u.User != nil {
+		// A token often rides as the user name alone (https://TOKEN@host).
+		return []string{fmt.Sprintf("%s: must not hold a user name or password (it would show in docker inspect); use [[env.token]]", key)}
 	}
 	return nil
 }

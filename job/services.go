@@ -105,9 +105,19 @@ func (j Job) ServiceEnv(img Image) []string {
 	for _, v := range vars {
 		val := v.Value
 		if !v.Raw {
-			val = os.Expand(val, func(k string) string { return values[k] })
+			val = os.Expand(val, func(k string) string { return expandVar(values, k) })
 		}
 		env = append(env, v.Key+"="+val)
 	}
 	return env
+}
+
+// expandVar is the value of $k in a service variable, as the runner
+// expands it: "$$" is a literal "$", and the shell's special parameters
+// ($*, $#, $1 ...) are empty.
+func expandVar(values map[string]string, k string) string {
+	if k == "$" {
+		return "$"
+	}
+	return values[k]
 }

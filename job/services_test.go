@@ -55,8 +55,9 @@ func TestServiceEnv(t *testing.T) {
 		{Key: "URL", Value: "postgres://${HOST}/$CI_JOB_ID$SECRET"},
 		{Key: "LITERAL", Value: "$HOST", Raw: true},
 		{Key: "OVERRIDDEN", Value: "service"},
+		{Key: "PASSWORD", Value: "pa$$word$1$#"}, // $$ is a literal $; specials are empty
 	}})
-	want := []string{"CI_JOB_ID=7", "HOST=db", "OVERRIDDEN=job", "URL=postgres://db/7", "LITERAL=$HOST", "OVERRIDDEN=service"}
+	want := []string{"CI_JOB_ID=7", "HOST=db", "OVERRIDDEN=job", "URL=postgres://db/7", "LITERAL=$HOST", "OVERRIDDEN=service", "PASSWORD=pa$word"}
 	if !slices.Equal(got, want) {
 		t.Errorf("ServiceEnv = %q, want %q", got, want)
 	}
