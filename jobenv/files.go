@@ -63,3 +63,19 @@ func withSlash(p string) string {
 	}
 	return p
 }
+
+// NetrcTokens lists the passwords of a netrc this package wrote: what a
+// job was given, which a later stage masks even once the token file on
+// the runner host holds a rotated one.
+func NetrcTokens(netrc []byte) []string {
+	var out []string
+	for line := range strings.Lines(string(netrc)) {
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == "password" {
+				out = append(out, f[i+1])
+			}
+		}
+	}
+	return out
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -167,6 +168,13 @@ func TestBuildFiles(t *testing.T) {
 	wantSecrets := []string{jobToken, "glpat-git-0123456789", "npm-token/with+chars="}
 	if got := Secrets(cfg, j, files); !reflect.DeepEqual(got, wantSecrets) {
 		t.Errorf("secrets = %q, want %q", got, wantSecrets)
+	}
+	// What was delivered, read back from the netrc: every token.
+	delivered := NetrcTokens(p.Files[0].Content)
+	for _, s := range wantSecrets {
+		if !slices.Contains(delivered, s) {
+			t.Errorf("NetrcTokens = %q, lacks %q", delivered, s)
+		}
 	}
 	wantEnv := []string{"GOPRIVATE=gitlab.example.com", "NETRC=/run/warmcache/netrc", "npm_config_globalconfig=/run/warmcache/npmrc",
 		"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=credential.helper", gitHelperEnv}

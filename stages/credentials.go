@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -117,7 +118,7 @@ func tokenFilesCheck(d Deps, add func(level, format string, args ...any)) {
 // job, and a function that flushes what they hold back; call it when the
 // stage's output has ended.
 func masked(d Deps, j job.Job) (Deps, func()) {
-	secrets := jobenv.Secrets(d.Config.Env, j, os.ReadFile)
+	secrets := append(jobenv.Secrets(d.Config.Env, j, os.ReadFile), deliveredTokens(d, j.Key())...)
 	if len(secrets) == 0 {
 		return d, func() {}
 	}
@@ -134,4 +135,26 @@ func masked(d Deps, j job.Job) (Deps, func()) {
 			m.Flush()
 		}
 	}
+}
+
+// deliveredTokens reads back the tokens prepare gave the job, from the
+// netrc in its tmpfs volume (on the engine's host: the driver runs beside
+// a local engine to read it): a token file rotated since then holds a new
+// token, and the old one, still in the job's files, must stay masked.
+// Nothing when there is no such volume (yet) or it is out of reach.
+func deliveredTokens(d Deps, key naming.JobKey) []string {
+	if !d.Config.Env.JobToken && len(d.Config.Env.Tokens) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := d.Engine.InspectVolume(ctx, key.Name(naming.KindSecrets))
+	if err != nil || info.Mountpoint == "" {
+		return nil
+	}
+	netrc, err := os.ReadFile(filepath.Join(info.Mountpoint, jobenv.NetrcFile))
+	if err != nil {
+		return nil
+	}
+	return jobenv.NetrcTokens(netrc)
 }

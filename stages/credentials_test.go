@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/warmcache/warmcache/config"
+	"github.com/warmcache/warmcache/jobenv"
 	"github.com/warmcache/warmcache/naming"
 	"github.com/warmcache/warmcache/runtime"
 )
@@ -196,5 +198,37 @@ func TestWithEnv(t *testing.T) {
 	want := []string{"A=1", "B=2", "GOFLAGS=-mod=mod", "C=3"}
 	if !slices.Equal(got, want) {
 		t.Errorf("withEnv = %q, want %q", got, want)
+	}
+}
+
+// TestRunMasksDeliveredTokenAfterRotation: a token rotated on the runner
+// host after prepare is masked in later stages in both versions: the new
+// one from the file, the old one from what the job was given.
+func TestRunMasksDeliveredTokenAfterRotation(t *testing.T) {
+	h := newHarness(t, nil)
+	root := t.TempDir()
+	h.f.SetVolumeRoot(root)
+	tokenFile := writeFile(t, "token", "old-token-0123456789")
+	h.cfg.Env.Tokens = []config.Token{{Host: "git.corp.example", Login: "svc", TokenFile: tokenFile}}
+	if err := Prepare(context.Background(), h.deps()); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	// What the delivery exec (a no-op in the fake) writes into the tmpfs.
+	netrc := filepath.Join(root, sampleKey.Name(naming.KindSecrets), jobenv.NetrcFile)
+	if err := os.WriteFile(netrc, []byte("machine git.corp.example login svc password old-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tokenFile, []byte("new-token-9876543210\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.stdout.Reset()
+	h.f.SetExec(func(name string, cmd []string, stdin []byte) (runtime.Exit, string, string) {
+		return runtime.Exit{}, "old old-token-0123456789 new new-token-9876543210", ""
+	})
+	if err := Run(context.Background(), h.deps(), writeFile(t, "script", "echo\n"), "build_script"); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got, want := h.stdout.String(), "old [MASKED] new [MASKED]"; got != want {
+		t.Errorf("stdout = %q, want %q", got, want)
 	}
 }
