@@ -3,6 +3,8 @@ package limits
 import (
 	"fmt"
 	"path"
+	"slices"
+	"strings"
 )
 
 // Config is the [limits] section of warmcache's config.
@@ -64,10 +66,8 @@ func (c Config) Problems() []string {
 	if c.ConcurrentJobs < 1 || c.ConcurrentJobs > 1024 {
 		p = append(p, fmt.Sprintf("limits.concurrent_jobs: %d is out of range 1..1024", c.ConcurrentJobs))
 	}
-	p = append(p, c.Job.problems("limits.job")...)
-	p = append(p, c.Build.problems("limits.build")...)
-	p = append(p, c.Helper.problems("limits.helper")...)
-	p = append(p, c.Services.problems("limits.services")...)
+	_, general := sets("limits", c.Job, c.Build, c.Helper, c.Services)
+	p = append(p, general...)
 	for i, o := range c.Projects {
 		key := fmt.Sprintf("limits.project[%d]", i)
 		if _, err := path.Match(o.Path, ""); err != nil {
@@ -79,22 +79,46 @@ func (c Config) Problems() []string {
 		if o.ID < 0 {
 			p = append(p, fmt.Sprintf("%s.id: %d is not a project id", key, o.ID))
 		}
-		p = append(p, o.Job.problems(key+".job")...)
-		p = append(p, o.Build.problems(key+".build")...)
-		p = append(p, o.Helper.problems(key+".helper")...)
-		p = append(p, o.Services.problems(key+".services")...)
+		// What a matching job gets is the override on top of the general
+		// sets, so that is what is checked: its own keys alone can be fine
+		// and still clash with the general ones (build.memory above
+		// build.memory_swap), or clash only without them. A problem the
+		// general sets have already is said once, under their keys.
+		_, merged := sets(key, o.Job.over(c.Job), o.Build.over(c.Build), o.Helper.over(c.Helper), o.Services.over(c.Services))
+		for _, m := range merged {
+			if !slices.Contains(general, "limits"+strings.TrimPrefix(m, key)) {
+				p = append(p, m)
+			}
+		}
 	}
 	return p
 }
 
-func (s JobSet) problems(key string) []string {
-	_, p := s.parse(key)
-	return p
-}
-
-func (s Set) problems(key string) []string {
-	_, p := s.parse(key)
-	return p
+// sets parses one job's sets, naming each bad key under prefix ("limits"
+// or "limits.project[i]"), and checks the relations between them.
+func sets(prefix string, jobSet JobSet, build, helper, services Set) (Plan, []string) {
+	var plan Plan
+	var problems, p []string
+	plan.Job, p = jobSet.parse(prefix + ".job")
+	problems = append(problems, p...)
+	plan.Build, p = build.parse(prefix + ".build")
+	problems = append(problems, p...)
+	plan.Helper, p = helper.parse(prefix + ".helper")
+	problems = append(problems, p...)
+	plan.Services, p = services.parse(prefix + ".services")
+	problems = append(problems, p...)
+	// A container's cgroup is below the job's, and the kernel takes no
+	// cpuset there that is not within its parent's.
+	for _, c := range []struct {
+		kind string
+		set  Container
+	}{{"build", plan.Build}, {"helper", plan.Helper}, {"services", plan.Services}} {
+		if !cpusetWithin(c.set.CpusetCpus, plan.Job.CpusetCpus) {
+			problems = append(problems, fmt.Sprintf("%s.%s.cpuset_cpus: %q is not within the job's cpuset_cpus %q",
+				prefix, c.kind, c.set.CpusetCpus, plan.Job.CpusetCpus))
+		}
+	}
+	return plan, problems
 }
 
 // Job is parsed job-wide limits; zero fields set no limit.
@@ -176,17 +200,17 @@ func checkPids(n int64) error {
 	return nil
 }
 
-// forProject returns the sets that apply to a project: the general ones
-// with the first matching override's keys on top.
-func (c Config) forProject(projectPath string, projectID int64) (JobSet, Set, Set, Set) {
-	job, build, helper, services := c.Job, c.Build, c.Helper, c.Services
-	for _, o := range c.Projects {
+// forProject returns the sets that apply to a project, the general ones
+// with the first matching override's keys on top, and the key they are
+// named under: "limits", or "limits.project[i]" for an override.
+func (c Config) forProject(projectPath string, projectID int64) (string, JobSet, Set, Set, Set) {
+	for i, o := range c.Projects {
 		pathOK, _ := path.Match(o.Path, projectPath)
 		if (o.ID == 0 || o.ID == projectID) && (o.Path == "" || pathOK) {
-			return o.Job.over(job), o.Build.over(build), o.Helper.over(helper), o.Services.over(services)
+			return fmt.Sprintf("limits.project[%d]", i), o.Job.over(c.Job), o.Build.over(c.Build), o.Helper.over(c.Helper), o.Services.over(c.Services)
 		}
 	}
-	return job, build, helper, services
+	return "limits", c.Job, c.Build, c.Helper, c.Services
 }
 
 // over returns base with the keys s sets replaced.

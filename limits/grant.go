@@ -44,21 +44,9 @@ type Plan struct {
 // maximum (the admin's, else the host's capacity divided by the number of
 // concurrent jobs), and the job's request clamped to that maximum.
 func Resolve(c Config, projectPath string, projectID int64, host Host, req Request) (Plan, error) {
-	jobSet, build, helper, services := c.forProject(projectPath, projectID)
-	var plan Plan
-	var problems []string
-	var p []string
-	plan.Job, p = jobSet.parse("limits.job")
-	problems = append(problems, p...)
-	plan.Build, p = build.parse("limits.build")
-	problems = append(problems, p...)
-	plan.Helper, p = helper.parse("limits.helper")
-	problems = append(problems, p...)
-	plan.Services, p = services.parse("limits.services")
-	problems = append(problems, p...)
+	plan, problems := sets(c.forProject(projectPath, projectID))
 	if len(problems) > 0 {
-		// Config validation rejects these earlier; a project override is
-		// validated on its own keys, so this is a safety net.
+		// Config validation rejects these earlier; this is a safety net.
 		return Plan{}, fmt.Errorf("limits for project %s: %s", projectPath, strings.Join(problems, "; "))
 	}
 

@@ -113,6 +113,58 @@ func TestProblems(t *testing.T) {
 	}
 }
 
+// A project override is checked as a matching job gets it: on top of the
+// general sets, under its own key.
+func TestProblemsOfMergedSets(t *testing.T) {
+	c := Default()
+	c.Job = JobSet{CpusetCpus: "0-1"}
+	c.Build = Set{Memory: "1g", MemorySwap: "2g", CpusetCpus: "2"}
+	c.Helper = Set{MemorySwap: "1g"}
+	c.Projects = []Project{
+		// Valid on its own keys, but above the general memory_swap.
+		{Path: "big/*", Build: Set{Memory: "4g", CpusetCpus: "1"}},
+		// Needs the general memory to be valid: it is.
+		{ID: 7, Build: Set{MemorySwap: "4g", CpusetCpus: "1"}},
+		// A wider job cpuset makes the general build cpuset fit; its own
+		// services cpuset does not.
+		{ID: 8, Job: JobSet{CpusetCpus: "0-1,2-3"}, Services: Set{CpusetCpus: "1-4"}},
+	}
+	want := []string{
+		"limits.helper.memory_swap: needs memory to be set as well",
+		`limits.build.cpuset_cpus: "2" is not within the job's cpuset_cpus "0-1"`,
+		"limits.project[0].build.memory_swap: 2g is less than memory 4g (it counts memory plus swap)",
+		`limits.project[2].services.cpuset_cpus: "1-4" is not within the job's cpuset_cpus "0-1,2-3"`,
+	}
+	if got := c.Problems(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Problems() =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Should one slip through, the job's error names the override's key.
+	_, err := Resolve(c, "big/app", 1, Host{}, Request{})
+	if err == nil || !strings.Contains(err.Error(), "limits.project[0].build.memory_swap: 2g is less than memory 4g") {
+		t.Errorf("Resolve error %v, want one naming limits.project[0].build.memory_swap", err)
+	}
+}
+
+func TestCpusetWithin(t *testing.T) {
+	for _, tc := range []struct {
+		inner, outer string
+		want         bool
+	}{
+		{"", "0-1", true},
+		{"3", "", true},
+		{"0-1", "0-3", true},
+		{"1-2", "0-1,2-3", true},
+		{"0,2", "0-2", true},
+		{"2-3", "0-2", false},
+		{"0,4", "0-3,5", false},
+		{"x", "0", true}, // reported as unreadable on its own
+	} {
+		if got := cpusetWithin(tc.inner, tc.outer); got != tc.want {
+			t.Errorf("cpusetWithin(%q, %q) = %v, want %v", tc.inner, tc.outer, got, tc.want)
+		}
+	}
+}
+
 func TestDefaultShare(t *testing.T) {
 	for _, tc := range []struct {
 		host       Host

@@ -8,6 +8,7 @@ package limits
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -68,24 +69,56 @@ func MemoryBytes(s string) (int64, error) {
 // checkCpuset validates a CPU list such as "0-3,6": what cgroups accept
 // in cpuset.cpus.
 func checkCpuset(s string) error {
+	_, err := cpuRanges(s)
+	return err
+}
+
+// cpuRanges reads a CPU list into its ranges, each [first, last].
+func cpuRanges(s string) ([][2]uint64, error) {
 	if s == "" {
-		return nil
+		return nil, nil
 	}
 	bad := fmt.Errorf("%q is not a CPU list such as \"0-3,6\"", s)
+	var out [][2]uint64
 	for part := range strings.SplitSeq(s, ",") {
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err := strconv.ParseUint(lo, 10, 16)
 		if err != nil {
-			return bad
+			return nil, bad
 		}
+		b := a
 		if isRange {
-			b, err := strconv.ParseUint(hi, 10, 16)
+			b, err = strconv.ParseUint(hi, 10, 16)
 			if err != nil || b < a {
-				return bad
+				return nil, bad
 			}
 		}
+		out = append(out, [2]uint64{a, b})
 	}
-	return nil
+	return out, nil
+}
+
+// cpusetWithin says whether every CPU of the list inner is in the list
+// outer. An empty list is any CPU; a list that cannot be read is reported
+// on its own, so it passes here.
+func cpusetWithin(inner, outer string) bool {
+	in, err1 := cpuRanges(inner)
+	out, err2 := cpuRanges(outer)
+	if err1 != nil || err2 != nil || inner == "" || outer == "" {
+		return true
+	}
+	for _, r := range in {
+		// Walk r's CPUs a covering range at a time; the lists may overlap
+		// or touch ("0-1,2-3" holds "1-2").
+		for cpu := r[0]; cpu <= r[1]; {
+			i := slices.IndexFunc(out, func(o [2]uint64) bool { return o[0] <= cpu && cpu <= o[1] })
+			if i < 0 {
+				return false
+			}
+			cpu = out[i][1] + 1
+		}
+	}
+	return true
 }
 
 // MiB formats bytes for a job log line: whole MiB below 1 GiB ("512
