@@ -2,9 +2,11 @@ package stages
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/warmcache/warmcache/cachevol"
@@ -85,32 +87,29 @@ type jobFork struct {
 func makeFork(ctx context.Context, d Deps, j job.Job, i int, lc lowerCache, now time.Time) (jobFork, error) {
 	ov := overlay{key: j.Key(), meta: jobMeta(j, now), index: i, lower: lc.Lower.Name, lowerMP: lc.mountpoint,
 		options: cachevol.OverlayOptions}
+	var name string
 	var size startSize
 	var layerSays string
 	if d.Config.Cache.Fork == cachevol.ForkKeep {
-		sts, err := cachevol.Claim(ctx, d.Engine, cacheRecords(d), []cachevol.Volume{lc.Layer}, j.ID, now)
+		var err error
+		name, size, layerSays, err = keptLayerFork(ctx, d, j, ov, lc, now)
 		if err != nil {
-			return jobFork{}, fmt.Errorf("claiming the layer of a fork: %w", err)
+			return jobFork{}, err
 		}
-		st := sts[0]
-		ov.layer, ov.layerMP = lc.Layer.Name, st.Mountpoint
-		size = startSize{Volume: lc.Layer, Bytes: st.Stamp.SizeBytes, Known: !st.Warm || !st.Stamp.Measured.IsZero()}
-		layerSays = "its own writes kept from earlier unprotected jobs"
-		if st.Warm && !st.Stamp.Measured.IsZero() {
-			layerSays += " (" + cachevol.Bytes(st.Stamp.SizeBytes) + ")"
-		}
-	} else {
-		name, mp, err := ov.jobLayer(ctx, d, naming.KindLayer, nil)
+	}
+	if name == "" {
+		layer, mp, err := ov.jobLayer(ctx, d, naming.KindLayer, nil)
 		if err != nil {
 			return jobFork{}, err
 		}
 		ov.layerMP = mp
-		size = startSize{Volume: cachevol.Volume{Name: name, Profile: lc.Layer.Profile, Path: lc.Layer.Path}, Known: true, Job: true}
-		layerSays = "its writes discarded at the end of the job"
-	}
-	name, err := ov.create(ctx, d)
-	if err != nil {
-		return jobFork{}, fmt.Errorf("creating the fork of %s: %w", lc.Lower.Name, err)
+		size = startSize{Volume: cachevol.Volume{Name: layer, Profile: lc.Layer.Profile, Path: lc.Layer.Path}, Known: true, Job: true}
+		if layerSays == "" {
+			layerSays = "its writes discarded at the end of the job"
+		}
+		if name, err = ov.create(ctx, d); err != nil {
+			return jobFork{}, fmt.Errorf("creating the fork of %s: %w", lc.Lower.Name, err)
+		}
 	}
 	lower := cachevol.Status{Volume: lc.Lower, Mountpoint: lc.mountpoint, Warm: true, Readable: true,
 		Stamp: cachevol.Stamp{LastUsed: lc.record.LastUsed, SizeBytes: lc.record.SizeBytes, Measured: lc.record.Measured}}
@@ -120,6 +119,50 @@ func makeFork(ctx context.Context, d Deps, j job.Job, i int, lc lowerCache, now 
 	}
 	line := fmt.Sprintf("Cache %s %s: forked from the protected cache (%s, %s), %s", lc.Lower.Profile, lc.Lower.Path, what, lc.Lower.Name, layerSays)
 	return jobFork{volume: name, lower: lower, size: size, line: line}, nil
+}
+
+// errLayerInUse: another job's fork stands on a kept layer.
+var errLayerInUse = errors.New("kept layer in use by another job's fork")
+
+// keptLayerFork claims the kept layer of lc and creates the job's fork on
+// it, unless another job's fork already stands on it: two overlays must
+// never share an upper and work directory (the second mount would wipe
+// the first one's work directory under it), so that job gets an empty
+// name and a layer of its own, discarded with it. The check and the
+// creation of the fork volume happen under the layer's record lock, so
+// two prepares cannot both find the layer free.
+func keptLayerFork(ctx context.Context, d Deps, j job.Job, ov overlay, lc lowerCache, now time.Time) (name string, size startSize, says string, err error) {
+	sts, err := cachevol.Claim(ctx, d.Engine, cacheRecords(d), []cachevol.Volume{lc.Layer}, j.ID, now)
+	if err != nil {
+		return "", startSize{}, "", fmt.Errorf("claiming the layer of a fork: %w", err)
+	}
+	st := sts[0]
+	ov.layer, ov.layerMP = lc.Layer.Name, st.Mountpoint
+	err = cacheRecords(d).Update(lc.Layer.Name, func(*cachevol.Record) error {
+		forks, err := d.Engine.List(ctx, map[string]string{naming.LabelKind: string(naming.KindFork), cachevol.LabelForkLayer: lc.Layer.Name})
+		if err != nil {
+			return fmt.Errorf("listing the forks of %s: %w", lc.Layer.Name, err)
+		}
+		// The job's own leftovers went at the start of prepare: any fork
+		// here is another job's.
+		if slices.ContainsFunc(forks, func(r runtime.Resource) bool { return r.Type == runtime.Volume }) {
+			return errLayerInUse
+		}
+		name, err = ov.create(ctx, d)
+		return err
+	})
+	if errors.Is(err, errLayerInUse) {
+		return "", startSize{}, "its writes discarded at the end of the job (another job is using the kept layer " + lc.Layer.Name + ")", nil
+	}
+	if err != nil {
+		return "", startSize{}, "", fmt.Errorf("creating the fork of %s: %w", lc.Lower.Name, err)
+	}
+	size = startSize{Volume: lc.Layer, Bytes: st.Stamp.SizeBytes, Known: !st.Warm || !st.Stamp.Measured.IsZero()}
+	says = "its own writes kept from earlier unprotected jobs"
+	if st.Warm && !st.Stamp.Measured.IsZero() {
+		says += " (" + cachevol.Bytes(st.Stamp.SizeBytes) + ")"
+	}
+	return name, size, says, nil
 }
 
 func jobMeta(j job.Job, now time.Time) naming.JobMeta {

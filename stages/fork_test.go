@@ -85,3 +85,75 @@ func TestPrepareForksProtectedCache(t *testing.T) {
 		t.Errorf("kept layers after cleanup: %+v, want 3", layers)
 	}
 }
+
+// TestKeptLayerNotShared: with cache.fork = "keep", a second unprotected
+// job of the project running while the first one's forks stand gets
+// layers of its own (discarded with it): two overlays never share an
+// upper and work directory.
+func TestKeptLayerNotShared(t *testing.T) {
+	root := t.TempDir()
+	protected := newHarness(t, func(j map[string]any) { j["git_info"].(map[string]any)["protected"] = true })
+	protected.cfg.Cache.Enabled = true
+	protected.f.SetVolumeRoot(root)
+	if err := Prepare(context.Background(), protected.deps()); err != nil {
+		t.Fatal(err)
+	}
+	if err := Cleanup(protected.deps()); err != nil {
+		t.Fatal(err)
+	}
+	first := newHarness(t, nil)
+	first.f, first.cfg = protected.f, protected.cfg
+	first.cfg.Cache.Fork = cachevol.ForkKeep
+	if err := Prepare(context.Background(), first.deps()); err != nil {
+		t.Fatal(err)
+	}
+	second := newHarness(t, func(j map[string]any) { j["id"] = 22962 })
+	second.f, second.cfg = first.f, first.cfg
+	second.env["CUSTOM_ENV_CI_CONCURRENT_ID"] = "3"
+	if err := Prepare(context.Background(), second.deps()); err != nil {
+		t.Fatal(err)
+	}
+
+	forks, _ := first.f.List(t.Context(), map[string]string{naming.LabelKind: string(naming.KindFork)})
+	uppers := map[string]string{}
+	var own int
+	for _, f := range forks {
+		o := first.f.VolumeDriverOpts(f.Name)["o"]
+		_, upper, _ := strings.Cut(o, "upperdir=")
+		if other, ok := uppers[upper]; ok {
+			t.Errorf("forks %s and %s share %s", other, f.Name, upper)
+		}
+		uppers[upper] = f.Name
+		if f.Labels[naming.LabelJobID] == "22962" && f.Labels[cachevol.LabelForkLayer] == "" {
+			own++
+		}
+	}
+	if len(forks) != 6 || own != 3 {
+		t.Errorf("forks %+v: want 3 per job, the second job's on layers of its own", forks)
+	}
+	if !strings.Contains(second.stderr.String(), "another job is using the kept layer") {
+		t.Errorf("second job's log does not say why its writes are discarded:\n%s", second.stderr.String())
+	}
+
+	// Once the first job is gone, the next one gets the kept layers again.
+	if err := Cleanup(first.deps()); err != nil {
+		t.Fatal(err)
+	}
+	if err := Cleanup(second.deps()); err != nil {
+		t.Fatal(err)
+	}
+	third := newHarness(t, func(j map[string]any) { j["id"] = 22963 })
+	third.f, third.cfg = first.f, first.cfg
+	if err := Prepare(context.Background(), third.deps()); err != nil {
+		t.Fatal(err)
+	}
+	kept, _ := first.f.List(t.Context(), map[string]string{naming.LabelKind: string(naming.KindFork), naming.LabelJobID: "22963"})
+	for _, f := range kept {
+		if f.Labels[cachevol.LabelForkLayer] == "" {
+			t.Errorf("fork %s of the third job is not on the kept layer", f.Name)
+		}
+	}
+	if len(kept) != 3 {
+		t.Errorf("third job's forks: %+v", kept)
+	}
+}
