@@ -133,7 +133,7 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 				ArgsUsage: "NAME",
 				Flags:     []cli.Flag{&cli.StringFlag{Name: "host", Required: true}},
 				Action: func(c *cli.Context) error {
-					*stageErr = onEngine(c.String("host"), func(ctx context.Context, e *runtime.Docker) error {
+					*stageErr = detached(c, func(ctx context.Context, e *runtime.Docker) error {
 						return e.StartContainer(ctx, c.Args().First())
 					})
 					return nil
@@ -142,14 +142,14 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 			{
 				// Started detached by cleanup once the job's containers
 				// are gone: a network takes longer to remove than anything
-				// else, and nothing waits for it. The reaper removes what
-				// this leaves.
+				// else, and nothing waits for it. A failure goes to the
+				// structured log; the reaper removes what this leaves.
 				Name:      "remove-network",
 				Hidden:    true,
 				ArgsUsage: "ID",
 				Flags:     []cli.Flag{&cli.StringFlag{Name: "host", Required: true}},
 				Action: func(c *cli.Context) error {
-					*stageErr = onEngine(c.String("host"), func(ctx context.Context, e *runtime.Docker) error {
+					*stageErr = detached(c, func(ctx context.Context, e *runtime.Docker) error {
 						return e.Remove(ctx, runtime.Resource{Type: runtime.Network, Name: c.Args().First()})
 					})
 					return nil
@@ -232,7 +232,7 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 	defer closeLog()
 	d := stages.Deps{
 		Config: cfg, Getenv: os.Getenv, Stdout: stdout, Stderr: stderr,
-		Log: logger.With(zap.String("stage", c.Command.Name)), Background: background,
+		Log: logger.With(zap.String("stage", c.Command.Name)), Background: starter(path, optional),
 	}
 	if needEngine {
 		engine, err := runtime.NewDocker(cfg.Docker.Host)
@@ -256,10 +256,28 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 	return err
 }
 
-// background starts this executable detached from the stage: in its own
-// session (the runner's signals to the stage's process group do not reach
-// it), with no stdio, not waited for.
-func background(args ...string) error {
+// starter returns what starts this executable detached from the stage: in
+// its own session (the runner's signals to the stage's process group do
+// not reach it), with no stdio, not waited for. It reads the stage's config
+// file, named on its command line since it gets no WARMCACHE_CONFIG, to
+// log its outcome where the stage does.
+func starter(configPath string, optional bool) func(args ...string) error {
+	return func(args ...string) error {
+		return background(detachedArgs(configPath, optional, args))
+	}
+}
+
+// detachedArgs is the command line of a detached helper command: args,
+// after the stage's config file unless that is the optional default,
+// which the helper finds by itself.
+func detachedArgs(configPath string, optional bool, args []string) []string {
+	if optional {
+		return args
+	}
+	return append([]string{"--config", configPath}, args...)
+}
+
+func background(args []string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -274,8 +292,30 @@ func background(args ...string) error {
 	return cmd.Process.Release()
 }
 
-// onEngine runs f, the work of a detached helper command, with an engine
-// client of its own, bounded in time.
+// detached runs f, the work of a helper command that a stage started with
+// its starter, with an engine client of its own, bounded in time. Nobody
+// reads its stderr, so its outcome goes to the structured log of the
+// config file when that can be opened: a failure is not lost.
+func detached(c *cli.Context, f func(context.Context, *runtime.Docker) error) error {
+	logger := zap.NewNop()
+	path, optional := config.Resolve(c.String("config"), os.Getenv)
+	if cfg, err := config.Load(path, optional); err == nil {
+		if l, closeLog, err := newLogger(cfg.Log); err == nil {
+			defer closeLog()
+			logger = l.With(zap.String("stage", c.Command.Name), zap.Strings("args", c.Args().Slice()))
+		}
+	}
+	start := time.Now()
+	err := onEngine(c.String("host"), f)
+	if err != nil {
+		logger.Error("stage failed", zap.Error(err))
+	} else {
+		logger.Info("stage finished", zap.Duration("took", time.Since(start)))
+	}
+	return err
+}
+
+// onEngine runs f with an engine client of its own, bounded in time.
 func onEngine(host string, f func(context.Context, *runtime.Docker) error) error {
 	engine, err := runtime.NewDocker(host)
 	if err != nil {

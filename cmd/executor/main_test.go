@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -118,5 +120,49 @@ func TestPanicIsASystemFailure(t *testing.T) {
 	code := run([]string{"warmcache", "--config", "testdata/valid.toml", "config"}, panicWriter{}, &stderr)
 	if code != 9 || stderr.String() != "warmcache: internal error: boom\n" {
 		t.Errorf("code %d, stderr %q; want 9 and one line", code, stderr.String())
+	}
+}
+
+// A detached helper command has no reader for its stderr: its failure goes
+// to the structured log of the config file it is given.
+func TestDetachedFailureIsLogged(t *testing.T) {
+	setCodes(t)
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "warmcache.log")
+	cfg := filepath.Join(dir, "warmcache.toml")
+	if err := os.WriteFile(cfg, []byte("[log]\nfile = \""+logFile+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noEngine := "unix://" + filepath.Join(dir, "no-engine.sock")
+	code, _, _ := runMain("--config", cfg, "remove-network", "--host", noEngine, "net-id-1")
+	if code != 9 {
+		t.Errorf("code %d, want the system failure code 9", code)
+	}
+	data, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatalf("no structured log: %v", err)
+	}
+	var entry struct {
+		Level, Msg, Stage, Error string
+		Args                     []string
+	}
+	if err := json.Unmarshal(data, &entry); err != nil {
+		t.Fatalf("log %q is not one JSON entry: %v", data, err)
+	}
+	if entry.Level != "error" || entry.Stage != "remove-network" || !slices.Equal(entry.Args, []string{"net-id-1"}) ||
+		!strings.Contains(entry.Error, "removing network net-id-1") {
+		t.Errorf("log entry %+v, want the failed removal of net-id-1", entry)
+	}
+}
+
+// A stage hands its config file to the helper commands it starts, which
+// do not get its environment; the optional default they find themselves.
+func TestDetachedArgs(t *testing.T) {
+	args := []string{"remove-network", "--host", "unix:///x.sock", "id"}
+	if got, want := detachedArgs("/etc/wc.toml", false, args), append([]string{"--config", "/etc/wc.toml"}, args...); !slices.Equal(got, want) {
+		t.Errorf("explicit config: %q, want %q", got, want)
+	}
+	if got := detachedArgs("/etc/warmcache/config.toml", true, args); !slices.Equal(got, args) {
+		t.Errorf("optional default: %q, want %q", got, args)
 	}
 }

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -202,4 +204,40 @@ func BenchmarkJobNetwork(b *testing.B) {
 	b.ReportMetric(float64(om.Milliseconds()), "ms/job-own-network")
 	b.ReportMetric(float64(bm.Milliseconds()), "ms/job-default-bridge")
 	b.ReportMetric(float64(om)/float64(bm), "own/bridge")
+}
+
+// TestNetworkRemovalLogged: the detached process that removes a job's
+// network after cleanup gets the stage's config file (the runner's
+// environment, WARMCACHE_CONFIG with it, stays behind) and logs its
+// outcome to the configured structured log.
+func TestNetworkRemovalLogged(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "warmcache.log")
+	j := newJob(t, jobSpec{Config: defaultConfig + "[log]\nfile = \"" + logFile + "\"\n"})
+	if r := j.prepare(); r.Code != 0 {
+		t.Fatalf("prepare: %s", r)
+	}
+	if r := j.cleanup(); r.Code != 0 {
+		t.Fatalf("cleanup: %s", r)
+	}
+	if left := jobResources(t, j); len(left) != 0 {
+		t.Errorf("after cleanup the job still has %v", left)
+	}
+	// The network is gone before its remover writes the log line: wait for
+	// the line a moment longer.
+	var entries []string
+	for deadline := time.Now().Add(networkRemovalBound); ; time.Sleep(50 * time.Millisecond) {
+		entries = nil
+		data, _ := os.ReadFile(logFile)
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.Contains(line, `"stage":"remove-network"`) {
+				entries = append(entries, line)
+			}
+		}
+		if len(entries) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(entries) != 1 || !strings.Contains(entries[0], `"msg":"stage finished"`) {
+		t.Errorf("remove-network log entries %q, want one saying it finished", entries)
+	}
 }
