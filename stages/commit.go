@@ -120,7 +120,13 @@ func makeCommitLayer(ctx context.Context, d Deps, j job.Job, i int, st cachevol.
 		return "", startSize{}, err
 	}
 	ov.layerMP = mp
-	name, err := ov.create(ctx, d)
+	// Under the cache's lock: a commit applying a layer to it finishes
+	// before the overlay exists, or sees it and does not apply (commitLayer).
+	var name string
+	err = cacheRecords(d).Update(st.Name, func(*cachevol.Record) error {
+		name, err = ov.create(ctx, d)
+		return err
+	})
 	if err != nil {
 		return "", startSize{}, fmt.Errorf("creating the commit layer of %s: %w", st.Name, err)
 	}
@@ -153,7 +159,13 @@ func commitLayers(ctx context.Context, d Deps, j job.Job) {
 		return
 	}
 	for _, r := range rs {
-		if err := commitLayer(ctx, d, r); err != nil {
+		err := commitLayer(ctx, d, r)
+		if errors.Is(err, errCacheMounted) {
+			d.Log.Warn("cache writes of a successful job discarded: another running job mounts the cache",
+				zap.String("layer", r.Name), zap.String("volume", r.Labels[cachevol.LabelCommitTo]))
+			continue
+		}
+		if err != nil {
 			d.Log.Warn("committing a cache layer", zap.String("layer", r.Name), zap.Error(err))
 			continue
 		}
@@ -161,6 +173,16 @@ func commitLayers(ctx context.Context, d Deps, j job.Job) {
 	}
 }
 
+// errCacheMounted: another job's overlay stands on the cache a layer would
+// be applied to.
+var errCacheMounted = errors.New("another job's overlay stands on the cache")
+
+// commitLayer applies the job's commit layer to its shared cache, unless
+// another job's overlay stands on that cache: overlayfs leaves changes to
+// a lower directory under a mounted overlay undefined, so the writes of
+// this job are then discarded (errCacheMounted) rather than risk what the
+// other job sees. Overlays are made under the same lock (makeCommitLayer),
+// so none appears while the layer is applied.
 func commitLayer(ctx context.Context, d Deps, layer runtime.Resource) error {
 	target := layer.Labels[cachevol.LabelCommitTo]
 	to, err := d.Engine.InspectVolume(ctx, target)
@@ -175,6 +197,15 @@ func commitLayer(ctx context.Context, d Deps, layer runtime.Resource) error {
 		return err
 	}
 	return cacheRecords(d).Update(target, func(r *cachevol.Record) error {
+		forks, err := d.Engine.List(ctx, map[string]string{naming.LabelKind: string(naming.KindFork), cachevol.LabelForkLower: target})
+		if err != nil {
+			return fmt.Errorf("listing the overlays on %s: %w", target, err)
+		}
+		if slices.ContainsFunc(forks, func(f runtime.Resource) bool {
+			return f.Type == runtime.Volume && f.Labels[naming.LabelJob] != layer.Labels[naming.LabelJob]
+		}) {
+			return errCacheMounted
+		}
 		if err := cachevol.ApplyLayer(from.Mountpoint, to.Mountpoint); err != nil {
 			return err
 		}

@@ -2,7 +2,14 @@ package stages
 
 import (
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"github.com/warmcache/warmcache/cachevol"
+	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/runtime"
 )
 
 type stepRun struct {
@@ -43,5 +50,61 @@ func TestStepsSucceeded(t *testing.T) {
 				t.Errorf("stepsSucceeded = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestCommitSkippedWhileMounted: a layer is not applied to a shared cache
+// that another running job's overlay stands on (overlayfs leaves changes
+// to a mounted lower directory undefined); once that job is gone, it is.
+func TestCommitSkippedWhileMounted(t *testing.T) {
+	h := newHarness(t, nil)
+	h.cfg.Cache.CommitOnSuccess = true
+	h.f.SetVolumeRoot(t.TempDir())
+	d, ctx := h.deps(), t.Context()
+	target := "warmcache-maven-shared"
+	cacheLabels := map[string]string{naming.LabelKind: string(naming.KindCache)}
+	mine := naming.JobKey{Runner: "r", ProjectID: 1, JobID: 1}
+	other := naming.JobKey{Runner: "r", ProjectID: 1, JobID: 2}
+	layerLabels := mine.Labels(naming.KindCommit, naming.JobMeta{})
+	layerLabels[cachevol.LabelCommitTo] = target
+	ownFork := mine.Labels(naming.KindFork, naming.JobMeta{})
+	ownFork[cachevol.LabelForkLower] = target
+	otherFork := other.Labels(naming.KindFork, naming.JobMeta{})
+	otherFork[cachevol.LabelForkLower] = target
+	for _, v := range []runtime.VolumeSpec{
+		{Name: target, Labels: cacheLabels},
+		{Name: "layer", Labels: layerLabels},
+		{Name: "own-fork", Labels: ownFork},
+		{Name: "other-fork", Labels: otherFork},
+	} {
+		if err := h.f.EnsureVolume(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	to, _ := h.f.Volume(target)
+	from, _ := h.f.Volume("layer")
+	if err := os.MkdirAll(filepath.Join(from.Mountpoint, "upper"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(from.Mountpoint, "upper", "new.jar"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	layer := runtime.Resource{Type: runtime.Volume, Name: "layer", Labels: layerLabels}
+
+	if err := commitLayer(ctx, d, layer); !errors.Is(err, errCacheMounted) {
+		t.Fatalf("commit under another job's overlay: %v, want errCacheMounted", err)
+	}
+	if _, err := os.Stat(filepath.Join(to.Mountpoint, "new.jar")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the layer was applied under another job's overlay: %v", err)
+	}
+	if err := h.f.Remove(ctx, runtime.Resource{Type: runtime.Volume, Name: "other-fork"}); err != nil {
+		t.Fatal(err)
+	}
+	// The job's own overlay does not count: its containers are gone.
+	if err := commitLayer(ctx, d, layer); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(to.Mountpoint, "new.jar")); err != nil {
+		t.Errorf("the layer was not applied once the cache was free: %v", err)
 	}
 }
