@@ -10,7 +10,8 @@ import (
 // TestCommitOnSuccess: with commit_on_success, Maven's cache (unsafe with
 // concurrent writers) is one volume for every concurrency slot; each job
 // writes to a layer of its own, applied to it only when the job's steps
-// succeed. Two concurrent jobs that succeed both land; a failed job
+// succeed, and only while no other job mounts the cache: of two
+// concurrent jobs, the one finishing first is discarded; a failed job
 // changes nothing; deletions commit too.
 func TestCommitOnSuccess(t *testing.T) {
 	pool := newGCPool(t)
@@ -41,14 +42,21 @@ func TestCommitOnSuccess(t *testing.T) {
 		}
 	}
 
-	// Two slots at once, both succeed: both writes land in the one cache.
+	// Two slots at once, both succeed: the one that finishes while the
+	// other still mounts the cache is not applied under it; the other is.
 	a, b := start(0), start(1)
-	step(a, "echo a > "+repo+"/a.jar\n", 0)
+	step(a, "echo lost > "+repo+"/lost.jar\n", 0)
 	if out := step(b, show+"echo b > "+repo+"/b.jar\n", 0); out != "\n" {
 		t.Errorf("slot 1 sees slot 0's uncommitted write: %q", out)
 	}
 	cleanup(a)
 	cleanup(b)
+	// A job alone commits.
+	alone := start(0)
+	if out := step(alone, show+"echo a > "+repo+"/a.jar\n", 0); out != "b.jar \n" {
+		t.Errorf("after two concurrent jobs: %q, want only the last one's write", out)
+	}
+	cleanup(alone)
 
 	// A failing job: its new file, change and deletion are all dropped.
 	failing := start(0)
