@@ -20,8 +20,10 @@ package jobcgroup
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -233,6 +235,79 @@ func (h Host) locate(base string) (Host, bool) {
 		}
 	}
 	return h, false
+}
+
+// below lists dir and every cgroup directory under it (the job's cgroup,
+// its containers' and theirs). A cgroup removed during the walk is left
+// out.
+func below(dir string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) { // a container went meanwhile
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// throttled reads the CPU time a quota held the job back, from the
+// counter key of cpu.stat ("throttled_time" in ns under v1,
+// "throttled_usec" under v2) in the job's cgroup dir and its containers'.
+// The kernel counts throttling in the cgroup whose quota it enforces: a
+// build container with the job's quota as its own is often throttled in
+// its own cgroup, not the job's. A process held back by both quotas at
+// once is counted in both, so the two are not added: the job's count
+// stands, or the containers' together where higher (they are disjoint).
+func throttled(dir, key string) (uint64, error) {
+	own, err := statCounter(filepath.Join(dir, "cpu.stat"), key)
+	if err != nil {
+		return 0, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var containers uint64
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		n, err := statCounter(filepath.Join(dir, e.Name(), "cpu.stat"), key)
+		if err != nil {
+			return 0, err
+		}
+		containers += n
+	}
+	return max(own, containers), nil
+}
+
+// statCounter reads one counter of a flat-keyed file such as cpu.stat; a
+// file gone with its container reads 0.
+func statCounter(file, key string) (uint64, error) {
+	b, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), key+" "); ok {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s in %s: %w", key, file, err)
+			}
+			return n, nil
+		}
+	}
+	return 0, nil
 }
 
 // unlimited treats the kernel's "no limit" values (v1's page-rounded

@@ -112,6 +112,9 @@ func TestV2CreateUsageRemove(t *testing.T) {
 	write(t, filepath.Join(ctr, "memory.events"), "max 3\noom 1\noom_kill 1\n")
 	write(t, filepath.Join(ctr, "cgroup.procs"), "")
 	write(t, filepath.Join(dir, "cgroup.procs"), "")
+	// The container's own quota held it back too; the kernel counts that
+	// in the container's cgroup only.
+	write(t, filepath.Join(ctr, "cpu.stat"), "usage_usec 2000000\nnr_periods 40\nnr_throttled 30\nthrottled_usec 3000000\n")
 	write(t, filepath.Join(dir, "memory.stat"), "anon 1000\n")
 	write(t, filepath.Join(ctr, "memory.stat"), "anon 1000\n")
 
@@ -119,7 +122,7 @@ func TestV2CreateUsageRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Usage{PeakMemory: 400000000, MemoryLimit: 512 << 20, CPU: 2500 * time.Millisecond, Throttled: 1200 * time.Millisecond,
+	want := Usage{PeakMemory: 400000000, MemoryLimit: 512 << 20, CPU: 2500 * time.Millisecond, Throttled: 3 * time.Second,
 		OOMKills: 1, OOMLimit: 256 << 20, OOMPeak: 256 << 20}
 	if u != want {
 		t.Errorf("Usage = %+v\nwant    %+v", u, want)
@@ -180,6 +183,32 @@ func TestV2JobOOMAtJobLimit(t *testing.T) {
 	}
 	if u.OOMKills != 2 || u.OOMLimit != 512<<20 || u.OOMPeak != 512<<20 {
 		t.Errorf("Usage = %+v; want 2 kills at the job's limit and peak", u)
+	}
+}
+
+// The throttling figure is the job's own or its containers' together,
+// whichever is higher: the kernel counts a process held back by both
+// quotas in both.
+func TestThrottled(t *testing.T) {
+	dir := t.TempDir()
+	stat := func(rel, ns string) {
+		write(t, filepath.Join(dir, rel, "cpu.stat"), "nr_periods 10\nnr_throttled 5\nthrottled_time "+ns+"\n")
+	}
+	stat(".", "1000")
+	stat("a", "500")
+	stat("b", "800")
+	stat("b/nested", "9000")                              // within b: counted in b already
+	write(t, filepath.Join(dir, "c", "cgroup.procs"), "") // no cpu.stat yet
+	if got, err := throttled(dir, "throttled_time"); got != 1300 || err != nil {
+		t.Errorf("throttled = %d, %v; want the containers' 1300", got, err)
+	}
+	stat(".", "2000")
+	if got, err := throttled(dir, "throttled_time"); got != 2000 || err != nil {
+		t.Errorf("throttled = %d, %v; want the job's 2000", got, err)
+	}
+	write(t, filepath.Join(dir, "a", "cpu.stat"), "throttled_time lots\n")
+	if _, err := throttled(dir, "throttled_time"); err == nil {
+		t.Error("an unreadable counter went unnoticed")
 	}
 }
 
@@ -255,6 +284,9 @@ func TestV1SyntheticTree(t *testing.T) {
 	write(t, dir("cpuacct", "cpuacct.usage_percpu"), "2000000000 1000000000\n")
 	write(t, dir("cpuacct", "cpuacct.stat"), "user 250\nsystem 50\n")
 	write(t, dir("cpu", "cpu.stat"), "nr_periods 30\nnr_throttled 20\nthrottled_time 700000000\n")
+	// The build container has the job's quota as its own: the kernel
+	// throttles it there, and counts that in its cgroup, not the job's.
+	write(t, dir("cpu", "ctr", "cpu.stat"), "nr_periods 30\nnr_throttled 25\nthrottled_time 2000000000\n")
 	memory := func(d, limit, peak, kills string) {
 		write(t, filepath.Join(d, "memory.stat"), "cache 0\nrss 1\n")
 		write(t, filepath.Join(d, "memory.limit_in_bytes"), limit)
@@ -270,7 +302,7 @@ func TestV1SyntheticTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Usage{PeakMemory: 300000000, MemoryLimit: 512 << 20, CPU: 3 * time.Second, Throttled: 700 * time.Millisecond,
+	want := Usage{PeakMemory: 300000000, MemoryLimit: 512 << 20, CPU: 3 * time.Second, Throttled: 2 * time.Second,
 		OOMKills: 1, OOMLimit: 256 << 20, OOMPeak: 256 << 20}
 	if u != want {
 		t.Errorf("Usage = %+v\nwant    %+v", u, want)

@@ -2,7 +2,6 @@ package jobcgroup
 
 import (
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -77,9 +76,11 @@ func (h Host) usage1(base string) (Usage, error) {
 	if st.CPU != nil && st.CPU.Usage != nil {
 		u.CPU = time.Duration(st.CPU.Usage.Total)
 	}
-	if st.CPU != nil && st.CPU.Throttling != nil {
-		u.Throttled = time.Duration(st.CPU.Throttling.ThrottledTime)
+	held, err := throttled(cgroup1.NewCpu(h.Root).Path(h.group(base)), "throttled_time")
+	if err != nil {
+		return Usage{}, err
 	}
+	u.Throttled = time.Duration(held)
 	if st.Memory != nil && st.Memory.Usage != nil {
 		u.PeakMemory = int64(st.Memory.Usage.Max)
 		u.MemoryLimit = unlimited(st.Memory.Usage.Limit)
@@ -95,22 +96,14 @@ func (h Host) usage1(base string) (Usage, error) {
 func (h Host) oomKills1(base string, u *Usage) error {
 	memory := cgroup1.NewMemory(h.Root)
 	root := memory.Path(h.group(base))
-	var cgs []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) { // a container went meanwhile
-				return nil
-			}
-			return err
-		}
-		if d.IsDir() {
-			rel, _ := filepath.Rel(memory.Path("/"), p)
-			cgs = append(cgs, "/"+rel)
-		}
-		return nil
-	})
+	dirs, err := below(root)
 	if err != nil {
 		return err
+	}
+	var cgs []string
+	for _, d := range dirs {
+		rel, _ := filepath.Rel(memory.Path("/"), d)
+		cgs = append(cgs, "/"+rel)
 	}
 	oneLevel := func() ([]cgroup1.Subsystem, error) { return []cgroup1.Subsystem{memory}, nil }
 	for _, g := range cgs {

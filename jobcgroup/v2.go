@@ -2,7 +2,6 @@ package jobcgroup
 
 import (
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -54,8 +53,12 @@ func (h Host) usage2(base string) (Usage, error) {
 	var u Usage
 	if st.CPU != nil {
 		u.CPU = time.Duration(st.CPU.UsageUsec) * time.Microsecond
-		u.Throttled = time.Duration(st.CPU.ThrottledUsec) * time.Microsecond
 	}
+	held, err := throttled(filepath.Join(h.Root, h.group(base)), "throttled_usec")
+	if err != nil {
+		return Usage{}, err
+	}
+	u.Throttled = time.Duration(held) * time.Microsecond
 	if st.Memory != nil {
 		u.PeakMemory = int64(st.Memory.MaxUsage) // memory.peak, kernel 5.19 and later
 		u.MemoryLimit = unlimited(st.Memory.UsageLimit)
@@ -73,23 +76,19 @@ func (h Host) usage2(base string) (Usage, error) {
 
 // oomLimit2 finds the lowest limit among the cgroups that saw a kill.
 func (h Host) oomLimit2(base string, u *Usage) {
-	root := filepath.Join(h.Root, h.group(base))
-	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil // a container went meanwhile
-		}
-		rel, _ := filepath.Rel(h.Root, p)
+	dirs, _ := below(filepath.Join(h.Root, h.group(base)))
+	for _, d := range dirs {
+		rel, _ := filepath.Rel(h.Root, d)
 		m, err := cgroup2.Load("/"+rel, cgroup2.WithMountpoint(h.Root))
 		if err != nil {
-			return nil
+			continue // removed meanwhile
 		}
 		st, err := m.StatFiltered(cgroup2.StatMemory | cgroup2.StatMemoryEvents)
 		if err != nil || st.MemoryEvents == nil || st.MemoryEvents.OomKill == 0 || st.Memory == nil {
-			return nil
+			continue
 		}
 		noteOOM(u, unlimited(st.Memory.UsageLimit), int64(st.Memory.MaxUsage))
-		return nil
-	})
+	}
 }
 
 func (h Host) remove2(base string) error {

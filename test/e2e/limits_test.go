@@ -145,6 +145,17 @@ func TestLimitsCPU(t *testing.T) {
 	case cores < 0.1:
 		t.Errorf("the job used %.2f cores: it barely ran", cores)
 	}
+	// The usage line counts the throttling wherever the kernel did it,
+	// mostly in the build container's cgroup.
+	after := j.run("after_script", runnerScript("true\n"))
+	m = regexp.MustCompile(`(?m)^Job resources used: .*, throttled ([0-9.]+)s, `).FindStringSubmatch(after.Stderr)
+	if after.Code != 0 || m == nil {
+		t.Fatalf("after_script lacks the usage line: %s", after)
+	}
+	t.Logf("usage line: throttled %ss", m[1])
+	if th, _ := strconv.ParseFloat(m[1], 64); capped && th < 0.1 {
+		t.Errorf("usage line says throttled %ss, but the kernel throttled the job in %d of %d periods", m[1], throttled, periods)
+	}
 }
 
 // throttling reads nr_periods and nr_throttled of a v1 cpu cgroup and of
