@@ -7,6 +7,7 @@ import (
 	"io/fs"
 
 	"github.com/warmcache/warmcache/cachevol"
+	"github.com/warmcache/warmcache/naming"
 	"github.com/warmcache/warmcache/runtime"
 )
 
@@ -67,6 +68,7 @@ func Doctor(ctx context.Context, d Deps) error {
 	}
 
 	diskCheck(info.RootDir, add)
+	networksCheck(ctx, d, add)
 
 	entries, err := cachevol.List(ctx, d.Engine)
 	if err != nil {
@@ -79,6 +81,43 @@ func Doctor(ctx context.Context, d Deps) error {
 		add("ok", "caches: %d volumes, %s measured", len(entries), cachevol.Bytes(total))
 	}
 	return report(d, found)
+}
+
+// networksWarn is the number of job networks at which doctor warns:
+// Docker's default address pools hold about 30 networks.
+const networksWarn = 20
+
+// networksCheck counts the job networks, and those of them whose job has
+// no container left (a failed removal: see planStranded).
+func networksCheck(ctx context.Context, d Deps, add func(level, format string, args ...any)) {
+	rs, err := d.Engine.List(ctx, map[string]string{naming.LabelManaged: "true"})
+	if err != nil {
+		add("warn", "networks: %v", err)
+		return
+	}
+	withContainers := map[string]bool{}
+	for _, r := range rs {
+		if r.Type == runtime.Container {
+			withContainers[r.Labels[naming.LabelJob]] = true
+		}
+	}
+	networks, stranded := 0, 0
+	for _, r := range rs {
+		if r.Type == runtime.Network {
+			networks++
+			if !withContainers[r.Labels[naming.LabelJob]] {
+				stranded++
+			}
+		}
+	}
+	level, hint := "ok", ""
+	if networks >= networksWarn {
+		level, hint = "warn", "; Docker's default address pools hold about 30: add default-address-pools to /etc/docker/daemon.json"
+	}
+	if stranded > 0 {
+		hint += fmt.Sprintf("; %d with no container left (the reaper removes them once older than reap.grace)", stranded)
+	}
+	add(level, "networks: %d job networks%s", networks, hint)
 }
 
 // diskCheck reports the free space of the engine's data root when it is on

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/warmcache/warmcache/naming"
 	"github.com/warmcache/warmcache/runtime/fake"
 )
 
@@ -29,6 +31,7 @@ func TestDoctor(t *testing.T) {
 			"ok   image debian:bookworm: present\n" +
 			"ok   image " + testHelperImage + ": present\n" +
 			"warn disk: the engine did not say where its data root is\n" +
+			"ok   networks: 0 job networks\n" +
 			"ok   caches: 0 volumes, 0 B measured\n"
 		if out.String() != want {
 			t.Errorf("output:\n%s\nwant\n%s", out.String(), want)
@@ -61,4 +64,33 @@ func TestDoctor(t *testing.T) {
 			t.Errorf("output:\n%s", out.String())
 		}
 	})
+}
+
+// Doctor counts the job networks against Docker's default address pools,
+// and those with no container of their job left.
+func TestDoctorNetworks(t *testing.T) {
+	for _, tc := range []struct {
+		others int
+		want   string
+	}{
+		{0, "ok   networks: 1 job networks\n"},
+		{2, "ok   networks: 3 job networks; 2 with no container left (the reaper removes them once older than reap.grace)\n"},
+		{19, "warn networks: 20 job networks; Docker's default address pools hold about 30: add default-address-pools to /etc/docker/daemon.json; 19 with no container left (the reaper removes them once older than reap.grace)\n"},
+	} {
+		h := newHarness(t, nil)
+		if err := Prepare(context.Background(), h.deps()); err != nil { // a live job
+			t.Fatal(err)
+		}
+		for i := range tc.others {
+			key := naming.JobKey{Runner: "r", Instance: "x", ProjectID: 1, JobID: int64(100 + i)}
+			h.f.AddNetwork(key.Name(naming.KindNetwork), key.Labels(naming.KindNetwork, naming.JobMeta{Created: time.Now()}))
+		}
+		var out bytes.Buffer
+		d := h.deps()
+		d.Stdout = &out
+		_ = Doctor(context.Background(), d) // the images are missing: not what this test is about
+		if !strings.Contains(out.String(), tc.want) {
+			t.Errorf("%d other networks: output\n%s\nwant the line %q", tc.others, out.String(), tc.want)
+		}
+	}
 }

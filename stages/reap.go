@@ -78,19 +78,92 @@ func planReap(rs []runtime.Resource, now time.Time, grace time.Duration) []aband
 	return out
 }
 
+// strandedNetwork is the network of a job that has no container left.
+type strandedNetwork struct {
+	Base    string
+	Created time.Time
+	Network runtime.Resource
+}
+
+// planStranded returns the networks, oldest first, of jobs that are not
+// abandoned yet but have no container left, made more than grace ago: the
+// job's cleanup ran and the network's removal failed, or its prepare
+// failed in between. Such a network cannot wait for its job's deadline,
+// hours away: each holds an address range, and Docker's default pools
+// hold about 30. No prepare takes grace (at least 15 minutes) between
+// making the network and creating its first container.
+func planStranded(rs []runtime.Resource, now time.Time, grace time.Duration, abandoned []abandonedJob) []strandedNetwork {
+	skip := map[string]bool{}
+	for _, j := range abandoned {
+		skip[j.Base] = true
+	}
+	for _, r := range rs {
+		if r.Type == runtime.Container {
+			skip[r.Labels[naming.LabelJob]] = true
+		}
+	}
+	var out []strandedNetwork
+	for _, r := range rs {
+		base := r.Labels[naming.LabelJob]
+		if r.Type != runtime.Network || base == "" || skip[base] {
+			continue
+		}
+		created, err := time.Parse(time.RFC3339, r.Labels[naming.LabelCreated])
+		if err != nil || now.Sub(created) <= grace {
+			continue
+		}
+		out = append(out, strandedNetwork{Base: base, Created: created, Network: r})
+	}
+	slices.SortFunc(out, func(a, b strandedNetwork) int { return a.Created.Compare(b.Created) })
+	return out
+}
+
+// removeStranded removes the networks by id: a retried prepare of the job
+// may have made a new one of the same name since they were listed.
+func removeStranded(ctx context.Context, e remover, ns []strandedNetwork) []error {
+	errs := make([]error, len(ns))
+	parallel.Each(indexes(len(ns)), func(i int) error {
+		r := ns[i].Network
+		if r.ID != "" {
+			r.Name = r.ID
+		}
+		errs[i] = e.Remove(ctx, r)
+		return nil
+	})
+	return errs
+}
+
 // Reap removes the containers, volumes and networks of jobs that ended
-// without cleanup, oldest first, and says what it removed (or, with
+// without cleanup, oldest first, and the networks of jobs with no
+// container left (see planStranded), and says what it removed (or, with
 // dryRun, what it would remove) on stdout.
 func Reap(ctx context.Context, d Deps, dryRun bool) error {
 	plan, rs, err := reapPlan(ctx, d)
 	if err != nil {
 		return err
 	}
+	now := time.Now()
+	stranded := planStranded(rs, now, d.Config.Reap.Grace, plan)
 	var errs []error
-	if len(plan) == 0 {
+	if len(plan) == 0 && len(stranded) == 0 {
 		fmt.Fprintln(d.Stdout, "Nothing to reap.")
 	}
-	now := time.Now()
+	var strandedErrs []error
+	if !dryRun {
+		strandedErrs = removeStranded(ctx, d.Engine, stranded)
+	}
+	for i, n := range stranded {
+		verb := "Removed"
+		switch {
+		case dryRun:
+			verb = "Would remove"
+		case strandedErrs[i] != nil:
+			verb = "Failed to remove"
+			errs = append(errs, strandedErrs[i])
+		}
+		fmt.Fprintf(d.Stdout, "%s the network of %s: no container of the job is left, created %s ago\n",
+			verb, n.Base, now.Sub(n.Created).Round(time.Second))
+	}
 	for _, j := range plan {
 		verb := "Reaped"
 		if dryRun {
@@ -126,11 +199,16 @@ func reapAtPrepare(ctx context.Context, d Deps) {
 		d.Log.Warn("reaping abandoned jobs", zap.Error(err))
 		return
 	}
+	now := time.Now()
+	stranded := planStranded(rs, now, d.Config.Reap.Grace, plan)
+	for i, err := range removeStranded(ctx, d.Engine, stranded) {
+		d.Log.Info("removed the network of a job with no container left", zap.String("job", stranded[i].Base), zap.Error(err))
+	}
 	for _, j := range plan {
 		err := removeAll(ctx, d.Engine, j.Resources)
 		d.Log.Info("reaped abandoned job", zap.String("job", j.Base), zap.Int("resources", len(j.Resources)), zap.Error(err))
 	}
-	cgs, err := reapCgroups(d, rs, plan, time.Now(), false)
+	cgs, err := reapCgroups(d, rs, plan, now, false)
 	d.Log.Info("reaped job cgroups", zap.Strings("jobs", cgs), zap.Error(err))
 }
 

@@ -116,3 +116,74 @@ func TestPrepareReaps(t *testing.T) {
 		t.Errorf("abandoned container is %s after prepare", c.State)
 	}
 }
+
+func TestPlanStranded(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	grace := time.Hour
+	undated := jobResource(runtime.Network, "u-network", "u", naming.KindNetwork, now, "10800")
+	undated.Labels[naming.LabelCreated] = "yesterday"
+	rs := []runtime.Resource{
+		// a: abandoned: the whole job goes with the reaper's plan.
+		jobResource(runtime.Network, "a-network", "a", naming.KindNetwork, now.Add(-3*time.Hour), "3600"),
+		// b: within its 3h timeout, no container, network 2h old: stranded.
+		jobResource(runtime.Network, "b-network", "b", naming.KindNetwork, now.Add(-2*time.Hour), "10800"),
+		jobResource(runtime.Volume, "b-builds", "b", naming.KindBuilds, now.Add(-2*time.Hour), "10800"),
+		// c: a container is left: the job may be running.
+		jobResource(runtime.Container, "c-build", "c", naming.KindBuild, now.Add(-2*time.Hour), "10800"),
+		jobResource(runtime.Network, "c-network", "c", naming.KindNetwork, now.Add(-2*time.Hour), "10800"),
+		// p: made 30 minutes ago, within grace: its prepare may still pull.
+		jobResource(runtime.Network, "p-network", "p", naming.KindNetwork, now.Add(-30*time.Minute), "10800"),
+		// q: stranded too, and older than b.
+		jobResource(runtime.Network, "q-network", "q", naming.KindNetwork, now.Add(-150*time.Minute), "10800"),
+		undated,
+	}
+	abandoned := planReap(rs, now, grace)
+	if len(abandoned) != 1 || abandoned[0].Base != "a" {
+		t.Fatalf("abandoned = %+v, want job a", abandoned)
+	}
+	var got []string
+	for _, n := range planStranded(rs, now, grace, abandoned) {
+		got = append(got, n.Base+":"+n.Network.Name)
+	}
+	if want := []string{"q:q-network", "b:b-network"}; !slices.Equal(got, want) {
+		t.Errorf("stranded = %q, want %q (oldest first)", got, want)
+	}
+}
+
+// A network whose job has no container left goes long before the job's
+// deadline, by its id, at `warmcache reap` and at every prepare; a live
+// job's network stays.
+func TestReapStrandedNetwork(t *testing.T) {
+	strandedKey := naming.JobKey{Runner: "r", Instance: "x", ProjectID: 1, JobID: 3}
+	network := strandedKey.Name(naming.KindNetwork)
+	for _, mode := range []string{"dry run", "reap", "prepare"} {
+		t.Run(mode, func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.cfg.Reap.AtPrepare = mode == "prepare"
+			// Made 2h ago by a job with a 3h timeout: far from abandoned.
+			h.f.AddNetwork(network, strandedKey.Labels(naming.KindNetwork, naming.JobMeta{TimeoutSeconds: 3 * 3600, Created: time.Now().Add(-2 * time.Hour)}))
+			if err := Prepare(context.Background(), h.deps()); err != nil {
+				t.Fatal(err)
+			}
+			if mode != "prepare" {
+				var out bytes.Buffer
+				d := h.deps()
+				d.Stdout = &out
+				if err := Reap(context.Background(), d, mode == "dry run"); err != nil {
+					t.Fatalf("Reap: %v", err)
+				}
+				verb := map[string]string{"dry run": "Would remove", "reap": "Removed"}[mode]
+				line := regexp.MustCompile(`^` + verb + ` the network of ` + strandedKey.Base() + `: no container of the job is left, created 2h0m[01]s ago\n$`)
+				if !line.MatchString(out.String()) {
+					t.Errorf("output %q", out.String())
+				}
+			}
+			if got, want := h.f.HasNetwork(network), mode == "dry run"; got != want {
+				t.Errorf("stranded network exists: %v, want %v", got, want)
+			}
+			if !h.f.HasNetwork(sampleKey.Name(naming.KindNetwork)) {
+				t.Error("the live job's network was removed")
+			}
+		})
+	}
+}

@@ -22,6 +22,7 @@ func TestDoctor(t *testing.T) {
 		`(?m)^ok   cgroups: version [12], \w+ driver$`,
 		`(?m)^ok   image ` + regexp.QuoteMeta(debianImage) + `: present$`,
 		`(?m)^(ok +|warn )disk: \S+ \S+ free of \S+ \S+ \(\d+%\) at /var/lib/docker`,
+		`(?m)^(ok +|warn )networks: \d+ job networks`,
 		`(?m)^ok   caches: \d+ volumes, `,
 	} {
 		if !regexp.MustCompile(re).MatchString(r.Stdout) {

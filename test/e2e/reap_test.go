@@ -97,3 +97,32 @@ func TestPrepareReaps(t *testing.T) {
 		t.Errorf("after a prepare the crashed job still has %v", l)
 	}
 }
+
+// TestReapStrandedNetwork: the network of a job with no container left
+// (its removal after cleanup failed) goes once older than reap.grace,
+// hours before the job's deadline; a live job keeps its network.
+func TestReapStrandedNetwork(t *testing.T) {
+	ctx := context.Background()
+	live := newJob(t, jobSpec{Config: defaultConfig + "[reap]\nat_prepare = false\n"})
+	if r := live.prepare(); r.Code != 0 {
+		t.Fatalf("prepare: %s", r)
+	}
+	stranded := naming.JobKey{Runner: "e2etoken", Instance: "127.0.0.1:42891", ProjectID: nextJobID(), JobID: nextJobID()}
+	network := stranded.Name(naming.KindNetwork)
+	t.Cleanup(func() { engine.Remove(ctx, runtime.Resource{Type: runtime.Network, Name: network}) })
+	meta := naming.JobMeta{PipelineID: 1, TimeoutSeconds: 3 * 3600, Created: time.Now().Add(-2 * time.Hour)}
+	if err := engine.CreateNetwork(ctx, runtime.NetworkSpec{Name: network, Labels: stranded.Labels(naming.KindNetwork, meta)}); err != nil {
+		t.Fatal(err)
+	}
+	r := live.call("reap")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "Removed the network of "+stranded.Base()+": no container of the job is left, created 2h0m") {
+		t.Errorf("reap: %s", r)
+	}
+	rs, err := engine.List(ctx, map[string]string{naming.LabelJob: stranded.Base()})
+	if err != nil || len(rs) != 0 {
+		t.Errorf("after reap the stranded job has %v (%v)", rs, err)
+	}
+	if l := jobResources(t, live); !hasResource(l, "network ", "-network") {
+		t.Errorf("the live job lost its network to the reaper: %v", l)
+	}
+}
