@@ -1,6 +1,7 @@
 package cachevol
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -79,7 +80,7 @@ func TestApplyLayer(t *testing.T) {
 	if err := os.Symlink("/etc/passwd", filepath.Join(upper, "link")); err != nil {
 		t.Fatal(err)
 	}
-	if err := ApplyLayer(layer, lower); err != nil {
+	if err := ApplyLayer(t.Context(), layer, lower); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -89,5 +90,57 @@ func TestApplyLayer(t *testing.T) {
 	}
 	if got := tree(t, lower); !slices.Equal(got, want) {
 		t.Errorf("lower after the layer:\n%q\nwant\n%q", got, want)
+	}
+}
+
+// TestApplyLayerChecksFirst: a layer ApplyLayer cannot move whole (too
+// deep, a FIFO or device a job made) is refused before lower changes.
+func TestApplyLayerChecksFirst(t *testing.T) {
+	tests := map[string]func(upper string) error{
+		"too deep": func(upper string) error {
+			return os.MkdirAll(filepath.Join(upper, "z", strings.Repeat("d/", maxApplyDepth+1)), 0o755)
+		},
+		"fifo":   func(upper string) error { return unix.Mkfifo(filepath.Join(upper, "z.fifo"), 0o644) },
+		"device": func(upper string) error { return unix.Mknod(filepath.Join(upper, "z"), unix.S_IFCHR, int(unix.Mkdev(1, 3))) },
+	}
+	for name, bad := range tests {
+		t.Run(name, func(t *testing.T) {
+			lower, layer := t.TempDir(), t.TempDir()
+			upper := filepath.Join(layer, "upper")
+			write(t, lower, map[string]string{"a.txt": "old"})
+			write(t, upper, map[string]string{"a.txt": "new", "b.txt": "new"})
+			if err := bad(upper); err != nil {
+				t.Fatal(err)
+			}
+			err := ApplyLayer(t.Context(), layer, lower)
+			if err == nil || errors.Is(err, ErrHalfApplied) {
+				t.Fatalf("ApplyLayer = %v, want a refusal before any change", err)
+			}
+			if got := tree(t, lower); !slices.Equal(got, []string{"a.txt=old"}) {
+				t.Errorf("lower changed: %q", got)
+			}
+		})
+	}
+}
+
+// TestApplyLayerHalf: an error after the first change (here a rename
+// across filesystems) says the lower directory is half applied.
+func TestApplyLayerHalf(t *testing.T) {
+	// A tmpfs, unlike the test's temp dir.
+	lower, err := os.MkdirTemp("/dev/shm", "applylayer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(lower) })
+	layer := t.TempDir()
+	upper := filepath.Join(layer, "upper")
+	write(t, lower, map[string]string{"a.txt": "old"})
+	write(t, upper, map[string]string{"b.txt": "new"})
+	// A whiteout, applied first (a change), then b.txt, which cannot move.
+	if err := unix.Mknod(filepath.Join(upper, "a.txt"), unix.S_IFCHR, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := ApplyLayer(t.Context(), layer, lower); !errors.Is(err, ErrHalfApplied) || !errors.Is(err, unix.EXDEV) {
+		t.Fatalf("ApplyLayer = %v, want ErrHalfApplied over EXDEV", err)
 	}
 }

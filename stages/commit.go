@@ -196,7 +196,8 @@ func commitLayer(ctx context.Context, d Deps, layer runtime.Resource) error {
 	if err != nil {
 		return err
 	}
-	return cacheRecords(d).Update(target, func(r *cachevol.Record) error {
+	var applyErr error
+	err = cacheRecords(d).Update(target, func(r *cachevol.Record) error {
 		forks, err := d.Engine.List(ctx, map[string]string{naming.LabelKind: string(naming.KindFork), cachevol.LabelForkLower: target})
 		if err != nil {
 			return fmt.Errorf("listing the overlays on %s: %w", target, err)
@@ -206,10 +207,21 @@ func commitLayer(ctx context.Context, d Deps, layer runtime.Resource) error {
 		}) {
 			return errCacheMounted
 		}
-		if err := cachevol.ApplyLayer(from.Mountpoint, to.Mountpoint); err != nil {
-			return err
+		applyErr = cachevol.ApplyLayer(ctx, from.Mountpoint, to.Mountpoint)
+		if errors.Is(applyErr, cachevol.ErrHalfApplied) {
+			// Neither the cache as it was nor as the job left it: the
+			// next job starts cold rather than from a mix.
+			if err := d.Engine.Remove(ctx, runtime.Resource{Type: runtime.Volume, Name: target}); err != nil {
+				return errors.Join(applyErr, fmt.Errorf("removing the half-committed cache %s: %w", target, err))
+			}
+			*r = cachevol.Record{}
+			return nil
+		}
+		if applyErr != nil {
+			return applyErr
 		}
 		r.Measured = time.Time{} // changed: cleanup measures it again
 		return nil
 	})
+	return errors.Join(err, applyErr)
 }

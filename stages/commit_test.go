@@ -6,6 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/warmcache/warmcache/cachevol"
 	"github.com/warmcache/warmcache/naming"
@@ -106,5 +109,65 @@ func TestCommitSkippedWhileMounted(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(to.Mountpoint, "new.jar")); err != nil {
 		t.Errorf("the layer was not applied once the cache was free: %v", err)
+	}
+}
+
+// TestCommitHalfAppliedEvicts: a commit that fails after changing the
+// shared cache removes it and clears its record: the next job starts
+// cold, not from a mix of the old cache and part of a layer.
+func TestCommitHalfAppliedEvicts(t *testing.T) {
+	h := newHarness(t, nil)
+	h.cfg.Cache.CommitOnSuccess = true
+	h.f.SetVolumeRoot(t.TempDir())
+	d, ctx := h.deps(), t.Context()
+	target := "warmcache-maven-shared"
+	layerLabels := naming.JobKey{Runner: "r", ProjectID: 1, JobID: 1}.Labels(naming.KindCommit, naming.JobMeta{})
+	layerLabels[cachevol.LabelCommitTo] = target
+	for _, v := range []runtime.VolumeSpec{
+		{Name: target, Labels: map[string]string{naming.LabelKind: string(naming.KindCache)}},
+		{Name: "layer", Labels: layerLabels},
+	} {
+		if err := h.f.EnsureVolume(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	to, _ := h.f.Volume(target)
+	from, _ := h.f.Volume("layer")
+	write := func(p, s string) {
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(to.Mountpoint, "a.jar"), "old")
+	if err := cacheRecords(d).Update(target, func(r *cachevol.Record) error {
+		r.LastUsed, r.SizeBytes = time.Now(), 3
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The upper directory on a tmpfs: deleting a.jar works, moving b.jar
+	// into the cache cannot (a rename across filesystems).
+	upper, err := os.MkdirTemp("/dev/shm", "upper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(upper) })
+	if err := unix.Mknod(filepath.Join(upper, "a.jar"), unix.S_IFCHR, 0); err != nil {
+		t.Fatal(err)
+	}
+	write(filepath.Join(upper, "b.jar"), "new")
+	if err := os.Symlink(upper, filepath.Join(from.Mountpoint, "upper")); err != nil {
+		t.Fatal(err)
+	}
+
+	err = commitLayer(ctx, d, runtime.Resource{Type: runtime.Volume, Name: "layer", Labels: layerLabels})
+	if !errors.Is(err, cachevol.ErrHalfApplied) {
+		t.Fatalf("commitLayer = %v, want ErrHalfApplied", err)
+	}
+	if _, ok := h.f.Volume(target); ok {
+		t.Error("the half-committed cache volume is still there")
+	}
+	if rec, err := cacheRecords(d).Get(target); err != nil || rec != (cachevol.Record{}) {
+		t.Errorf("record of the half-committed cache: %+v, %v; want it cleared", rec, err)
 	}
 }
