@@ -100,8 +100,10 @@ func TestApplyLayerChecksFirst(t *testing.T) {
 		"too deep": func(upper string) error {
 			return os.MkdirAll(filepath.Join(upper, "z", strings.Repeat("d/", maxApplyDepth+1)), 0o755)
 		},
-		"fifo":   func(upper string) error { return unix.Mkfifo(filepath.Join(upper, "z.fifo"), 0o644) },
-		"device": func(upper string) error { return unix.Mknod(filepath.Join(upper, "z"), unix.S_IFCHR, int(unix.Mkdev(1, 3))) },
+		"fifo": func(upper string) error { return unix.Mkfifo(filepath.Join(upper, "z.fifo"), 0o644) },
+		"device": func(upper string) error {
+			return unix.Mknod(filepath.Join(upper, "z"), unix.S_IFCHR, int(unix.Mkdev(1, 3)))
+		},
 	}
 	for name, bad := range tests {
 		t.Run(name, func(t *testing.T) {
