@@ -162,6 +162,7 @@ func TestReapStrandedNetwork(t *testing.T) {
 			h.cfg.Reap.AtPrepare = mode == "prepare"
 			// Made 2h ago by a job with a 3h timeout: far from abandoned.
 			h.f.AddNetwork(network, strandedKey.Labels(naming.KindNetwork, naming.JobMeta{TimeoutSeconds: 3 * 3600, Created: time.Now().Add(-2 * time.Hour)}))
+			id := h.f.NetworkID(network)
 			if err := Prepare(context.Background(), h.deps()); err != nil {
 				t.Fatal(err)
 			}
@@ -180,6 +181,10 @@ func TestReapStrandedNetwork(t *testing.T) {
 			}
 			if got, want := h.f.HasNetwork(network), mode == "dry run"; got != want {
 				t.Errorf("stranded network exists: %v, want %v", got, want)
+			}
+			byID := slices.Contains(h.f.Calls(), fake.Call{Method: fake.MethodRemove, Name: id})
+			if byID == (mode == "dry run") {
+				t.Errorf("removal by the network's id: %v", byID)
 			}
 			if !h.f.HasNetwork(sampleKey.Name(naming.KindNetwork)) {
 				t.Error("the live job's network was removed")

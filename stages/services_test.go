@@ -364,6 +364,7 @@ func TestCleanupRemovesNetworkInBackground(t *testing.T) {
 			t.Fatal(err)
 		}
 		network := sampleKey.Name(naming.KindNetwork)
+		id := h.f.NetworkID(network)
 		var background [][]string
 		d := h.deps()
 		d.Background = func(args ...string) error {
@@ -383,7 +384,7 @@ func TestCleanupRemovesNetworkInBackground(t *testing.T) {
 			}
 			continue
 		}
-		want := [][]string{{"remove-network", "--host", h.cfg.Docker.Host, "id-" + network}}
+		want := [][]string{{"remove-network", "--host", h.cfg.Docker.Host, id}}
 		if !slices.EqualFunc(background, want, slices.Equal) {
 			t.Errorf("background = %q, want %q", background, want)
 		}
@@ -391,9 +392,43 @@ func TestCleanupRemovesNetworkInBackground(t *testing.T) {
 			t.Errorf("left %+v, want only the network for the detached process", left)
 		}
 		// What the detached process does: the network is free by then.
-		if err := h.f.Remove(context.Background(), runtime.Resource{Type: runtime.Network, Name: "id-" + network}); err != nil || h.f.HasNetwork(network) {
+		if err := h.f.Remove(context.Background(), runtime.Resource{Type: runtime.Network, Name: id}); err != nil || h.f.HasNetwork(network) {
 			t.Errorf("removing the network by its id: %v", err)
 		}
+	}
+}
+
+// The detached removal of attempt 1's network may run after the runner
+// retried the preparation: attempt 2's network, of the same name, stays.
+func TestBackgroundNetworkRemovalSparesTheRetry(t *testing.T) {
+	h := withSampleServices(t, nil)
+	if err := Prepare(context.Background(), h.deps()); err != nil {
+		t.Fatal(err)
+	}
+	var background [][]string
+	d := h.deps()
+	d.Background = func(args ...string) error {
+		background = append(background, args)
+		return nil
+	}
+	if err := Cleanup(d); err != nil {
+		t.Fatal(err)
+	}
+	if len(background) != 1 || len(background[0]) != 4 || background[0][0] != "remove-network" {
+		t.Fatalf("background = %q, want one remove-network", background)
+	}
+	if err := Prepare(context.Background(), h.deps()); err != nil { // the retry
+		t.Fatal(err)
+	}
+	// What the detached process does, late.
+	if err := h.f.Remove(context.Background(), runtime.Resource{Type: runtime.Network, Name: background[0][3]}); err != nil {
+		t.Fatalf("the late removal: %v", err)
+	}
+	if !h.f.HasNetwork(sampleKey.Name(naming.KindNetwork)) {
+		t.Error("the late removal of attempt 1's network removed attempt 2's")
+	}
+	if err := Run(context.Background(), h.deps(), writeFile(t, "script", "true\n"), "build_script"); err != nil {
+		t.Errorf("attempt 2 after the late removal: %v", err)
 	}
 }
 

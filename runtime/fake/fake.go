@@ -101,6 +101,8 @@ type Engine struct {
 	volumeOpts map[string]map[string]string // DriverOpts by volume
 	containers map[string]*Container
 	networks   map[string]map[string]string
+	networkIDs map[string]string // network name -> its id, fresh for each network made
+	lastID     int
 	failNext   map[string][]error
 	hook       Hook
 	exec       ExecFunc
@@ -125,6 +127,7 @@ func New() *Engine {
 		volumeOpts: map[string]map[string]string{},
 		containers: map[string]*Container{},
 		networks:   map[string]map[string]string{},
+		networkIDs: map[string]string{},
 		failNext:   map[string][]error{},
 		pullAuth:   map[string]*runtime.RegistryAuth{},
 		ips:        map[string]string{},
@@ -508,7 +511,7 @@ func (f *Engine) List(ctx context.Context, labels map[string]string) ([]runtime.
 	}
 	for _, name := range sortedKeys(f.networks) {
 		if l := f.networks[name]; hasLabels(l, labels) {
-			out = append(out, runtime.Resource{Type: runtime.Network, Name: name, Labels: maps.Clone(l), ID: "id-" + name})
+			out = append(out, runtime.Resource{Type: runtime.Network, Name: name, Labels: maps.Clone(l), ID: f.networkIDs[name]})
 		}
 	}
 	return out, nil
@@ -545,19 +548,15 @@ func (f *Engine) Remove(ctx context.Context, r runtime.Resource) error {
 		}
 		delete(f.volumes, r.Name)
 	case runtime.Network:
-		name := r.Name
-		if n, ok := strings.CutPrefix(name, "id-"); ok {
-			if _, exists := f.networks[n]; exists {
-				name = n // named by the ID List reports
-			}
-		}
-		if _, ok := f.networks[name]; !ok {
+		name := f.networkNamed(r.Name)
+		if name == "" {
 			return nil
 		}
 		if user := f.userOf(func(s runtime.ContainerSpec) bool { return s.NetworkMode == name }); user != "" {
 			return fmt.Errorf("removing network %s: %w: active endpoints (container %s)", r.Name, runtime.ErrInUse, user)
 		}
 		delete(f.networks, name)
+		delete(f.networkIDs, name)
 	default:
 		return fmt.Errorf("removing %s: unknown resource type %q", r.Name, r.Type)
 	}

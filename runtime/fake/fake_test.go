@@ -390,3 +390,28 @@ func TestContainerLogs(t *testing.T) {
 		t.Errorf("ContainerLogs of a missing container = %v", err)
 	}
 }
+
+// A network made again under the same name has another id, as with
+// Docker: removing the first by its id leaves the second alone.
+func TestNetworkIDsAreFresh(t *testing.T) {
+	f := New()
+	must(t, f.CreateNetwork(ctx, runtime.NetworkSpec{Name: "net", Labels: map[string]string{"k": "v"}}))
+	rs, err := f.List(ctx, map[string]string{"k": "v"})
+	if err != nil || len(rs) != 1 || rs[0].ID == "" || rs[0].ID != f.NetworkID("net") {
+		t.Fatalf("List = %+v, %v; want the network with its id", rs, err)
+	}
+	first := rs[0].ID
+	must(t, f.Remove(ctx, runtime.Resource{Type: runtime.Network, Name: "net"}))
+	f.AddNetwork("net", nil)
+	if second := f.NetworkID("net"); second == "" || second == first {
+		t.Fatalf("the network made again has id %q, the first had %q", second, first)
+	}
+	must(t, f.Remove(ctx, runtime.Resource{Type: runtime.Network, Name: first}))
+	if !f.HasNetwork("net") {
+		t.Error("removing the first network by its id removed the second")
+	}
+	must(t, f.Remove(ctx, runtime.Resource{Type: runtime.Network, Name: f.NetworkID("net")}))
+	if f.HasNetwork("net") {
+		t.Error("removing the network by its id left it")
+	}
+}

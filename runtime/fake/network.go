@@ -17,7 +17,36 @@ var builtinNetworks = []string{"", "default", "bridge", "host", "none"}
 func (f *Engine) AddNetwork(name string, labels map[string]string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.addNetwork(name, labels)
+}
+
+// addNetwork gives the network a fresh id, as Docker does: a network made
+// again under the same name is another network. f.mu must be held.
+func (f *Engine) addNetwork(name string, labels map[string]string) {
+	f.lastID++
 	f.networks[name] = maps.Clone(labels)
+	f.networkIDs[name] = fmt.Sprintf("netid%04d", f.lastID)
+}
+
+// NetworkID returns the id of the network, or "" if it does not exist.
+func (f *Engine) NetworkID(name string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.networkIDs[name]
+}
+
+// networkNamed returns the name of the network that ref names by its id or
+// its name, as Docker accepts either, or "". f.mu must be held.
+func (f *Engine) networkNamed(ref string) string {
+	for name, id := range f.networkIDs {
+		if id == ref {
+			return name
+		}
+	}
+	if _, ok := f.networks[ref]; ok {
+		return ref
+	}
+	return ""
 }
 
 // HasNetwork reports whether the network exists.
@@ -55,7 +84,7 @@ func (f *Engine) CreateNetwork(ctx context.Context, n runtime.NetworkSpec) error
 	if _, ok := f.networks[n.Name]; ok || slices.Contains(builtinNetworks, n.Name) {
 		return fmt.Errorf("creating network %s: network with name %s already exists", n.Name, n.Name)
 	}
-	f.networks[n.Name] = maps.Clone(n.Labels)
+	f.addNetwork(n.Name, n.Labels)
 	return nil
 }
 
