@@ -74,25 +74,38 @@ func markStepIn(d Deps, dirs []string, stage string) func(*error) {
 	}
 }
 
-// stepsSucceeded says whether the job ran steps and every one that
-// started succeeded, by the marks in the layer directory dir.
-func stepsSucceeded(dir string) bool {
+// stepsSucceeded says whether, by the marks in the layer directory dir,
+// every one of the job's steps (stepStages) succeeded and no step that
+// started failed. A step whose marks could not be written counts as
+// failed: commit fails closed.
+func stepsSucceeded(dir string, steps []string) bool {
 	f, err := os.Open(filepath.Join(dir, stepsFile))
 	if err != nil {
 		return false
 	}
 	defer f.Close()
 	started, ok := 0, 0
+	done := map[string]bool{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		switch what, _, _ := strings.Cut(sc.Text(), " "); what {
+		what, stage, _ := strings.Cut(sc.Text(), " ")
+		switch what {
 		case "start":
 			started++
 		case "ok":
 			ok++
+			done[stage] = true
 		}
 	}
-	return sc.Err() == nil && started > 0 && ok == started
+	if sc.Err() != nil || ok != started || len(steps) == 0 {
+		return false
+	}
+	for _, s := range steps {
+		if !done[s] {
+			return false
+		}
+	}
+	return true
 }
 
 // commitProfiles names the profiles whose jobs write through a commit
@@ -145,7 +158,8 @@ func commitLayers(ctx context.Context, d Deps, j job.Job) {
 	if err != nil || len(rs) == 0 {
 		return
 	}
-	if slices.ContainsFunc(rs, func(r runtime.Resource) bool { return !stepsSucceeded(r.Mountpoint) }) {
+	steps := stepStages(j.Steps)
+	if slices.ContainsFunc(rs, func(r runtime.Resource) bool { return !stepsSucceeded(r.Mountpoint, steps) }) {
 		d.Log.Info("job did not succeed: its cache writes are discarded", zap.Int("layers", len(rs)))
 		return
 	}

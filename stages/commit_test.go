@@ -5,12 +5,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/warmcache/warmcache/cachevol"
+	"github.com/warmcache/warmcache/job"
 	"github.com/warmcache/warmcache/naming"
 	"github.com/warmcache/warmcache/runtime"
 )
@@ -20,20 +22,26 @@ type stepRun struct {
 	err   error
 }
 
-// TestStepsSucceeded: the commit signal is every started step ending well.
+// TestStepsSucceeded: the commit signal is every step of the job ending
+// well, by its own mark.
 func TestStepsSucceeded(t *testing.T) {
 	tests := []struct {
 		name   string
+		job    []string // the job's steps, as stepStages names them
 		steps  []stepRun
 		killed string // a step whose driver was killed: started, never ended
 		want   bool
 	}{
-		{name: "no step", want: false},
-		{name: "one step passes", steps: []stepRun{{"build_script", nil}}, want: true},
-		{name: "a later step fails", steps: []stepRun{{"build_script", nil}, {"step_release", &BuildFailure{Code: 1}}}, want: false},
-		{name: "system failure", steps: []stepRun{{"build_script", errors.New("engine gone")}}, want: false},
-		{name: "after_script and others do not count", steps: []stepRun{{"build_script", nil}, {"after_script", &BuildFailure{Code: 1}}, {"upload_artifacts_on_success", errors.New("x")}}, want: true},
-		{name: "killed during a step", steps: []stepRun{{"build_script", nil}}, killed: "step_deploy", want: false},
+		{name: "no step", job: []string{"build_script"}, want: false},
+		{name: "one step passes", job: []string{"build_script"}, steps: []stepRun{{"build_script", nil}}, want: true},
+		{name: "a later step fails", job: []string{"build_script", "step_release"}, steps: []stepRun{{"build_script", nil}, {"step_release", &BuildFailure{Code: 1}}}, want: false},
+		{name: "system failure", job: []string{"build_script"}, steps: []stepRun{{"build_script", errors.New("engine gone")}}, want: false},
+		{name: "after_script and others do not count", job: []string{"build_script"}, steps: []stepRun{{"build_script", nil}, {"after_script", &BuildFailure{Code: 1}}, {"upload_artifacts_on_success", errors.New("x")}}, want: true},
+		{name: "killed during a step", job: []string{"build_script", "step_deploy"}, steps: []stepRun{{"build_script", nil}}, killed: "step_deploy", want: false},
+		// A step whose marks could not be written (a failed list of the
+		// layers, a full disk) counts as failed.
+		{name: "a step left no mark", job: []string{"build_script", "step_release"}, steps: []stepRun{{"build_script", nil}}, want: false},
+		{name: "a job without steps", steps: []stepRun{{"build_script", nil}}, want: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,10 +57,18 @@ func TestStepsSucceeded(t *testing.T) {
 			if tt.killed != "" {
 				markStepIn(h.deps(), []string{dir}, tt.killed)
 			}
-			if got := stepsSucceeded(dir); got != tt.want {
+			if got := stepsSucceeded(dir, tt.job); got != tt.want {
 				t.Errorf("stepsSucceeded = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestStepStages: the job response's steps as run stages.
+func TestStepStages(t *testing.T) {
+	steps := []job.Step{{Name: "script"}, {Name: "release"}, {Name: "after_script", Script: []string{"x"}}}
+	if got, want := stepStages(steps), []string{"build_script", "step_release"}; !slices.Equal(got, want) {
+		t.Errorf("stepStages = %q, want %q", got, want)
 	}
 }
 

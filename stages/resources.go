@@ -177,16 +177,14 @@ func usageLine(u jobcgroup.Usage) string {
 // response, so this is known before they run.
 func lastStepStage(stage string, failed bool, steps []job.Step) bool {
 	hasAfter := false
-	last := "build_script"
 	for _, s := range steps {
-		switch {
-		case s.Name == "after_script":
+		if s.Name == "after_script" {
 			hasAfter = len(s.Script) > 0
-		case s.Name == "script" || s.Name == "step_script":
-			last = "build_script"
-		default:
-			last = "step_" + s.Name
 		}
+	}
+	last := "build_script"
+	if stages := stepStages(steps); len(stages) > 0 {
+		last = stages[len(stages)-1]
 	}
 	switch {
 	case stage == "after_script":
@@ -196,6 +194,23 @@ func lastStepStage(stage string, failed bool, steps []job.Step) bool {
 	default:
 		return failed || stage == last
 	}
+}
+
+// stepStages names the run stages in which the runner runs the job's
+// steps (isStep), in order: build_script for the script, step_NAME for
+// the others; after_script is not one.
+func stepStages(steps []job.Step) []string {
+	var out []string
+	for _, s := range steps {
+		switch s.Name {
+		case "after_script":
+		case "script", "step_script":
+			out = append(out, "build_script")
+		default:
+			out = append(out, "step_"+s.Name)
+		}
+	}
+	return out
 }
 
 // reapCgroups removes the cgroups of reaped jobs and of jobs that left no
