@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/containerd/cgroups/v3"
@@ -38,7 +39,8 @@ const parentName = "warmcache"
 var ErrNoCgroup = errors.New("the job has no cgroup")
 
 // ErrUnsupported is returned (wrapped) by Create where warmcache cannot set
-// job-wide limits; per-container limits still apply.
+// job-wide limits (cgroup v1 with systemd; a tree it may not write to);
+// per-container limits still apply.
 var ErrUnsupported = errors.New("job-wide cgroup limits are not supported here")
 
 // Host is the cgroup set-up of the machine the engine runs on (the driver
@@ -118,10 +120,23 @@ func (h Host) Create(base string, l Limits) error {
 	default:
 		err = h.create1(base, l)
 	}
+	if notPermitted(err) {
+		// A non-root runner, a rootless engine, a read-only cgroup mount:
+		// no job gets a cgroup here, but each container's limits still
+		// hold. What a half-made cgroup left is removed where it can be.
+		_ = h.Remove(base)
+		return fmt.Errorf("%w: creating the job's cgroup %s: %w", ErrUnsupported, h.group(base), err)
+	}
 	if err != nil {
 		return fmt.Errorf("creating the job's cgroup %s: %w", h.group(base), err)
 	}
 	return nil
+}
+
+// notPermitted says whether err is the system refusing a change to the
+// cgroup tree, as opposed to a fault worth failing the job for.
+func notPermitted(err error) bool {
+	return errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)
 }
 
 // Usage reads the job's accounting. The cgroup is looked for under both

@@ -2,10 +2,13 @@ package jobcgroup
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -209,6 +212,47 @@ func TestThrottled(t *testing.T) {
 	write(t, filepath.Join(dir, "a", "cpu.stat"), "throttled_time lots\n")
 	if _, err := throttled(dir, "throttled_time"); err == nil {
 		t.Error("an unreadable counter went unnoticed")
+	}
+}
+
+// A tree this process may not change (a non-root runner, a rootless
+// engine, a read-only mount) is no job's failure: Create says it is
+// unsupported, and the job goes on with its containers' own limits.
+func TestCreateNotPermitted(t *testing.T) {
+	// sysfs refuses a new directory at its top, to root as well (EPERM;
+	// EROFS where it is mounted read-only): a tree the kernel will not
+	// let this process write, whoever runs the test.
+	h := Host{Unified: true, Root: "/sys"}
+	err := h.Create(base, Limits{Memory: 1 << 30})
+	if !errors.Is(err, ErrUnsupported) {
+		t.Errorf("Create = %v, want ErrUnsupported", err)
+	}
+	if err := h.Writable(); !notPermitted(err) {
+		t.Errorf("Writable = %v, want a permission error", err)
+	}
+	for err, want := range map[error]bool{
+		&fs.PathError{Op: "mkdir", Path: "/x", Err: syscall.EACCES}:  true,
+		&fs.PathError{Op: "mkdir", Path: "/x", Err: syscall.EPERM}:   true,
+		fmt.Errorf("writing: %w", &fs.PathError{Err: syscall.EROFS}): true,
+		&fs.PathError{Op: "write", Path: "/x", Err: syscall.ENOSPC}:  false,
+		&fs.PathError{Op: "open", Path: "/x", Err: syscall.ENOENT}:   false,
+		errors.New("cgroup: subsystem does not exist"):               false,
+	} {
+		if got := notPermitted(err); got != want {
+			t.Errorf("notPermitted(%v) = %v, want %v", err, got, want)
+		}
+	}
+}
+
+// Writable makes its probe where the jobs' cgroups go and leaves nothing.
+func TestWritable(t *testing.T) {
+	h := fakeV2(t)
+	if err := h.Writable(); err != nil {
+		t.Fatalf("Writable = %v", err)
+	}
+	entries, err := os.ReadDir(filepath.Join(h.Root, "warmcache"))
+	if err != nil || len(entries) != 1 { // cgroup.subtree_control
+		t.Errorf("probe left behind: %v, %v", entries, err)
 	}
 }
 

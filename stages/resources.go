@@ -259,6 +259,9 @@ func limitsCheck(d Deps, info runtime.Info, add func(level, format string, args 
 	case !d.Cgroups.Unified && info.CgroupDriver == "systemd":
 		add("warn", "limits: cgroup v1 with the systemd driver: jobs get no cgroup of their own; the build container's limits stand in")
 	default:
+		if err := d.Cgroups.Writable(); err != nil {
+			add("warn", "limits: jobs get no cgroup of their own (%v); the build container's limits stand in: run gitlab-runner as root, with the cgroup tree mounted read-write", err)
+		}
 		cpus, mem := d.Cgroups.Capacity()
 		share := limits.DefaultShare(limits.Host{NanoCPUs: cpus, Memory: mem}, d.Config.Limits.ConcurrentJobs)
 		add("ok", "limits: a job's default share is %s and %s (%s, %s / limits.concurrent_jobs = %d)",

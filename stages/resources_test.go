@@ -235,3 +235,32 @@ func TestDoctorLimits(t *testing.T) {
 		t.Errorf("doctor output lacks %q:\n%s", want, out.String())
 	}
 }
+
+// TestCgroupNotPermitted: where the cgroup tree may not be written (a
+// non-root runner, rootless Docker), prepare warns once and the job goes on
+// with each container's own limits; doctor says so up front. sysfs stands
+// in for the tree: the kernel refuses a new directory there, to root too.
+func TestCgroupNotPermitted(t *testing.T) {
+	h := newHarness(t, nil)
+	h.cfg.Limits.Job = limits.JobSet{CPUs: "1", Memory: "512m"}
+	h.f.AddImage(h.cfg.Docker.DefaultImage, testHelperImage)
+	d := h.deps()
+	d.Cgroups = &jobcgroup.Host{Unified: true, Root: "/sys"}
+	if err := Prepare(context.Background(), d); err != nil {
+		t.Fatalf("Prepare = %v, want the job to go on without a cgroup", err)
+	}
+	if n := strings.Count(h.stderr.String(), "WARNING: job-wide cgroup limits are not supported here"); n != 1 {
+		t.Errorf("%d warnings in the job log, want 1:\n%s", n, h.stderr)
+	}
+	build, _ := h.f.Container(sampleKey.Name(naming.KindBuild))
+	if s := build.Spec; s.CgroupParent != "" || s.Memory != 512<<20 || s.NanoCPUs != 1e9 {
+		t.Errorf("build spec = parent %q, memory %d, cpus %d; want no parent and the job's limits", s.CgroupParent, s.Memory, s.NanoCPUs)
+	}
+
+	var out bytes.Buffer
+	d.Stdout = &out
+	_ = Doctor(context.Background(), d)
+	if !strings.Contains(out.String(), "warn limits: jobs get no cgroup of their own (mkdir /sys/doctor-probe: ") {
+		t.Errorf("doctor does not warn of the unwritable tree:\n%s", out.String())
+	}
+}
