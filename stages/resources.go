@@ -145,6 +145,11 @@ func afterStep(d Deps, j job.Job, stage string, killedBefore uint64, result erro
 		return result
 	}
 	u, err := d.Cgroups.Usage(j.Key().Base())
+	if errors.Is(err, jobcgroup.ErrNoCgroup) {
+		// Prepare could make none and said so once in the job log.
+		d.Log.Debug("the job has no cgroup to report on", zap.Error(err))
+		return result
+	}
 	if err != nil {
 		d.Log.Warn("reading the job's cgroup", zap.Error(err))
 		return result

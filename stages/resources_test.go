@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/warmcache/warmcache/job"
 	"github.com/warmcache/warmcache/jobcgroup"
 	"github.com/warmcache/warmcache/limits"
@@ -255,6 +258,18 @@ func TestCgroupNotPermitted(t *testing.T) {
 	build, _ := h.f.Container(sampleKey.Name(naming.KindBuild))
 	if s := build.Spec; s.CgroupParent != "" || s.Memory != 512<<20 || s.NanoCPUs != 1e9 {
 		t.Errorf("build spec = parent %q, memory %d, cpus %d; want no parent and the job's limits", s.CgroupParent, s.Memory, s.NanoCPUs)
+	}
+
+	// The steps find no cgroup to report on: no usage line, and no
+	// warning per step in the driver's log either.
+	core, logs := observer.New(zap.InfoLevel)
+	d.Log = zap.New(core)
+	h.stderr.Reset()
+	if err := Run(context.Background(), d, writeFile(t, "script", "x"), "build_script"); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if logs.Len() != 0 || strings.Contains(h.stderr.String(), "Job resources used") {
+		t.Errorf("a step without a cgroup logged %v; job log:\n%s", logs.All(), h.stderr)
 	}
 
 	var out bytes.Buffer
