@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -71,7 +72,7 @@ func Scope(pool string) map[string]string {
 	return s
 }
 
-// lister lists resources by label.
+// gcEngine lists and removes resources.
 type gcEngine interface {
 	List(ctx context.Context, labels map[string]string) ([]runtime.Resource, error)
 	Remove(ctx context.Context, r runtime.Resource) error
@@ -190,10 +191,15 @@ func (rs Records) Evict(ctx context.Context, e gcEngine, name string, now time.T
 // GC evicts per PlanGC. A volume that cannot go (in use, just claimed) is
 // skipped and the plan made again without it, so that the next least
 // recently used takes its place, until the plan is done or ctx ends.
-// onEvict, when set, is called after each removal.
-func GC(ctx context.Context, e gcEngine, recs Records, cands []Candidate, lim Limits, free int64, now time.Time, onEvict func(Eviction)) (GCResult, error) {
+// Volumes in keep are never planned (a job about to claim them). onEvict,
+// when set, is called after each removal. cands is left as it is.
+func GC(ctx context.Context, e gcEngine, recs Records, cands []Candidate, lim Limits, free int64, now time.Time, keep map[string]bool, onEvict func(Eviction)) (GCResult, error) {
 	var res GCResult
-	skip := map[string]bool{}
+	cands = slices.Clone(cands)
+	skip := maps.Clone(keep)
+	if skip == nil {
+		skip = map[string]bool{}
+	}
 	for {
 		plan := PlanGC(cands, lim, free, now, skip)
 		if len(plan) == 0 {

@@ -95,7 +95,7 @@ func runGC(t *testing.T, f *fake.Engine, recs Records, lim Limits) GCResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := GC(t.Context(), f, recs, cands, lim, -1, t0, nil)
+	res, err := GC(t.Context(), f, recs, cands, lim, -1, t0, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,13 +31,18 @@ func plannedCaches(d Deps, j job.Job) ([]cachevol.Volume, []cachevol.Profile, er
 	if err != nil {
 		return nil, nil, err
 	}
-	key := cachevol.KeyFor(j)
-	key.Pool = d.Config.Cache.Pool
 	named := profiles
 	if d.Config.Cache.CommitOnSuccess {
 		named = cachevol.SharedProfiles(profiles)
 	}
-	return cachevol.Plan(key, named), profiles, nil
+	return cachevol.Plan(cacheKey(d, j), named), profiles, nil
+}
+
+// cacheKey is the job's cache key in the configured pool.
+func cacheKey(d Deps, j job.Job) cachevol.Key {
+	key := cachevol.KeyFor(j)
+	key.Pool = d.Config.Cache.Pool
+	return key
 }
 
 // cacheRecords is where the driver keeps its own record of each cache.
@@ -57,7 +62,7 @@ func claimCaches(ctx context.Context, d Deps, j job.Job, nonRoot bool) (jobCache
 	if len(vols) == 0 {
 		key := j.Key()
 		name := key.Name("cachedir")
-		meta := naming.JobMeta{PipelineID: j.PipelineID, RunnerID: j.RunnerID, TimeoutSeconds: j.Timeout, Created: time.Now()}
+		meta := jobMeta(j, time.Now())
 		if err := d.Engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: name, Labels: key.Labels("cachedir", meta)}); err != nil {
 			return jobCaches{}, err
 		}

@@ -41,7 +41,7 @@ func Cleanup(d Deps) error {
 		}
 		recordSizes(d, vols)
 	}
-	gcAtStage(ctx, d)
+	gcAtStage(ctx, d, nil)
 	d.Log.Debug("cleanup timings", zap.Duration("remove", removed), zap.Duration("total", time.Since(start)))
 	if err != nil {
 		return fmt.Errorf("cleanup incomplete: %w", err)

@@ -31,9 +31,7 @@ func findForks(ctx context.Context, d Deps, j job.Job, profiles []cachevol.Profi
 	if d.Config.Cache.Fork == cachevol.ForkOff || j.Protected {
 		return nil
 	}
-	key := cachevol.KeyFor(j)
-	key.Pool = d.Config.Cache.Pool
-	plan := cachevol.ForkPlan(key, profiles)
+	plan := cachevol.ForkPlan(cacheKey(d, j), profiles)
 	out := make([]*lowerCache, len(plan))
 	for i, f := range plan {
 		// A commit layer already keeps the job's writes apart.
@@ -228,10 +226,8 @@ func forkLayers(d Deps, j job.Job, profiles []cachevol.Profile) []cachevol.Volum
 	if d.Config.Cache.Fork != cachevol.ForkKeep || j.Protected {
 		return nil
 	}
-	key := cachevol.KeyFor(j)
-	key.Pool = d.Config.Cache.Pool
 	var out []cachevol.Volume
-	for _, f := range cachevol.ForkPlan(key, profiles) {
+	for _, f := range cachevol.ForkPlan(cacheKey(d, j), profiles) {
 		out = append(out, f.Layer)
 	}
 	return out

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/warmcache/warmcache/cachevol"
+	"github.com/warmcache/warmcache/job"
 	"github.com/warmcache/warmcache/runtime"
 )
 
@@ -40,7 +41,8 @@ func dataRootFree(ctx context.Context, d Deps) int64 {
 }
 
 // cacheGC makes one pass over the caches of the configured pool.
-func cacheGC(ctx context.Context, d Deps, lim cachevol.Limits, dryRun bool, onEvict func(cachevol.Eviction)) ([]cachevol.Candidate, cachevol.GCResult, error) {
+// Volumes in keep are never evicted.
+func cacheGC(ctx context.Context, d Deps, lim cachevol.Limits, dryRun bool, keep map[string]bool, onEvict func(cachevol.Eviction)) ([]cachevol.Candidate, cachevol.GCResult, error) {
 	recs := cacheRecords(d)
 	cands, err := cachevol.Candidates(ctx, d.Engine, *recs, cachevol.Scope(d.Config.Cache.Pool))
 	if err != nil {
@@ -48,9 +50,9 @@ func cacheGC(ctx context.Context, d Deps, lim cachevol.Limits, dryRun bool, onEv
 	}
 	free, now := dataRootFree(ctx, d), time.Now()
 	if dryRun {
-		return cands, cachevol.GCResult{Evicted: cachevol.PlanGC(cands, lim, free, now, nil)}, nil
+		return cands, cachevol.GCResult{Evicted: cachevol.PlanGC(cands, lim, free, now, keep)}, nil
 	}
-	res, err := cachevol.GC(ctx, d.Engine, *recs, cands, lim, free, now, onEvict)
+	res, err := cachevol.GC(ctx, d.Engine, *recs, cands, lim, free, now, keep, onEvict)
 	if merr := cacheMetrics(d).Update(func(m *cachevol.MetricsState) { m.Evicted(res.Evicted) }); merr != nil {
 		d.Log.Warn("updating the metrics file", zap.Error(merr))
 	}
@@ -72,7 +74,7 @@ func CacheGC(ctx context.Context, d Deps, dryRun bool) error {
 	if dryRun {
 		verb = "Would evict"
 	}
-	cands, res, err := cacheGC(ctx, d, lim, dryRun, func(ev cachevol.Eviction) {
+	cands, res, err := cacheGC(ctx, d, lim, dryRun, nil, func(ev cachevol.Eviction) {
 		fmt.Fprintf(d.Stdout, "%s %s\n", verb, describeEviction(ev, now))
 	})
 	if dryRun {
@@ -114,17 +116,38 @@ func skipReason(err error) string {
 }
 
 // gcAtStage is the light pass of prepare and cleanup: bounded, and only
-// when a limit is set; it never fails the job.
-func gcAtStage(ctx context.Context, d Deps) {
+// when a limit is set; it never fails the job. It leaves the volumes in
+// keep alone: in prepare, those the job is about to claim.
+func gcAtStage(ctx context.Context, d Deps, keep map[string]bool) {
 	if !d.Config.Cache.Enabled || !d.Config.Cache.GC.AtStages || !d.Config.Cache.GC.Limited() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, stageGCBudget)
 	defer cancel()
-	_, res, err := cacheGC(ctx, d, gcLimits(d), false, func(ev cachevol.Eviction) {
+	_, res, err := cacheGC(ctx, d, gcLimits(d), false, keep, func(ev cachevol.Eviction) {
 		d.Log.Info("evicted cache volume", zap.String("volume", ev.Volume), zap.Int64("bytes", ev.SizeBytes), zap.String("reason", ev.Reason))
 	})
 	if err != nil {
 		d.Log.Warn("cache gc pass", zap.Error(err), zap.Int("evicted", len(res.Evicted)))
 	}
+}
+
+// jobCacheNames names the cache volumes a prepare of j may claim or fork:
+// its planned caches and, with cache.fork on, the protected caches below
+// its forks and their kept layers.
+func jobCacheNames(d Deps, j job.Job) map[string]bool {
+	vols, profiles, err := plannedCaches(d, j)
+	if err != nil {
+		return nil
+	}
+	if d.Config.Cache.Fork != cachevol.ForkOff && !j.Protected {
+		for _, f := range cachevol.ForkPlan(cacheKey(d, j), profiles) {
+			vols = append(vols, f.Lower, f.Layer)
+		}
+	}
+	out := make(map[string]bool, len(vols))
+	for _, v := range vols {
+		out[v.Name] = true
+	}
+	return out
 }

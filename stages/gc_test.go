@@ -2,11 +2,13 @@ package stages
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/warmcache/warmcache/cachevol"
+	"github.com/warmcache/warmcache/job"
 	"github.com/warmcache/warmcache/runtime"
 )
 
@@ -16,7 +18,7 @@ func TestCacheGCCommand(t *testing.T) {
 	h := newHarness(t, nil)
 	recs := cacheRecords(h.deps())
 	old := time.Now().Add(-time.Hour)
-	for _, name := range []string{"warmcache-go-aaaaaaaaaaaa", "warmcache-go-bbbbbbbbbbbb"} {
+	for i, name := range []string{"warmcache-go-aaaaaaaaaaaa", "warmcache-go-bbbbbbbbbbbb"} {
 		labels := cachevol.Scope("")
 		labels[cachevol.LabelProjectPath], labels[cachevol.LabelProfile] = "group/project", "go"
 		if err := h.f.EnsureVolume(t.Context(), runtime.VolumeSpec{Name: name, Labels: labels}); err != nil {
@@ -25,7 +27,7 @@ func TestCacheGCCommand(t *testing.T) {
 		old = old.Add(time.Minute)
 		used := old
 		if err := recs.Update(name, func(r *cachevol.Record) error {
-			r.LastUsed, r.SizeBytes, r.Measured = used, 3<<20, used
+			r.LastUsed, r.SizeBytes, r.Measured = used, int64(3-i)<<20, used
 			return nil
 		}); err != nil {
 			t.Fatal(err)
@@ -44,17 +46,64 @@ func TestCacheGCCommand(t *testing.T) {
 	}
 	h.cfg.Cache.GC.Budget = 4 << 20
 	want := "Would evict warmcache-go-aaaaaaaaaaaa (group/project go, 3.0 MiB, last used 59m ago): over budget\n" +
-		"2 cache volumes, 6.0 MiB; 1 evicted (3.0 MiB)\n"
+		"2 cache volumes, 5.0 MiB; 1 evicted (3.0 MiB)\n"
 	if out := run(true); out != want {
 		t.Errorf("dry run:\n%s\nwant\n%s", out, want)
 	}
 	if _, ok := h.f.Volume("warmcache-go-aaaaaaaaaaaa"); !ok {
 		t.Fatal("the dry run removed a volume")
 	}
-	if out := run(false); !strings.HasPrefix(out, "Evicted warmcache-go-aaaaaaaaaaaa (") {
-		t.Errorf("gc: %q", out)
+	if out := run(false); out != strings.Replace(want, "Would evict", "Evicted", 1) {
+		t.Errorf("gc:\n%s\nwant the dry run's figures:\n%s", out, want)
 	}
 	if _, ok := h.f.Volume("warmcache-go-aaaaaaaaaaaa"); ok {
 		t.Error("the least recently used volume survived")
+	}
+}
+
+// TestPrepareGCKeepsJobCaches: the GC pass of a prepare never evicts what
+// the job is about to claim or fork, however idle; others go.
+func TestPrepareGCKeepsJobCaches(t *testing.T) {
+	h := newHarness(t, nil)
+	h.cfg.Cache.Enabled = true
+	h.cfg.Cache.Fork = cachevol.ForkKeep
+	h.cfg.Cache.GC.MaxIdle = time.Hour
+	d := h.deps()
+	j, err := job.Load(d.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := jobCacheNames(d, j)
+	// /cache and two Go caches, their protected caches and kept layers.
+	if len(keep) != 9 {
+		t.Fatalf("job caches %v, want 9", keep)
+	}
+	old := time.Now().Add(-48 * time.Hour)
+	for name := range maps.Keys(keep) {
+		addCache(t, h, name, old)
+	}
+	addCache(t, h, "warmcache-go-otherproject", old)
+	gcAtStage(t.Context(), d, keep)
+	for name := range keep {
+		if _, ok := h.f.Volume(name); !ok {
+			t.Errorf("the job's cache %s was evicted", name)
+		}
+	}
+	if _, ok := h.f.Volume("warmcache-go-otherproject"); ok {
+		t.Error("an idle cache of another project was kept")
+	}
+}
+
+// addCache makes a cache volume name last used at used.
+func addCache(t *testing.T, h *harness, name string, used time.Time) {
+	t.Helper()
+	if err := h.f.EnsureVolume(t.Context(), runtime.VolumeSpec{Name: name, Labels: cachevol.Scope("")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cacheRecords(h.deps()).Update(name, func(r *cachevol.Record) error {
+		r.LastUsed, r.Claimed = used, used
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

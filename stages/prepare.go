@@ -77,11 +77,11 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 			}
 		}()
 		reapAtPrepare(ctx, d)
-		gcAtStage(ctx, d)
+		gcAtStage(ctx, d, jobCacheNames(d, j))
 	}()
 	defer func() { <-reaped }()
 
-	meta := naming.JobMeta{PipelineID: j.PipelineID, RunnerID: j.RunnerID, TimeoutSeconds: j.Timeout, Created: time.Now()}
+	meta := jobMeta(j, time.Now())
 	// The job's network is made while the images and volumes are checked:
 	// it is needed only when the containers are created.
 	network, networkMade := makeJobNetwork(ctx, d, key, meta)
