@@ -228,7 +228,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		}
 	}
 	phases = append(phases, zap.Duration("containers", time.Since(start)))
-	waitServices(ctx, d, services, serviceSpecs)
+	waitServices(ctx, d, helperSpec.Name, services, serviceSpecs)
 	d.Log.Debug("prepare timings (since start)", append(phases, zap.Duration("services", time.Since(start)))...)
 	d.say("Job containers ready in %.1fs", time.Since(start).Seconds())
 	return nil

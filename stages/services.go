@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"time"
@@ -148,15 +147,12 @@ func startServices(ctx context.Context, e runtime.Engine, specs []runtime.Contai
 // services.wait_timeout, until every exposed TCP port of each service
 // accepts a connection. A service that does not get ready is reported in
 // the job log with its last lines of output, and the job goes on, as
-// under the Docker executor. The ports are dialled from the driver's host,
-// which reaches the containers of a local engine.
-func waitServices(ctx context.Context, d Deps, svcs []jobService, specs []runtime.ContainerSpec) {
+// under the Docker executor. The ports are dialled from the driver's host
+// when it reaches the job's network, else from the helper container (see
+// prober).
+func waitServices(ctx context.Context, d Deps, helper string, svcs []jobService, specs []runtime.ContainerSpec) {
 	timeout := d.Config.Services.WaitTimeout
 	if len(specs) == 0 || timeout == 0 {
-		return
-	}
-	if strings.HasPrefix(d.Config.Docker.Host, "tcp://") {
-		d.say("Not waiting for services: the engine is remote, so its containers cannot be reached from here")
 		return
 	}
 	if specs[0].NetworkMode == "none" {
@@ -167,8 +163,9 @@ func waitServices(ctx context.Context, d Deps, svcs []jobService, specs []runtim
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	reports := make([]string, len(specs))
+	p := newProber(d, helper)
 	_ = parallel.Each(indexes(len(specs)), func(i int) error {
-		reports[i] = waitService(wctx, ctx, d, svcs[i].image.Name, specs[i], timeout)
+		reports[i] = waitService(wctx, ctx, d, p, svcs[i].image.Name, specs[i], timeout)
 		return nil
 	})
 	ready := true
@@ -186,18 +183,18 @@ func waitServices(ctx context.Context, d Deps, svcs []jobService, specs []runtim
 // waitService waits for one service and returns what the job log should
 // say when it did not get ready ("" when it did). wctx bounds the wait;
 // ctx is for reading the service's logs afterwards.
-func waitService(wctx, ctx context.Context, d Deps, image string, spec runtime.ContainerSpec, timeout time.Duration) string {
+func waitService(wctx, ctx context.Context, d Deps, p *prober, image string, spec runtime.ContainerSpec, timeout time.Duration) string {
 	info, err := d.Engine.InspectImage(wctx, image)
 	if err != nil {
 		d.Log.Warn("reading a service image's ports", zap.String("image", image), zap.Error(err))
 		return fmt.Sprintf("WARNING: service %s: cannot tell its ports (%v); not waiting for it\n", image, err)
 	}
 	var problem string
-	for _, p := range info.ExposedPorts {
-		if p.Protocol != "tcp" {
+	for _, port := range info.ExposedPorts {
+		if port.Protocol != "tcp" {
 			continue
 		}
-		if problem = waitPort(wctx, d.Engine, spec, p, timeout); problem != "" {
+		if problem = waitPort(wctx, d.Engine, p, spec, port, timeout); problem != "" {
 			break
 		}
 	}
@@ -223,12 +220,11 @@ func waitService(wctx, ctx context.Context, d Deps, image string, spec runtime.C
 	return b.String()
 }
 
-// waitPort dials the service's port until it accepts a connection, the
+// waitPort tries the service's port until it accepts a connection, the
 // service stops, or ctx (bounded by timeout) ends; it returns the problem,
 // "" on success. The service's state is read again at most every second,
-// and a dial that gets no answer gives up after a second.
-func waitPort(ctx context.Context, e runtime.Engine, spec runtime.ContainerSpec, p runtime.Port, timeout time.Duration) string {
-	dialer := net.Dialer{Timeout: time.Second}
+// and a try that gets no answer gives up after a second or two.
+func waitPort(ctx context.Context, e runtime.Engine, pr *prober, spec runtime.ContainerSpec, p runtime.Port, timeout time.Duration) string {
 	var host string
 	var checked time.Time
 	lastTry := "the service has no address"
@@ -241,10 +237,12 @@ func waitPort(ctx context.Context, e runtime.Engine, spec runtime.ContainerSpec,
 			host, checked = h, time.Now()
 		}
 		if host != "" {
-			conn, err := dialer.DialContext(ctx, "tcp", net.JoinHostPort(host, fmt.Sprint(p.Number)))
+			err := pr.probe(ctx, host, p.Number)
 			if err == nil {
-				conn.Close()
 				return ""
+			}
+			if errors.Is(err, errCannotProbe) {
+				return fmt.Sprintf("port %s cannot be tried: %v", p, err)
 			}
 			if dl, ok := ctx.Deadline(); !ok || time.Now().Before(dl) { // not cut short by the wait's end
 				lastTry = innermost(err).Error()

@@ -298,8 +298,6 @@ func TestServiceWaitSkipped(t *testing.T) {
 		setup func(h *harness)
 		want  string // "" : no line at all
 	}{
-		{"remote engine", func(h *harness) { h.cfg.Docker.Host = "tcp://docker.example.com:2376" },
-			"Not waiting for services: the engine is remote, so its containers cannot be reached from here"},
 		{"no network", func(h *harness) { h.cfg.Docker.NetworkMode = "none" }, "Not waiting for services: network_mode is none"},
 		{"wait off", func(h *harness) { h.cfg.Services.WaitTimeout = 0 }, ""},
 	} {
