@@ -72,9 +72,10 @@ func Scope(pool string) map[string]string {
 	return s
 }
 
-// gcEngine lists and removes resources.
+// gcEngine lists, inspects and removes resources.
 type gcEngine interface {
 	List(ctx context.Context, labels map[string]string) ([]runtime.Resource, error)
+	InspectVolume(ctx context.Context, name string) (runtime.VolumeInfo, error)
 	Remove(ctx context.Context, r runtime.Resource) error
 }
 
@@ -160,9 +161,13 @@ func PlanGC(cands []Candidate, lim Limits, free int64, now time.Time, skip map[s
 type GCResult struct {
 	Evicted []Eviction
 	// Skipped are planned volumes left in place: in use by a container,
-	// just claimed by a prepare, or failing to be removed (Err).
+	// just claimed by a prepare, already removed by another pass (ErrGone),
+	// or failing to be removed (Err).
 	Skipped []Skipped
 }
+
+// ErrGone is returned by Evict for a volume that no longer exists.
+var ErrGone = errors.New("already removed")
 
 // Skipped is a planned eviction that did not happen.
 type Skipped struct {
@@ -175,10 +180,16 @@ type Skipped struct {
 // refuses: runtime.ErrInUse). The record's lock is held throughout, so a
 // prepare's claim of the same volume comes either before (and the volume
 // stays) or after (and its EnsureVolume creates it anew).
+//
+// A volume already gone (another GC pass evicted it since this one listed
+// the candidates) is ErrGone: only the pass that removed it counts it.
 func (rs Records) Evict(ctx context.Context, e gcEngine, name string, now time.Time) error {
 	return rs.Update(name, func(r *Record) error {
 		if r.Leased(now) {
 			return ErrLeased
+		}
+		if _, err := e.InspectVolume(ctx, name); errors.Is(err, runtime.ErrNotFound) {
+			return ErrGone
 		}
 		if err := e.Remove(ctx, runtime.Resource{Type: runtime.Volume, Name: name}); err != nil {
 			return err
@@ -212,6 +223,10 @@ func GC(ctx context.Context, e gcEngine, recs Records, cands []Candidate, lim Li
 			skip[ev.Volume] = true
 			if err := recs.Evict(ctx, e, ev.Volume, now); err != nil {
 				res.Skipped = append(res.Skipped, Skipped{ev, err})
+				if errors.Is(err, ErrGone) {
+					// Nothing there to count towards the limits.
+					cands = slices.DeleteFunc(cands, func(c Candidate) bool { return c.Volume == ev.Volume })
+				}
 				// A skipped volume changes what the rest must free.
 				break
 			}

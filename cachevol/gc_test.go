@@ -273,3 +273,35 @@ func BenchmarkPlanGC1000(b *testing.B) {
 		}
 	})
 }
+
+// TestGCConcurrentPassesCountOnce: two passes planned from one listing
+// (two cleanups at once) evict each volume once and count it once.
+func TestGCConcurrentPassesCountOnce(t *testing.T) {
+	f, recs, names := gcFixture(t, 100, 100, 100)
+	cands, err := Candidates(t.Context(), f, recs, Scope(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := GC(t.Context(), f, recs, cands, Limits{BudgetBytes: 200}, -1, t0, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := GC(t.Context(), f, recs, cands, Limits{BudgetBytes: 200}, -1, t0, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first.Evicted) != 1 || first.Evicted[0].Volume != names[0] {
+		t.Errorf("first pass evicted %+v, want %s", first.Evicted, names[0])
+	}
+	if len(second.Evicted) != 0 {
+		t.Errorf("second pass counts %+v as evicted too", second.Evicted)
+	}
+	if len(second.Skipped) != 1 || !errors.Is(second.Skipped[0].Err, ErrGone) {
+		t.Errorf("second pass skipped %+v, want %s already gone", second.Skipped, names[0])
+	}
+	for i, want := range []bool{false, true, true} {
+		if _, ok := f.Volume(names[i]); ok != want {
+			t.Errorf("volume %d exists = %v, want %v", i, ok, want)
+		}
+	}
+}

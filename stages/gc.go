@@ -83,7 +83,11 @@ func CacheGC(ctx context.Context, d Deps, dryRun bool) error {
 		}
 	}
 	for _, s := range res.Skipped {
-		fmt.Fprintf(d.Stdout, "Kept %s: %s\n", describeEviction(s.Eviction, now), skipReason(s.Err))
+		what := "Kept"
+		if errors.Is(s.Err, cachevol.ErrGone) {
+			what = "Not counted"
+		}
+		fmt.Fprintf(d.Stdout, "%s %s: %s\n", what, describeEviction(s.Eviction, now), skipReason(s.Err))
 	}
 	var total, freed int64
 	for _, c := range cands {
@@ -110,6 +114,8 @@ func skipReason(err error) string {
 		return "in use by a job's container"
 	case errors.Is(err, cachevol.ErrLeased):
 		return "just claimed by a job being prepared"
+	case errors.Is(err, cachevol.ErrGone):
+		return "already removed (by another gc pass)"
 	default:
 		return err.Error()
 	}
