@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"time"
 
 	"github.com/warmcache/warmcache/cachevol"
 	"github.com/warmcache/warmcache/naming"
@@ -95,21 +96,14 @@ func networksCheck(ctx context.Context, d Deps, add func(level, format string, a
 		add("warn", "networks: %v", err)
 		return
 	}
-	withContainers := map[string]bool{}
-	for _, r := range rs {
-		if r.Type == runtime.Container {
-			withContainers[r.Labels[naming.LabelJob]] = true
-		}
-	}
-	networks, stranded := 0, 0
+	networks := 0
 	for _, r := range rs {
 		if r.Type == runtime.Network {
 			networks++
-			if !withContainers[r.Labels[naming.LabelJob]] {
-				stranded++
-			}
 		}
 	}
+	// Of any age: a young one may still be in a prepare.
+	stranded := len(planStranded(rs, time.Now(), 0, nil))
 	level, hint := "ok", ""
 	if networks >= networksWarn {
 		level, hint = "warn", "; Docker's default address pools hold about 30: add default-address-pools to /etc/docker/daemon.json"
