@@ -54,7 +54,7 @@ func TestParseFullFixture(t *testing.T) {
 			CommitOnSuccess: true,
 			MetricsFile:     "/var/lib/node_exporter/textfile/warmcache.prom",
 			GC: CacheGC{MaxVolumeSize: 20 << 30, Budget: 100 << 30, MaxIdle: 720 * time.Hour,
-				MinFreeDisk: 10e9, AtStages: false},
+				MinFreeDisk: 10 << 30, AtStages: false},
 		},
 		Reap: Reap{Grace: 30 * time.Minute, AtPrepare: false},
 		Log:  Log{File: "/var/log/warmcache.log", Level: "debug"},
@@ -272,7 +272,10 @@ func TestParseInvalid(t *testing.T) {
 				`cache.custom[0].paths[1]: "//builds" must be an absolute directory other than [/ /builds /cache /proc /sys /dev /etc /tmp]; ` +
 				`cache.custom[0].paths[2]: "/etc/." must be an absolute directory other than [/ /builds /cache /proc /sys /dev /etc /tmp]`},
 		// Cache limits.
-		{"bad size", "[cache.gc]\nbudget = \"lots\"\n", `line 2, key cache.gc.budget: "lots" is not a size such as "20GiB", "512MB" or a number of bytes`},
+		{"bad size", "[cache.gc]\nbudget = \"lots\"\n", `line 2, key cache.gc.budget: "lots" is not a size such as "512m" or "2g"`},
+		{"NaN size", "[cache.gc]\nbudget = \"nan\"\n", `line 2, key cache.gc.budget: "nan" is not a size such as "512m" or "2g"`},
+		{"infinite size", "[cache.gc]\nmax_volume_size = \"inf\"\n", `line 2, key cache.gc.max_volume_size: "inf" is not a size such as "512m" or "2g"`},
+		{"negative size string", "[cache.gc]\nbudget = \"-1g\"\n", `line 2, key cache.gc.budget: "-1g" is not a size such as "512m" or "2g"`},
 		{"negative size", "[cache.gc]\nmin_free_disk = -1\n", "line 2, key cache.gc.min_free_disk: size -1 is negative"},
 		{"bad fork mode", "[cache]\nfork = \"yes\"\n", `cache.fork: "yes" is not one of off, keep, discard`},
 		{"volume limit over budget", "[cache.gc]\nbudget = \"1GiB\"\nmax_volume_size = \"2GiB\"\n",

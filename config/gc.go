@@ -3,9 +3,9 @@ package config
 import (
 	"fmt"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/warmcache/warmcache/limits"
 )
 
 // CacheGC are the limits on the disk the cache volumes use. A zero value
@@ -31,12 +31,14 @@ func (g CacheGC) Limited() bool {
 }
 
 // Size is a number of bytes, written in TOML as an integer or a string
-// with a unit: "512MiB", "20GiB", "1.5TB", "4096".
+// with a unit: "512m", "20GiB", "1.5t". Units are binary whatever the
+// spelling ("20GB" is 20 GiB), read by limits.MemoryBytes as for every
+// other size in the config.
 type Size int64
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (s *Size) UnmarshalText(text []byte) error {
-	n, err := ParseSize(string(text))
+	n, err := limits.MemoryBytes(string(text))
 	if err != nil {
 		return err
 	}
@@ -56,34 +58,8 @@ func (s *Size) UnmarshalTOML(v any) error {
 	case string:
 		return s.UnmarshalText([]byte(x))
 	default:
-		return fmt.Errorf("size must be a string such as \"20GiB\" or a number of bytes, not %T", v)
+		return fmt.Errorf("size must be a string such as \"20g\" or a number of bytes, not %T", v)
 	}
-}
-
-var sizeUnits = []struct {
-	suffix string
-	mult   float64
-}{
-	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
-	{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12},
-	{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"t", 1 << 40}, {"b", 1},
-}
-
-// ParseSize reads a size such as "20GiB", "512MB", "1.5g" or "4096".
-func ParseSize(text string) (int64, error) {
-	t := strings.ToLower(strings.TrimSpace(text))
-	mult := 1.0
-	for _, u := range sizeUnits {
-		if rest, ok := strings.CutSuffix(t, u.suffix); ok {
-			t, mult = strings.TrimSpace(rest), u.mult
-			break
-		}
-	}
-	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f < 0 || f*mult > 1<<62 {
-		return 0, fmt.Errorf("%q is not a size such as \"20GiB\", \"512MB\" or a number of bytes", text)
-	}
-	return int64(f * mult), nil
 }
 
 // poolChars are the characters a pool name may use: it is a label value

@@ -45,8 +45,10 @@ func NanoCPUs(s string) (int64, error) {
 var units = map[string]int64{"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 // MemoryBytes converts a size such as "512m", "2g", "1.5GiB" or "1048576"
-// to bytes; units are binary (k = 1024), as the Docker executor reads them.
-// "" means no limit and gives 0.
+// to bytes; units are binary (k = 1024) whatever the spelling ("2GB" too),
+// as the Docker executor reads them. It is the one size parser of the
+// config (cache.gc sizes too). "" means no limit and gives 0; negative,
+// NaN and infinite sizes are refused.
 func MemoryBytes(s string) (int64, error) {
 	t := strings.ToLower(strings.TrimSpace(s))
 	if t == "" {
