@@ -86,8 +86,17 @@ func claim(ctx context.Context, e volumeEngine, recs *Records, v Volume, jobID i
 			return nil
 		})
 	}
-	st, err := claimVolume(ctx, e, v, jobID, now)
+	st, existed, err := claimVolume(ctx, e, v, jobID, now)
 	st.RecordErr = recErr
+	if err == nil && recErr == nil && !existed && !prev.LastUsed.IsZero() {
+		// Removed by hand since its last use and made anew: empty, so
+		// the record's size no longer holds.
+		st.RecordErr = recs.Update(v.Name, func(r *Record) error {
+			r.SizeBytes, r.Measured = 0, time.Time{}
+			return nil
+		})
+		return st, nil
+	}
 	if err == nil && recErr == nil && st.Readable && !prev.LastUsed.IsZero() {
 		// The driver's own record wins over the job-writable stamp.
 		st.Warm = true
@@ -96,25 +105,31 @@ func claim(ctx context.Context, e volumeEngine, recs *Records, v Volume, jobID i
 	return st, err
 }
 
-func claimVolume(ctx context.Context, e volumeEngine, v Volume, jobID int64, now time.Time) (Status, error) {
-	labels := maps.Clone(v.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[LabelCreated] = now.UTC().Format(time.RFC3339)
-	if err := e.EnsureVolume(ctx, runtime.VolumeSpec{Name: v.Name, Labels: labels}); err != nil {
-		return Status{}, fmt.Errorf("cache volume for %s: %w", v.Path, err)
-	}
+// claimVolume makes sure the volume v exists (existed: it did before)
+// and reads and renews its stamp.
+func claimVolume(ctx context.Context, e volumeEngine, v Volume, jobID int64, now time.Time) (st Status, existed bool, err error) {
 	info, err := e.InspectVolume(ctx, v.Name)
+	existed = err == nil
+	if errors.Is(err, runtime.ErrNotFound) {
+		labels := maps.Clone(v.Labels)
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		labels[LabelCreated] = now.UTC().Format(time.RFC3339)
+		if err := e.EnsureVolume(ctx, runtime.VolumeSpec{Name: v.Name, Labels: labels}); err != nil {
+			return Status{}, false, fmt.Errorf("cache volume for %s: %w", v.Path, err)
+		}
+		info, err = e.InspectVolume(ctx, v.Name)
+	}
 	if err != nil {
-		return Status{}, fmt.Errorf("cache volume for %s: %w", v.Path, err)
+		return Status{}, false, fmt.Errorf("cache volume for %s: %w", v.Path, err)
 	}
 	if info.Labels[naming.LabelKind] != string(naming.KindCache) {
-		return Status{}, fmt.Errorf("volume %s exists but is not a warmcache cache volume; remove or rename it", v.Name)
+		return Status{}, false, fmt.Errorf("volume %s exists but is not a warmcache cache volume; remove or rename it", v.Name)
 	}
-	st := Status{Volume: v, Mountpoint: info.Mountpoint}
+	st = Status{Volume: v, Mountpoint: info.Mountpoint}
 	if _, err := os.Stat(info.Mountpoint); err != nil {
-		return st, nil // remote engine: nothing to read or stamp here
+		return st, existed, nil // remote engine: nothing to read or stamp here
 	}
 	st.Readable = true
 	stamp, err := ReadStamp(info.Mountpoint)
@@ -124,7 +139,7 @@ func claimVolume(ctx context.Context, e volumeEngine, v Volume, jobID int64, now
 	case errors.Is(err, fs.ErrNotExist):
 		// A new volume: let any job user write, whatever uid it runs as.
 		if err := OpenToAllUsers(info.Mountpoint); err != nil {
-			return st, fmt.Errorf("opening cache volume %s to non-root jobs: %w", v.Name, err)
+			return st, existed, fmt.Errorf("opening cache volume %s to non-root jobs: %w", v.Name, err)
 		}
 	default:
 		// A damaged stamp only loses the record, never the cache.
@@ -137,7 +152,7 @@ func claimVolume(ctx context.Context, e volumeEngine, v Volume, jobID int64, now
 		// stamp's place); the cache itself is fine to use.
 		st.StampErr = err
 	}
-	return st, nil
+	return st, existed, nil
 }
 
 // OpenToAllUsers makes the root of a fresh volume writable by every user,

@@ -3,7 +3,6 @@ package cachevol
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"maps"
 	"os"
@@ -291,7 +290,6 @@ func TestClaimRemoteEngine(t *testing.T) {
 }
 
 func TestClaimEngineErrors(t *testing.T) {
-	notFound := fmt.Errorf("inspecting volume x: %w", runtime.ErrNotFound)
 	tests := []struct {
 		name      string
 		setup     func(f *fake.Engine)
@@ -304,26 +302,20 @@ func TestClaimEngineErrors(t *testing.T) {
 			name:  "EnsureVolume fails",
 			setup: func(f *fake.Engine) { f.FailNext(fake.MethodEnsureVolume, errBoom) },
 			want:  "cache volume for /go/pkg/mod: boom", is: errBoom,
-			calls: []string{fake.MethodEnsureVolume},
+			calls: []string{fake.MethodInspectVolume, fake.MethodEnsureVolume},
 		},
 		{
 			name:  "InspectVolume fails",
 			setup: func(f *fake.Engine) { f.FailNext(fake.MethodInspectVolume, errBoom) },
 			want:  "cache volume for /go/pkg/mod: boom", is: errBoom,
-			calls: []string{fake.MethodEnsureVolume, fake.MethodInspectVolume},
-		},
-		{
-			name:  "volume gone before InspectVolume",
-			setup: func(f *fake.Engine) { f.FailNext(fake.MethodInspectVolume, notFound) },
-			want:  "cache volume for /go/pkg/mod: inspecting volume x: not found", is: runtime.ErrNotFound,
-			calls: []string{fake.MethodEnsureVolume, fake.MethodInspectVolume},
+			calls: []string{fake.MethodInspectVolume},
 		},
 		{
 			name:      "cancelled",
 			setup:     func(*fake.Engine) {},
 			cancelled: true,
 			want:      "cache volume for /go/pkg/mod: context canceled", is: context.Canceled,
-			calls: []string{fake.MethodEnsureVolume},
+			calls: []string{fake.MethodInspectVolume},
 		},
 	}
 	for _, tt := range tests {
@@ -443,5 +435,32 @@ func TestOpenToAllUsers(t *testing.T) {
 	gone := filepath.Join(t.TempDir(), "gone")
 	if err := OpenToAllUsers(gone); !errors.Is(err, fs.ErrNotExist) || err.Error() != "chmod "+gone+": no such file or directory" {
 		t.Errorf("OpenToAllUsers(missing) = %v, want chmod %s: no such file or directory", err, gone)
+	}
+}
+
+// TestClaimAfterRemovalByHand: a cache volume removed by hand (its record
+// kept) is made anew, reported cold, and its record's size forgotten.
+func TestClaimAfterRemovalByHand(t *testing.T) {
+	f, _ := localEngine(t)
+	recs := Records{Dir: t.TempDir()}
+	vols := goVolumes()[:1]
+	if _, err := Claim(t.Context(), f, &recs, vols, 1, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := recs.SetSize(vols[0].Name, 5000, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Remove(t.Context(), runtime.Resource{Type: runtime.Volume, Name: vols[0].Name}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Claim(t.Context(), f, &recs, vols, 2, t1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Warm || got[0].Stamp.SizeBytes != 0 {
+		t.Errorf("Claim = %+v, want a cold, empty cache", got[0])
+	}
+	if r, _ := recs.Get(vols[0].Name); r.SizeBytes != 0 || !r.Measured.IsZero() || !r.LastUsed.Equal(t1) {
+		t.Errorf("record %+v, want used at %s with no size", r, t1)
 	}
 }
