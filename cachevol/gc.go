@@ -34,8 +34,8 @@ type Candidate struct {
 	Forked bool
 }
 
-// LastUsed is the record's last use or, for a volume never claimed since
-// records were kept, its creation.
+// LastUsed is the record's last use. Candidates seeds the record of a
+// volume that has none; without one, it is the volume's creation.
 func (c Candidate) LastUsed() time.Time {
 	if !c.Record.LastUsed.IsZero() {
 		return c.Record.LastUsed
@@ -50,6 +50,7 @@ type Eviction struct {
 	Project   string
 	Profile   string
 	SizeBytes int64
+	SizeKnown bool // the size was measured
 	LastUsed  time.Time
 	Reason    string
 }
@@ -80,8 +81,11 @@ type gcEngine interface {
 }
 
 // Candidates lists the cache volumes in scope with their records. It reads
-// one small file per volume and walks no cache.
-func Candidates(ctx context.Context, e gcEngine, recs Records, scope map[string]string) ([]Candidate, error) {
+// one small file per volume and walks no cache. A volume without a record
+// (made before records were kept) gets one, last used now: its real last
+// use is unknown, and its creation would make the oldest cache look idle.
+// Its size stays unknown (not measured) until a job's cleanup measures it.
+func Candidates(ctx context.Context, e gcEngine, recs Records, scope map[string]string, now time.Time) ([]Candidate, error) {
 	rs, err := e.List(ctx, scope)
 	if err != nil {
 		return nil, fmt.Errorf("listing cache volumes: %w", err)
@@ -101,6 +105,15 @@ func Candidates(ctx context.Context, e gcEngine, recs Records, scope map[string]
 			continue
 		}
 		rec, err := recs.Get(r.Name)
+		if err == nil && rec.LastUsed.IsZero() {
+			err = recs.Update(r.Name, func(cur *Record) error {
+				if cur.LastUsed.IsZero() {
+					cur.LastUsed = now.UTC()
+				}
+				rec = *cur
+				return nil
+			})
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -129,7 +142,7 @@ func PlanGC(cands []Candidate, lim Limits, free int64, now time.Time, skip map[s
 	var freed int64
 	evict := func(c Candidate, reason string) {
 		plan = append(plan, Eviction{Volume: c.Volume, Project: c.Labels[LabelProjectPath], Profile: c.Labels[LabelProfile],
-			SizeBytes: c.Record.SizeBytes, LastUsed: c.LastUsed(), Reason: reason})
+			SizeBytes: c.Record.SizeBytes, SizeKnown: !c.Record.Measured.IsZero(), LastUsed: c.LastUsed(), Reason: reason})
 		freed += c.Record.SizeBytes
 	}
 	var rest []Candidate

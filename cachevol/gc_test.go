@@ -91,7 +91,7 @@ func gcFixture(t *testing.T, sizes ...int64) (*fake.Engine, Records, []string) {
 
 func runGC(t *testing.T, f *fake.Engine, recs Records, lim Limits) GCResult {
 	t.Helper()
-	cands, err := Candidates(t.Context(), f, recs, Scope(""))
+	cands, err := Candidates(t.Context(), f, recs, Scope(""), t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func BenchmarkPlanGC1000(b *testing.B) {
 	lim := Limits{BudgetBytes: 100 << 30, MaxIdle: 10 * time.Hour}
 	b.Run("records", func(b *testing.B) {
 		for b.Loop() {
-			cands, err := Candidates(b.Context(), f, recs, Scope(""))
+			cands, err := Candidates(b.Context(), f, recs, Scope(""), t0)
 			if err != nil || len(cands) != 1000 {
 				b.Fatalf("%d candidates, %v", len(cands), err)
 			}
@@ -259,7 +259,7 @@ func BenchmarkPlanGC1000(b *testing.B) {
 	})
 	b.Run("walk", func(b *testing.B) {
 		for b.Loop() {
-			cands, err := Candidates(b.Context(), f, recs, Scope(""))
+			cands, err := Candidates(b.Context(), f, recs, Scope(""), t0)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -278,7 +278,7 @@ func BenchmarkPlanGC1000(b *testing.B) {
 // (two cleanups at once) evict each volume once and count it once.
 func TestGCConcurrentPassesCountOnce(t *testing.T) {
 	f, recs, names := gcFixture(t, 100, 100, 100)
-	cands, err := Candidates(t.Context(), f, recs, Scope(""))
+	cands, err := Candidates(t.Context(), f, recs, Scope(""), t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,5 +303,35 @@ func TestGCConcurrentPassesCountOnce(t *testing.T) {
 		if _, ok := f.Volume(names[i]); ok != want {
 			t.Errorf("volume %d exists = %v, want %v", i, ok, want)
 		}
+	}
+}
+
+// TestCandidatesSeedsRecord: a cache volume from before records were kept
+// is not taken for idle since its creation: its first sight seeds its
+// record, last used then, size unknown.
+func TestCandidatesSeedsRecord(t *testing.T) {
+	f := fake.New()
+	recs := Records{Dir: t.TempDir()}
+	labels := Scope("")
+	labels[LabelCreated] = t0.Add(-90 * 24 * time.Hour).Format(time.RFC3339)
+	if err := f.EnsureVolume(t.Context(), runtime.VolumeSpec{Name: "warmcache-go-old", Labels: labels}); err != nil {
+		t.Fatal(err)
+	}
+	cands, err := Candidates(t.Context(), f, recs, Scope(""), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cands) != 1 || !cands[0].LastUsed().Equal(t0) {
+		t.Fatalf("candidates %+v, want one last used at %s", cands, t0)
+	}
+	if plan := PlanGC(cands, Limits{MaxIdle: 24 * time.Hour}, -1, t0.Add(time.Hour), nil); len(plan) != 0 {
+		t.Errorf("plan %+v, want nothing idle", plan)
+	}
+	plan := PlanGC(cands, Limits{MaxIdle: time.Hour}, -1, t0.Add(2*time.Hour), nil)
+	if len(plan) != 1 || plan[0].SizeKnown {
+		t.Errorf("plan %+v, want the volume, its size unknown", plan)
+	}
+	if r, _ := recs.Get("warmcache-go-old"); !r.LastUsed.Equal(t0) || !r.Measured.IsZero() {
+		t.Errorf("record %+v, want seeded at %s, not measured", r, t0)
 	}
 }

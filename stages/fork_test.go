@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/warmcache/warmcache/cachevol"
 	"github.com/warmcache/warmcache/naming"
@@ -63,7 +64,7 @@ func TestPrepareForksProtectedCache(t *testing.T) {
 	if !strings.Contains(h.stderr.String(), "Cache go /go/pkg/mod: forked from the protected cache (") {
 		t.Errorf("job log:\n%s", h.stderr.String())
 	}
-	cands, err := cachevol.Candidates(t.Context(), h.f, *cacheRecords(h.deps()), cachevol.Scope(""))
+	cands, err := cachevol.Candidates(t.Context(), h.f, *cacheRecords(h.deps()), cachevol.Scope(""), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,12 +43,12 @@ func dataRootFree(ctx context.Context, d Deps) int64 {
 // cacheGC makes one pass over the caches of the configured pool.
 // Volumes in keep are never evicted.
 func cacheGC(ctx context.Context, d Deps, lim cachevol.Limits, dryRun bool, keep map[string]bool, onEvict func(cachevol.Eviction)) ([]cachevol.Candidate, cachevol.GCResult, error) {
-	recs := cacheRecords(d)
-	cands, err := cachevol.Candidates(ctx, d.Engine, *recs, cachevol.Scope(d.Config.Cache.Pool))
+	recs, now := cacheRecords(d), time.Now()
+	cands, err := cachevol.Candidates(ctx, d.Engine, *recs, cachevol.Scope(d.Config.Cache.Pool), now)
 	if err != nil {
 		return nil, cachevol.GCResult{}, err
 	}
-	free, now := dataRootFree(ctx, d), time.Now()
+	free := dataRootFree(ctx, d)
 	if dryRun {
 		return cands, cachevol.GCResult{Evicted: cachevol.PlanGC(cands, lim, free, now, keep)}, nil
 	}
@@ -104,8 +104,12 @@ func CacheGC(ctx context.Context, d Deps, dryRun bool) error {
 }
 
 func describeEviction(ev cachevol.Eviction, now time.Time) string {
+	size := "size not measured"
+	if ev.SizeKnown {
+		size = cachevol.Bytes(ev.SizeBytes)
+	}
 	return fmt.Sprintf("%s (%s %s, %s, last used %s): %s", ev.Volume, ev.Project, ev.Profile,
-		cachevol.Bytes(ev.SizeBytes), cachevol.Ago(ev.LastUsed, now), ev.Reason)
+		size, cachevol.Ago(ev.LastUsed, now), ev.Reason)
 }
 
 func skipReason(err error) string {
