@@ -217,23 +217,10 @@ func WriteStamp(mountpoint string, s Stamp) error {
 	if err != nil {
 		return fmt.Errorf("encoding stamp: %w", err)
 	}
-	// Jobs write in this directory at the same time, so the temporary file
-	// is changed only through its descriptor: by name, a job could have
-	// swapped it for a link to a host file by then. The rename follows
-	// nothing; it replaces whatever entry has the stamp's name.
-	tmp, err := os.CreateTemp(mountpoint, StampFile+".*")
-	if err != nil {
-		return fmt.Errorf("writing stamp: %w", err)
-	}
-	_, werr := tmp.Write(data)
-	merr := tmp.Chmod(0o644)
-	cerr := tmp.Close()
-	if err := errors.Join(werr, merr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing stamp: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(mountpoint, StampFile)); err != nil {
-		os.Remove(tmp.Name())
+	// Jobs write in this directory at the same time: replaceFile changes
+	// the temporary file only through its descriptor and renames it
+	// without following anything.
+	if err := replaceFile(filepath.Join(mountpoint, StampFile), data, 0o644); err != nil {
 		return fmt.Errorf("writing stamp: %w", err)
 	}
 	return nil

@@ -119,10 +119,13 @@ func (m Metrics) Update(fn func(*MetricsState)) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	if err := replaceFile(statePath, data, 0o600); err != nil {
-		return err
+		return fmt.Errorf("metrics: %w", err)
 	}
 	// node_exporter reads the textfile as its own user.
-	return replaceFile(m.Path, []byte(s.Text()), 0o644)
+	if err := replaceFile(m.Path, []byte(s.Text()), 0o644); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
 }
 
 // Text renders the state in the Prometheus text exposition format.

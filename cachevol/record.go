@@ -162,26 +162,38 @@ func (rs Records) write(name string, r Record) error {
 	if err != nil {
 		return fmt.Errorf("encoding cache record: %w", err)
 	}
-	return replaceFile(p, data, 0o600)
+	if err := replaceFile(p, data, 0o600); err != nil {
+		return fmt.Errorf("writing cache record: %w", err)
+	}
+	return nil
 }
 
 // replaceFile writes data to a temporary file beside path and renames it
-// over path, so that no reader sees half of it.
+// over path, so that no reader sees half of it. The temporary file is
+// changed only through its descriptor (by name, a job sharing the
+// directory could have swapped it for a link to a host file by then), and
+// the rename follows nothing: it replaces whatever entry has path's name.
+// The temporary name is hidden: path's base with a dot in front (unless it
+// has one) and a random suffix.
 func replaceFile(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	base := filepath.Base(path)
+	if !strings.HasPrefix(base, ".") {
+		base = "." + base
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), base+".*")
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+		return err
 	}
 	_, werr := tmp.Write(data)
 	merr := tmp.Chmod(mode)
 	cerr := tmp.Close()
 	if err := errors.Join(werr, merr, cerr); err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("writing %s: %w", path, err)
+		return err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("writing %s: %w", path, err)
+		return err
 	}
 	return nil
 }
