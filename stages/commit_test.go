@@ -76,26 +76,15 @@ func TestStepStages(t *testing.T) {
 // that another running job's overlay stands on (overlayfs leaves changes
 // to a mounted lower directory undefined); once that job is gone, it is.
 func TestCommitSkippedWhileMounted(t *testing.T) {
-	h := newHarness(t, nil)
-	h.cfg.Cache.CommitOnSuccess = true
-	h.f.SetVolumeRoot(t.TempDir())
-	d, ctx := h.deps(), t.Context()
-	target := "warmcache-maven-shared"
-	cacheLabels := map[string]string{naming.LabelKind: string(naming.KindCache)}
+	h, layer := commitFixture(t)
+	d, ctx, target := h.deps(), t.Context(), layer.Labels[cachevol.LabelCommitTo]
 	mine := naming.JobKey{Runner: "r", ProjectID: 1, JobID: 1}
 	other := naming.JobKey{Runner: "r", ProjectID: 1, JobID: 2}
-	layerLabels := mine.Labels(naming.KindCommit, naming.JobMeta{})
-	layerLabels[cachevol.LabelCommitTo] = target
 	ownFork := mine.Labels(naming.KindFork, naming.JobMeta{})
 	ownFork[cachevol.LabelForkLower] = target
 	otherFork := other.Labels(naming.KindFork, naming.JobMeta{})
 	otherFork[cachevol.LabelForkLower] = target
-	for _, v := range []runtime.VolumeSpec{
-		{Name: target, Labels: cacheLabels},
-		{Name: "layer", Labels: layerLabels},
-		{Name: "own-fork", Labels: ownFork},
-		{Name: "other-fork", Labels: otherFork},
-	} {
+	for _, v := range []runtime.VolumeSpec{{Name: "own-fork", Labels: ownFork}, {Name: "other-fork", Labels: otherFork}} {
 		if err := h.f.EnsureVolume(ctx, v); err != nil {
 			t.Fatal(err)
 		}
@@ -108,8 +97,6 @@ func TestCommitSkippedWhileMounted(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(from.Mountpoint, "upper", "new.jar"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	layer := runtime.Resource{Type: runtime.Volume, Name: "layer", Labels: layerLabels}
-
 	if err := commitLayer(ctx, d, layer); !errors.Is(err, errCacheMounted) {
 		t.Fatalf("commit under another job's overlay: %v, want errCacheMounted", err)
 	}
@@ -132,21 +119,8 @@ func TestCommitSkippedWhileMounted(t *testing.T) {
 // shared cache removes it and clears its record: the next job starts
 // cold, not from a mix of the old cache and part of a layer.
 func TestCommitHalfAppliedEvicts(t *testing.T) {
-	h := newHarness(t, nil)
-	h.cfg.Cache.CommitOnSuccess = true
-	h.f.SetVolumeRoot(t.TempDir())
-	d, ctx := h.deps(), t.Context()
-	target := "warmcache-maven-shared"
-	layerLabels := naming.JobKey{Runner: "r", ProjectID: 1, JobID: 1}.Labels(naming.KindCommit, naming.JobMeta{})
-	layerLabels[cachevol.LabelCommitTo] = target
-	for _, v := range []runtime.VolumeSpec{
-		{Name: target, Labels: map[string]string{naming.LabelKind: string(naming.KindCache)}},
-		{Name: "layer", Labels: layerLabels},
-	} {
-		if err := h.f.EnsureVolume(ctx, v); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h, layer := commitFixture(t)
+	d, ctx, target := h.deps(), t.Context(), layer.Labels[cachevol.LabelCommitTo]
 	to, _ := h.f.Volume(target)
 	from, _ := h.f.Volume("layer")
 	write := func(p, s string) {
@@ -176,7 +150,7 @@ func TestCommitHalfAppliedEvicts(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	err = commitLayer(ctx, d, runtime.Resource{Type: runtime.Volume, Name: "layer", Labels: layerLabels})
+	err = commitLayer(ctx, d, layer)
 	if !errors.Is(err, cachevol.ErrHalfApplied) {
 		t.Fatalf("commitLayer = %v, want ErrHalfApplied", err)
 	}
@@ -186,4 +160,25 @@ func TestCommitHalfAppliedEvicts(t *testing.T) {
 	if rec, err := cacheRecords(d).Get(target); err != nil || rec != (cachevol.Record{}) {
 		t.Errorf("record of the half-committed cache: %+v, %v; want it cleared", rec, err)
 	}
+}
+
+// commitFixture makes a shared cache volume and the commit layer over it
+// of a job, on a fake engine with volume directories, commit_on_success on.
+func commitFixture(t *testing.T) (*harness, runtime.Resource) {
+	t.Helper()
+	h := newHarness(t, nil)
+	h.cfg.Cache.CommitOnSuccess = true
+	h.f.SetVolumeRoot(t.TempDir())
+	const target = "warmcache-maven-shared"
+	layerLabels := naming.JobKey{Runner: "r", ProjectID: 1, JobID: 1}.Labels(naming.KindCommit, naming.JobMeta{})
+	layerLabels[cachevol.LabelCommitTo] = target
+	for _, v := range []runtime.VolumeSpec{
+		{Name: target, Labels: map[string]string{naming.LabelKind: string(naming.KindCache)}},
+		{Name: "layer", Labels: layerLabels},
+	} {
+		if err := h.f.EnsureVolume(t.Context(), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return h, runtime.Resource{Type: runtime.Volume, Name: "layer", Labels: layerLabels}
 }

@@ -18,20 +18,7 @@ import (
 // them, which the GC then leaves alone; cleanup removes the forks and
 // keeps the layers.
 func TestPrepareForksProtectedCache(t *testing.T) {
-	root := t.TempDir()
-	protected := newHarness(t, func(j map[string]any) { j["git_info"].(map[string]any)["protected"] = true })
-	protected.cfg.Cache.Enabled = true
-	protected.f.SetVolumeRoot(root)
-	if err := Prepare(context.Background(), protected.deps()); err != nil {
-		t.Fatal(err)
-	}
-	if err := Cleanup(protected.deps()); err != nil {
-		t.Fatal(err)
-	}
-
-	h := newHarness(t, nil)
-	h.f, h.cfg = protected.f, protected.cfg
-	h.cfg.Cache.Fork = cachevol.ForkKeep
+	h := unprotectedAfterProtected(t, nil)
 	if err := Prepare(context.Background(), h.deps()); err != nil {
 		t.Fatal(err)
 	}
@@ -92,19 +79,7 @@ func TestPrepareForksProtectedCache(t *testing.T) {
 // layers of its own (discarded with it): two overlays never share an
 // upper and work directory.
 func TestKeptLayerNotShared(t *testing.T) {
-	root := t.TempDir()
-	protected := newHarness(t, func(j map[string]any) { j["git_info"].(map[string]any)["protected"] = true })
-	protected.cfg.Cache.Enabled = true
-	protected.f.SetVolumeRoot(root)
-	if err := Prepare(context.Background(), protected.deps()); err != nil {
-		t.Fatal(err)
-	}
-	if err := Cleanup(protected.deps()); err != nil {
-		t.Fatal(err)
-	}
-	first := newHarness(t, nil)
-	first.f, first.cfg = protected.f, protected.cfg
-	first.cfg.Cache.Fork = cachevol.ForkKeep
+	first := unprotectedAfterProtected(t, nil)
 	if err := Prepare(context.Background(), first.deps()); err != nil {
 		t.Fatal(err)
 	}
@@ -157,4 +132,24 @@ func TestKeptLayerNotShared(t *testing.T) {
 	if len(kept) != 3 {
 		t.Errorf("third job's forks: %+v", kept)
 	}
+}
+
+// unprotectedAfterProtected runs a protected job of the project (which
+// leaves its protected caches) and returns the harness of an unprotected
+// job, changed by edit, on the same engine, with cache.fork = "keep".
+func unprotectedAfterProtected(t *testing.T, edit func(job map[string]any)) *harness {
+	t.Helper()
+	protected := newHarness(t, func(j map[string]any) { j["git_info"].(map[string]any)["protected"] = true })
+	protected.cfg.Cache.Enabled = true
+	protected.f.SetVolumeRoot(t.TempDir())
+	if err := Prepare(context.Background(), protected.deps()); err != nil {
+		t.Fatal(err)
+	}
+	if err := Cleanup(protected.deps()); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, edit)
+	h.f, h.cfg = protected.f, protected.cfg
+	h.cfg.Cache.Fork = cachevol.ForkKeep
+	return h
 }
