@@ -91,6 +91,45 @@ func TestCacheFork(t *testing.T) {
 	}
 }
 
+// TestCacheForkConcurrent: with fork = "keep", two unprotected jobs of
+// one project at once never share the kept layer (one overlay's upper and
+// work directories): the second gets a layer of its own, discarded with
+// it; both see the protected cache and their own writes only, and the
+// next unprotected job finds the first one's writes.
+func TestCacheForkConcurrent(t *testing.T) {
+	pool := newGCPool(t)
+	project := nextJobID()
+	cfg := pool.forkConfig("keep", "")
+	runStep(t, jobSpec{ProjectID: project, Protected: true, Config: cfg}, "echo p1 > /go/pkg/mod/protected.txt\n")
+
+	a, b := newJob(t, jobSpec{ProjectID: project, Slot: 0, Config: cfg}), newJob(t, jobSpec{ProjectID: project, Slot: 1, Config: cfg})
+	if p := a.prepare(); p.Code != 0 || !strings.Contains(p.Stderr, "Cache go /go/pkg/mod: forked from the protected cache (") ||
+		!strings.Contains(p.Stderr, "its own writes kept from earlier unprotected jobs") {
+		t.Fatalf("first unprotected prepare should fork over the kept layer: %s", p)
+	}
+	if p := b.prepare(); p.Code != 0 || !strings.Contains(p.Stderr, "another job is using the kept layer") {
+		t.Fatalf("second unprotected prepare should get a layer of its own: %s", p)
+	}
+	if r := a.run("build_script", runnerScript("echo a1 > /go/pkg/mod/mine.txt\n")); r.Code != 0 {
+		t.Fatalf("first job: %s", r)
+	}
+	r := b.run("build_script", runnerScript(showCache+"echo b1 > /go/pkg/mod/mine.txt\n"+showCache))
+	if r.Code != 0 || r.Stdout != "protected.txt=p1 mine.txt=none \nprotected.txt=p1 mine.txt=b1 \n" {
+		t.Errorf("second job should see the protected cache and its own write only: %s", r)
+	}
+	if r := a.run("step_check", runnerScript(showCache)); r.Code != 0 || r.Stdout != "protected.txt=p1 mine.txt=a1 \n" {
+		t.Errorf("first job after the second one's write: %s", r)
+	}
+	for _, j := range []*job{a, b} {
+		if c := j.cleanup(); c.Code != 0 {
+			t.Fatalf("cleanup: %s", c)
+		}
+	}
+	if _, out := runStep(t, jobSpec{ProjectID: project, Config: cfg}, showCache); out != "protected.txt=p1 mine.txt=a1 \n" {
+		t.Errorf("the next unprotected job should find the first job's kept writes: %q", out)
+	}
+}
+
 // TestForkVsCopy measures, side by side in one run on the real engine,
 // what a fork of a 250 MB cache costs against a plain copy of it, and a
 // fork of a 25 MB cache: each is a volume made ready plus one container
