@@ -15,6 +15,7 @@ import (
 // their ratio (target: at most 2x).
 func BenchmarkBareJob(b *testing.B) {
 	var jobTimes, runTimes []time.Duration
+	calls := map[string][]time.Duration{}
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
 		out, err := exec.Command("docker", "run", "--rm", debianImage, "true").CombinedOutput()
@@ -23,32 +24,54 @@ func BenchmarkBareJob(b *testing.B) {
 		}
 		runTimes = append(runTimes, time.Since(start))
 
-		jobTimes = append(jobTimes, bareJob(b, jobSpec{}))
+		total, perCall := bareJobCalls(b, jobSpec{})
+		jobTimes = append(jobTimes, total)
+		for call, d := range perCall {
+			calls[call] = append(calls[call], d)
+		}
 	}
 	jm, rm := median(jobTimes), median(runTimes)
 	b.ReportMetric(float64(jm.Milliseconds()), "ms/bare-job")
 	b.ReportMetric(float64(rm.Milliseconds()), "ms/docker-run")
 	b.ReportMetric(float64(jm)/float64(rm), "bare-job/docker-run")
+	// Where the time goes: the median of each driver call (run: the four
+	// stages together).
+	for _, call := range []string{"config", "prepare", "run", "cleanup"} {
+		b.ReportMetric(float64(median(calls[call]).Milliseconds()), "ms/"+call)
+	}
 }
 
 // bareJob runs one bare job of spec through all four stages and returns
 // its wall time as the runner would see it.
 func bareJob(b *testing.B, spec jobSpec) time.Duration {
 	b.Helper()
+	total, _ := bareJobCalls(b, spec)
+	return total
+}
+
+// bareJobCalls is bareJob that also times each kind of driver call.
+func bareJobCalls(b *testing.B, spec jobSpec) (time.Duration, map[string]time.Duration) {
+	b.Helper()
 	j := newJob(b, spec)
+	calls := map[string]time.Duration{}
+	timed := func(call string, f func() result) {
+		t := time.Now()
+		mustPass(b, f())
+		calls[call] += time.Since(t)
+	}
 	start := time.Now()
-	mustPass(b, j.call("config"))
-	mustPass(b, j.prepare())
+	timed("config", func() result { return j.call("config") })
+	timed("prepare", j.prepare)
 	for _, st := range []struct{ stage, body string }{
 		{"prepare_script", "echo Running on $(hostname)\n"},
 		{"get_sources", "echo Skipping Git repository setup\n"},
 		{"build_script", "echo hello\n"},
 		{"cleanup_file_variables", "rm -f /builds/group/project.tmp/gitlab_runner_env\n"},
 	} {
-		mustPass(b, j.run(st.stage, runnerScript(st.body)))
+		timed("run", func() result { return j.run(st.stage, runnerScript(st.body)) })
 	}
-	mustPass(b, j.cleanup())
-	return time.Since(start)
+	timed("cleanup", j.cleanup)
+	return time.Since(start), calls
 }
 
 func mustPass(b *testing.B, r result) {
