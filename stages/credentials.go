@@ -4,12 +4,15 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/warmcache/warmcache/job"
 	"github.com/warmcache/warmcache/jobenv"
@@ -80,6 +83,38 @@ func deliverCredentials(ctx context.Context, e runtime.Engine, container string,
 		return fmt.Errorf("writing credential files into %s of %s (the image needs sh and tar): %w", jobenv.SecretsDir, container, err)
 	}
 	return nil
+}
+
+// writeIntoTmpfs writes the files, mode 0600 and root's, straight into
+// the job's tmpfs volume through its mountpoint on the engine's host,
+// saving an exec. Only where that mountpoint is a tmpfs now (a started
+// container holds it mounted, and the driver runs beside a local engine
+// in its mount namespace): otherwise the directory is on disk, or out of
+// reach, and it reports false for the exec to deliver them. A file that
+// exists (say, planted by an image entrypoint) is never opened or
+// followed: the delivery fails.
+func writeIntoTmpfs(ctx context.Context, e runtime.Engine, volume string, files []jobenv.File) (bool, error) {
+	info, err := e.InspectVolume(ctx, volume)
+	if err != nil || info.Mountpoint == "" {
+		return false, nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(info.Mountpoint, &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+		return false, nil
+	}
+	for _, f := range files {
+		path := filepath.Join(info.Mountpoint, f.Name)
+		fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return false, fmt.Errorf("writing credential file %s into the job's tmpfs: %w", f.Name, err)
+		}
+		file := os.NewFile(uintptr(fd), path)
+		_, werr := file.Write(f.Content)
+		if err := errors.Join(werr, file.Close()); err != nil {
+			return false, fmt.Errorf("writing credential file %s into the job's tmpfs: %w", f.Name, err)
+		}
+	}
+	return true, nil
 }
 
 // withEnv returns base with over's variables added, an entry of over

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/warmcache/warmcache/config"
 	"github.com/warmcache/warmcache/jobenv"
 	"github.com/warmcache/warmcache/naming"
@@ -230,5 +232,47 @@ func TestRunMasksDeliveredTokenAfterRotation(t *testing.T) {
 	}
 	if got, want := h.stdout.String(), "old [MASKED] new [MASKED]"; got != want {
 		t.Errorf("stdout = %q, want %q", got, want)
+	}
+}
+
+// TestPrepareWritesIntoTmpfs: where the secrets volume's mountpoint is a
+// tmpfs on this host, a root job's files are written straight into it,
+// mode 0600, with no exec; a file already there is never followed or
+// overwritten. Needs root (to mount a tmpfs), as CI runs.
+func TestPrepareWritesIntoTmpfs(t *testing.T) {
+	root := t.TempDir()
+	if err := unix.Mount("tmpfs", root, "tmpfs", 0, "size=1m,mode=0700"); err != nil {
+		t.Fatalf("mounting a tmpfs for the test (needs root): %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(root, unix.MNT_DETACH) })
+
+	h := newHarness(t, nil)
+	h.f.SetVolumeRoot(root)
+	h.cfg.Env.JobToken = true
+	execs := recordExecs(h, runtime.Exit{})
+	if err := Prepare(context.Background(), h.deps()); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	for _, e := range *execs {
+		if slices.Equal(e.cmd, deliverCommand) {
+			t.Errorf("credentials delivered by exec into %s, want them written into the tmpfs", e.name)
+		}
+	}
+	netrc := filepath.Join(root, sampleKey.Name(naming.KindSecrets), jobenv.NetrcFile)
+	fi, err := os.Lstat(netrc)
+	if err != nil || fi.Mode() != 0o600 {
+		t.Fatalf("netrc: %v, mode %v; want a file of mode 0600", err, fi)
+	}
+	if data, _ := os.ReadFile(netrc); !strings.Contains(string(data), "password "+sampleJobToken+"\n") {
+		t.Errorf("netrc = %q", data)
+	}
+
+	// A second delivery finds the file there: it fails and leaves it be.
+	_, err = writeIntoTmpfs(context.Background(), h.f, sampleKey.Name(naming.KindSecrets), []jobenv.File{{Name: jobenv.NetrcFile, Content: []byte("other")}})
+	if err == nil {
+		t.Error("writeIntoTmpfs over an existing file: no error")
+	}
+	if data, _ := os.ReadFile(netrc); strings.Contains(string(data), "other") {
+		t.Errorf("an existing file was overwritten: %q", data)
 	}
 }

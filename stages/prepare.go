@@ -216,16 +216,26 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		}
 	}
 	if len(netenv.plan.Files) > 0 {
-		// A root job reads the files the helper writes into the shared
-		// tmpfs, so its build container can go on starting in the
-		// background; another user writes its own, to own them.
+		// A root job's files are root's: written straight into the tmpfs
+		// the started helper holds mounted, or by the helper, so its build
+		// container can go on starting in the background; another user
+		// writes its own, to own them.
+		delivered := false
+		if !nonRoot(user) {
+			if delivered, err = writeIntoTmpfs(ctx, d.Engine, netenv.mount.Volume, netenv.plan.Files); err != nil {
+				return err
+			}
+		}
 		target := helperSpec.Name
 		if nonRoot(user) {
 			target = build.Name
 		}
-		if err := deliverCredentials(ctx, d.Engine, target, netenv.plan.Files); err != nil {
-			return err
+		if !delivered {
+			if err := deliverCredentials(ctx, d.Engine, target, netenv.plan.Files); err != nil {
+				return err
+			}
 		}
+		d.Log.Debug("credentials delivered", zap.Bool("straight_into_tmpfs", delivered))
 	}
 	phases = append(phases, zap.Duration("containers", time.Since(start)))
 	waitServices(ctx, d, helperSpec.Name, services, serviceSpecs)
