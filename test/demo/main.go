@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -74,12 +75,12 @@ func demo(driver, project string) error {
 	}
 
 	fmt.Println("== warmcache cache ls")
-	entries, err := cachevol.List(context.Background(), engine)
-	if err != nil {
-		return err
-	}
-	if err := cachevol.WriteTable(os.Stdout, entries, time.Now()); err != nil {
-		return err
+	// The admin command itself: sizes and last use from the driver's own
+	// records, as a runner admin sees them.
+	ls := exec.Command(driver, "cache", "ls")
+	ls.Stdout, ls.Stderr = os.Stdout, os.Stderr
+	if err := ls.Run(); err != nil {
+		return fmt.Errorf("warmcache cache ls: %w", err)
 	}
 
 	fmt.Println("\n== Wall time per runner call (what the pipeline waits for)")
