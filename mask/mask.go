@@ -73,9 +73,10 @@ func (m *Writer) Flush() error {
 	return err
 }
 
-// scan masks every secret in buf. Unless final, it stops at the first
-// position from which the rest of buf is a proper prefix of a secret and
-// returns that rest to be held back.
+// scan masks every secret in buf, overlapping ones as one run. Unless
+// final, it stops at the first position from which the rest of buf could
+// still become (or extend) a masked run, and returns that rest to be held
+// back.
 func (m *Writer) scan(buf []byte, final bool) (out, rest []byte) {
 	out = make([]byte, 0, len(buf))
 	for i := 0; i < len(buf); {
@@ -90,8 +91,21 @@ func (m *Writer) scan(buf []byte, final bool) (out, rest []byte) {
 			continue
 		}
 		if s := m.secretAt(buf[i:]); s != nil {
+			// A secret that starts inside this one and ends after it
+			// (two secrets overlapping in the output) is masked with it,
+			// so no tail of it shows; one that may still be completing
+			// holds the whole run back.
+			end := i + len(s)
+			for k := i; k < end; k++ {
+				if t := m.secretAt(buf[k:]); t != nil && k+len(t) > end {
+					end = k + len(t)
+				}
+				if !final && m.maybeSecret(buf[k:]) { // a longer one, too
+					return out, buf[i:]
+				}
+			}
 			out = append(out, Replacement...)
-			i += len(s)
+			i = end
 			continue
 		}
 		if !final && m.maybeSecret(buf[i:]) {

@@ -88,25 +88,65 @@ func BenchmarkWriter(b *testing.B) {
 
 // FuzzWriter: whatever the text and however it is split into writes, the
 // output is the text with every occurrence of the secret masked.
-func FuzzWriter(f *testing.F) {
-	f.Add("a secret-token b secret-tok", "secret-token", uint8(3), uint8(9))
-	f.Add("ssssecret", "sssecret", uint8(1), uint8(2))
-	f.Fuzz(func(t *testing.T, text, secret string, cut1, cut2 uint8) {
-		if secret == "" {
-			return
+// maskAll is the reference: the whole text at once, each run of
+// overlapping secret occurrences (leftmost first, the longest there, then
+// any occurrence starting inside the run and ending after it) masked as
+// one.
+func maskAll(text string, secrets []string) string {
+	var out strings.Builder
+	longestAt := func(i int) int {
+		n := 0
+		for _, s := range secrets {
+			if s != "" && strings.HasPrefix(text[i:], s) && len(s) > n {
+				n = len(s)
+			}
 		}
+		return n
+	}
+	for i := 0; i < len(text); {
+		n := longestAt(i)
+		if n == 0 {
+			out.WriteByte(text[i])
+			i++
+			continue
+		}
+		end := i + n
+		for k := i + 1; k < end; k++ {
+			if m := longestAt(k); k+m > end {
+				end = k + m
+			}
+		}
+		out.WriteString(Replacement)
+		i = end
+	}
+	return out.String()
+}
+
+func FuzzWriter(f *testing.F) {
+	f.Add("a secret-token b secret-tok", "secret-token", "", uint8(3), uint8(9))
+	f.Add("ssssecret", "sssecret", "", uint8(1), uint8(2))
+	f.Add("xxab12345yyzz", "xxab12345", "ab12345yyzz", uint8(4), uint8(11))
+	f.Add("aaa", "aa", "", uint8(1), uint8(2))
+	f.Fuzz(func(t *testing.T, text, secret1, secret2 string, cut1, cut2 uint8) {
+		secrets := []string{secret1, secret2}
 		i, j := int(cut1)%(len(text)+1), int(cut2)%(len(text)+1)
 		if i > j {
 			i, j = j, i
 		}
 		var buf bytes.Buffer
-		m := New(&buf, []string{secret})
+		m := New(&buf, secrets)
 		for _, part := range []string{text[:i], text[i:j], text[j:]} {
 			m.Write([]byte(part))
 		}
 		m.Flush()
-		if want := strings.ReplaceAll(text, secret, Replacement); buf.String() != want {
-			t.Errorf("text %q secret %q cut at %d,%d: got %q, want %q", text, secret, i, j, buf.String(), want)
+		if want := maskAll(text, secrets); buf.String() != want {
+			t.Errorf("text %q secrets %q cut at %d,%d: got %q, want %q", text, secrets, i, j, buf.String(), want)
+		}
+		// No secret survives, unless made of the replacement's own bytes.
+		for _, s := range secrets {
+			if s != "" && !strings.ContainsAny(s, Replacement) && strings.Contains(buf.String(), s) {
+				t.Errorf("text %q: secret %q in the output %q", text, s, buf.String())
+			}
 		}
 	})
 }
