@@ -136,3 +136,12 @@ func (m *Writer) maybeSecret(b []byte) bool {
 	}
 	return false
 }
+
+// String is s with every secret masked, as a Writer would pass it on.
+func String(s string, secrets []string) string {
+	var b bytes.Buffer
+	m := New(&b, secrets)
+	_, _ = m.Write([]byte(s)) // a bytes.Buffer takes everything
+	_ = m.Flush()
+	return b.String()
+}

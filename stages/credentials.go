@@ -150,12 +150,14 @@ func tokenFilesCheck(d Deps, add func(level, format string, args ...any)) {
 }
 
 // masked returns d with the job log's writers masking every secret of the
-// job, and a function that flushes what they hold back; call it when the
-// stage's output has ended.
-func masked(d Deps, j job.Job) (Deps, func()) {
+// job, and a function to call when the stage's output has ended: it
+// flushes what they hold back and masks the text of the stage's error
+// (an engine's message can quote what a job named), which the entry point
+// prints to the job log too.
+func masked(d Deps, j job.Job) (Deps, func(*error)) {
 	secrets := append(jobenv.Secrets(d.Config.Env, j, os.ReadFile), deliveredTokens(d, j.Key())...)
 	if len(secrets) == 0 {
-		return d, func() {}
+		return d, func(*error) {}
 	}
 	var flush []*mask.Writer
 	for _, w := range []*io.Writer{&d.Stdout, &d.Stderr} {
@@ -165,12 +167,28 @@ func masked(d Deps, j job.Job) (Deps, func()) {
 			flush = append(flush, m)
 		}
 	}
-	return d, func() {
+	return d, func(errp *error) {
 		for _, m := range flush {
 			m.Flush()
 		}
+		if *errp == nil {
+			return
+		}
+		if text := mask.String((*errp).Error(), secrets); text != (*errp).Error() {
+			*errp = &maskedError{err: *errp, text: text}
+		}
 	}
 }
+
+// maskedError is an error whose text had a secret; errors.Is and As still
+// see the error it wraps (a BuildFailure stays one).
+type maskedError struct {
+	err  error
+	text string
+}
+
+func (e *maskedError) Error() string { return e.text }
+func (e *maskedError) Unwrap() error { return e.err }
 
 // deliveredTokens reads back the tokens prepare gave the job, from the
 // netrc in its tmpfs volume (on the engine's host: the driver runs beside

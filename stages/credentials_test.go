@@ -18,6 +18,7 @@ import (
 	"github.com/warmcache/warmcache/jobenv"
 	"github.com/warmcache/warmcache/naming"
 	"github.com/warmcache/warmcache/runtime"
+	"github.com/warmcache/warmcache/runtime/fake"
 )
 
 // sampleJobToken is the job token of sampleJob.
@@ -274,5 +275,24 @@ func TestPrepareWritesIntoTmpfs(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(netrc); strings.Contains(string(data), "other") {
 		t.Errorf("an existing file was overwritten: %q", data)
+	}
+}
+
+// TestStageErrorMasked: the text of a stage's error, which the entry
+// point prints to the job log, has the job's secrets masked; what the
+// error is (a system failure here) is kept.
+func TestStageErrorMasked(t *testing.T) {
+	h := prepared(t)
+	h.f.FailNext(fake.MethodExec, fmt.Errorf("engine says: no such image registry.example/%s/app: %w", sampleJobToken, runtime.ErrNotFound))
+	err := Run(context.Background(), h.deps(), writeFile(t, "script", "echo\n"), "build_script")
+	if err == nil || strings.Contains(err.Error(), sampleJobToken) || !strings.Contains(err.Error(), "registry.example/[MASKED]/app") {
+		t.Fatalf("Run error = %v, want the token masked", err)
+	}
+	if !errors.Is(err, runtime.ErrNotFound) {
+		t.Errorf("masking lost what the error is: %v", err)
+	}
+	var bf *BuildFailure
+	if errors.As(err, &bf) {
+		t.Errorf("a system failure became a build failure: %v", err)
 	}
 }

@@ -35,7 +35,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		return err
 	}
 	d, flushLog := masked(d, j)
-	defer flushLog()
+	defer flushLog(&err)
 	key := j.Key()
 	d.Log.Info("prepare", zap.String("job", key.Base()), zap.Int64("project_id", j.ProjectID))
 

@@ -43,7 +43,7 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 	// Held-back output is flushed when the exec has ended, before the
 	// cache report.
 	d, flushLog := masked(d, j)
-	defer flushLog()
+	defer flushLog(&err)
 	script, err := os.Open(scriptPath)
 	if err != nil {
 		return fmt.Errorf("opening stage script: %w", err)
