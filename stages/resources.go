@@ -187,18 +187,27 @@ func lastStepStage(stage string, failed bool, steps []job.Step) bool {
 			hasAfter = len(s.Script) > 0
 		}
 	}
+	switch {
+	case stage == "after_script":
+		return true
+	case hasAfter:
+		return false
+	default:
+		return endsSteps(stage, failed, steps)
+	}
+}
+
+// endsSteps says whether stage is the job's last step, or a failing one
+// (the runner runs no step after it).
+func endsSteps(stage string, failed bool, steps []job.Step) bool {
+	if !isStep(stage) {
+		return false
+	}
 	last := "build_script"
 	if stages := stepStages(steps); len(stages) > 0 {
 		last = stages[len(stages)-1]
 	}
-	switch {
-	case stage == "after_script":
-		return true
-	case hasAfter || !isStep(stage):
-		return false
-	default:
-		return failed || stage == last
-	}
+	return failed || stage == last
 }
 
 // stepStages names the run stages in which the runner runs the job's

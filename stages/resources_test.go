@@ -52,6 +52,32 @@ func TestLastStepStage(t *testing.T) {
 	}
 }
 
+// TestEndsSteps: the cache growth report comes once, after the last step
+// or a failing one, whatever comes after the steps.
+func TestEndsSteps(t *testing.T) {
+	script := job.Step{Name: "script", Script: []string{"make"}}
+	after := job.Step{Name: "after_script", Script: []string{"echo done"}}
+	release := job.Step{Name: "release", Script: []string{"publish"}}
+	for _, tc := range []struct {
+		stage  string
+		failed bool
+		steps  []job.Step
+		want   bool
+	}{
+		{"build_script", false, []job.Step{script, after}, true},
+		{"after_script", false, []job.Step{script, after}, false},
+		{"build_script", false, []job.Step{script, release}, false},
+		{"build_script", true, []job.Step{script, release}, true},
+		{"step_release", false, []job.Step{script, release, after}, true},
+		{"build_script", false, nil, true},
+		{"archive_cache", false, []job.Step{script}, false},
+	} {
+		if got := endsSteps(tc.stage, tc.failed, tc.steps); got != tc.want {
+			t.Errorf("endsSteps(%s, failed=%v, %d steps) = %v, want %v", tc.stage, tc.failed, len(tc.steps), got, tc.want)
+		}
+	}
+}
+
 func TestWithinJob(t *testing.T) {
 	j := limits.Job{NanoCPUs: 1e9, Memory: 1 << 30, PidsLimit: 100}
 	for _, tc := range []struct{ in, want limits.Container }{

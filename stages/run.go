@@ -32,10 +32,11 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 		return err
 	}
 	defer func() {
-		// After a system failure (the container gone, the engine away)
-		// the caches are not what the step left.
+		// Once, when the steps are over: the report walks the caches on
+		// the job's time. After a system failure (the container gone, the
+		// engine away) the caches are not what the step left.
 		var bf *BuildFailure
-		if err == nil || errors.As(err, &bf) {
+		if (err == nil || errors.As(err, &bf)) && endsSteps(stage, err != nil, j.Steps) {
 			reportCacheGrowth(d, j.Key(), stage)
 		}
 	}()
