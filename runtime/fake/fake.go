@@ -414,12 +414,23 @@ func (f *Engine) StartContainer(ctx context.Context, name string) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c, ok := f.containers[name]
-	if !ok || c.State == Removed {
-		return fmt.Errorf("starting container %s: %w", name, runtime.ErrNotFound)
+	c, err := f.existing(name, "starting container")
+	if err != nil {
+		return err
 	}
 	c.State = Running
 	return nil
+}
+
+// existing is the container name unless it was never created or was
+// removed: then an error wrapping runtime.ErrNotFound, "<doing> <name>",
+// as the engine words it. The caller holds f.mu.
+func (f *Engine) existing(name, doing string) (*Container, error) {
+	c, ok := f.containers[name]
+	if !ok || c.State == Removed {
+		return nil, fmt.Errorf("%s %s: %w", doing, name, runtime.ErrNotFound)
+	}
+	return c, nil
 }
 
 // ContainerState implements runtime.Engine: the fake's State names are
@@ -430,9 +441,9 @@ func (f *Engine) ContainerState(ctx context.Context, name string) (string, error
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c, ok := f.containers[name]
-	if !ok || c.State == Removed {
-		return "", fmt.Errorf("inspecting container %s: %w", name, runtime.ErrNotFound)
+	c, err := f.existing(name, "inspecting container")
+	if err != nil {
+		return "", err
 	}
 	return string(c.State), nil
 }

@@ -97,9 +97,9 @@ func (f *Engine) ContainerIP(ctx context.Context, name, network string) (string,
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c, ok := f.containers[name]
-	if !ok || c.State == Removed {
-		return "", fmt.Errorf("inspecting container %s: %w", name, runtime.ErrNotFound)
+	c, err := f.existing(name, "inspecting container")
+	if err != nil {
+		return "", err
 	}
 	if _, userDefined := f.networks[network]; !userDefined || c.Spec.NetworkMode != network || c.State != Running {
 		return "", nil
@@ -115,9 +115,8 @@ func (f *Engine) ContainerLogs(ctx context.Context, name string, lines int) (str
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c, ok := f.containers[name]
-	if !ok || c.State == Removed {
-		return "", fmt.Errorf("reading the logs of %s: %w", name, runtime.ErrNotFound)
+	if _, err := f.existing(name, "reading the logs of"); err != nil {
+		return "", err
 	}
 	all := strings.SplitAfter(f.logs[name], "\n")
 	if all[len(all)-1] == "" {
