@@ -88,38 +88,41 @@ type puller struct {
 }
 
 // ensure tries each policy in order until one yields the image, as the
-// Docker executor does; the last policy's error is returned.
-func (p puller) ensure(ctx context.Context, ref string, policies []string) error {
+// Docker executor does; the last policy's error is returned. It returns
+// the image's description when it found the image present, nil after a
+// pull (which does not describe it), so callers inspect only then.
+func (p puller) ensure(ctx context.Context, ref string, policies []string) (*runtime.ImageInfo, error) {
 	if len(policies) == 0 {
-		return fmt.Errorf("no allowed pull policy for image %s", ref)
+		return nil, fmt.Errorf("no allowed pull policy for image %s", ref)
 	}
 	var err error
 	for i, policy := range policies {
-		if err = p.try(ctx, ref, policy); err == nil || ctx.Err() != nil {
-			return err
+		var info *runtime.ImageInfo
+		if info, err = p.try(ctx, ref, policy); err == nil || ctx.Err() != nil {
+			return info, err
 		}
 		if i+1 < len(policies) {
 			p.say("Pull policy %s failed: %v; trying %s", policy, err, policies[i+1])
 		}
 	}
-	return err
+	return nil, err
 }
 
-func (p puller) try(ctx context.Context, ref, policy string) error {
+func (p puller) try(ctx context.Context, ref, policy string) (*runtime.ImageInfo, error) {
 	if policy != config.PullAlways {
-		_, err := p.engine.InspectImage(ctx, ref)
+		info, err := p.engine.InspectImage(ctx, ref)
 		if err != nil && !errors.Is(err, runtime.ErrNotFound) {
-			return err
+			return nil, err
 		}
 		if err == nil {
 			p.say("Using image %s (present locally, pull policy %s)", ref, policy)
-			return nil
+			return &info, nil
 		}
 		if policy == config.PullNever {
-			return fmt.Errorf("image %s is not present locally and the pull policy is never: load it on the runner host or allow another pull policy", ref)
+			return nil, fmt.Errorf("image %s is not present locally and the pull policy is never: load it on the runner host or allow another pull policy", ref)
 		}
 	}
-	return p.pull(ctx, ref)
+	return nil, p.pull(ctx, ref)
 }
 
 // pull retries a failing pull with exponential backoff and jitter.

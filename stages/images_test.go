@@ -200,7 +200,7 @@ func TestPullerEnsure(t *testing.T) {
 				}
 				return nil
 			})
-			err := pt.p.ensure(context.Background(), ref, tt.policies)
+			_, err := pt.p.ensure(context.Background(), ref, tt.policies)
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr) {
 				t.Fatalf("ensure = %v, want %q", err, tt.wantErr)
 			}
@@ -229,7 +229,7 @@ func TestPullerStopsOnCancel(t *testing.T) {
 		cancel() // the job is cancelled while the pull fails
 		return errors.New("boom")
 	})
-	err := pt.p.ensure(ctx, "alpine", []string{"always", "if-not-present"})
+	_, err := pt.p.ensure(ctx, "alpine", []string{"always", "if-not-present"})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("ensure = %v, want context.Canceled", err)
 	}
@@ -248,13 +248,13 @@ func TestPullerAuth(t *testing.T) {
 		}
 		return nil, errors.New("docker.registry[0].password_file: permission denied")
 	}
-	if err := pt.p.ensure(context.Background(), "registry.example.com/app", []string{"always"}); err != nil {
+	if _, err := pt.p.ensure(context.Background(), "registry.example.com/app", []string{"always"}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := pt.f.PullAuth("registry.example.com/app"); got != login {
 		t.Errorf("pull used login %v, want %v", got, login)
 	}
-	err := pt.p.ensure(context.Background(), "other.example.com/app", []string{"always"})
+	_, err := pt.p.ensure(context.Background(), "other.example.com/app", []string{"always"})
 	if err == nil || err.Error() != "docker.registry[0].password_file: permission denied" {
 		t.Errorf("ensure = %v, want the login error", err)
 	}

@@ -90,17 +90,18 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	p := puller{engine: d.Engine, attempts: d.Config.Docker.PullAttempts, say: d.say,
 		auth: registryAuth(j, d.Config), backoff: jitteredBackoff}
 	phases := []zap.Field{zap.Duration("leftovers", time.Since(start))}
-	if err := p.ensure(ctx, image, policies); err != nil {
+	imageInfo, err := p.ensure(ctx, image, policies)
+	if err != nil {
 		return err
 	}
 	if helper != image {
 		helperPolicies := config.Intersect(d.Config.Docker.PullPolicy, d.Config.Docker.AllowedPullPolicies)
-		if err := p.ensure(ctx, helper, helperPolicies); err != nil {
+		if _, err := p.ensure(ctx, helper, helperPolicies); err != nil {
 			return fmt.Errorf("helper image: %w", err)
 		}
 	}
-	for _, s := range services {
-		if err := p.ensure(ctx, s.image.Name, s.policies); err != nil {
+	for i, s := range services {
+		if services[i].info, err = p.ensure(ctx, s.image.Name, s.policies); err != nil {
 			return fmt.Errorf("service image: %w", err)
 		}
 	}
@@ -111,11 +112,14 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	}
 	user := j.Image.ExecutorOpts.Docker.User
 	if user == "" {
-		info, err := d.Engine.InspectImage(ctx, image)
-		if err != nil {
-			return err
+		if imageInfo == nil { // pulled: not described yet
+			info, err := d.Engine.InspectImage(ctx, image)
+			if err != nil {
+				return err
+			}
+			imageInfo = &info
 		}
-		user = info.User
+		user = imageInfo.User
 	}
 	if nonRoot(user) {
 		if err := openVolume(ctx, d.Engine, builds); err != nil {

@@ -26,6 +26,9 @@ type jobService struct {
 	image    job.Image
 	policies []string // pull policies, already limited to the allowed ones
 	aliases  []string
+	// info describes the image when prepare found it present; nil after
+	// a pull.
+	info *runtime.ImageInfo
 }
 
 // planServices checks the job's services before anything is created: the
@@ -165,7 +168,7 @@ func waitServices(ctx context.Context, d Deps, helper string, svcs []jobService,
 	reports := make([]string, len(specs))
 	p := newProber(d, helper)
 	_ = parallel.Each(indexes(len(specs)), func(i int) error {
-		reports[i] = waitService(wctx, ctx, d, p, svcs[i].image.Name, specs[i], timeout)
+		reports[i] = waitService(wctx, ctx, d, p, svcs[i], specs[i], timeout)
 		return nil
 	})
 	ready := true
@@ -183,11 +186,16 @@ func waitServices(ctx context.Context, d Deps, helper string, svcs []jobService,
 // waitService waits for one service and returns what the job log should
 // say when it did not get ready ("" when it did). wctx bounds the wait;
 // ctx is for reading the service's logs afterwards.
-func waitService(wctx, ctx context.Context, d Deps, p *prober, image string, spec runtime.ContainerSpec, timeout time.Duration) string {
-	info, err := d.Engine.InspectImage(wctx, image)
-	if err != nil {
-		d.Log.Warn("reading a service image's ports", zap.String("image", image), zap.Error(err))
-		return fmt.Sprintf("WARNING: service %s: cannot tell its ports (%v); not waiting for it\n", image, err)
+func waitService(wctx, ctx context.Context, d Deps, p *prober, svc jobService, spec runtime.ContainerSpec, timeout time.Duration) string {
+	image := svc.image.Name
+	info := svc.info
+	if info == nil { // pulled: not described yet
+		got, err := d.Engine.InspectImage(wctx, image)
+		if err != nil {
+			d.Log.Warn("reading a service image's ports", zap.String("image", image), zap.Error(err))
+			return fmt.Sprintf("WARNING: service %s: cannot tell its ports (%v); not waiting for it\n", image, err)
+		}
+		info = &got
 	}
 	var problem string
 	for _, port := range info.ExposedPorts {

@@ -288,6 +288,11 @@ func TestServiceWait(t *testing.T) {
 			if !tt.stop && !tt.wantSlow && strings.Contains(h.stderr.String(), "WARNING") {
 				t.Errorf("unexpected warning:\n%s", h.stderr)
 			}
+			// The image was present: the inspect of the pull policy also
+			// gave its ports.
+			if got := methods(h.f, "postgres:16"); !slices.Equal(got, []string{"InspectImage"}) {
+				t.Errorf("service image calls = %v, want one InspectImage", got)
+			}
 		})
 	}
 }
