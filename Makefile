@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 .PHONY: build test unit e2e bench soak demo deps images fmt vet clean
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/executor
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/warmcache
 
 # Installs and starts what the tests need (Docker engine, job images).
 deps:

@@ -14,8 +14,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/warmcache/warmcache/cachevol"
-	"github.com/warmcache/warmcache/runtime"
+	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/engine/docker"
 	"github.com/warmcache/warmcache/test/runnersim"
 )
 
@@ -41,11 +41,11 @@ type stage struct {
 }
 
 func demo(driver, project string) error {
-	engine, err := runtime.NewDocker("unix:///var/run/docker.sock")
+	eng, err := docker.New("unix:///var/run/docker.sock")
 	if err != nil {
 		return err
 	}
-	if err := removeDemoCaches(engine); err != nil {
+	if err := removeDemoCaches(eng); err != nil {
 		return err
 	}
 	files, err := runnersim.ReadProject(project)
@@ -96,7 +96,7 @@ func demo(driver, project string) error {
 	tw.Flush()
 
 	fmt.Println("\nThe demo's cache volumes are removed now; a real runner keeps them.")
-	return removeDemoCaches(engine)
+	return removeDemoCaches(eng)
 }
 
 // runJob drives one job of the sample project through every stage.
@@ -186,14 +186,14 @@ func sample(stage string, git *runnersim.GitServer) string {
 	return s
 }
 
-func removeDemoCaches(engine *runtime.Docker) error {
+func removeDemoCaches(eng *docker.Docker) error {
 	ctx := context.Background()
-	rs, err := engine.List(ctx, map[string]string{cachevol.LabelProjectID: fmt.Sprint(demoProject)})
+	rs, err := eng.List(ctx, map[string]string{cache.LabelProjectID: fmt.Sprint(demoProject)})
 	if err != nil {
 		return err
 	}
 	for _, r := range rs {
-		if err := engine.Remove(ctx, r); err != nil {
+		if err := eng.Remove(ctx, r); err != nil {
 			return err
 		}
 	}

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warmcache/warmcache/cachevol"
-	"github.com/warmcache/warmcache/runtime"
+	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/engine"
 )
 
 // forkConfig is the pool's config with cache.fork set to mode.
@@ -140,10 +140,10 @@ func TestForkVsCopy(t *testing.T) {
 	var volumes, containers []string
 	t.Cleanup(func() {
 		for _, c := range containers {
-			engine.Remove(context.Background(), runtime.Resource{Type: runtime.Container, Name: c})
+			eng.Remove(context.Background(), engine.Resource{Type: engine.Container, Name: c})
 		}
 		for i := len(volumes) - 1; i >= 0; i-- {
-			if err := engine.Remove(context.Background(), runtime.Resource{Type: runtime.Volume, Name: volumes[i]}); err != nil {
+			if err := eng.Remove(context.Background(), engine.Resource{Type: engine.Volume, Name: volumes[i]}); err != nil {
 				t.Errorf("removing %s: %v", volumes[i], err)
 			}
 		}
@@ -152,14 +152,14 @@ func TestForkVsCopy(t *testing.T) {
 		t.Helper()
 		v = name + "-" + v
 		volumes = append(volumes, v)
-		if err := engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: v, DriverOpts: opts}); err != nil {
+		if err := eng.EnsureVolume(ctx, engine.VolumeSpec{Name: v, DriverOpts: opts}); err != nil {
 			t.Fatal(err)
 		}
 		return v
 	}
 	mountpoint := func(v string) string {
 		t.Helper()
-		info, err := engine.InspectVolume(ctx, v)
+		info, err := eng.InspectVolume(ctx, v)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,30 +167,30 @@ func TestForkVsCopy(t *testing.T) {
 	}
 	// run runs sh -c script in a busybox container with mounts.
 	seq := 0
-	run := func(script string, mounts ...runtime.Mount) string {
+	run := func(script string, mounts ...engine.Mount) string {
 		t.Helper()
 		seq++
 		c := fmt.Sprintf("%s-c%d", name, seq)
 		containers = append(containers, c)
-		spec := runtime.ContainerSpec{Name: c, Image: busyboxImage, Cmd: []string{"sleep", "300"}, Mounts: mounts}
-		if err := engine.CreateContainer(ctx, spec); err != nil {
+		spec := engine.ContainerSpec{Name: c, Image: busyboxImage, Cmd: []string{"sleep", "300"}, Mounts: mounts}
+		if err := eng.CreateContainer(ctx, spec); err != nil {
 			t.Fatal(err)
 		}
-		if err := engine.StartContainer(ctx, c); err != nil {
+		if err := eng.StartContainer(ctx, c); err != nil {
 			t.Fatal(err)
 		}
 		var out strings.Builder
-		exit, err := engine.Exec(ctx, c, []string{"sh", "-c", script}, nil, &out, &out)
+		exit, err := eng.Exec(ctx, c, []string{"sh", "-c", script}, nil, &out, &out)
 		if err != nil || exit.Code != 0 {
 			t.Fatalf("%s: exit %d, %v: %s", script, exit.Code, err, out.String())
 		}
-		if err := engine.Remove(ctx, runtime.Resource{Type: runtime.Container, Name: c}); err != nil {
+		if err := eng.Remove(ctx, engine.Resource{Type: engine.Container, Name: c}); err != nil {
 			t.Fatal(err)
 		}
 		return out.String()
 	}
 	fill := func(v string, mib int) {
-		run(fmt.Sprintf("for i in $(seq %d); do head -c 1048576 /dev/urandom > /c/f$i; done", mib), runtime.Mount{Volume: v, Target: "/c"})
+		run(fmt.Sprintf("for i in $(seq %d); do head -c 1048576 /dev/urandom > /c/f$i; done", mib), engine.Mount{Volume: v, Target: "/c"})
 	}
 	big, small := volume("big", nil), volume("small", nil)
 	fill(big, 250)
@@ -199,15 +199,15 @@ func TestForkVsCopy(t *testing.T) {
 	fork := func(lower string, i int) time.Duration {
 		start := time.Now()
 		layer := volume(fmt.Sprintf("layer%d", i), nil)
-		if err := cachevol.PrepareLayer(mountpoint(layer)); err != nil {
+		if err := cache.PrepareLayer(mountpoint(layer)); err != nil {
 			t.Fatal(err)
 		}
-		opts, err := cachevol.OverlayOptions(mountpoint(lower), mountpoint(layer))
+		opts, err := cache.OverlayOptions(mountpoint(lower), mountpoint(layer))
 		if err != nil {
 			t.Fatal(err)
 		}
 		f := volume(fmt.Sprintf("fork%d", i), opts)
-		out := run("ls /c | wc -l", runtime.Mount{Volume: f, Target: "/c"})
+		out := run("ls /c | wc -l", engine.Mount{Volume: f, Target: "/c"})
 		took := time.Since(start)
 		if strings.TrimSpace(out) == "0" {
 			t.Fatalf("the fork of %s is empty", lower)
@@ -217,13 +217,13 @@ func TestForkVsCopy(t *testing.T) {
 	cp := func(lower string, i int) time.Duration {
 		start := time.Now()
 		dst := volume(fmt.Sprintf("copy%d", i), nil)
-		run("cp -a /src/. /c/ && ls /c | wc -l", runtime.Mount{Volume: lower, Target: "/src", ReadOnly: true}, runtime.Mount{Volume: dst, Target: "/c"})
+		run("cp -a /src/. /c/ && ls /c | wc -l", engine.Mount{Volume: lower, Target: "/src", ReadOnly: true}, engine.Mount{Volume: dst, Target: "/c"})
 		return time.Since(start)
 	}
 	// The same container on an empty volume: what every variant pays.
 	bare := func(i int) time.Duration {
 		start := time.Now()
-		run("ls /c | wc -l", runtime.Mount{Volume: volume(fmt.Sprintf("bare%d", i), nil), Target: "/c"})
+		run("ls /c | wc -l", engine.Mount{Volume: volume(fmt.Sprintf("bare%d", i), nil), Target: "/c"})
 		return time.Since(start)
 	}
 	var forkBig, forkSmall, copyBig, base []time.Duration

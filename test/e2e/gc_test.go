@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warmcache/warmcache/cachevol"
-	"github.com/warmcache/warmcache/runtime"
+	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/engine"
 )
 
 // gcPool is a cache pool of the test's own: the GC of its jobs only ever
@@ -37,13 +37,13 @@ func (p gcPool) config(gc string) string {
 // volumes names the pool's cache volumes of project, by profile path.
 func (p gcPool) volumes(t *testing.T, project int64) map[string]string {
 	t.Helper()
-	rs, err := engine.List(context.Background(), map[string]string{cachevol.LabelPool: p.name, cachevol.LabelProjectID: fmt.Sprint(project)})
+	rs, err := eng.List(context.Background(), map[string]string{cache.LabelPool: p.name, cache.LabelProjectID: fmt.Sprint(project)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]string{}
 	for _, r := range rs {
-		out[r.Labels[cachevol.LabelPath]] = r.Name
+		out[r.Labels[cache.LabelPath]] = r.Name
 	}
 	return out
 }
@@ -58,12 +58,12 @@ func (p gcPool) age(t *testing.T, volumes map[string]string, lastUsed time.Durat
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r cachevol.Record
+		var r cache.Record
 		if err := json.Unmarshal(data, &r); err != nil {
 			t.Fatal(err)
 		}
 		r.LastUsed = time.Now().Add(-lastUsed)
-		r.Claimed = time.Now().Add(-cachevol.LeaseGrace - time.Minute)
+		r.Claimed = time.Now().Add(-cache.LeaseGrace - time.Minute)
 		if data, err = json.Marshal(r); err != nil {
 			t.Fatal(err)
 		}
@@ -98,8 +98,8 @@ func fillCacheWith(t *testing.T, config string, project int64) {
 
 func exists(t *testing.T, volume string) bool {
 	t.Helper()
-	_, err := engine.InspectVolume(context.Background(), volume)
-	if errors.Is(err, runtime.ErrNotFound) {
+	_, err := eng.InspectVolume(context.Background(), volume)
+	if errors.Is(err, engine.ErrNotFound) {
 		return false
 	}
 	if err != nil {
@@ -110,11 +110,11 @@ func exists(t *testing.T, volume string) bool {
 
 func volumePoolOf(t *testing.T, volume string) string {
 	t.Helper()
-	info, err := engine.InspectVolume(context.Background(), volume)
+	info, err := eng.InspectVolume(context.Background(), volume)
 	if err != nil {
 		return "none"
 	}
-	return info.Labels[cachevol.LabelPool]
+	return info.Labels[cache.LabelPool]
 }
 
 // TestCacheGCEvictsOldestFirst: over budget, `cache gc` evicts the least

@@ -10,20 +10,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warmcache/warmcache/cachevol"
-	"github.com/warmcache/warmcache/naming"
-	"github.com/warmcache/warmcache/runtime"
+	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/engine/docker"
+	"github.com/warmcache/warmcache/internal/naming"
 )
 
 // pausingEngine is the real engine, except that Remove waits for the test
 // between being called and removing: a GC paused inside its critical
 // section.
 type pausingEngine struct {
-	*runtime.Docker
+	*docker.Docker
 	removing, proceed chan struct{}
 }
 
-func (p pausingEngine) Remove(ctx context.Context, r runtime.Resource) error {
+func (p pausingEngine) Remove(ctx context.Context, r engine.Resource) error {
 	p.removing <- struct{}{}
 	<-p.proceed
 	return p.Docker.Remove(ctx, r)
@@ -61,17 +62,17 @@ func TestCacheLeaseRace(t *testing.T) {
 	project := nextJobID()
 	fillCache(t, pool, project)
 	name := pool.volumes(t, project)["/go/pkg/mod"]
-	info, err := engine.InspectVolume(t.Context(), name)
+	info, err := eng.InspectVolume(t.Context(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vol := cachevol.Volume{Name: name, Profile: "go", Path: "/go/pkg/mod", Labels: info.Labels}
-	recs := cachevol.Records{Dir: filepath.Join(pool.stateDir, "caches")}
+	vol := cache.Volume{Name: name, Profile: "go", Path: "/go/pkg/mod", Labels: info.Labels}
+	recs := cache.Records{Dir: filepath.Join(pool.stateDir, "caches")}
 	gcCfg := pool.config("budget = \"1B\"\nmax_idle = \"1m\"\n")
 
 	// 1. claim, GC, container.
 	pool.age(t, map[string]string{"mod": name}, time.Hour)
-	if _, err := cachevol.Claim(t.Context(), engine, &recs, []cachevol.Volume{vol}, 1, time.Now()); err != nil {
+	if _, err := cache.Claim(t.Context(), eng, &recs, []cache.Volume{vol}, 1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	gc := newJob(t, jobSpec{Config: gcCfg})
@@ -79,21 +80,21 @@ func TestCacheLeaseRace(t *testing.T) {
 		t.Fatalf("cache gc between a claim and its container: %s", r)
 	}
 	c := fmt.Sprintf("lease-race-%d", nextJobID())
-	t.Cleanup(func() { engine.Remove(context.Background(), runtime.Resource{Type: runtime.Container, Name: c}) })
-	if err := engine.CreateContainer(t.Context(), runtime.ContainerSpec{Name: c, Image: busyboxImage, Cmd: []string{"true"},
-		Mounts: []runtime.Mount{{Volume: name, Target: "/c"}}}); err != nil {
+	t.Cleanup(func() { eng.Remove(context.Background(), engine.Resource{Type: engine.Container, Name: c}) })
+	if err := eng.CreateContainer(t.Context(), engine.ContainerSpec{Name: c, Image: busyboxImage, Cmd: []string{"true"},
+		Mounts: []engine.Mount{{Volume: name, Target: "/c"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if info, err := engine.InspectVolume(t.Context(), name); err != nil || info.Labels[naming.LabelKind] != string(naming.KindCache) {
+	if info, err := eng.InspectVolume(t.Context(), name); err != nil || info.Labels[naming.LabelKind] != string(naming.KindCache) {
 		t.Fatalf("the container mounts %+v, %v; want the labelled cache", info, err)
 	}
-	if err := engine.Remove(t.Context(), runtime.Resource{Type: runtime.Container, Name: c}); err != nil {
+	if err := eng.Remove(t.Context(), engine.Resource{Type: engine.Container, Name: c}); err != nil {
 		t.Fatal(err)
 	}
 
 	// 2. a GC removing, a prepare claiming meanwhile.
 	pool.age(t, map[string]string{"mod": name}, time.Hour)
-	paused := pausingEngine{Docker: engine, removing: make(chan struct{}), proceed: make(chan struct{})}
+	paused := pausingEngine{Docker: eng, removing: make(chan struct{}), proceed: make(chan struct{})}
 	evicted := make(chan error, 1)
 	go func() { evicted <- recs.Evict(context.Background(), paused, name, time.Now()) }()
 	<-paused.removing // the GC holds the volume's lock and is about to remove it
@@ -122,8 +123,8 @@ func TestCacheLeaseRace(t *testing.T) {
 	if !strings.Contains(stderr.String(), "Cache go /go/pkg/mod: cold (new volume "+name+")") {
 		t.Errorf("the prepare after the eviction should find a new, cold volume:\n%s", stderr.String())
 	}
-	info, err = engine.InspectVolume(t.Context(), name)
-	if err != nil || info.Labels[naming.LabelKind] != string(naming.KindCache) || info.Labels[cachevol.LabelPool] != pool.name {
+	info, err = eng.InspectVolume(t.Context(), name)
+	if err != nil || info.Labels[naming.LabelKind] != string(naming.KindCache) || info.Labels[cache.LabelPool] != pool.name {
 		t.Errorf("the volume the job mounts: %+v, %v; want the labelled cache", info, err)
 	}
 }

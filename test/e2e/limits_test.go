@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warmcache/warmcache/jobcgroup"
-	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/internal/limits/cgroup"
+	"github.com/warmcache/warmcache/internal/naming"
 	"github.com/warmcache/warmcache/test/runnersim"
 )
 
@@ -337,11 +337,11 @@ func TestLimitsUsageLine(t *testing.T) {
 // one alone: a prepare makes the cgroup just before its containers.
 func TestLimitsReapOrphanCgroup(t *testing.T) {
 	j := newJob(t, jobSpec{Config: defaultConfig + "[reap]\nat_prepare = false\n"})
-	host := jobcgroup.Detect("cgroupfs")
+	host := cgroup.Detect("cgroupfs")
 	prefix := fmt.Sprintf("warmcache-e2eorphan-000000-p%d-c0-j", os.Getpid())
 	old, young := prefix+"1", prefix+"2"
 	for _, base := range []string{old, young} {
-		if err := host.Create(base, jobcgroup.Limits{Memory: 64 << 20, PidsLimit: 16}); err != nil {
+		if err := host.Create(base, cgroup.Limits{Memory: 64 << 20, PidsLimit: 16}); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {

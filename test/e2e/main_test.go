@@ -15,9 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warmcache/warmcache/cachevol"
-	"github.com/warmcache/warmcache/naming"
-	"github.com/warmcache/warmcache/runtime"
+	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/engine/docker"
+	"github.com/warmcache/warmcache/internal/naming"
 )
 
 // Test images, built locally by test/images/build.sh.
@@ -38,7 +39,7 @@ pull_policy = ["if-not-present"]
 
 var (
 	driverBin string
-	engine    *runtime.Docker
+	eng       *docker.Docker
 )
 
 func TestMain(m *testing.M) {
@@ -47,16 +48,16 @@ func TestMain(m *testing.M) {
 
 func testMain(m *testing.M) int {
 	var err error
-	engine, err = runtime.NewDocker("unix:///var/run/docker.sock")
+	eng, err = docker.New("unix:///var/run/docker.sock")
 	if err == nil {
-		_, err = engine.Ping(context.Background())
+		_, err = eng.Ping(context.Background())
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: the Docker engine is required (run `make test`, which installs and starts it): %v\n", err)
 		return 1
 	}
 	for _, img := range []string{debianImage, busyboxImage, entrypointImage, httpdImage, silentImage} {
-		if _, err := engine.InspectImage(context.Background(), img); err != nil {
+		if _, err := eng.InspectImage(context.Background(), img); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: test image %s is missing: run test/images/build.sh (make test does)\n", img)
 			return 1
 		}
@@ -68,7 +69,7 @@ func testMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	driverBin = filepath.Join(dir, "warmcache")
-	build := exec.Command("go", "build", "-ldflags", "-X main.version=e2e", "-o", driverBin, "../../cmd/executor")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=e2e", "-o", driverBin, "../../cmd/warmcache")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: building the driver: %v\n", err)
@@ -107,7 +108,7 @@ func testMain(m *testing.M) int {
 func managedResources() ([]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rs, err := engine.List(ctx, map[string]string{naming.LabelManaged: "true"})
+	rs, err := eng.List(ctx, map[string]string{naming.LabelManaged: "true"})
 	if err != nil {
 		return nil, err
 	}
@@ -135,12 +136,12 @@ func removeProjectCaches(t testing.TB, projectID int64) {
 	t.Helper()
 	ctx := context.Background()
 	// The sample response's instance: never a real project's caches.
-	rs, err := engine.List(ctx, map[string]string{cachevol.LabelProjectID: fmt.Sprint(projectID), cachevol.LabelInstance: "127.0.0.1:42891"})
+	rs, err := eng.List(ctx, map[string]string{cache.LabelProjectID: fmt.Sprint(projectID), cache.LabelInstance: "127.0.0.1:42891"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range rs {
-		if err := engine.Remove(ctx, r); err != nil {
+		if err := eng.Remove(ctx, r); err != nil {
 			t.Errorf("removing test cache: %v", err)
 		}
 	}
@@ -157,7 +158,7 @@ const networkRemovalBound = 10 * time.Second
 func jobResources(t *testing.T, j *job) []string {
 	t.Helper()
 	for deadline := time.Now().Add(networkRemovalBound); ; time.Sleep(50 * time.Millisecond) {
-		rs, err := engine.List(context.Background(), map[string]string{naming.LabelJobID: fmt.Sprint(j.ID)})
+		rs, err := eng.List(context.Background(), map[string]string{naming.LabelJobID: fmt.Sprint(j.ID)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,5 +175,5 @@ func jobResources(t *testing.T, j *job) []string {
 // onlyNetworks says whether a non-empty list of "type name" entries holds
 // networks only.
 func onlyNetworks(rs []string) bool {
-	return len(rs) > 0 && !slices.ContainsFunc(rs, func(r string) bool { return !strings.HasPrefix(r, string(runtime.Network)+" ") })
+	return len(rs) > 0 && !slices.ContainsFunc(rs, func(r string) bool { return !strings.HasPrefix(r, string(engine.Network)+" ") })
 }

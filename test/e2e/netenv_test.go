@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warmcache/warmcache/cachevol"
-	wcjob "github.com/warmcache/warmcache/job"
-	"github.com/warmcache/warmcache/naming"
+	"github.com/warmcache/warmcache/internal/cache"
+	wcjob "github.com/warmcache/warmcache/internal/job"
+	"github.com/warmcache/warmcache/internal/naming"
 	"github.com/warmcache/warmcache/test/runnersim"
 )
 
@@ -331,7 +331,7 @@ func checkNoSecrets(t *testing.T, j *job, log string, secrets ...string) {
 		}
 		found("docker "+strings.Join(args, " "), out)
 	}
-	vols, err := engine.List(ctx, map[string]string{cachevol.LabelProjectID: fmt.Sprint(payload.ProjectID)})
+	vols, err := eng.List(ctx, map[string]string{cache.LabelProjectID: fmt.Sprint(payload.ProjectID)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func checkNoSecrets(t *testing.T, j *job, log string, secrets ...string) {
 		t.Errorf("volumes to search: %v, want the builds volume and the go caches", names)
 	}
 	for _, name := range names {
-		info, err := engine.InspectVolume(ctx, name)
+		info, err := eng.InspectVolume(ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -364,7 +364,7 @@ func checkNoSecrets(t *testing.T, j *job, log string, secrets ...string) {
 			t.Errorf("searching volume %s: %v (%d files)", name, err, files)
 		}
 	}
-	secretsVol, err := engine.InspectVolume(ctx, key.Name(naming.KindSecrets))
+	secretsVol, err := eng.InspectVolume(ctx, key.Name(naming.KindSecrets))
 	if err != nil || !secretsVol.Tmpfs {
 		t.Errorf("the credentials' volume: %+v, %v; want a tmpfs", secretsVol, err)
 	}

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warmcache/warmcache/naming"
-	"github.com/warmcache/warmcache/runtime"
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/naming"
 )
 
 // fakeCrashedJob leaves what a job that died without cleanup leaves: a
@@ -21,27 +21,27 @@ func fakeCrashedJob(t *testing.T) (naming.JobKey, func() []string) {
 	meta := naming.JobMeta{PipelineID: 1, TimeoutSeconds: 60, Created: time.Now().Add(-3 * time.Hour)}
 	builds, container, network := crashed.Name(naming.KindBuilds), crashed.Name(naming.KindBuild), crashed.Name(naming.KindNetwork)
 	t.Cleanup(func() {
-		engine.Remove(ctx, runtime.Resource{Type: runtime.Container, Name: container})
-		engine.Remove(ctx, runtime.Resource{Type: runtime.Volume, Name: builds})
-		engine.Remove(ctx, runtime.Resource{Type: runtime.Network, Name: network})
+		eng.Remove(ctx, engine.Resource{Type: engine.Container, Name: container})
+		eng.Remove(ctx, engine.Resource{Type: engine.Volume, Name: builds})
+		eng.Remove(ctx, engine.Resource{Type: engine.Network, Name: network})
 	})
-	if err := engine.EnsureVolume(ctx, runtime.VolumeSpec{Name: builds, Labels: crashed.Labels(naming.KindBuilds, meta)}); err != nil {
+	if err := eng.EnsureVolume(ctx, engine.VolumeSpec{Name: builds, Labels: crashed.Labels(naming.KindBuilds, meta)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := engine.CreateNetwork(ctx, runtime.NetworkSpec{Name: network, Labels: crashed.Labels(naming.KindNetwork, meta)}); err != nil {
+	if err := eng.CreateNetwork(ctx, engine.NetworkSpec{Name: network, Labels: crashed.Labels(naming.KindNetwork, meta)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := engine.CreateContainer(ctx, runtime.ContainerSpec{
+	if err := eng.CreateContainer(ctx, engine.ContainerSpec{
 		Name: container, Image: busyboxImage, Cmd: []string{"sh", "-c", "sleep 3600"}, NetworkMode: network,
-		Labels: crashed.Labels(naming.KindBuild, meta), Mounts: []runtime.Mount{{Volume: builds, Target: "/builds"}},
+		Labels: crashed.Labels(naming.KindBuild, meta), Mounts: []engine.Mount{{Volume: builds, Target: "/builds"}},
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := engine.StartContainer(ctx, container); err != nil {
+	if err := eng.StartContainer(ctx, container); err != nil {
 		t.Fatal(err)
 	}
 	return crashed, func() []string {
-		rs, err := engine.List(ctx, map[string]string{naming.LabelJob: crashed.Base()})
+		rs, err := eng.List(ctx, map[string]string{naming.LabelJob: crashed.Base()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,16 +109,16 @@ func TestReapStrandedNetwork(t *testing.T) {
 	}
 	stranded := naming.JobKey{Runner: "e2etoken", Instance: "127.0.0.1:42891", ProjectID: nextJobID(), JobID: nextJobID()}
 	network := stranded.Name(naming.KindNetwork)
-	t.Cleanup(func() { engine.Remove(ctx, runtime.Resource{Type: runtime.Network, Name: network}) })
+	t.Cleanup(func() { eng.Remove(ctx, engine.Resource{Type: engine.Network, Name: network}) })
 	meta := naming.JobMeta{PipelineID: 1, TimeoutSeconds: 3 * 3600, Created: time.Now().Add(-2 * time.Hour)}
-	if err := engine.CreateNetwork(ctx, runtime.NetworkSpec{Name: network, Labels: stranded.Labels(naming.KindNetwork, meta)}); err != nil {
+	if err := eng.CreateNetwork(ctx, engine.NetworkSpec{Name: network, Labels: stranded.Labels(naming.KindNetwork, meta)}); err != nil {
 		t.Fatal(err)
 	}
 	r := live.call("reap")
 	if r.Code != 0 || !strings.Contains(r.Stdout, "Removed the network of "+stranded.Base()+": no container of the job is left, created 2h0m") {
 		t.Errorf("reap: %s", r)
 	}
-	rs, err := engine.List(ctx, map[string]string{naming.LabelJob: stranded.Base()})
+	rs, err := eng.List(ctx, map[string]string{naming.LabelJob: stranded.Base()})
 	if err != nil || len(rs) != 0 {
 		t.Errorf("after reap the stranded job has %v (%v)", rs, err)
 	}

@@ -81,7 +81,7 @@ func restartDockerd(t *testing.T) {
 	cmd.Process.Release()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := engine.Ping(ctx)
+		_, err := eng.Ping(ctx)
 		cancel()
 		if err == nil {
 			return

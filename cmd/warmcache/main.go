@@ -1,0 +1,374 @@
+// Command warmcache is a GitLab custom-executor driver: gitlab-runner calls
+// its config, prepare, run and cleanup subcommands, one process per stage.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/warmcache/warmcache/internal/config"
+	"github.com/warmcache/warmcache/internal/driver"
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/engine/docker"
+	"github.com/warmcache/warmcache/internal/limits/cgroup"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+// run is the whole program; it returns the exit code so that main holds the
+// only os.Exit and deferred work always runs.
+func run(args []string, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		// A bug must never show a Go trace in the job log: it is a system
+		// failure with one line.
+		if p := recover(); p != nil {
+			fmt.Fprintf(stderr, "warmcache: internal error: %s\n", oneLine(fmt.Errorf("%v", p)))
+			code, _ = driver.ExitCode(errors.New("panic"), os.Getenv)
+		}
+	}()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	var stageErr error
+	app := newApp(stdout, stderr, &stageErr)
+	if err := app.RunContext(ctx, args); err != nil {
+		// Usage errors (unknown subcommand or flag) are the admin's
+		// configuration: a system failure.
+		stageErr = err
+	}
+	if stageErr != nil {
+		fmt.Fprintf(stderr, "warmcache: %s\n", oneLine(stageErr))
+	}
+	code, err := driver.ExitCode(stageErr, os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "warmcache: %v\n", err)
+	}
+	return code
+}
+
+func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
+	// Each stage action records its outcome here instead of returning it,
+	// so that cli prints nothing of its own and exit codes stay ours.
+	stage := func(f func(c *cli.Context, d driver.Deps) error, needEngine bool) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			*stageErr = withDeps(c, stdout, stderr, needEngine, f)
+			return nil
+		}
+	}
+	// A usage mistake is the admin's configuration: one line in the job
+	// log, not the whole help text, for the app and every command.
+	usageError := func(_ *cli.Context, err error, _ bool) error { return err }
+	app := &cli.App{
+		Name:            "warmcache",
+		Usage:           "GitLab custom executor with warm, persistent caches",
+		Version:         version,
+		Writer:          stderr,
+		ErrWriter:       stderr,
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {},
+		OnUsageError:    usageError,
+		CommandNotFound: func(_ *cli.Context, name string) {
+			*stageErr = fmt.Errorf("unknown command %q: use config, prepare, run, cleanup, cache, reap or doctor", name)
+		},
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Usage: "TOML config `FILE` (default $WARMCACHE_CONFIG, else " + config.DefaultPath + ")"},
+		},
+		Commands: []*cli.Command{
+			{
+				Name:  "config",
+				Usage: "config stage: print the executor configuration JSON",
+				Action: stage(func(c *cli.Context, d driver.Deps) error {
+					return driver.Config(d, version)
+				}, false),
+			},
+			{
+				Name:  "prepare",
+				Usage: "prepare stage: pull images and start the job's containers",
+				Action: stage(func(c *cli.Context, d driver.Deps) error {
+					return driver.Prepare(c.Context, d)
+				}, true),
+			},
+			{
+				Name:      "run",
+				Usage:     "run stage: execute a stage script in the job's containers",
+				ArgsUsage: "SCRIPT STAGE",
+				Action: stage(func(c *cli.Context, d driver.Deps) error {
+					if c.NArg() != 2 {
+						return fmt.Errorf("run needs 2 arguments, SCRIPT and STAGE; got %d", c.NArg())
+					}
+					return driver.Run(c.Context, d, c.Args().Get(0), c.Args().Get(1))
+				}, true),
+			},
+			{
+				Name:  "cleanup",
+				Usage: "cleanup stage: remove the job's containers and volumes, keep caches",
+				Action: stage(func(c *cli.Context, d driver.Deps) error {
+					return driver.Cleanup(d)
+				}, true),
+			},
+			{
+				// Started detached by prepare, so the build container's
+				// start overlaps the first (helper) stages. Its outcome is
+				// checked by the run stage, which starts the container
+				// itself if this did not.
+				Name:      "start-container",
+				Hidden:    true,
+				ArgsUsage: "NAME",
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "host", Required: true}},
+				Action: func(c *cli.Context) error {
+					*stageErr = detached(c, func(ctx context.Context, e *docker.Docker) error {
+						return e.StartContainer(ctx, c.Args().First())
+					})
+					return nil
+				},
+			},
+			{
+				// Started detached by cleanup once the job's containers
+				// are gone: a network takes longer to remove than anything
+				// else, and nothing waits for it. A failure goes to the
+				// structured log; the reaper removes what this leaves.
+				Name:      "remove-network",
+				Hidden:    true,
+				ArgsUsage: "ID",
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "host", Required: true}},
+				Action: func(c *cli.Context) error {
+					*stageErr = detached(c, func(ctx context.Context, e *docker.Docker) error {
+						return e.Remove(ctx, engine.Resource{Type: engine.Network, Name: c.Args().First()})
+					})
+					return nil
+				},
+			},
+			{
+				Name:  "doctor",
+				Usage: "check the engine, storage, cgroups, config, images and free disk; print what to fix",
+				Action: stage(func(c *cli.Context, d driver.Deps) error {
+					return driver.Doctor(c.Context, d)
+				}, true),
+			},
+			{
+				Name:  "reap",
+				Usage: "remove containers, volumes and networks of jobs that ended without cleanup (never caches)",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "dry-run", Usage: "print the plan, remove nothing"}},
+				Action: stage(func(c *cli.Context, d driver.Deps) error {
+					return driver.Reap(c.Context, d, c.Bool("dry-run"))
+				}, true),
+			},
+			{
+				Name:  "cache",
+				Usage: "inspect and bound the persistent cache volumes",
+				Subcommands: []*cli.Command{
+					{
+						Name:  "ls",
+						Usage: "list cache volumes: project, profile, trust, size, last use",
+						Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON for scripts"}},
+						Action: stage(func(c *cli.Context, d driver.Deps) error {
+							return driver.CacheList(c.Context, d, c.Bool("json"))
+						}, true),
+					},
+					{
+						Name:  "gc",
+						Usage: "evict least recently used caches until every cache.gc limit holds (never one in use)",
+						Flags: []cli.Flag{&cli.BoolFlag{Name: "dry-run", Usage: "print the plan, remove nothing"}},
+						Action: stage(func(c *cli.Context, d driver.Deps) error {
+							return driver.CacheGC(c.Context, d, c.Bool("dry-run"))
+						}, true),
+					},
+				},
+			},
+		},
+	}
+	var each func([]*cli.Command)
+	each = func(cmds []*cli.Command) {
+		for _, c := range cmds {
+			c.OnUsageError = usageError
+			each(c.Subcommands)
+		}
+	}
+	each(app.Commands)
+	return app
+}
+
+// withDeps loads the config, opens the log and, when asked, connects to the
+// engine, then calls f.
+func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(*cli.Context, driver.Deps) error) error {
+	// Cleanup must not leak a job's containers because the admin broke the
+	// config (or its log directory) while the job ran: it goes on with the
+	// built-in defaults and says why. Every other command refuses.
+	lenient := c.Command.Name == "cleanup"
+	path, optional := config.Resolve(c.String("config"), os.Getenv)
+	cfg, err := config.Load(path, optional)
+	if err != nil && lenient {
+		fmt.Fprintf(stderr, "warmcache: %s; cleaning up with the built-in defaults\n", oneLine(err))
+		cfg, err = config.Default(), nil
+	}
+	if err != nil {
+		return err
+	}
+	logger, closeLog, err := newLogger(cfg.Log)
+	if err != nil && lenient {
+		fmt.Fprintf(stderr, "warmcache: %s; no structured log for this cleanup\n", oneLine(err))
+		logger, closeLog, err = zap.NewNop(), func() {}, nil
+	}
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	d := driver.Deps{
+		Config: cfg, Getenv: os.Getenv, Stdout: stdout, Stderr: stderr,
+		Log: logger.With(zap.String("stage", c.Command.Name)), Background: starter(path, optional),
+	}
+	if needEngine {
+		engine, err := docker.New(cfg.Docker.Host)
+		if err != nil {
+			return err
+		}
+		defer engine.Close()
+		d.Engine = engine
+		// A job's cgroup lives on the engine's host: only a local engine's
+		// hierarchy is this process's to manage.
+		if strings.HasPrefix(cfg.Docker.Host, "unix://") {
+			cg := cgroup.Detect("")
+			d.Cgroups = &cg
+		}
+	}
+	err = f(c, d)
+	if err != nil {
+		d.Log.Error("stage failed", zap.Error(err))
+	}
+	d.Log.Debug("stage finished", zap.Int64("peak_rss_kib", peakRSS()))
+	return err
+}
+
+// starter returns what starts this executable detached from the stage: in
+// its own session (the runner's signals to the stage's process group do
+// not reach it), with no stdio, not waited for. It reads the stage's config
+// file, named on its command line since it gets no WARMCACHE_CONFIG, to
+// log its outcome where the stage does.
+func starter(configPath string, optional bool) func(args ...string) error {
+	return func(args ...string) error {
+		return background(detachedArgs(configPath, optional, args))
+	}
+}
+
+// detachedArgs is the command line of a detached helper command: args,
+// after the stage's config file unless that is the optional default,
+// which the helper finds by itself.
+func detachedArgs(configPath string, optional bool, args []string) []string {
+	if optional {
+		return args
+	}
+	return append([]string{"--config", configPath}, args...)
+}
+
+func background(args []string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, args...)
+	// The job's variables (tokens among them) stay with the stage.
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	return cmd.Process.Release()
+}
+
+// detached runs f, the work of a helper command that a stage started with
+// its starter, with an engine client of its own, bounded in time. Nobody
+// reads its stderr, so its outcome goes to the structured log of the
+// config file when that can be opened: a failure is not lost.
+func detached(c *cli.Context, f func(context.Context, *docker.Docker) error) error {
+	logger := zap.NewNop()
+	path, optional := config.Resolve(c.String("config"), os.Getenv)
+	if cfg, err := config.Load(path, optional); err == nil {
+		if l, closeLog, err := newLogger(cfg.Log); err == nil {
+			defer closeLog()
+			logger = l.With(zap.String("stage", c.Command.Name), zap.Strings("args", c.Args().Slice()))
+		}
+	}
+	start := time.Now()
+	err := onEngine(c.String("host"), f)
+	if err != nil {
+		logger.Error("stage failed", zap.Error(err))
+	} else {
+		logger.Info("stage finished", zap.Duration("took", time.Since(start)))
+	}
+	return err
+}
+
+// onEngine runs f with an engine client of its own, bounded in time.
+func onEngine(host string, f func(context.Context, *docker.Docker) error) error {
+	engine, err := docker.New(host)
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return f(ctx, engine)
+}
+
+// peakRSS is this process's peak resident memory in KiB (VmHWM), or -1.
+// Unlike the rusage a parent sees, it does not include the parent's memory
+// at the fork.
+func peakRSS() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			if n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// newLogger returns the structured JSON logger writing to cfg.File, or a
+// logger that discards everything when no file is configured: the job log
+// gets human lines only.
+func newLogger(cfg config.Log) (*zap.Logger, func(), error) {
+	if cfg.File == "" {
+		return zap.NewNop(), func() {}, nil
+	}
+	f, err := os.OpenFile(cfg.File, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, nil, fmt.Errorf("log.file: %w", err)
+	}
+	level, err := zapcore.ParseLevel(cfg.Level)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("log.level: %w", err)
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(f), level)
+	return zap.New(core).With(zap.Int("pid", os.Getpid())), func() { _ = f.Close() }, nil
+}
+
+// oneLine keeps an error on one job-log line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}

@@ -1,0 +1,110 @@
+package cache
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/naming"
+)
+
+// Entry is one cache volume as `warmcache cache ls` shows it.
+type Entry struct {
+	Volume      string    `json:"volume"`
+	Instance    string    `json:"instance"`
+	ProjectID   string    `json:"project_id"`
+	ProjectPath string    `json:"project_path"`
+	Profile     string    `json:"profile"`
+	Path        string    `json:"path"`
+	Trust       string    `json:"trust"`
+	SizeBytes   int64     `json:"size_bytes"`
+	SizeKnown   bool      `json:"size_known"`
+	LastUsed    time.Time `json:"last_used,omitzero"`
+}
+
+// lister is what listing needs from the engine.
+type lister interface {
+	List(ctx context.Context, labels map[string]string) ([]engine.Resource, error)
+}
+
+// List returns every cache volume on the engine, most recently used first.
+// It reads only labels and stamps: no file of a cache is walked.
+func List(ctx context.Context, e lister) ([]Entry, error) {
+	rs, err := e.List(ctx, map[string]string{naming.LabelKind: string(naming.KindCache)})
+	if err != nil {
+		return nil, fmt.Errorf("listing cache volumes: %w", err)
+	}
+	var out []Entry
+	for _, r := range rs {
+		if r.Type != engine.Volume {
+			continue
+		}
+		en := Entry{
+			Volume: r.Name, Instance: r.Labels[LabelInstance], ProjectID: r.Labels[LabelProjectID],
+			ProjectPath: r.Labels[LabelProjectPath], Profile: r.Labels[LabelProfile],
+			Path: r.Labels[LabelPath], Trust: r.Labels[LabelTrust],
+		}
+		if st, err := ReadStamp(r.Mountpoint); err == nil {
+			en.LastUsed = st.LastUsed
+			en.SizeBytes, en.SizeKnown = st.SizeBytes, !st.Measured.IsZero()
+		}
+		out = append(out, en)
+	}
+	sortEntries(out)
+	return out, nil
+}
+
+// sortEntries orders entries most recently used first.
+func sortEntries(entries []Entry) {
+	slices.SortFunc(entries, func(a, b Entry) int {
+		if c := b.LastUsed.Compare(a.LastUsed); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Volume, b.Volume)
+	})
+}
+
+// Trusted replaces what the job-writable stamps told List with what the
+// driver's own records say, for each entry that has a record.
+func (rs Records) Trusted(entries []Entry) []Entry {
+	for i, e := range entries {
+		r, err := rs.Get(e.Volume)
+		if err != nil || r.LastUsed.IsZero() {
+			continue
+		}
+		entries[i].LastUsed = r.LastUsed
+		entries[i].SizeBytes, entries[i].SizeKnown = r.SizeBytes, !r.Measured.IsZero()
+	}
+	sortEntries(entries)
+	return entries
+}
+
+// WriteTable prints entries for people.
+func WriteTable(w io.Writer, entries []Entry, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VOLUME\tPROJECT\tPROFILE\tPATH\tTRUST\tSIZE\tLAST USED")
+	for _, e := range entries {
+		size := "?"
+		if e.SizeKnown {
+			size = Bytes(e.SizeBytes)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Volume, e.ProjectPath, e.Profile, e.Path, e.Trust, size, Ago(e.LastUsed, now))
+	}
+	return tw.Flush()
+}
+
+// WriteJSON prints entries for scripts: one JSON array.
+func WriteJSON(w io.Writer, entries []Entry) error {
+	if entries == nil {
+		entries = []Entry{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(entries)
+}

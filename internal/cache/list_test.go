@@ -1,0 +1,277 @@
+package cache
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/engine/fake"
+)
+
+func TestList(t *testing.T) {
+	f, root := localEngine(t)
+	ctx := t.Context()
+
+	// Project A: three volumes claimed at t0, cache-dir measured.
+	volsA := Plan(testKey, []Profile{wantCacheDir, wantGo})
+	if _, err := Claim(ctx, f, nil, volsA, 1, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := Measure(ctx, f, nil, volsA[:1], t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// Project B: one volume used later, holding 1000 bytes, measured.
+	keyB := Key{Instance: "gitlab.example.com", ProjectID: 2002, ProjectPath: "group/other", Trust: Protected}
+	volsB := Plan(keyB, []Profile{wantNpm})
+	if _, err := Claim(ctx, f, nil, volsB, 2, t1); err != nil {
+		t.Fatal(err)
+	}
+	writeTree(t, filepath.Join(root, volsB[0].Name), map[string]int{"_cacache/index": 1000})
+	if err := Measure(ctx, f, nil, volsB, t1.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// A cache volume without a stamp (never claimed from this host): it
+	// sorts last although its name sorts first.
+	unstamped := Plan(Key{Instance: "gitlab.example.com", ProjectID: 3003, ProjectPath: "g/p", Trust: Unprotected}, []Profile{wantPip})[0]
+	if err := f.EnsureVolume(ctx, engine.VolumeSpec{Name: "aaa-unstamped", Labels: unstamped.Labels}); err != nil {
+		t.Fatal(err)
+	}
+	// Not cache volumes: a job volume with a stamp, a container and a
+	// network carrying the cache kind label.
+	jobVolume := "warmcache-r-p1001-c0-j1-builds"
+	if err := f.EnsureVolume(ctx, engine.VolumeSpec{Name: jobVolume,
+		Labels: map[string]string{"io.warmcache.managed": "true", "io.warmcache.kind": "builds"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteStamp(filepath.Join(root, jobVolume), Stamp{LastUsed: t1.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	f.AddImage("img")
+	if err := f.CreateContainer(ctx, engine.ContainerSpec{Name: "zzz-container", Image: "img", Labels: volsA[0].Labels}); err != nil {
+		t.Fatal(err)
+	}
+	f.AddNetwork("zzz-network", volsA[0].Labels)
+
+	got, err := List(ctx, f)
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+
+	entry := func(v Volume, instance, projectID, projectPath, trust string) Entry {
+		return Entry{Volume: v.Name, Instance: instance, ProjectID: projectID, ProjectPath: projectPath,
+			Profile: v.Profile, Path: v.Path, Trust: trust}
+	}
+	b := entry(volsB[0], "gitlab.example.com", "2002", "group/other", "protected")
+	// 1000 bytes of data; the stamp Claim wrote is not counted.
+	b.SizeBytes, b.SizeKnown, b.LastUsed = 1000, true, t1
+	var a []Entry
+	for i, v := range volsA {
+		e := entry(v, "gitlab.example.com", "1001", "group/project", "unprotected")
+		e.LastUsed = t0
+		if i == 0 {
+			e.SizeBytes, e.SizeKnown = 0, true // the stamp alone, not counted
+		}
+		a = append(a, e)
+	}
+	// Same last use: by name.
+	slices.SortFunc(a, func(x, y Entry) int { return strings.Compare(x.Volume, y.Volume) })
+	c := Entry{Volume: "aaa-unstamped", Instance: "gitlab.example.com", ProjectID: "3003", ProjectPath: "g/p",
+		Profile: "pip", Path: "/root/.cache/pip", Trust: "unprotected"}
+	want := append(append([]Entry{b}, a...), c)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("List =\n%+v\nwant\n%+v", got, want)
+	}
+
+	calls := f.Calls()
+	if last := calls[len(calls)-1]; last != (fake.Call{Method: fake.MethodList, Name: "io.warmcache.kind=cache"}) {
+		t.Errorf("List asked the engine %+v, want the cache kind label", last)
+	}
+	// Listing reads, never writes: B's stamp is as Measure left it.
+	if s, err := ReadStamp(filepath.Join(root, volsB[0].Name)); err != nil || !s.Measured.Equal(t1.Add(time.Minute)) {
+		t.Errorf("stamp of B after List: %+v, %v", s, err)
+	}
+}
+
+func TestListEmptyAndErrors(t *testing.T) {
+	t.Run("no cache volumes", func(t *testing.T) {
+		f := fake.New()
+		got, err := List(t.Context(), f)
+		if err != nil || got != nil {
+			t.Errorf("List = %+v, %v; want nil, nil", got, err)
+		}
+	})
+	t.Run("engine fails", func(t *testing.T) {
+		f := fake.New()
+		f.FailNext(fake.MethodList, errBoom)
+		got, err := List(t.Context(), f)
+		if err == nil || err.Error() != "listing cache volumes: boom" || !errors.Is(err, errBoom) {
+			t.Errorf("List error = %v, want listing cache volumes: boom", err)
+		}
+		if got != nil {
+			t.Errorf("List = %+v with an error", got)
+		}
+	})
+	t.Run("remote engine", func(t *testing.T) {
+		// No mountpoint: labels only, nothing read from the current
+		// directory (which is empty here).
+		t.Chdir(t.TempDir())
+		f := fake.New()
+		v := goVolumes()[0]
+		if _, err := Claim(t.Context(), f, nil, []Volume{v}, 1, t0); err != nil {
+			t.Fatal(err)
+		}
+		got, err := List(t.Context(), f)
+		want := []Entry{{Volume: v.Name, Instance: "gitlab.example.com", ProjectID: "1001", ProjectPath: "group/project",
+			Profile: "go", Path: "/go/pkg/mod", Trust: "unprotected"}}
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("List = %+v, %v; want %+v", got, err, want)
+		}
+	})
+}
+
+// entries are three hand-made entries for the output tests.
+func entries() []Entry {
+	return []Entry{
+		{Volume: "warmcache-npm-0123456789ab", Instance: "gitlab.example.com", ProjectID: "2002", ProjectPath: "group/other",
+			Profile: "npm", Path: "/root/.npm", Trust: "protected", SizeBytes: 1536, SizeKnown: true, LastUsed: t0.Add(-5 * time.Minute)},
+		{Volume: "warmcache-go-abcdef012345", Instance: "gitlab.example.com", ProjectID: "1001", ProjectPath: "group/project",
+			Profile: "go", Path: "/go/pkg/mod", Trust: "unprotected", SizeBytes: 4096, SizeKnown: false, LastUsed: t0.Add(-3 * 24 * time.Hour)},
+		{Volume: "warmcache-cache-dir-fedcba987654", Instance: "gitlab.example.com:8443", ProjectID: "1001", ProjectPath: "group/project",
+			Profile: "cache-dir", Path: "/cache", Trust: "unprotected", SizeBytes: 0, SizeKnown: true},
+	}
+}
+
+func TestWriteTable(t *testing.T) {
+	tests := []struct {
+		name    string
+		entries []Entry
+		want    string
+	}{
+		{
+			name:    "none",
+			entries: nil,
+			want:    "VOLUME  PROJECT  PROFILE  PATH  TRUST  SIZE  LAST USED\n",
+		},
+		{
+			name:    "three",
+			entries: entries(),
+			want: "" +
+				"VOLUME                            PROJECT        PROFILE    PATH         TRUST        SIZE     LAST USED\n" +
+				"warmcache-npm-0123456789ab        group/other    npm        /root/.npm   protected    1.5 KiB  5m ago\n" +
+				"warmcache-go-abcdef012345         group/project  go         /go/pkg/mod  unprotected  ?        3d ago\n" +
+				"warmcache-cache-dir-fedcba987654  group/project  cache-dir  /cache       unprotected  0 B      never\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			if err := WriteTable(&b, tt.entries, t0); err != nil {
+				t.Fatalf("WriteTable: %v", err)
+			}
+			if b.String() != tt.want {
+				t.Errorf("WriteTable =\n%s\nwant\n%s", b.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestWriteJSON(t *testing.T) {
+	tests := []struct {
+		name    string
+		entries []Entry
+		want    string
+	}{
+		{name: "nil", entries: nil, want: "[]\n"},
+		{name: "empty", entries: []Entry{}, want: "[]\n"},
+		{
+			name:    "documented fields; last_used only when known",
+			entries: []Entry{entries()[0], entries()[2]},
+			want: `[
+  {
+    "volume": "warmcache-npm-0123456789ab",
+    "instance": "gitlab.example.com",
+    "project_id": "2002",
+    "project_path": "group/other",
+    "profile": "npm",
+    "path": "/root/.npm",
+    "trust": "protected",
+    "size_bytes": 1536,
+    "size_known": true,
+    "last_used": "2026-11-26T21:26:10Z"
+  },
+  {
+    "volume": "warmcache-cache-dir-fedcba987654",
+    "instance": "gitlab.example.com:8443",
+    "project_id": "1001",
+    "project_path": "group/project",
+    "profile": "cache-dir",
+    "path": "/cache",
+    "trust": "unprotected",
+    "size_bytes": 0,
+    "size_known": true
+  }
+]
+`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			if err := WriteJSON(&b, tt.entries); err != nil {
+				t.Fatalf("WriteJSON: %v", err)
+			}
+			if b.String() != tt.want {
+				t.Errorf("WriteJSON =\n%s\nwant\n%s", b.String(), tt.want)
+			}
+			// Scripts read it back to the same entries.
+			var back []Entry
+			if err := json.Unmarshal([]byte(b.String()), &back); err != nil {
+				t.Fatal(err)
+			}
+			if len(back) != len(tt.entries) || (len(back) > 0 && !reflect.DeepEqual(back, tt.entries)) {
+				t.Errorf("decoded %+v, want %+v", back, tt.entries)
+			}
+		})
+	}
+}
+
+// errWriter fails every write, like a closed pipe.
+type errWriter struct{}
+
+func (errWriter) Write([]byte) (int, error) { return 0, os.ErrClosed }
+
+func TestWriteErrors(t *testing.T) {
+	if err := WriteTable(errWriter{}, entries(), t0); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("WriteTable to a closed writer = %v, want %v", err, os.ErrClosed)
+	}
+	if err := WriteJSON(errWriter{}, entries()); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("WriteJSON to a closed writer = %v, want %v", err, os.ErrClosed)
+	}
+}
+
+// TestTrustedEntries: the driver's records win over forged stamps.
+func TestTrustedEntries(t *testing.T) {
+	recs := Records{Dir: t.TempDir()}
+	if err := recs.write("b", Record{LastUsed: t0, SizeBytes: 5, Measured: t0}); err != nil {
+		t.Fatal(err)
+	}
+	forged := []Entry{
+		{Volume: "a", LastUsed: t0.Add(-time.Hour), SizeBytes: 1, SizeKnown: true},
+		{Volume: "b", LastUsed: t0.Add(100 * time.Hour), SizeBytes: 1 << 50, SizeKnown: true},
+	}
+	got := recs.Trusted(forged)
+	want := []Entry{
+		{Volume: "b", LastUsed: t0, SizeBytes: 5, SizeKnown: true},
+		{Volume: "a", LastUsed: t0.Add(-time.Hour), SizeBytes: 1, SizeKnown: true},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Trusted = %+v\nwant %+v", got, want)
+	}
+}

@@ -1,0 +1,113 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/warmcache/warmcache/internal/engine/fake"
+	"github.com/warmcache/warmcache/internal/naming"
+)
+
+// With a background starter, prepare starts only the helper and hands the
+// build container's start to a detached process; the build container
+// joins the helper's network namespace.
+func TestPrepareStartsBuildInBackground(t *testing.T) {
+	h := newHarness(t, nil)
+	var background [][]string
+	d := h.deps()
+	d.Background = func(args ...string) error {
+		background = append(background, args)
+		return nil
+	}
+	if err := Prepare(context.Background(), d); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	helper, build := sampleKey.Name(naming.KindHelper), sampleKey.Name(naming.KindBuild)
+	want := [][]string{{"start-container", "--host", h.cfg.Docker.Host, build}}
+	if !slices.EqualFunc(background, want, slices.Equal) {
+		t.Errorf("background = %q, want %q", background, want)
+	}
+	if got := methods(h.f, build); !slices.Equal(got, []string{"CreateContainer"}) {
+		t.Errorf("calls on the build container = %v, want only its creation", got)
+	}
+	if got := methods(h.f, helper); !slices.Equal(got, []string{"CreateContainer", "StartContainer"}) {
+		t.Errorf("calls on the helper = %v", got)
+	}
+	c, _ := h.f.Container(build)
+	if c.Spec.NetworkMode != "container:"+helper {
+		t.Errorf("build container network = %q, want the helper's namespace", c.Spec.NetworkMode)
+	}
+
+	// The first build stage finds the container still created and starts
+	// it; a later one does not start it again.
+	for range 2 {
+		if err := Run(context.Background(), d, writeFile(t, "script", "true\n"), "build_script"); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	}
+	if got := methods(h.f, build); !slices.Equal(got, []string{"CreateContainer", "Exec", "ContainerState", "StartContainer", "Exec", "Exec"}) {
+		t.Errorf("calls on the build container = %v", got)
+	}
+}
+
+// A job running as another user needs its build container at once, and a
+// starter that cannot be launched falls back to starting it now.
+func TestPrepareStartsBuildNowWhenItMust(t *testing.T) {
+	for name, tc := range map[string]struct {
+		user    string
+		starter error
+	}{
+		"non-root job user":           {user: "1000"},
+		"background starter unusable": {starter: errors.New("no executable")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, func(j map[string]any) {
+				if tc.user != "" {
+					j["image"].(map[string]any)["executor_opts"] = map[string]any{"docker": map[string]any{"user": tc.user}}
+				}
+			})
+			d := h.deps()
+			launched := 0
+			d.Background = func(args ...string) error { launched++; return tc.starter }
+			if err := Prepare(context.Background(), d); err != nil {
+				t.Fatalf("Prepare: %v", err)
+			}
+			c, _ := h.f.Container(sampleKey.Name(naming.KindBuild))
+			if c.State != fake.Running {
+				t.Errorf("build container is %s, want running", c.State)
+			}
+			if wantLaunch := tc.user == ""; (launched == 1) != wantLaunch {
+				t.Errorf("background starter launched %d times", launched)
+			}
+		})
+	}
+}
+
+// The background start may finish between the exec that found the build
+// container not yet running and the look at its state: run goes on.
+func TestRunWhenTheBackgroundStartJustFinished(t *testing.T) {
+	h := newHarness(t, nil)
+	d := h.deps()
+	d.Background = func(args ...string) error { return nil }
+	if err := Prepare(context.Background(), d); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	build := sampleKey.Name(naming.KindBuild)
+	started := make(chan error)
+	h.f.SetHook(func(method, name string) error {
+		if method == fake.MethodContainerState && name == build {
+			// The detached starter wins the race right now.
+			go func() { started <- h.f.StartContainer(context.Background(), build) }()
+			return <-started
+		}
+		return nil
+	})
+	if err := Run(context.Background(), d, writeFile(t, "script", "true\n"), "build_script"); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := methods(h.f, build); !slices.Equal(got, []string{"CreateContainer", "Exec", "ContainerState", "StartContainer", "Exec"}) {
+		t.Errorf("calls on the build container = %v: want no second start once it runs", got)
+	}
+}

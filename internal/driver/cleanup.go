@@ -1,0 +1,69 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/warmcache/warmcache/internal/cache"
+
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/job"
+	"github.com/warmcache/warmcache/internal/naming"
+)
+
+// Cleanup removes every container, volume and network of the job except
+// persistent caches. It runs on its own bounded context (the runner calls it
+// after a cancel too), succeeds when there is nothing to remove, and
+// reports everything it could not remove.
+func Cleanup(d Deps) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d.Config.Docker.CleanupTimeout)
+	defer cancel()
+	j, err := job.Load(d.Getenv)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	commitLayers(ctx, d, j)
+	err = removeJobResources(ctx, cleanupRemover(d), j.Key())
+	if err == nil { // the cgroup can only go once its containers have
+		err = removeCgroup(d, j.Key().Base())
+	}
+	removed := time.Since(start)
+	// Sizes are measured once the job is done, off the job's critical path.
+	if vols, profiles, perr := plannedCaches(d, j); perr == nil {
+		vols = append(vols, forkLayers(d, j, profiles)...)
+		if merr := cache.Measure(ctx, d.Engine, cacheRecords(d), vols, time.Now()); merr != nil {
+			d.Log.Warn("measuring cache volumes", zap.Error(merr))
+		}
+		recordSizes(d, vols)
+	}
+	gcAtStage(ctx, d, nil)
+	d.Log.Debug("cleanup timings", zap.Duration("remove", removed), zap.Duration("total", time.Since(start)))
+	if err != nil {
+		return fmt.Errorf("cleanup incomplete: %w", err)
+	}
+	return nil
+}
+
+// remover is what teardown needs from the engine.
+type remover interface {
+	List(ctx context.Context, labels map[string]string) ([]engine.Resource, error)
+	Remove(ctx context.Context, r engine.Resource) error
+}
+
+// removeJobResources removes what the job created. Persistent caches are
+// skipped even if a label says they belong to the job.
+func removeJobResources(ctx context.Context, e remover, key naming.JobKey) error {
+	found, err := e.List(ctx, map[string]string{naming.LabelJob: key.Base()})
+	if err != nil {
+		return fmt.Errorf("listing the job's resources: %w", err)
+	}
+	found = slices.DeleteFunc(found, func(r engine.Resource) bool {
+		return r.Labels[naming.LabelKind] == string(naming.KindCache)
+	})
+	return removeAll(ctx, e, found)
+}

@@ -1,0 +1,168 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/engine/fake"
+	"github.com/warmcache/warmcache/internal/naming"
+)
+
+func TestCleanup(t *testing.T) {
+	h := prepared(t)
+	ctx := context.Background()
+	base := sampleKey.Base()
+	// A cache volume that carries the job's label must survive all the same;
+	// so must another job's resources.
+	cacheLabels := map[string]string{naming.LabelJob: base, naming.LabelKind: string(naming.KindCache)}
+	other := naming.JobKey{Runner: "t3st", ProjectID: 1001, Slot: 3, JobID: 22962}
+	for _, v := range []engine.VolumeSpec{
+		{Name: "warmcache-go-0123456789ab", Labels: cacheLabels},
+		{Name: other.Name(naming.KindBuilds), Labels: other.Labels(naming.KindBuilds, naming.JobMeta{})},
+	} {
+		if err := h.f.EnsureVolume(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := len(h.f.Calls())
+
+	if err := Cleanup(h.deps()); err != nil {
+		t.Fatalf("Cleanup: %v", err)
+	}
+
+	var removed []string
+	for _, c := range h.f.Calls()[before:] {
+		if c.Method == fake.MethodRemove {
+			removed = append(removed, c.Name)
+		}
+	}
+	containers := []string{sampleKey.Name(naming.KindBuild), sampleKey.Name(naming.KindHelper)}
+	rest := []string{sampleKey.Name(naming.KindBuilds), sampleKey.Name("cachedir"), sampleKey.Name(naming.KindNetwork)}
+	if len(removed) != 5 ||
+		!sameSet(removed[:2], containers) || !sameSet(removed[2:], rest) {
+		t.Errorf("removed %v, want the containers %v first, then %v", removed, containers, rest)
+	}
+	for _, name := range containers {
+		if c, _ := h.f.Container(name); c.State != fake.Removed {
+			t.Errorf("container %s is %s", name, c.State)
+		}
+	}
+	for _, name := range []string{"warmcache-go-0123456789ab", other.Name(naming.KindBuilds)} {
+		if _, ok := h.f.Volume(name); !ok {
+			t.Errorf("volume %s was removed", name)
+		}
+	}
+	if h.f.HasNetwork(sampleKey.Name(naming.KindNetwork)) {
+		t.Error("the job's network was not removed")
+	}
+	left, _ := h.f.List(ctx, map[string]string{naming.LabelJob: base})
+	if len(left) != 1 || left[0].Name != "warmcache-go-0123456789ab" {
+		t.Errorf("left after cleanup: %+v, want only the cache volume", left)
+	}
+
+	// Idempotent: a second cleanup finds nothing to do and succeeds.
+	if err := Cleanup(h.deps()); err != nil {
+		t.Errorf("second Cleanup: %v", err)
+	}
+}
+
+func sameSet(a, b []string) bool {
+	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
+}
+
+func TestCleanupWithNothingPrepared(t *testing.T) {
+	// The runner calls cleanup after a failed config or prepare too.
+	h := newHarness(t, nil)
+	if err := Cleanup(h.deps()); err != nil {
+		t.Fatalf("Cleanup: %v", err)
+	}
+	if got := methods(h.f, ""); !slices.Equal(got, []string{"List"}) {
+		t.Errorf("calls = %v, want only the List", got)
+	}
+}
+
+func TestCleanupCollectsErrors(t *testing.T) {
+	h := prepared(t)
+	errBuilds, errNet := errors.New("builds volume busy"), errors.New("network busy")
+	net := sampleKey.Name(naming.KindNetwork)
+	h.f.AddNetwork(net, sampleKey.Labels(naming.KindNetwork, naming.JobMeta{}))
+	h.f.SetHook(func(method, name string) error {
+		switch {
+		case method != fake.MethodRemove:
+		case name == sampleKey.Name(naming.KindBuilds):
+			return errBuilds
+		case name == net:
+			return errNet
+		}
+		return nil
+	})
+	err := Cleanup(h.deps())
+	if err == nil || err.Error() != "cleanup incomplete: builds volume busy\nnetwork busy" {
+		t.Fatalf("Cleanup = %q, want both failures", err)
+	}
+	if !errors.Is(err, errBuilds) || !errors.Is(err, errNet) {
+		t.Errorf("error %v does not wrap both causes", err)
+	}
+	// One failure does not stop the rest.
+	for _, name := range []string{sampleKey.Name(naming.KindHelper), sampleKey.Name(naming.KindBuild)} {
+		if c, _ := h.f.Container(name); c.State != fake.Removed {
+			t.Errorf("container %s is %s", name, c.State)
+		}
+	}
+	if _, ok := h.f.Volume(sampleKey.Name("cachedir")); ok {
+		t.Error("cachedir volume not removed")
+	}
+
+	// Once the engine recovers, cleanup finishes the job.
+	h.f.SetHook(nil)
+	if err := Cleanup(h.deps()); err != nil {
+		t.Fatalf("second Cleanup: %v", err)
+	}
+	if left, _ := h.f.List(context.Background(), map[string]string{naming.LabelJob: sampleKey.Base()}); len(left) != 0 {
+		t.Errorf("left: %+v", left)
+	}
+}
+
+func TestCleanupErrors(t *testing.T) {
+	h := prepared(t)
+	h.f.FailNext(fake.MethodList, errors.New("engine down"))
+	if err := Cleanup(h.deps()); err == nil || err.Error() != "cleanup incomplete: listing the job's resources: engine down" {
+		t.Errorf("Cleanup = %v", err)
+	}
+	delete(h.env, "JOB_RESPONSE_FILE")
+	if err := Cleanup(h.deps()); err == nil ||
+		err.Error() != "JOB_RESPONSE_FILE is not set: warmcache stages must be started by gitlab-runner's custom executor" {
+		t.Errorf("Cleanup = %v", err)
+	}
+}
+
+func TestCleanupKeepsCacheVolumes(t *testing.T) {
+	h := newHarness(t, nil)
+	h.cfg.Cache.Enabled = true
+	h.f.SetVolumeRoot(t.TempDir())
+	if err := Prepare(context.Background(), h.deps()); err != nil {
+		t.Fatal(err)
+	}
+	var caches []string
+	all, _ := h.f.List(context.Background(), map[string]string{naming.LabelKind: string(naming.KindCache)})
+	for _, r := range all {
+		caches = append(caches, r.Name)
+	}
+	if len(caches) == 0 {
+		t.Fatal("Prepare made no cache volumes")
+	}
+	if err := Cleanup(h.deps()); err != nil {
+		t.Fatalf("Cleanup: %v", err)
+	}
+	for _, name := range caches {
+		if _, ok := h.f.Volume(name); !ok {
+			t.Errorf("cache volume %s removed by cleanup", name)
+		}
+	}
+	if left, _ := h.f.List(context.Background(), map[string]string{naming.LabelJob: sampleKey.Base()}); len(left) != 0 {
+		t.Errorf("job resources left: %+v", left)
+	}
+}

@@ -1,0 +1,213 @@
+package driver
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/warmcache/warmcache/internal/credentials"
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/job"
+	"github.com/warmcache/warmcache/internal/mask"
+	"github.com/warmcache/warmcache/internal/naming"
+)
+
+// jobNetEnv is what the [env] section gives a job's containers.
+type jobNetEnv struct {
+	plan credentials.Plan
+	// mount is the tmpfs volume holding the credential files, if any.
+	mount *engine.Mount
+}
+
+// planNetEnv works out the job's variables and credential files and, if
+// there are files, creates the job's tmpfs volume for them. Token files
+// are read now, so a rotated token needs no restart.
+func planNetEnv(ctx context.Context, d Deps, j job.Job, meta naming.JobMeta) (jobNetEnv, error) {
+	plan, err := credentials.Build(d.Config.Env, j, os.ReadFile)
+	if err != nil {
+		return jobNetEnv{}, err
+	}
+	n := jobNetEnv{plan: plan}
+	if len(plan.Files) == 0 {
+		return n, nil
+	}
+	key := j.Key()
+	name := key.Name(naming.KindSecrets)
+	if err := d.Engine.EnsureVolume(ctx, engine.VolumeSpec{Name: name, Labels: key.Labels(naming.KindSecrets, meta), Tmpfs: true}); err != nil {
+		return jobNetEnv{}, err
+	}
+	n.mount = &engine.Mount{Volume: name, Target: credentials.SecretsDir, NoCopy: true}
+	return n, nil
+}
+
+// deliverCommand unpacks the credential files from stdin. umask and tar's
+// -o make the files the exec user's own, mode 0600: a non-root job user
+// reads its own files, other users of the container cannot, and the
+// sticky bit of the tmpfs keeps them from replacing them.
+var deliverCommand = []string{"sh", "-c", "umask 077 && cd " + credentials.SecretsDir + " && tar -xof -"}
+
+// deliverCredentials writes the files into the tmpfs through the stdin of
+// an exec in container, as that container's user: never through the
+// container's environment, a command line or a layer.
+func deliverCredentials(ctx context.Context, e engine.Engine, container string, files []credentials.File) error {
+	var archive bytes.Buffer
+	tw := tar.NewWriter(&archive)
+	now := time.Now()
+	for _, f := range files {
+		hdr := &tar.Header{Name: f.Name, Mode: 0o600, Size: int64(len(f.Content)), ModTime: now, Typeflag: tar.TypeReg}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return fmt.Errorf("packing credential files: %w", err)
+		}
+		if _, err := tw.Write(f.Content); err != nil {
+			return fmt.Errorf("packing credential files: %w", err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("packing credential files: %w", err)
+	}
+	var out bytes.Buffer
+	exit, err := e.Exec(ctx, container, deliverCommand, &archive, &out, &out)
+	if err == nil && exit.Code != 0 {
+		err = fmt.Errorf("exit code %d: %s", exit.Code, strings.Join(strings.Fields(out.String()), " "))
+	}
+	if err != nil {
+		return fmt.Errorf("writing credential files into %s of %s (the image needs sh and tar): %w", credentials.SecretsDir, container, err)
+	}
+	return nil
+}
+
+// writeIntoTmpfs writes the files, mode 0600 and root's, straight into
+// the job's tmpfs volume through its mountpoint on the engine's host,
+// saving an exec. Only where that mountpoint is a tmpfs now (a started
+// container holds it mounted, and the driver runs beside a local engine
+// in its mount namespace): otherwise the directory is on disk, or out of
+// reach, and it reports false for the exec to deliver them. A file that
+// exists (say, planted by an image entrypoint) is never opened or
+// followed: the delivery fails.
+func writeIntoTmpfs(ctx context.Context, e engine.Engine, volume string, files []credentials.File) (bool, error) {
+	info, err := e.InspectVolume(ctx, volume)
+	if err != nil || info.Mountpoint == "" {
+		return false, nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(info.Mountpoint, &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+		return false, nil
+	}
+	for _, f := range files {
+		path := filepath.Join(info.Mountpoint, f.Name)
+		fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return false, fmt.Errorf("writing credential file %s into the job's tmpfs: %w", f.Name, err)
+		}
+		file := os.NewFile(uintptr(fd), path)
+		_, werr := file.Write(f.Content)
+		if err := errors.Join(werr, file.Close()); err != nil {
+			return false, fmt.Errorf("writing credential file %s into the job's tmpfs: %w", f.Name, err)
+		}
+	}
+	return true, nil
+}
+
+// withEnv returns base with over's variables added, an entry of over
+// replacing one of base with the same name.
+func withEnv(base, over []string) []string {
+	if len(over) == 0 {
+		return base
+	}
+	out := make([]string, 0, len(base)+len(over))
+	names := map[string]bool{}
+	for _, kv := range over {
+		name, _, _ := strings.Cut(kv, "=")
+		names[name] = true
+	}
+	for _, kv := range base {
+		if name, _, _ := strings.Cut(kv, "="); !names[name] {
+			out = append(out, kv)
+		}
+	}
+	return append(out, over...)
+}
+
+// tokenFilesCheck reads every service-account token file as prepare will,
+// for doctor.
+func tokenFilesCheck(d Deps, add func(level, format string, args ...any)) {
+	for i, t := range d.Config.Env.Tokens {
+		if _, err := credentials.ReadToken(t.TokenFile, os.ReadFile); err != nil {
+			add("FAIL", "env.token[%d] (%s): %v: every prepare would fail", i, t.Host, err)
+			continue
+		}
+		add("ok", "env.token[%d] (%s): token file %s is readable", i, t.Host, t.TokenFile)
+	}
+}
+
+// masked returns d with the job log's writers masking every secret of the
+// job, and a function to call when the stage's output has ended: it
+// flushes what they hold back and masks the text of the stage's error
+// (an engine's message can quote what a job named), which the entry point
+// prints to the job log too.
+func masked(d Deps, j job.Job) (Deps, func(*error)) {
+	secrets := append(credentials.Secrets(d.Config.Env, j, os.ReadFile), deliveredTokens(d, j.Key())...)
+	if len(secrets) == 0 {
+		return d, func(*error) {}
+	}
+	var flush []*mask.Writer
+	for _, w := range []*io.Writer{&d.Stdout, &d.Stderr} {
+		if *w != nil {
+			m := mask.New(*w, secrets)
+			*w = m
+			flush = append(flush, m)
+		}
+	}
+	return d, func(errp *error) {
+		for _, m := range flush {
+			m.Flush()
+		}
+		if *errp == nil {
+			return
+		}
+		if text := mask.String((*errp).Error(), secrets); text != (*errp).Error() {
+			*errp = &maskedError{err: *errp, text: text}
+		}
+	}
+}
+
+// maskedError is an error whose text had a secret; errors.Is and As still
+// see the error it wraps (a BuildFailure stays one).
+type maskedError struct {
+	err  error
+	text string
+}
+
+func (e *maskedError) Error() string { return e.text }
+func (e *maskedError) Unwrap() error { return e.err }
+
+// deliveredTokens reads back the tokens prepare gave the job, from the
+// netrc in its tmpfs volume (on the engine's host: the driver runs beside
+// a local engine to read it): a token file rotated since then holds a new
+// token, and the old one, still in the job's files, must stay masked.
+// Nothing when there is no such volume (yet) or it is out of reach.
+func deliveredTokens(d Deps, key naming.JobKey) []string {
+	if !d.Config.Env.JobToken && len(d.Config.Env.Tokens) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := d.Engine.InspectVolume(ctx, key.Name(naming.KindSecrets))
+	if err != nil || info.Mountpoint == "" {
+		return nil
+	}
+	netrc, err := os.ReadFile(filepath.Join(info.Mountpoint, credentials.NetrcFile))
+	if err != nil {
+		return nil
+	}
+	return credentials.NetrcTokens(netrc)
+}

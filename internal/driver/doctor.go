@@ -1,0 +1,156 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/naming"
+)
+
+// Free-disk levels below which doctor warns and fails: caches and job
+// containers fill the engine's data root.
+const (
+	diskWarnFraction = 0.15
+	diskFailFraction = 0.05
+)
+
+// finding is one doctor line: ok, warn or fail, what, and what to do.
+type finding struct {
+	level string
+	what  string
+}
+
+// Doctor checks what warmcache needs on this host and prints one line per
+// check on stdout, with what to fix. The config was already loaded and
+// validated by then. It fails when any check fails.
+func Doctor(ctx context.Context, d Deps) error {
+	var found []finding
+	add := func(level, format string, args ...any) {
+		found = append(found, finding{level, fmt.Sprintf(format, args...)})
+	}
+	add("ok", "config: valid")
+	tokenFilesCheck(d, add)
+
+	info, err := d.Engine.Ping(ctx)
+	if err != nil {
+		add("FAIL", "engine: %v: start dockerd, or fix docker.host (%s)", err, d.Config.Docker.Host)
+		return report(d, found)
+	}
+	add("ok", "engine: Docker %s at %s, API %s", info.ServerVersion, d.Config.Docker.Host, info.APIVersion)
+	if info.StorageDriver == "overlay2" {
+		add("ok", "storage driver: overlay2")
+	} else {
+		add("warn", "storage driver: %s; overlay2 is the tested one (set \"storage-driver\" in /etc/docker/daemon.json)", info.StorageDriver)
+	}
+	add("ok", "cgroups: version %s, %s driver", info.CgroupVersion, info.CgroupDriver)
+	limitsCheck(d, info, add)
+
+	images := []string{d.Config.Docker.DefaultImage}
+	if h := d.Config.Docker.HelperImage; h != "" && h != images[0] {
+		images = append(images, d.Config.Docker.HelperImage)
+	} else if h == "" {
+		add("ok", "helper image: the official one for each runner's version, pulled at prepare")
+	}
+	for _, img := range images {
+		_, err := d.Engine.InspectImage(ctx, img)
+		switch {
+		case err == nil:
+			add("ok", "image %s: present", img)
+		case errors.Is(err, engine.ErrNotFound) && d.Config.Docker.PullPolicy[0] != "never":
+			add("warn", "image %s: not present yet; the first job pulls it", img)
+		default:
+			add("FAIL", "image %s: %v: load it on this host (docker load) or allow a pull policy that fetches it", img, err)
+		}
+	}
+
+	diskCheck(info.RootDir, add)
+	networksCheck(ctx, d, add)
+
+	entries, err := cache.List(ctx, d.Engine)
+	if err != nil {
+		add("FAIL", "caches: %v", err)
+	} else {
+		var total int64
+		for _, e := range entries {
+			total += e.SizeBytes
+		}
+		add("ok", "caches: %d volumes, %s measured", len(entries), cache.Bytes(total))
+	}
+	return report(d, found)
+}
+
+// networksWarn is the number of job networks at which doctor warns:
+// Docker's default address pools hold about 30 networks.
+const networksWarn = 20
+
+// networksCheck counts the job networks, and those of them whose job has
+// no container left (a failed removal: see planStranded).
+func networksCheck(ctx context.Context, d Deps, add func(level, format string, args ...any)) {
+	rs, err := d.Engine.List(ctx, map[string]string{naming.LabelManaged: "true"})
+	if err != nil {
+		add("warn", "networks: %v", err)
+		return
+	}
+	networks := 0
+	for _, r := range rs {
+		if r.Type == engine.Network {
+			networks++
+		}
+	}
+	// Of any age: a young one may still be in a prepare.
+	stranded := len(planStranded(rs, time.Now(), 0, nil))
+	level, hint := "ok", ""
+	if networks >= networksWarn {
+		level, hint = "warn", "; Docker's default address pools hold about 30: add default-address-pools to /etc/docker/daemon.json"
+	}
+	if stranded > 0 {
+		hint += fmt.Sprintf("; %d with no container left (the reaper removes them once older than reap.grace)", stranded)
+	}
+	add(level, "networks: %d job networks%s", networks, hint)
+}
+
+// diskCheck reports the free space of the engine's data root when it is on
+// this host.
+func diskCheck(root string, add func(level, format string, args ...any)) {
+	if root == "" {
+		add("warn", "disk: the engine did not say where its data root is")
+		return
+	}
+	free, total, err := diskSpace(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		add("ok", "disk: data root %s is not on this host; check its free space there", root)
+		return
+	}
+	if err != nil {
+		add("warn", "disk: %v", err)
+		return
+	}
+	frac := float64(free) / float64(total)
+	level, hint := "ok", ""
+	switch {
+	case frac < diskFailFraction:
+		level, hint = "FAIL", ": free space (warmcache cache ls, docker system prune)"
+	case frac < diskWarnFraction:
+		level, hint = "warn", ": free space soon (warmcache cache ls)"
+	}
+	add(level, "disk: %s free of %s (%.0f%%) at %s%s", cache.Bytes(free), cache.Bytes(total), 100*frac, root, hint)
+}
+
+func report(d Deps, found []finding) error {
+	failed := 0
+	for _, f := range found {
+		fmt.Fprintf(d.Stdout, "%-4s %s\n", f.level, f.what)
+		if f.level == "FAIL" {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("doctor: %d checks failed", failed)
+	}
+	return nil
+}

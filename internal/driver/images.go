@@ -1,0 +1,214 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"regexp"
+	goruntime "runtime"
+	"strings"
+	"time"
+
+	"github.com/warmcache/warmcache/internal/config"
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/job"
+)
+
+// officialHelperRepo is GitLab's helper image, tagged <arch>-v<runner version>.
+const officialHelperRepo = "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper"
+
+// runnerVersionRE is what may go into the official helper image's tag; the
+// version comes from a variable the job could override.
+var runnerVersionRE = regexp.MustCompile(`^v?\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$`)
+
+// buildImage picks the job image: the job response's, else the job's
+// CI_JOB_IMAGE, else the admin's default.
+func buildImage(j job.Job, cfg config.Config, getenv func(string) string) string {
+	if name := strings.TrimSpace(j.Image.Name); name != "" {
+		return name
+	}
+	if name := strings.TrimSpace(getenv("CUSTOM_ENV_CI_JOB_IMAGE")); name != "" {
+		return name
+	}
+	return cfg.Docker.DefaultImage
+}
+
+// helperImage picks the helper image: the admin's, else the official one
+// for this runner's version and architecture.
+func helperImage(j job.Job, cfg config.Config) (string, error) {
+	if cfg.Docker.HelperImage != "" {
+		return cfg.Docker.HelperImage, nil
+	}
+	if j.RunnerVersion == "" {
+		return "", errors.New("cannot choose the helper image: CUSTOM_ENV_CI_RUNNER_VERSION is not set; set docker.helper_image in the warmcache config")
+	}
+	if !runnerVersionRE.MatchString(j.RunnerVersion) {
+		return "", fmt.Errorf("cannot choose the helper image: runner version %q is not a version number; set docker.helper_image in the warmcache config", j.RunnerVersion)
+	}
+	arch := goruntime.GOARCH
+	if arch == "amd64" {
+		arch = "x86_64"
+	}
+	return fmt.Sprintf("%s:%s-v%s", officialHelperRepo, arch, strings.TrimPrefix(j.RunnerVersion, "v")), nil
+}
+
+// pullPolicies returns the policies to try for the job image: the job's
+// list if it has one, else the admin's, limited to what the admin allows.
+// An empty result is the job's configuration error, not the system's.
+func pullPolicies(jobPolicies []string, cfg config.Config) ([]string, error) {
+	want := cfg.Docker.PullPolicy
+	source := "docker.pull_policy"
+	if len(jobPolicies) > 0 {
+		want, source = jobPolicies, "image:pull_policy"
+	}
+	got := config.Intersect(want, cfg.Docker.AllowedPullPolicies)
+	if len(got) == 0 {
+		return nil, &BuildFailure{Reason: fmt.Sprintf("pull policy %v from %s is not allowed; the runner allows %v (docker.allowed_pull_policies)",
+			want, source, cfg.Docker.AllowedPullPolicies)}
+	}
+	return got, nil
+}
+
+// imageSource is how ensureImage reaches an image.
+type imageSource interface {
+	InspectImage(ctx context.Context, ref string) (engine.ImageInfo, error)
+	PullImage(ctx context.Context, ref string, auth *engine.RegistryAuth, status func(string)) error
+}
+
+// puller makes images available under a list of pull policies.
+type puller struct {
+	engine   imageSource
+	attempts int
+	say      func(format string, args ...any)
+	auth     func(ref string) (*engine.RegistryAuth, error)
+	// backoff returns how long to wait before retry n (1-based).
+	backoff func(n int) time.Duration
+}
+
+// ensure tries each policy in order until one yields the image, as the
+// Docker executor does; the last policy's error is returned. It returns
+// the image's description when it found the image present, nil after a
+// pull (which does not describe it), so callers inspect only then.
+func (p puller) ensure(ctx context.Context, ref string, policies []string) (*engine.ImageInfo, error) {
+	if len(policies) == 0 {
+		return nil, fmt.Errorf("no allowed pull policy for image %s", ref)
+	}
+	var err error
+	for i, policy := range policies {
+		var info *engine.ImageInfo
+		if info, err = p.try(ctx, ref, policy); err == nil || ctx.Err() != nil {
+			return info, err
+		}
+		if i+1 < len(policies) {
+			p.say("Pull policy %s failed: %v; trying %s", policy, err, policies[i+1])
+		}
+	}
+	return nil, err
+}
+
+func (p puller) try(ctx context.Context, ref, policy string) (*engine.ImageInfo, error) {
+	if policy != config.PullAlways {
+		info, err := p.engine.InspectImage(ctx, ref)
+		if err != nil && !errors.Is(err, engine.ErrNotFound) {
+			return nil, err
+		}
+		if err == nil {
+			p.say("Using image %s (present locally, pull policy %s)", ref, policy)
+			return &info, nil
+		}
+		if policy == config.PullNever {
+			return nil, fmt.Errorf("image %s is not present locally and the pull policy is never: load it on the runner host or allow another pull policy", ref)
+		}
+	}
+	return nil, p.pull(ctx, ref)
+}
+
+// pull retries a failing pull with exponential backoff and jitter.
+func (p puller) pull(ctx context.Context, ref string) error {
+	auth, err := p.auth(ref)
+	if err != nil {
+		return err
+	}
+	var last error
+	for n := 1; n <= p.attempts; n++ {
+		p.say("Pulling image %s (attempt %d of %d)", ref, n, p.attempts)
+		last = p.engine.PullImage(ctx, ref, auth, func(line string) { p.say("  %s", line) })
+		if last == nil {
+			return nil
+		}
+		if n == p.attempts || !retryable(last) {
+			break
+		}
+		wait := p.backoff(n)
+		p.say("Pull failed: %v; retrying in %s", last, wait.Round(time.Millisecond))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return last
+}
+
+// retryable says whether another pull attempt could succeed: not when the
+// engine is gone, the image does not exist or the login is refused.
+func retryable(err error) bool {
+	return !errors.Is(err, engine.ErrUnreachable) && !errors.Is(err, engine.ErrNotFound) && !errors.Is(err, engine.ErrDenied)
+}
+
+// jitteredBackoff waits about 1s, 2s, 4s... each scaled by 0.5-1.5 so
+// runners that failed together do not retry together.
+func jitteredBackoff(n int) time.Duration {
+	base := time.Second << (n - 1)
+	return time.Duration(float64(base) * (0.5 + rand.Float64()))
+}
+
+// registryHost returns the registry part of an image reference.
+func registryHost(ref string) string {
+	first, _, found := strings.Cut(ref, "/")
+	if !found || !(strings.ContainsAny(first, ".:") || first == "localhost") {
+		return "docker.io"
+	}
+	return canonicalRegistry(first)
+}
+
+// canonicalRegistry spells Docker Hub one way, whatever alias names it.
+func canonicalRegistry(host string) string {
+	if host == "index.docker.io" || host == "registry-1.docker.io" {
+		return "docker.io"
+	}
+	return host
+}
+
+// registryAuth finds a login for ref's registry: the job's own credentials
+// first, then the admin's (password read from its file now, so a rotated
+// password needs no restart).
+func registryAuth(j job.Job, cfg config.Config) func(ref string) (*engine.RegistryAuth, error) {
+	return func(ref string) (*engine.RegistryAuth, error) {
+		host := registryHost(ref)
+		for _, c := range j.Credentials {
+			if c.Type == "registry" && sameRegistry(c.URL, host) {
+				return &engine.RegistryAuth{Username: c.Username, Password: c.Password, Server: host}, nil
+			}
+		}
+		for i, r := range cfg.Docker.Registries {
+			if !sameRegistry(r.Host, host) {
+				continue
+			}
+			pw, err := os.ReadFile(r.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("docker.registry[%d].password_file: %w", i, err)
+			}
+			return &engine.RegistryAuth{Username: r.Username, Password: strings.TrimSpace(string(pw)), Server: host}, nil
+		}
+		return nil, nil
+	}
+}
+
+func sameRegistry(url, host string) bool {
+	url = strings.TrimPrefix(strings.TrimPrefix(url, "https://"), "http://")
+	url, _, _ = strings.Cut(url, "/")
+	return strings.EqualFold(canonicalRegistry(url), host)
+}

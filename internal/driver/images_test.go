@@ -1,0 +1,425 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	goruntime "runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warmcache/warmcache/internal/config"
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/engine/fake"
+	"github.com/warmcache/warmcache/internal/job"
+)
+
+func TestPullPolicies(t *testing.T) {
+	all := []string{config.PullAlways, config.PullIfNotPresent, config.PullNever}
+	tests := []struct {
+		name             string
+		job, admin, allo []string
+		want             []string
+		wantErr          string
+	}{
+		{"admin's when the job has none", nil, []string{"if-not-present"}, all, []string{"if-not-present"}, ""},
+		{"job's overrides admin's", []string{"always"}, []string{"if-not-present"}, all, []string{"always"}, ""},
+		{"job's list keeps its order", []string{"never", "always"}, []string{"if-not-present"}, all, []string{"never", "always"}, ""},
+		{"limited to allowed", []string{"always", "if-not-present"}, []string{"never"}, []string{"if-not-present", "never"}, []string{"if-not-present"}, ""},
+		{"admin's limited to allowed", nil, []string{"always", "never"}, []string{"never"}, []string{"never"}, ""},
+		{"job asks for nothing allowed", []string{"always"}, []string{"if-not-present"}, []string{"if-not-present"}, nil,
+			"pull policy [always] from image:pull_policy is not allowed; the runner allows [if-not-present] (docker.allowed_pull_policies)"},
+		{"job asks for unknown policy", []string{"sometimes"}, []string{"if-not-present"}, all, nil,
+			"pull policy [sometimes] from image:pull_policy is not allowed; the runner allows [always if-not-present never] (docker.allowed_pull_policies)"},
+		{"admin's not allowed", nil, []string{"always"}, []string{"never"}, nil,
+			"pull policy [always] from docker.pull_policy is not allowed; the runner allows [never] (docker.allowed_pull_policies)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Docker.PullPolicy, cfg.Docker.AllowedPullPolicies = tt.admin, tt.allo
+			got, err := pullPolicies(tt.job, cfg)
+			if tt.wantErr == "" {
+				if err != nil || !slices.Equal(got, tt.want) {
+					t.Fatalf("pullPolicies = %v, %v; want %v", got, err, tt.want)
+				}
+				return
+			}
+			var bf *BuildFailure
+			if !errors.As(err, &bf) {
+				t.Fatalf("error %v (%T) is not a *BuildFailure: the job's choice fails the job, not the runner", err, err)
+			}
+			if bf.Reason != tt.wantErr || bf.Code != 0 || got != nil {
+				t.Errorf("pullPolicies = %v, %+v; want reason %q and no code", got, bf, tt.wantErr)
+			}
+		})
+	}
+}
+
+// pullTest is a puller over a fake with a recorded job log and backoff.
+type pullTest struct {
+	f       *fake.Engine
+	p       puller
+	log     []string
+	backoff []int
+}
+
+func newPullTest(attempts int) *pullTest {
+	pt := &pullTest{f: fake.New()}
+	pt.p = puller{
+		engine:   pt.f,
+		attempts: attempts,
+		say:      func(format string, args ...any) { pt.log = append(pt.log, fmt.Sprintf(format, args...)) },
+		auth:     func(string) (*engine.RegistryAuth, error) { return nil, nil },
+		backoff:  func(n int) time.Duration { pt.backoff = append(pt.backoff, n); return 0 },
+	}
+	return pt
+}
+
+func TestPullerEnsure(t *testing.T) {
+	const ref = "registry.example.com/app:1"
+	boom := errors.New("boom")
+	unreachable := fmt.Errorf("pulling image %s: %w: dial unix: no such file", ref, engine.ErrUnreachable)
+	denied := fmt.Errorf("pulling image %s: %w: unauthorized", ref, engine.ErrDenied)
+	missing := fmt.Errorf("pulling image %s: %w: manifest unknown", ref, engine.ErrNotFound)
+	tests := []struct {
+		name      string
+		policies  []string
+		present   bool
+		failPulls int // how many pulls fail with boom (-1: all)
+		failWith  error
+		wantErr   string
+		wantCalls []string
+		wantOff   []int
+		wantLog   []string
+	}{
+		{
+			name: "never, missing", policies: []string{"never"},
+			wantErr:   "image " + ref + " is not present locally and the pull policy is never: load it on the runner host or allow another pull policy",
+			wantCalls: []string{"InspectImage"},
+		},
+		{
+			name: "never, present", policies: []string{"never"}, present: true,
+			wantCalls: []string{"InspectImage"},
+			wantLog:   []string{"Using image " + ref + " (present locally, pull policy never)"},
+		},
+		{
+			name: "if-not-present, present: no pull", policies: []string{"if-not-present"}, present: true,
+			wantCalls: []string{"InspectImage"},
+			wantLog:   []string{"Using image " + ref + " (present locally, pull policy if-not-present)"},
+		},
+		{
+			name: "if-not-present, missing: pull", policies: []string{"if-not-present"},
+			wantCalls: []string{"InspectImage", "PullImage"},
+			wantLog:   []string{"Pulling image " + ref + " (attempt 1 of 3)", "  Status: Downloaded newer image for " + ref},
+		},
+		{
+			name: "always pulls even when present", policies: []string{"always"}, present: true,
+			wantCalls: []string{"PullImage"},
+			wantLog:   []string{"Pulling image " + ref + " (attempt 1 of 3)", "  Status: Downloaded newer image for " + ref},
+		},
+		{
+			name: "always retries with backoff", policies: []string{"always"}, failPulls: 2,
+			wantCalls: []string{"PullImage", "PullImage", "PullImage"},
+			wantOff:   []int{1, 2},
+			wantLog: []string{
+				"Pulling image " + ref + " (attempt 1 of 3)", "Pull failed: boom; retrying in 0s",
+				"Pulling image " + ref + " (attempt 2 of 3)", "Pull failed: boom; retrying in 0s",
+				"Pulling image " + ref + " (attempt 3 of 3)", "  Status: Downloaded newer image for " + ref,
+			},
+		},
+		{
+			name: "always gives up after the attempts", policies: []string{"always"}, failPulls: -1,
+			wantErr:   "boom", // the engine, not the puller, names the image
+			wantCalls: []string{"PullImage", "PullImage", "PullImage"},
+			wantOff:   []int{1, 2},
+		},
+		{
+			name: "no retry when the engine is unreachable", policies: []string{"always"}, failPulls: -1, failWith: unreachable,
+			wantErr:   unreachable.Error(),
+			wantCalls: []string{"PullImage"},
+		},
+		{
+			name: "no retry when the registry refuses the login", policies: []string{"always"}, failPulls: -1, failWith: denied,
+			wantErr:   denied.Error(),
+			wantCalls: []string{"PullImage"},
+		},
+		{
+			name: "no retry when the image does not exist", policies: []string{"always"}, failPulls: -1, failWith: missing,
+			wantErr:   missing.Error(),
+			wantCalls: []string{"PullImage"},
+		},
+		{
+			name: "always then if-not-present falls back to the local image", policies: []string{"always", "if-not-present"},
+			present: true, failPulls: -1,
+			wantCalls: []string{"PullImage", "PullImage", "PullImage", "InspectImage"},
+			wantOff:   []int{1, 2},
+			wantLog: []string{
+				"Pulling image " + ref + " (attempt 1 of 3)", "Pull failed: boom; retrying in 0s",
+				"Pulling image " + ref + " (attempt 2 of 3)", "Pull failed: boom; retrying in 0s",
+				"Pulling image " + ref + " (attempt 3 of 3)",
+				"Pull policy always failed: boom; trying if-not-present",
+				"Using image " + ref + " (present locally, pull policy if-not-present)",
+			},
+		},
+		{
+			name: "fallback without a local image returns the last error", policies: []string{"always", "if-not-present"},
+			failPulls: -1,
+			wantErr:   "boom",
+			wantCalls: []string{"PullImage", "PullImage", "PullImage", "InspectImage", "PullImage", "PullImage", "PullImage"},
+			wantOff:   []int{1, 2, 1, 2},
+		},
+		{
+			name: "if-not-present then never, missing: the never error", policies: []string{"if-not-present", "never"},
+			failPulls: -1,
+			wantErr:   "image " + ref + " is not present locally and the pull policy is never: load it on the runner host or allow another pull policy",
+			wantCalls: []string{"InspectImage", "PullImage", "PullImage", "PullImage", "InspectImage"},
+			wantOff:   []int{1, 2},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pt := newPullTest(3)
+			if tt.present {
+				pt.f.AddImage(ref)
+			}
+			failWith := tt.failWith
+			if failWith == nil {
+				failWith = boom
+			}
+			failed := 0
+			pt.f.SetHook(func(method, _ string) error {
+				if method == fake.MethodPullImage && (tt.failPulls < 0 || failed < tt.failPulls) {
+					failed++
+					return failWith
+				}
+				return nil
+			})
+			_, err := pt.p.ensure(context.Background(), ref, tt.policies)
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr) {
+				t.Fatalf("ensure = %v, want %q", err, tt.wantErr)
+			}
+			if tt.failWith != nil && !errors.Is(err, tt.failWith) {
+				t.Errorf("error %v does not wrap %v", err, tt.failWith)
+			}
+			if got := methods(pt.f, ""); !slices.Equal(got, tt.wantCalls) {
+				t.Errorf("calls = %v, want %v", got, tt.wantCalls)
+			}
+			if !slices.Equal(pt.backoff, tt.wantOff) {
+				t.Errorf("backoff calls = %v, want %v", pt.backoff, tt.wantOff)
+			}
+			if tt.wantLog != nil && !slices.Equal(pt.log, tt.wantLog) {
+				t.Errorf("job log =\n%q\nwant\n%q", pt.log, tt.wantLog)
+			}
+		})
+	}
+}
+
+func TestPullerStopsOnCancel(t *testing.T) {
+	pt := newPullTest(3)
+	pt.p.backoff = func(int) time.Duration { return time.Hour }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pt.f.SetHook(func(method, _ string) error {
+		cancel() // the job is cancelled while the pull fails
+		return errors.New("boom")
+	})
+	_, err := pt.p.ensure(ctx, "alpine", []string{"always", "if-not-present"})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("ensure = %v, want context.Canceled", err)
+	}
+	// Neither a retry nor the next policy after the cancel.
+	if got := methods(pt.f, ""); !slices.Equal(got, []string{"PullImage"}) {
+		t.Errorf("calls = %v", got)
+	}
+}
+
+func TestPullerAuth(t *testing.T) {
+	pt := newPullTest(3)
+	login := &engine.RegistryAuth{Username: "u", Password: "p", Server: "registry.example.com"}
+	pt.p.auth = func(ref string) (*engine.RegistryAuth, error) {
+		if ref == "registry.example.com/app" {
+			return login, nil
+		}
+		return nil, errors.New("docker.registry[0].password_file: permission denied")
+	}
+	if _, err := pt.p.ensure(context.Background(), "registry.example.com/app", []string{"always"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := pt.f.PullAuth("registry.example.com/app"); got != login {
+		t.Errorf("pull used login %v, want %v", got, login)
+	}
+	_, err := pt.p.ensure(context.Background(), "other.example.com/app", []string{"always"})
+	if err == nil || err.Error() != "docker.registry[0].password_file: permission denied" {
+		t.Errorf("ensure = %v, want the login error", err)
+	}
+	if _, pulled := pt.f.PullAuth("other.example.com/app"); pulled {
+		t.Error("pulled without the login")
+	}
+}
+
+func TestJitteredBackoff(t *testing.T) {
+	for n := 1; n <= 5; n++ {
+		base := time.Second << (n - 1)
+		for range 200 {
+			if d := jitteredBackoff(n); d < base/2 || d >= base*3/2 {
+				t.Fatalf("jitteredBackoff(%d) = %s, want within [%s, %s)", n, d, base/2, base*3/2)
+			}
+		}
+	}
+}
+
+func TestRegistryHost(t *testing.T) {
+	tests := map[string]string{
+		"alpine":                                 "docker.io",
+		"alpine:3.20":                            "docker.io",
+		"alpine@sha256:0123abcd":                 "docker.io",
+		"library/alpine":                         "docker.io",
+		"gitlab-org/gitlab-runner:latest":        "docker.io",
+		"docker.io/library/alpine":               "docker.io",
+		"registry.example.com/group/app:1":       "registry.example.com",
+		"registry.example.com:5000/app":          "registry.example.com:5000",
+		"ghcr.io/owner/app@sha256:0123abcd":      "ghcr.io",
+		"localhost/app":                          "localhost",
+		"localhost:5000/app":                     "localhost:5000",
+		"127.0.0.1:5000/group/app":               "127.0.0.1:5000",
+		"[::1]:5000/app":                         "[::1]:5000",
+		"registry.gitlab.com/gitlab-org/x:1.2.3": "registry.gitlab.com",
+	}
+	for ref, want := range tests {
+		if got := registryHost(ref); got != want {
+			t.Errorf("registryHost(%q) = %q, want %q", ref, got, want)
+		}
+	}
+}
+
+func TestRegistryAuth(t *testing.T) {
+	dir := t.TempDir()
+	adminPW := filepath.Join(dir, "registry.pw")
+	ghcrPW := filepath.Join(dir, "ghcr.pw")
+	for path, pw := range map[string]string{adminPW: "admin-pw", ghcrPW: "  ghcr-pw\n"} {
+		if err := os.WriteFile(path, []byte(pw), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	missing := filepath.Join(dir, "missing.pw")
+	j := job.Job{Credentials: []job.Credential{
+		{Type: "registry", URL: "registry.example.com", Username: "job-user", Password: "job-pw"},
+		{Type: "registry", URL: "https://index.docker.io/v1/", Username: "hub-user", Password: "hub-pw"},
+		{Type: "other", URL: "quay.io", Username: "x", Password: "x"},
+	}}
+	cfg := config.Default()
+	cfg.Docker.Registries = []config.Registry{
+		{Host: "registry.example.com", Username: "admin", PasswordFile: adminPW},
+		{Host: "ghcr.io", Username: "bot", PasswordFile: ghcrPW},
+		{Host: "broken.example.com", Username: "u", PasswordFile: missing},
+	}
+	tests := []struct {
+		ref     string
+		want    *engine.RegistryAuth
+		wantErr string
+	}{
+		{"registry.example.com/group/app:1", &engine.RegistryAuth{Username: "job-user", Password: "job-pw", Server: "registry.example.com"}, ""},
+		{"ghcr.io/owner/app", &engine.RegistryAuth{Username: "bot", Password: "ghcr-pw", Server: "ghcr.io"}, ""},
+		{"alpine:3", &engine.RegistryAuth{Username: "hub-user", Password: "hub-pw", Server: "docker.io"}, ""},
+		{"docker.io/library/alpine", &engine.RegistryAuth{Username: "hub-user", Password: "hub-pw", Server: "docker.io"}, ""},
+		{"quay.io/app", nil, ""}, // only a non-registry credential
+		{"registry.example.com:5000/app", nil, ""},
+		{"broken.example.com/app", nil, "docker.registry[2].password_file: open " + missing + ": no such file or directory"},
+	}
+	auth := registryAuth(j, cfg)
+	for _, tt := range tests {
+		got, err := auth(tt.ref)
+		if tt.wantErr != "" {
+			if err == nil || err.Error() != tt.wantErr {
+				t.Errorf("registryAuth(%q) error = %v, want %q", tt.ref, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("registryAuth(%q) = %+v, %v; want %+v", tt.ref, got, err, tt.want)
+		}
+	}
+
+	// Without job credentials the admin's login is used, and its password
+	// file is read at each call, so a rotated password needs no restart.
+	adminOnly := registryAuth(job.Job{}, cfg)
+	got, err := adminOnly("registry.example.com/app")
+	if err != nil || got.Username != "admin" || got.Password != "admin-pw" {
+		t.Fatalf("admin login = %+v, %v", got, err)
+	}
+	if err := os.WriteFile(adminPW, []byte("rotated\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := adminOnly("registry.example.com/app"); got.Password != "rotated" {
+		t.Errorf("password after rotation = %q, want rotated", got.Password)
+	}
+}
+
+func TestBuildImage(t *testing.T) {
+	cfg := config.Default()
+	cfg.Docker.DefaultImage = "debian:admin"
+	tests := []struct {
+		name, jobImage, envImage, want string
+	}{
+		{"job response wins", "golang:1.26", "ruby:3", "golang:1.26"},
+		{"CI_JOB_IMAGE next", "", "ruby:3", "ruby:3"},
+		{"blank job image is none", "  ", " ", "debian:admin"},
+		{"admin default last", "", "", "debian:admin"},
+		{"trimmed", " golang:1.26\n", "", "golang:1.26"},
+	}
+	for _, tt := range tests {
+		j := job.Job{Image: job.Image{Name: tt.jobImage}}
+		getenv := func(k string) string {
+			if k == "CUSTOM_ENV_CI_JOB_IMAGE" {
+				return tt.envImage
+			}
+			return ""
+		}
+		if got := buildImage(j, cfg, getenv); got != tt.want {
+			t.Errorf("%s: buildImage = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestHelperImage(t *testing.T) {
+	arch := goruntime.GOARCH
+	if arch == "amd64" {
+		arch = "x86_64"
+	}
+	official := "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:" + arch + "-v19.4.0"
+	tests := []struct {
+		name, admin, version, want, wantErr string
+	}{
+		{"admin's image", "registry.example.com/helper:1", "19.4.0", "registry.example.com/helper:1", ""},
+		{"admin's image without a runner version", "registry.example.com/helper:1", "", "registry.example.com/helper:1", ""},
+		{"official for the runner version", "", "19.4.0", official, ""},
+		{"version with a v", "", "v19.4.0", official, ""},
+		{"no version, no admin image", "", "", "",
+			"cannot choose the helper image: CUSTOM_ENV_CI_RUNNER_VERSION is not set; set docker.helper_image in the warmcache config"},
+		{"a release candidate", "", "19.5.0-rc1", strings.TrimSuffix(official, "19.4.0") + "19.5.0-rc1", ""},
+		{"a version that is not one", "", "19.4.0@sha256:evil", "",
+			`cannot choose the helper image: runner version "19.4.0@sha256:evil" is not a version number; set docker.helper_image in the warmcache config`},
+		{"a path in the version", "", "1.2.3/../../other", "",
+			`cannot choose the helper image: runner version "1.2.3/../../other" is not a version number; set docker.helper_image in the warmcache config`},
+	}
+	for _, tt := range tests {
+		cfg := config.Default()
+		cfg.Docker.HelperImage = tt.admin
+		got, err := helperImage(job.Job{RunnerVersion: tt.version}, cfg)
+		if tt.wantErr != "" {
+			if err == nil || err.Error() != tt.wantErr {
+				t.Errorf("%s: error = %v, want %q", tt.name, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("%s: helperImage = %q, %v; want %q", tt.name, got, err, tt.want)
+		}
+	}
+}

@@ -1,0 +1,298 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/config"
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/job"
+	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/parallel"
+)
+
+// Prepare pulls the images, makes the job's network, starts its services
+// and its helper and build containers, which then live until cleanup
+// (each run stage execs its script in one of them), and waits for the
+// services' ports.
+//
+// Image entrypoints: each container starts once with its image entrypoint
+// (or the job's image:entrypoint) and a keep-alive shell as its command, so
+// an entrypoint that sets things up and then execs its arguments works as
+// under the Docker executor; what it exports is not seen by the stage
+// scripts, which run through exec.
+func Prepare(ctx context.Context, d Deps) (err error) {
+	defer func() { err = explainFullDisk(d, err) }()
+	start := time.Now()
+	j, err := job.Load(d.Getenv)
+	if err != nil {
+		return err
+	}
+	d, flushLog := masked(d, j)
+	defer flushLog(&err)
+	key := j.Key()
+	d.Log.Info("prepare", zap.String("job", key.Base()), zap.Int64("project_id", j.ProjectID))
+
+	image := buildImage(j, d.Config, d.Getenv)
+	helper, err := helperImage(j, d.Config)
+	if err != nil {
+		return err
+	}
+	policies, err := pullPolicies(j.Image.PullPolicy, d.Config)
+	if err != nil {
+		return err
+	}
+	d.say("Preparing job %d of %s on warmcache (image %s)", j.ID, j.ProjectPath, image)
+	plan, err := jobLimits(d, j)
+	if err != nil {
+		return err
+	}
+	cgroupDriver := askDriver(ctx, d)
+	defer cgroupDriver() // never left in flight on an early return
+	services, err := planServices(d, j)
+	if err != nil {
+		return err
+	}
+	if p := j.Image.ExecutorOpts.Docker.Platform; p != "" {
+		d.say("WARNING: image platform %q is ignored: the engine's own platform is used", p)
+	}
+
+	// A leftover of an earlier attempt whose cleanup failed would make
+	// every create below conflict.
+	if err := removeJobResources(ctx, d.Engine, key); err != nil {
+		return fmt.Errorf("removing leftovers of an earlier attempt: %w", err)
+	}
+	reaped := make(chan struct{})
+	go func() {
+		defer close(reaped)
+		defer func() {
+			if p := recover(); p != nil { // the reaper never fails a job
+				d.Log.Error("reaper pass panicked", zap.Any("panic", p))
+			}
+		}()
+		reapAtPrepare(ctx, d)
+		gcAtStage(ctx, d, jobCacheNames(d, j))
+	}()
+	defer func() { <-reaped }()
+
+	meta := jobMeta(j, time.Now())
+	// The job's network is made while the images and volumes are checked:
+	// it is needed only when the containers are created.
+	network, networkMade := makeJobNetwork(ctx, d, key, meta)
+	defer networkMade() // a failed prepare leaves no call in flight
+
+	p := puller{engine: d.Engine, attempts: d.Config.Docker.PullAttempts, say: d.say,
+		auth: registryAuth(j, d.Config), backoff: jitteredBackoff}
+	phases := []zap.Field{zap.Duration("leftovers", time.Since(start))}
+	imageInfo, err := p.ensure(ctx, image, policies)
+	if err != nil {
+		return err
+	}
+	if helper != image {
+		helperPolicies := config.Intersect(d.Config.Docker.PullPolicy, d.Config.Docker.AllowedPullPolicies)
+		if _, err := p.ensure(ctx, helper, helperPolicies); err != nil {
+			return fmt.Errorf("helper image: %w", err)
+		}
+	}
+	for i, s := range services {
+		if services[i].info, err = p.ensure(ctx, s.image.Name, s.policies); err != nil {
+			return fmt.Errorf("service image: %w", err)
+		}
+	}
+
+	builds := key.Name(naming.KindBuilds)
+	if err := d.Engine.EnsureVolume(ctx, engine.VolumeSpec{Name: builds, Labels: key.Labels(naming.KindBuilds, meta)}); err != nil {
+		return err
+	}
+	user := j.Image.ExecutorOpts.Docker.User
+	if user == "" {
+		if imageInfo == nil { // pulled: not described yet
+			info, err := d.Engine.InspectImage(ctx, image)
+			if err != nil {
+				return err
+			}
+			imageInfo = &info
+		}
+		user = imageInfo.User
+	}
+	if nonRoot(user) {
+		if err := openVolume(ctx, d.Engine, builds); err != nil {
+			return err
+		}
+	}
+	phases = append(phases, zap.Duration("images_volume", time.Since(start)))
+	caches, err := claimCaches(ctx, d, j, nonRoot(user))
+	if err != nil {
+		return err
+	}
+	netenv, err := planNetEnv(ctx, d, j, meta)
+	if err != nil {
+		return err
+	}
+	buildMounts := []engine.Mount{{Volume: builds, Target: BuildsDir}}
+	helperMounts := []engine.Mount{{Volume: builds, Target: BuildsDir}}
+	if netenv.mount != nil {
+		buildMounts = append(buildMounts, *netenv.mount)
+		helperMounts = append(helperMounts, *netenv.mount)
+	}
+	for _, c := range caches.mounts {
+		buildMounts = append(buildMounts, c)
+		if c.Target == CacheDir {
+			helperMounts = append(helperMounts, c)
+		}
+	}
+
+	helperSpec := engine.ContainerSpec{
+		Name: key.Name(naming.KindHelper), Image: helper, Cmd: keepAlive,
+		Labels: key.Labels(naming.KindHelper, meta), Mounts: helperMounts, Env: netenv.plan.Env,
+		NetworkMode: network, KeepStdinOpen: true,
+	}
+	build := engine.ContainerSpec{
+		Name: key.Name(naming.KindBuild), Image: image, Cmd: keepAlive,
+		Entrypoint: j.Image.Entrypoint, Labels: key.Labels(naming.KindBuild, meta),
+		User: j.Image.ExecutorOpts.Docker.User, Env: withEnv(caches.env, netenv.plan.Env), Mounts: buildMounts,
+		NetworkMode: buildNetwork(d.Config.Docker.NetworkMode, helperSpec.Name), KeepStdinOpen: true,
+	}
+	serviceSpecs := serviceSpecs(d, key, j, services, network, meta)
+	parent, err := setUpCgroup(d, key, plan, cgroupDriver)
+	if err != nil {
+		return err
+	}
+	helperSpec = withLimits(helperSpec, plan.Helper, parent)
+	build = withSizes(withLimits(build, withinJob(plan.Build, plan.Job), parent), caches.sizes)
+	for i := range serviceSpecs {
+		serviceSpecs[i] = withLimits(serviceSpecs[i], plan.Services, parent)
+	}
+	phases = append(phases, zap.Duration("caches", time.Since(start)))
+	// The services start beside the job's own containers. The build
+	// container joins the helper's network namespace, so it is created
+	// while the job's network may still be in the making.
+	servicesStarted := parallel.Go(func() error {
+		if err := networkMade(); err != nil {
+			return err
+		}
+		return startServices(ctx, d.Engine, serviceSpecs)
+	})
+	defer servicesStarted()
+	if err := parallel.Each([]engine.ContainerSpec{helperSpec, build}, func(s engine.ContainerSpec) error {
+		if s.NetworkMode == network {
+			if err := networkMade(); err != nil {
+				return err
+			}
+		}
+		return d.Engine.CreateContainer(ctx, s)
+	}); err != nil {
+		return err
+	}
+	if err := verifyCaches(ctx, d, key, caches); err != nil {
+		return err
+	}
+	if err := d.Engine.StartContainer(ctx, helperSpec.Name); err != nil {
+		return err
+	}
+	// The services are started before the build container, as under the
+	// Docker executor.
+	if err := servicesStarted(); err != nil {
+		return err
+	}
+	// The first stages (prepare_script, get_sources, caches, artifacts) run
+	// in the helper: the build container starts meanwhile, in the
+	// background, and the run stage finishes the job if it is not done.
+	if err := startBuild(ctx, d, build.Name, nonRoot(user)); err != nil {
+		return err
+	}
+	if nonRoot(user) {
+		// The runner's scripts hand /builds to the owner of this file after
+		// fetching sources, as under the Docker executor; creating it as the
+		// job's user gives it that user's uid and gid.
+		exit, err := d.Engine.Exec(ctx, key.Name(naming.KindBuild), []string{"sh", "-c", ": > " + BuildsDir + "/.gitlab-build-uid-gid"}, nil, d.Stderr, d.Stderr)
+		if err == nil && exit.Code != 0 {
+			err = fmt.Errorf("exit code %d", exit.Code)
+		}
+		if err != nil {
+			return fmt.Errorf("marking %s for user %s: %w", BuildsDir, user, err)
+		}
+	}
+	if len(netenv.plan.Files) > 0 {
+		// A root job's files are root's: written straight into the tmpfs
+		// the started helper holds mounted, or by the helper, so its build
+		// container can go on starting in the background; another user
+		// writes its own, to own them.
+		delivered := false
+		if !nonRoot(user) {
+			if delivered, err = writeIntoTmpfs(ctx, d.Engine, netenv.mount.Volume, netenv.plan.Files); err != nil {
+				return err
+			}
+		}
+		target := helperSpec.Name
+		if nonRoot(user) {
+			target = build.Name
+		}
+		if !delivered {
+			if err := deliverCredentials(ctx, d.Engine, target, netenv.plan.Files); err != nil {
+				return err
+			}
+		}
+		d.Log.Debug("credentials delivered", zap.Bool("straight_into_tmpfs", delivered))
+	}
+	phases = append(phases, zap.Duration("containers", time.Since(start)))
+	waitServices(ctx, d, helperSpec.Name, services, serviceSpecs)
+	d.Log.Debug("prepare timings (since start)", append(phases, zap.Duration("services", time.Since(start)))...)
+	d.say("Job containers ready in %.1fs", time.Since(start).Seconds())
+	return nil
+}
+
+// buildNetwork puts the build container in the helper's network
+// namespace: both see the same network (as in a Kubernetes pod), and the
+// engine sets up one network stack per job instead of two, which is a good
+// part of a job's start and removal time. Host networking is shared anyway.
+func buildNetwork(mode, helper string) string {
+	if mode == "host" {
+		return mode
+	}
+	return "container:" + helper
+}
+
+// startBuild starts the build container in the background when the entry
+// point can, else now. A job whose user is not root needs it at once: the
+// builds directory is marked for that user from inside it.
+func startBuild(ctx context.Context, d Deps, name string, now bool) error {
+	if d.Background != nil && !now {
+		err := d.Background("start-container", "--host", d.Config.Docker.Host, name)
+		if err == nil {
+			return nil
+		}
+		d.Log.Warn("starting the build container in the background", zap.Error(err))
+	}
+	return d.Engine.StartContainer(ctx, name)
+}
+
+// nonRoot says whether a container user ("name", "uid" or "uid:gid") is
+// someone other than root.
+func nonRoot(user string) bool {
+	name, _, _ := strings.Cut(user, ":")
+	return name != "" && name != "root" && name != "0"
+}
+
+// openVolume makes a fresh volume's root writable by any user, for jobs
+// that run as a non-root user. It needs the engine's host filesystem (the
+// driver runs beside a local engine); elsewhere it does nothing.
+func openVolume(ctx context.Context, e engine.Engine, name string) error {
+	info, err := e.InspectVolume(ctx, name)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(info.Mountpoint); err != nil {
+		return nil
+	}
+	if err := cache.OpenToAllUsers(info.Mountpoint); err != nil {
+		return fmt.Errorf("opening volume %s to the job's user: %w", name, err)
+	}
+	return nil
+}

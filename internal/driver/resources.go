@@ -1,0 +1,284 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/job"
+	"github.com/warmcache/warmcache/internal/limits"
+	"github.com/warmcache/warmcache/internal/limits/cgroup"
+	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/parallel"
+)
+
+// jobLimits works out the job's limits from the config, the host and the
+// job's request, and says in the job log what the job got. A request the
+// driver cannot read is the job's own error: a build failure.
+func jobLimits(d Deps, j job.Job) (limits.Plan, error) {
+	var host limits.Host
+	if d.Cgroups != nil {
+		host.NanoCPUs, host.Memory = d.Cgroups.Capacity()
+	}
+	// From the job response: the variables the job's YAML set. A request
+	// only ever lowers what the admin allows, so it needs no trust.
+	req := limits.Request{CPUs: j.Variable(limits.RequestCPUsVar), Memory: j.Variable(limits.RequestMemoryVar)}
+	plan, err := limits.Resolve(d.Config.Limits, j.ProjectPath, j.ProjectID, host, req)
+	if errors.Is(err, limits.ErrBadRequest) {
+		return limits.Plan{}, &BuildFailure{Reason: err.Error()}
+	}
+	if err != nil {
+		return limits.Plan{}, err
+	}
+	d.say("%s", plan.Granted)
+	return plan, nil
+}
+
+// askDriver asks the engine for its cgroup driver in the background, while
+// prepare pulls images and claims caches; setUpCgroup takes the answer.
+func askDriver(ctx context.Context, d Deps) (wait func() (string, error)) {
+	if d.Cgroups == nil {
+		return func() (string, error) { return "", nil }
+	}
+	var driver string
+	w := parallel.Go(func() error {
+		info, err := d.Engine.Ping(ctx)
+		driver = info.CgroupDriver
+		return err
+	})
+	return func() (string, error) {
+		err := w()
+		return driver, err
+	}
+}
+
+// setUpCgroup creates the job's cgroup with the job-wide limits and returns
+// the cgroup parent of its containers; "" when there is none (a remote
+// engine, or a set-up warmcache cannot manage: each container's own limits
+// still apply, see withLimits).
+func setUpCgroup(d Deps, key naming.JobKey, plan limits.Plan, driver func() (string, error)) (string, error) {
+	if d.Cgroups == nil {
+		return "", nil
+	}
+	name, err := driver()
+	if err != nil {
+		return "", err
+	}
+	cg := *d.Cgroups
+	cg.Systemd = name == "systemd"
+	// An earlier attempt's cgroup (its containers are gone by now) would
+	// carry its peak and OOM counts into this job's report.
+	if err := cg.Remove(key.Base()); err != nil {
+		return "", err
+	}
+	l := plan.Job
+	err = cg.Create(key.Base(), cgroup.Limits{NanoCPUs: l.NanoCPUs, CpusetCpus: l.CpusetCpus, Memory: l.Memory, PidsLimit: l.PidsLimit})
+	if errors.Is(err, cgroup.ErrUnsupported) {
+		d.say("WARNING: %v: the build container's own limits stand in for the job's", err)
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return cg.Parent(key.Base()), nil
+}
+
+// withLimits sets a container's limits and cgroup parent on its spec.
+func withLimits(s engine.ContainerSpec, c limits.Container, parent string) engine.ContainerSpec {
+	s.NanoCPUs, s.CpusetCpus, s.Memory, s.MemorySwap = c.NanoCPUs, c.CpusetCpus, c.Memory, c.MemorySwap
+	s.MemoryReservation, s.PidsLimit, s.ShmSize, s.CgroupParent = c.MemoryReservation, c.PidsLimit, c.ShmSize, parent
+	return s
+}
+
+// withinJob caps a container's limits at the job's. For the build container
+// this keeps the job's limits where the job's cgroup cannot hold them, and
+// makes a container's OOM kill name the limit the job was granted.
+func withinJob(c limits.Container, j limits.Job) limits.Container {
+	lower := func(v *int64, max int64) {
+		if max > 0 && (*v == 0 || *v > max) {
+			*v = max
+		}
+	}
+	lower(&c.NanoCPUs, j.NanoCPUs)
+	lower(&c.Memory, j.Memory)
+	lower(&c.PidsLimit, j.PidsLimit)
+	if c.MemoryReservation > c.Memory && c.Memory > 0 {
+		c.MemoryReservation = c.Memory
+	}
+	if c.MemorySwap > 0 && c.MemorySwap < c.Memory {
+		c.MemorySwap = c.Memory
+	}
+	return c
+}
+
+// removeCgroup removes the job's cgroup; cleanup calls it once the job's
+// containers are gone.
+func removeCgroup(d Deps, base string) error {
+	if d.Cgroups == nil {
+		return nil
+	}
+	return d.Cgroups.Remove(base)
+}
+
+// oomKills is the job's OOM kill count so far, read before a step so that
+// only the step's own kills count against it.
+func oomKills(d Deps, base string) uint64 {
+	if d.Cgroups == nil {
+		return 0
+	}
+	u, err := d.Cgroups.Usage(base)
+	if err != nil {
+		return 0
+	}
+	return u.OOMKills
+}
+
+// afterStep turns a step's result into the stage's: a failed step during
+// which the kernel killed a process for memory says so plainly. After the
+// job's last step stage it writes the usage line to the job log.
+func afterStep(d Deps, j job.Job, stage string, killedBefore uint64, result error) error {
+	if d.Cgroups == nil {
+		return result
+	}
+	u, err := d.Cgroups.Usage(j.Key().Base())
+	if errors.Is(err, cgroup.ErrNoCgroup) {
+		// Prepare could make none and said so once in the job log.
+		d.Log.Debug("the job has no cgroup to report on", zap.Error(err))
+		return result
+	}
+	if err != nil {
+		d.Log.Warn("reading the job's cgroup", zap.Error(err))
+		return result
+	}
+	var bf *BuildFailure
+	if errors.As(result, &bf) && bf.Reason == "" && u.OOMKills > killedBefore {
+		result = &BuildFailure{Code: bf.Code, Reason: fmt.Sprintf("out of memory: limit %s, peak %s", limits.MiB(u.OOMLimit), limits.MiB(u.OOMPeak))}
+	}
+	if lastStepStage(stage, result != nil, j.Steps) {
+		d.say("%s", usageLine(u))
+	}
+	return result
+}
+
+// usageLine is the job log's account of what the job used.
+func usageLine(u cgroup.Usage) string {
+	oom := "nothing OOM-killed"
+	if u.OOMKills > 0 {
+		oom = fmt.Sprintf("%d process(es) OOM-killed", u.OOMKills)
+	}
+	return fmt.Sprintf("Job resources used: peak memory %s of %s, CPU %.1fs, throttled %.1fs, %s",
+		limits.MiB(u.PeakMemory), limits.MiB(u.MemoryLimit), u.CPU.Seconds(), u.Throttled.Round(100*time.Millisecond).Seconds(), oom)
+}
+
+// lastStepStage says whether stage ends the job's steps, the point for the
+// usage line. Cleanup would see the final figures, but its output never
+// reaches the job log; so the line follows after_script when the job has
+// one (it runs after a failure too), else the last step, or the first
+// failing one (the runner stops there). The steps come from the job
+// response, so this is known before they run.
+func lastStepStage(stage string, failed bool, steps []job.Step) bool {
+	hasAfter := false
+	for _, s := range steps {
+		if s.Name == "after_script" {
+			hasAfter = len(s.Script) > 0
+		}
+	}
+	switch {
+	case stage == "after_script":
+		return true
+	case hasAfter:
+		return false
+	default:
+		return endsSteps(stage, failed, steps)
+	}
+}
+
+// endsSteps says whether stage is the job's last step, or a failing one
+// (the runner runs no step after it).
+func endsSteps(stage string, failed bool, steps []job.Step) bool {
+	if !isStep(stage) {
+		return false
+	}
+	last := "build_script"
+	if stages := stepStages(steps); len(stages) > 0 {
+		last = stages[len(stages)-1]
+	}
+	return failed || stage == last
+}
+
+// stepStages names the run stages in which the runner runs the job's
+// steps (isStep), in order: build_script for the script, step_NAME for
+// the others; after_script is not one.
+func stepStages(steps []job.Step) []string {
+	var out []string
+	for _, s := range steps {
+		switch s.Name {
+		case "after_script":
+		case "script", "step_script":
+			out = append(out, "build_script")
+		default:
+			out = append(out, "step_"+s.Name)
+		}
+	}
+	return out
+}
+
+// reapCgroups removes the cgroups of reaped jobs and of jobs that left no
+// container, volume or network behind (a prepare that failed half-way, a
+// cleanup killed between the two), and returns the jobs whose cgroup it
+// removed (with dryRun, would remove). A cgroup is an orphan only once it
+// is older than the grace: a prepare creates it just before its containers.
+func reapCgroups(d Deps, rs []engine.Resource, reaped []abandonedJob, now time.Time, dryRun bool) ([]string, error) {
+	if d.Cgroups == nil {
+		return nil, nil
+	}
+	live := map[string]bool{}
+	for _, r := range rs {
+		live[r.Labels[naming.LabelJob]] = true
+	}
+	for _, j := range reaped {
+		live[j.Base] = false
+	}
+	found, err := d.Cgroups.Jobs()
+	if err != nil {
+		return nil, err
+	}
+	var done []string
+	var errs []error
+	for _, cg := range found {
+		if alive, known := live[cg.Base]; alive || !known && now.Sub(cg.Modified) < d.Config.Reap.Grace {
+			continue
+		}
+		if !dryRun {
+			if err := d.Cgroups.Remove(cg.Base); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		done = append(done, cg.Base)
+	}
+	return done, errors.Join(errs...)
+}
+
+// limitsCheck is doctor's line about resource limits: what a job gets when
+// the admin sets no job-wide limit, or why there is no job cgroup.
+func limitsCheck(d Deps, info engine.Info, add func(level, format string, args ...any)) {
+	switch {
+	case d.Cgroups == nil:
+		add("ok", "limits: per container only: the engine is not local, so jobs get no cgroup of their own")
+	case !d.Cgroups.Unified && info.CgroupDriver == "systemd":
+		add("warn", "limits: cgroup v1 with the systemd driver: jobs get no cgroup of their own; the build container's limits stand in")
+	default:
+		if err := d.Cgroups.Writable(); err != nil {
+			add("warn", "limits: jobs get no cgroup of their own (%v); the build container's limits stand in: run gitlab-runner as root, with the cgroup tree mounted read-write", err)
+		}
+		cpus, mem := d.Cgroups.Capacity()
+		share := limits.DefaultShare(limits.Host{NanoCPUs: cpus, Memory: mem}, d.Config.Limits.ConcurrentJobs)
+		add("ok", "limits: a job's default share is %s and %s (%s, %s / limits.concurrent_jobs = %d)",
+			limits.CPUs(share.NanoCPUs), limits.MiB(share.Memory), limits.CPUs(cpus), limits.MiB(mem), d.Config.Limits.ConcurrentJobs)
+	}
+}

@@ -1,0 +1,307 @@
+package driver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/job"
+	"github.com/warmcache/warmcache/internal/limits"
+	"github.com/warmcache/warmcache/internal/limits/cgroup"
+	"github.com/warmcache/warmcache/internal/naming"
+)
+
+func TestLastStepStage(t *testing.T) {
+	script := job.Step{Name: "script", Script: []string{"make"}}
+	after := job.Step{Name: "after_script", Script: []string{"echo done"}}
+	emptyAfter := job.Step{Name: "after_script"}
+	release := job.Step{Name: "release", Script: []string{"publish"}}
+	for _, tc := range []struct {
+		stage  string
+		failed bool
+		steps  []job.Step
+		want   bool
+	}{
+		{"build_script", false, []job.Step{script}, true},
+		{"build_script", false, []job.Step{script, emptyAfter}, true},
+		{"build_script", false, []job.Step{script, after}, false},
+		{"build_script", true, []job.Step{script, after}, false},
+		{"after_script", false, []job.Step{script, after}, true},
+		{"after_script", true, []job.Step{script, after}, true},
+		{"build_script", false, []job.Step{script, release}, false},
+		{"step_release", false, []job.Step{script, release}, true},
+		// The runner stops at the first failing step.
+		{"build_script", true, []job.Step{script, release}, true},
+		{"build_script", false, nil, true},
+		{"archive_cache", false, []job.Step{script}, false},
+		{"get_sources", true, []job.Step{script}, false},
+	} {
+		if got := lastStepStage(tc.stage, tc.failed, tc.steps); got != tc.want {
+			t.Errorf("lastStepStage(%s, failed=%v, %d steps) = %v, want %v", tc.stage, tc.failed, len(tc.steps), got, tc.want)
+		}
+	}
+}
+
+// TestEndsSteps: the cache growth report comes once, after the last step
+// or a failing one, whatever comes after the steps.
+func TestEndsSteps(t *testing.T) {
+	script := job.Step{Name: "script", Script: []string{"make"}}
+	after := job.Step{Name: "after_script", Script: []string{"echo done"}}
+	release := job.Step{Name: "release", Script: []string{"publish"}}
+	for _, tc := range []struct {
+		stage  string
+		failed bool
+		steps  []job.Step
+		want   bool
+	}{
+		{"build_script", false, []job.Step{script, after}, true},
+		{"after_script", false, []job.Step{script, after}, false},
+		{"build_script", false, []job.Step{script, release}, false},
+		{"build_script", true, []job.Step{script, release}, true},
+		{"step_release", false, []job.Step{script, release, after}, true},
+		{"build_script", false, nil, true},
+		{"archive_cache", false, []job.Step{script}, false},
+	} {
+		if got := endsSteps(tc.stage, tc.failed, tc.steps); got != tc.want {
+			t.Errorf("endsSteps(%s, failed=%v, %d steps) = %v, want %v", tc.stage, tc.failed, len(tc.steps), got, tc.want)
+		}
+	}
+}
+
+func TestWithinJob(t *testing.T) {
+	j := limits.Job{NanoCPUs: 1e9, Memory: 1 << 30, PidsLimit: 100}
+	for _, tc := range []struct{ in, want limits.Container }{
+		{limits.Container{}, limits.Container{NanoCPUs: 1e9, Memory: 1 << 30, PidsLimit: 100}},
+		{limits.Container{NanoCPUs: 5e8, Memory: 2 << 30, PidsLimit: 50, ShmSize: 64 << 20},
+			limits.Container{NanoCPUs: 5e8, Memory: 1 << 30, PidsLimit: 50, ShmSize: 64 << 20}},
+		// Swap and reservation follow a lowered memory limit.
+		{limits.Container{Memory: 4 << 30, MemorySwap: 2 << 30, MemoryReservation: 3 << 30},
+			limits.Container{NanoCPUs: 1e9, Memory: 1 << 30, MemorySwap: 2 << 30, MemoryReservation: 1 << 30, PidsLimit: 100}},
+		{limits.Container{Memory: 4 << 30, MemorySwap: -1},
+			limits.Container{NanoCPUs: 1e9, Memory: 1 << 30, MemorySwap: -1, PidsLimit: 100}},
+	} {
+		if got := withinJob(tc.in, j); got != tc.want {
+			t.Errorf("withinJob(%+v) = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+	if got := withinJob(limits.Container{Memory: 1 << 20}, limits.Job{}); got != (limits.Container{Memory: 1 << 20}) {
+		t.Errorf("no job limits changed the container: %+v", got)
+	}
+}
+
+// syntheticCgroups is a cgroup v2 tree in a temp dir (the kernel's files
+// written by hand), so the stages run against a real cgroup.Host.
+func syntheticCgroups(t *testing.T) *cgroup.Host {
+	t.Helper()
+	root := t.TempDir()
+	for _, f := range []string{"cgroup.subtree_control", "warmcache/cgroup.subtree_control"} {
+		writeAt(t, filepath.Join(root, f), "")
+	}
+	return &cgroup.Host{Unified: true, Root: root}
+}
+
+func writeAt(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLimitsThroughTheStages: prepare puts both containers under the job's
+// cgroup with their limits; a step that fails while the OOM counter rises
+// says so; the usage line follows after_script; cleanup removes the cgroup.
+func TestLimitsThroughTheStages(t *testing.T) {
+	h := newHarness(t, func(j map[string]any) {
+		j["services"] = []any{map[string]any{"name": "postgres:16"}, map[string]any{"name": "redis:7"}}
+	})
+	h.cfg.Limits.Job = limits.JobSet{CPUs: "1.5", Memory: "512m", PidsLimit: 128}
+	h.cfg.Limits.Helper = limits.Set{CPUs: "0.5"}
+	h.cfg.Limits.Services = limits.Set{Memory: "256m", ShmSize: "128m"}
+	h.cfg.Services.WaitTimeout = 0
+	h.f.AddImage("golang:1.26", testHelperImage, "postgres:16", "redis:7")
+	d := h.deps()
+	d.Cgroups = syntheticCgroups(t)
+	if err := Prepare(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(h.stderr.String(), "Resource limits for this job: 1.5 CPUs, 512 MiB memory, 128 processes\n") {
+		t.Errorf("job log:\n%s", h.stderr)
+	}
+	parent := "/warmcache/" + sampleKey.Base()
+	dir := filepath.Join(d.Cgroups.Root, parent)
+	if b, err := os.ReadFile(filepath.Join(dir, "memory.max")); err != nil || string(b) != "536870912" {
+		t.Errorf("memory.max = %q, %v", b, err)
+	}
+	build, _ := h.f.Container(sampleKey.Name(naming.KindBuild))
+	helper, _ := h.f.Container(sampleKey.Name(naming.KindHelper))
+	if s := build.Spec; s.CgroupParent != parent || s.Memory != 512<<20 || s.NanoCPUs != 1.5e9 || s.PidsLimit != 128 {
+		t.Errorf("build spec limits = %+v", s)
+	}
+	if s := helper.Spec; s.CgroupParent != parent || s.NanoCPUs != 5e8 || s.Memory != 0 {
+		t.Errorf("helper spec limits = %+v", s)
+	}
+	for i := range 2 {
+		svc, ok := h.f.Container(sampleKey.ServiceName(i))
+		if s := svc.Spec; !ok || s.CgroupParent != parent || s.Memory != 256<<20 || s.ShmSize != 128<<20 {
+			t.Errorf("service %d spec limits = %+v", i, s)
+		}
+	}
+
+	// The kernel's accounting at the moment the step's allocation is killed.
+	writeAt(t, filepath.Join(dir, "memory.stat"), "anon 1\n")
+	writeAt(t, filepath.Join(dir, "cpu.stat"), "usage_usec 4200000\nthrottled_usec 1500000\n")
+	writeAt(t, filepath.Join(dir, "memory.peak"), "536870912\n")
+	writeAt(t, filepath.Join(dir, "memory.events"), "oom_kill 0\n")
+	h.f.SetExec(func(name string, cmd []string, stdin []byte) (engine.Exit, string, string) {
+		writeAt(t, filepath.Join(dir, "memory.events"), "oom_kill 1\n")
+		return engine.Exit{Code: 137}, "", "Killed\n"
+	})
+	h.stderr.Reset()
+	err := Run(context.Background(), d, writeFile(t, "script", "x"), "build_script")
+	var bf *BuildFailure
+	if !errors.As(err, &bf) || bf.Code != 137 || bf.Error() != "out of memory: limit 512 MiB, peak 512 MiB" {
+		t.Fatalf("Run = %v, want an out-of-memory build failure with code 137", err)
+	}
+	if strings.Contains(h.stderr.String(), "Job resources used") {
+		t.Errorf("usage line before after_script:\n%s", h.stderr)
+	}
+
+	// A second failure without a new kill is an ordinary one.
+	h.f.SetExec(func(string, []string, []byte) (engine.Exit, string, string) { return engine.Exit{Code: 3}, "", "" })
+	err = Run(context.Background(), d, writeFile(t, "script", "x"), "after_script")
+	if !errors.As(err, &bf) || bf.Code != 3 || bf.Reason != "" {
+		t.Errorf("after_script = %v, want a plain failure with code 3", err)
+	}
+	want := "Job resources used: peak memory 512 MiB of 512 MiB, CPU 4.2s, throttled 1.5s, 1 process(es) OOM-killed\n"
+	if !strings.HasSuffix(h.stderr.String(), want) {
+		t.Errorf("job log ends\n%s\nwant %q", h.stderr, want)
+	}
+
+	writeAt(t, filepath.Join(dir, "cgroup.procs"), "")
+	if err := Cleanup(d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the job's cgroup outlived cleanup: %v", err)
+	}
+}
+
+// TestReapCgroups: the reaper removes the cgroups of reaped jobs and of
+// jobs with nothing left in the engine once older than the grace, and
+// leaves live and young ones alone.
+func TestReapCgroups(t *testing.T) {
+	h := newHarness(t, nil)
+	d := h.deps()
+	d.Cgroups = syntheticCgroups(t)
+	now := time.Now()
+	old := now.Add(-2 * d.Config.Reap.Grace)
+	mk := func(base string, mod time.Time) string {
+		dir := filepath.Join(d.Cgroups.Root, "warmcache", base)
+		writeAt(t, filepath.Join(dir, "cgroup.procs"), "")
+		if err := os.Chtimes(dir, mod, mod); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	live := mk("warmcache-r-aaaaaa-p1-c0-j1", old)
+	gone := mk("warmcache-r-aaaaaa-p1-c0-j2", now)
+	orphan := mk("warmcache-r-aaaaaa-p1-c0-j3", old)
+	young := mk("warmcache-r-aaaaaa-p1-c0-j4", now)
+	rs := []engine.Resource{
+		{Type: engine.Container, Labels: map[string]string{naming.LabelJob: "warmcache-r-aaaaaa-p1-c0-j1"}},
+		{Type: engine.Container, Labels: map[string]string{naming.LabelJob: "warmcache-r-aaaaaa-p1-c0-j2"}},
+	}
+	reaped := []abandonedJob{{Base: "warmcache-r-aaaaaa-p1-c0-j2"}}
+	want := []string{"warmcache-r-aaaaaa-p1-c0-j2", "warmcache-r-aaaaaa-p1-c0-j3"}
+	got, err := reapCgroups(d, rs, reaped, now, true)
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("dry run = %v, %v; want %v", got, err, want)
+	}
+	if _, err := os.Stat(orphan); err != nil {
+		t.Fatalf("a dry run removed a cgroup: %v", err)
+	}
+	if got, err = reapCgroups(d, rs, reaped, now, false); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("reapCgroups = %v, %v; want %v", got, err, want)
+	}
+	for dir, want := range map[string]bool{live: true, gone: false, orphan: false, young: true} {
+		if _, err := os.Stat(dir); (err == nil) != want {
+			t.Errorf("%s exists = %v, want %v", filepath.Base(dir), err == nil, want)
+		}
+	}
+}
+
+// TestDoctorLimits: doctor says what a job gets by default, divided by the
+// configured number of concurrent jobs.
+func TestDoctorLimits(t *testing.T) {
+	h := newHarness(t, nil)
+	h.cfg.Limits.ConcurrentJobs = 2
+	h.f.AddImage(h.cfg.Docker.DefaultImage, testHelperImage)
+	var out bytes.Buffer
+	d := h.deps()
+	d.Stdout = &out
+	d.Cgroups = syntheticCgroups(t)
+	if err := Doctor(context.Background(), d); err != nil {
+		t.Fatalf("Doctor: %v\n%s", err, out.String())
+	}
+	cpus, mem := d.Cgroups.Capacity()
+	share := limits.DefaultShare(limits.Host{NanoCPUs: cpus, Memory: mem}, 2)
+	want := "ok   limits: a job's default share is " + limits.CPUs(share.NanoCPUs) + " and " + limits.MiB(share.Memory) +
+		" (" + limits.CPUs(cpus) + ", " + limits.MiB(mem) + " / limits.concurrent_jobs = 2)\n"
+	if !strings.Contains(out.String(), want) || share.NanoCPUs*2 > cpus || share.NanoCPUs == 0 {
+		t.Errorf("doctor output lacks %q:\n%s", want, out.String())
+	}
+}
+
+// TestCgroupNotPermitted: where the cgroup tree may not be written (a
+// non-root runner, rootless Docker), prepare warns once and the job goes on
+// with each container's own limits; doctor says so up front. sysfs stands
+// in for the tree: the kernel refuses a new directory there, to root too.
+func TestCgroupNotPermitted(t *testing.T) {
+	h := newHarness(t, nil)
+	h.cfg.Limits.Job = limits.JobSet{CPUs: "1", Memory: "512m"}
+	h.f.AddImage(h.cfg.Docker.DefaultImage, testHelperImage)
+	d := h.deps()
+	d.Cgroups = &cgroup.Host{Unified: true, Root: "/sys"}
+	if err := Prepare(context.Background(), d); err != nil {
+		t.Fatalf("Prepare = %v, want the job to go on without a cgroup", err)
+	}
+	if n := strings.Count(h.stderr.String(), "WARNING: job-wide cgroup limits are not supported here"); n != 1 {
+		t.Errorf("%d warnings in the job log, want 1:\n%s", n, h.stderr)
+	}
+	build, _ := h.f.Container(sampleKey.Name(naming.KindBuild))
+	if s := build.Spec; s.CgroupParent != "" || s.Memory != 512<<20 || s.NanoCPUs != 1e9 {
+		t.Errorf("build spec = parent %q, memory %d, cpus %d; want no parent and the job's limits", s.CgroupParent, s.Memory, s.NanoCPUs)
+	}
+
+	// The steps find no cgroup to report on: no usage line, and no
+	// warning per step in the driver's log either.
+	core, logs := observer.New(zap.InfoLevel)
+	d.Log = zap.New(core)
+	h.stderr.Reset()
+	if err := Run(context.Background(), d, writeFile(t, "script", "x"), "build_script"); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if logs.Len() != 0 || strings.Contains(h.stderr.String(), "Job resources used") {
+		t.Errorf("a step without a cgroup logged %v; job log:\n%s", logs.All(), h.stderr)
+	}
+
+	var out bytes.Buffer
+	d.Stdout = &out
+	_ = Doctor(context.Background(), d)
+	if !strings.Contains(out.String(), "warn limits: jobs get no cgroup of their own (mkdir /sys/doctor-probe: ") {
+		t.Errorf("doctor does not warn of the unwritable tree:\n%s", out.String())
+	}
+}

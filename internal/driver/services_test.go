@@ -1,0 +1,452 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/engine/fake"
+	"github.com/warmcache/warmcache/internal/naming"
+)
+
+// withSampleServices puts back the runner sample's two services:
+// postgres:16 (alias db, POSTGRES_PASSWORD=pw) and redis:7.
+func withSampleServices(t *testing.T, edit func(j map[string]any)) *harness {
+	t.Helper()
+	return newHarness(t, func(j map[string]any) {
+		j["services"] = []any{
+			map[string]any{"name": "postgres:16", "alias": "db", "variables": []any{
+				map[string]any{"key": "POSTGRES_PASSWORD", "value": "pw", "public": true},
+				map[string]any{"key": "DB_URL", "value": "postgres://$CI_PROJECT_PATH/$SECRET_TOKEN", "public": true},
+			}},
+			map[string]any{"name": "redis:7"},
+		}
+		if edit != nil {
+			edit(j)
+		}
+	})
+}
+
+func TestPrepareJobNetwork(t *testing.T) {
+	h := newHarness(t, nil)
+	if err := Prepare(context.Background(), h.deps()); err != nil {
+		t.Fatal(err)
+	}
+	network := sampleKey.Name(naming.KindNetwork)
+	calls := h.f.Calls()
+	made := slices.Index(calls, fake.Call{Method: fake.MethodCreateNetwork, Name: network})
+	helperMade := slices.Index(calls, fake.Call{Method: fake.MethodCreateContainer, Name: sampleKey.Name(naming.KindHelper)})
+	if made < 0 || made > helperMade {
+		t.Fatalf("calls %v: the network must exist before the helper", calls)
+	}
+	found, err := h.f.List(context.Background(), map[string]string{naming.LabelKind: string(naming.KindNetwork)})
+	if err != nil || len(found) != 1 || found[0].Name != network || found[0].Labels[naming.LabelJob] != sampleKey.Base() {
+		t.Fatalf("networks = %+v, %v; want the job's, labelled", found, err)
+	}
+	helper, _ := h.f.Container(sampleKey.Name(naming.KindHelper))
+	build, _ := h.f.Container(sampleKey.Name(naming.KindBuild))
+	if helper.Spec.NetworkMode != network || build.Spec.NetworkMode != "container:"+helper.Spec.Name {
+		t.Errorf("helper on %q, build on %q: want the job network and the helper's namespace", helper.Spec.NetworkMode, build.Spec.NetworkMode)
+	}
+}
+
+func TestPrepareNetworkFails(t *testing.T) {
+	h := newHarness(t, nil)
+	h.f.FailNext(fake.MethodCreateNetwork, errors.New("no address pool left"))
+	err := Prepare(context.Background(), h.deps())
+	if err == nil || err.Error() != "creating the job's network: no address pool left" {
+		t.Fatalf("Prepare = %v", err)
+	}
+	if got := methods(h.f, sampleKey.Name(naming.KindHelper)); len(got) != 0 {
+		t.Errorf("helper calls %v without its network", got)
+	}
+}
+
+func TestPrepareServices(t *testing.T) {
+	h := withSampleServices(t, nil)
+	from := time.Now()
+	if err := Prepare(context.Background(), h.deps()); err != nil {
+		t.Fatal(err)
+	}
+	to := time.Now()
+	network := sampleKey.Name(naming.KindNetwork)
+	for i, want := range []struct {
+		image   string
+		aliases []string
+		env     []string // besides the job's public variables
+	}{
+		{"postgres:16", []string{"postgres", "db"}, []string{"POSTGRES_PASSWORD=pw", "DB_URL=postgres://group/project/"}},
+		{"redis:7", []string{"redis"}, nil},
+	} {
+		c, ok := h.f.Container(sampleKey.ServiceName(i))
+		if !ok || c.State != fake.Running {
+			t.Fatalf("service %d: %+v, %v; want running", i, c, ok)
+		}
+		checkLabels(t, c.Spec.Name, c.Spec.Labels, naming.KindService, from, to)
+		if c.Spec.Image != want.image || c.Spec.NetworkMode != network || !slices.Equal(c.Spec.NetworkAliases, want.aliases) {
+			t.Errorf("service %d: image %s on %s as %q; want %s on %s as %q", i, c.Spec.Image, c.Spec.NetworkMode, c.Spec.NetworkAliases, want.image, network, want.aliases)
+		}
+		if c.Spec.Entrypoint != nil || c.Spec.Cmd != nil || c.Spec.KeepStdinOpen || len(c.Spec.Mounts) != 0 {
+			t.Errorf("service %d keeps neither its image's entrypoint and command nor stays apart: %+v", i, c.Spec)
+		}
+		env := strings.Join(c.Spec.Env, "\n")
+		for _, e := range append([]string{"CI_JOB_ID=22961", "MY_VAR=my-value"}, want.env...) {
+			if !slices.Contains(c.Spec.Env, e) {
+				t.Errorf("service %d env lacks %q", i, e)
+			}
+		}
+		// Secrets stay in the job: the token and the project's variables.
+		for _, secret := range []string{"glcbt-NGMyZWMyNmI1ODdmODJk", "s3cr3t-value-123"} {
+			if strings.Contains(env, secret) {
+				t.Errorf("service %d env holds the secret %q", i, secret)
+			}
+		}
+	}
+	log := h.stderr.String()
+	for _, want := range []string{
+		"Starting service postgres:16, reachable as postgres, db\n",
+		"Starting service redis:7, reachable as redis\n",
+		"Services ready in ",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("job log lacks %q:\n%s", want, log)
+		}
+	}
+
+	// Cleanup removes the services, then the network they were on.
+	if err := Cleanup(h.deps()); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := h.f.List(context.Background(), map[string]string{naming.LabelJob: sampleKey.Base()}); len(left) != 0 {
+		t.Errorf("left after cleanup: %+v", left)
+	}
+}
+
+func TestServicesOnConfiguredNetwork(t *testing.T) {
+	for _, tt := range []struct {
+		mode        string
+		wantAliases bool
+	}{
+		{"host", false},
+		{"bridge", false},
+		{"ci-services", true}, // the admin's own network
+	} {
+		t.Run(tt.mode, func(t *testing.T) {
+			h := withSampleServices(t, nil)
+			h.cfg.Docker.NetworkMode = tt.mode
+			h.f.AddNetwork("ci-services", nil)
+			if err := Prepare(context.Background(), h.deps()); err != nil {
+				t.Fatal(err)
+			}
+			if slices.Contains(methods(h.f, ""), fake.MethodCreateNetwork) {
+				t.Error("a job network was made although network_mode is set")
+			}
+			c, _ := h.f.Container(sampleKey.ServiceName(0))
+			if c.Spec.NetworkMode != tt.mode || (len(c.Spec.NetworkAliases) > 0) != tt.wantAliases {
+				t.Errorf("service on %q with aliases %q", c.Spec.NetworkMode, c.Spec.NetworkAliases)
+			}
+		})
+	}
+}
+
+func TestPlanServicesRefuses(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(j map[string]any)
+		setup func(h *harness)
+		want  string
+	}{
+		{"more than allowed", nil, func(h *harness) { h.cfg.Services.MaxPerJob = 1 },
+			"the job declares 2 services; this runner allows at most 1 (services.max_per_job)"},
+		{"no services allowed", nil, func(h *harness) { h.cfg.Services.MaxPerJob = 0 },
+			"the job declares 2 services; this runner allows at most 0 (services.max_per_job)"},
+		{"pull policy not allowed", func(j map[string]any) {
+			j["services"].([]any)[1].(map[string]any)["pull_policy"] = []any{"always"}
+		}, func(h *harness) { h.cfg.Docker.AllowedPullPolicies = []string{"if-not-present"} },
+			"service redis:7: pull policy [always] from image:pull_policy is not allowed; the runner allows [if-not-present] (docker.allowed_pull_policies)"},
+		{"no image name", func(j map[string]any) {
+			j["services"].([]any)[1].(map[string]any)["name"] = " "
+		}, nil, "service 2 has no image name"},
+		{"broken CUSTOM_ENV_CI_JOB_SERVICES", func(j map[string]any) { delete(j, "services") }, func(h *harness) {
+			h.env["CUSTOM_ENV_CI_JOB_SERVICES"] = "[{"
+		}, "CUSTOM_ENV_CI_JOB_SERVICES is not a JSON list of services: unexpected end of JSON input"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := withSampleServices(t, tt.edit)
+			if tt.setup != nil {
+				tt.setup(h)
+			}
+			err := Prepare(context.Background(), h.deps())
+			var bf *BuildFailure
+			if err == nil || err.Error() != tt.want || !errors.As(err, &bf) {
+				t.Fatalf("Prepare = %v, want the build failure %q", err, tt.want)
+			}
+			for _, c := range methods(h.f, "") {
+				if c != fake.MethodPing { // the full-disk check of a failure
+					t.Errorf("engine calls before the refusal: %v", methods(h.f, ""))
+					break
+				}
+			}
+		})
+	}
+}
+
+func TestServiceAliasWarnings(t *testing.T) {
+	h := withSampleServices(t, func(j map[string]any) {
+		svc := j["services"].([]any)[0].(map[string]any)
+		svc["alias"] = "db,bad!alias"
+		svc["executor_opts"] = map[string]any{"docker": map[string]any{"platform": "linux/arm64"}}
+	})
+	if err := Prepare(context.Background(), h.deps()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`WARNING: service postgres:16: alias "bad!alias" is not a valid host name and is ignored`,
+		`WARNING: service postgres:16: platform "linux/arm64" is ignored: the engine's own platform is used`,
+		"Starting service postgres:16, reachable as postgres, db",
+	} {
+		if !slices.Contains(h.stderrLines(), want) {
+			t.Errorf("job log lacks %q:\n%s", want, h.stderr)
+		}
+	}
+}
+
+// listen returns a loopback port that accepts connections, and one that
+// refuses them.
+func listen(t *testing.T) (open, closed int) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	c, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed = c.Addr().(*net.TCPAddr).Port
+	c.Close()
+	return l.Addr().(*net.TCPAddr).Port, closed
+}
+
+// TestServiceWait dials the services' exposed TCP ports (here on
+// loopback, where the fake says the services are).
+func TestServiceWait(t *testing.T) {
+	open, closed := listen(t)
+	tests := []struct {
+		name     string
+		ports    []engine.Port
+		stop     bool // the service exits while it is waited for
+		wantLog  []string
+		wantSlow bool // the wait runs into its timeout
+	}{
+		{"port open", []engine.Port{{Number: open, Protocol: "tcp"}, {Number: closed, Protocol: "udp"}},
+			false, []string{"Services ready in "}, false},
+		{"port never opens", []engine.Port{{Number: open, Protocol: "tcp"}, {Number: closed, Protocol: "tcp"}}, false, []string{
+			"WARNING: service postgres:16 is not ready: port " + engine.Port{Number: closed, Protocol: "tcp"}.String() + " did not open within 300ms (last try: connection refused); the job goes on\n" +
+				"  Last lines of its output:\n  | starting\n  | listening on a unix socket only\n",
+		}, true},
+		{"service exits", []engine.Port{{Number: closed, Protocol: "tcp"}}, true, []string{
+			"WARNING: service postgres:16 is not ready: it stopped (exited) before port " + engine.Port{Number: closed, Protocol: "tcp"}.String() + " opened; the job goes on\n",
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := withSampleServices(t, nil)
+			h.cfg.Services.WaitTimeout = 300 * time.Millisecond
+			svc := sampleKey.ServiceName(0)
+			h.f.AddImage("postgres:16", "redis:7")
+			h.f.SetImageInfo("postgres:16", engine.ImageInfo{ExposedPorts: tt.ports})
+			h.f.SetIP(svc, "127.0.0.1")
+			h.f.SetLogs(svc, "starting\nlistening on a unix socket only\n")
+			if tt.stop {
+				h.f.SetHook(func(method, name string) error {
+					if method == fake.MethodContainerState && name == svc {
+						h.f.Stop(svc)
+					}
+					return nil
+				})
+			}
+			start := time.Now()
+			if err := Prepare(context.Background(), h.deps()); err != nil {
+				t.Fatalf("Prepare: %v (the job must go on)", err)
+			}
+			if slow := time.Since(start) >= 300*time.Millisecond; slow != tt.wantSlow {
+				t.Errorf("prepare took %s; want the timeout reached: %v", time.Since(start), tt.wantSlow)
+			}
+			for _, want := range tt.wantLog {
+				if !strings.Contains(h.stderr.String(), want) {
+					t.Errorf("job log lacks %q:\n%s", want, h.stderr)
+				}
+			}
+			if !tt.stop && !tt.wantSlow && strings.Contains(h.stderr.String(), "WARNING") {
+				t.Errorf("unexpected warning:\n%s", h.stderr)
+			}
+			// The image was present: the inspect of the pull policy also
+			// gave its ports.
+			if got := methods(h.f, "postgres:16"); !slices.Equal(got, []string{"InspectImage"}) {
+				t.Errorf("service image calls = %v, want one InspectImage", got)
+			}
+		})
+	}
+}
+
+func TestServiceWaitSkipped(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		setup func(h *harness)
+		want  string // "" : no line at all
+	}{
+		{"no network", func(h *harness) { h.cfg.Docker.NetworkMode = "none" }, "Not waiting for services: network_mode is none"},
+		{"wait off", func(h *harness) { h.cfg.Services.WaitTimeout = 0 }, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := withSampleServices(t, nil)
+			tt.setup(h)
+			h.f.AddImage("postgres:16", "redis:7")
+			h.f.SetImageInfo("postgres:16", engine.ImageInfo{ExposedPorts: []engine.Port{{Number: 5432, Protocol: "tcp"}}})
+			if err := Prepare(context.Background(), h.deps()); err != nil {
+				t.Fatal(err)
+			}
+			if got := methods(h.f, sampleKey.ServiceName(0)); !slices.Equal(got, []string{"CreateContainer", "StartContainer"}) {
+				t.Errorf("service calls %v: it was waited for", got)
+			}
+			if tt.want != "" && !slices.Contains(h.stderrLines(), tt.want) {
+				t.Errorf("job log lacks %q:\n%s", tt.want, h.stderr)
+			}
+			if strings.Contains(h.stderr.String(), "Services ready") || strings.Contains(h.stderr.String(), "WARNING") {
+				t.Errorf("job log:\n%s", h.stderr)
+			}
+		})
+	}
+}
+
+// The reaper removes an abandoned job's services and then its network
+// (a network with containers on it cannot go).
+func TestReapJobNetwork(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	old := naming.JobKey{Runner: "r", Instance: "x", ProjectID: 1, JobID: 2}
+	meta := naming.JobMeta{TimeoutSeconds: 60, Created: time.Now().Add(-24 * time.Hour)}
+	network := old.Name(naming.KindNetwork)
+	h.f.AddImage("redis:7")
+	if err := errors.Join(
+		h.f.CreateNetwork(ctx, engine.NetworkSpec{Name: network, Labels: old.Labels(naming.KindNetwork, meta)}),
+		h.f.CreateContainer(ctx, engine.ContainerSpec{Name: old.ServiceName(0), Image: "redis:7", NetworkMode: network,
+			NetworkAliases: []string{"redis"}, Labels: old.Labels(naming.KindService, meta)}),
+		h.f.StartContainer(ctx, old.ServiceName(0)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	d := h.deps()
+	d.Stdout = &strings.Builder{}
+	if err := Reap(ctx, d, false); err != nil {
+		t.Fatalf("Reap: %v", err)
+	}
+	if h.f.HasNetwork(network) {
+		t.Error("the abandoned job's network is still there")
+	}
+	if c, _ := h.f.Container(old.ServiceName(0)); c.State != fake.Removed {
+		t.Errorf("the abandoned job's service is %s", c.State)
+	}
+}
+
+// With a background starter, cleanup removes the containers and volumes
+// and hands the network, then free, to a detached process by its id; if
+// that process cannot start, the network goes at once.
+func TestCleanupRemovesNetworkInBackground(t *testing.T) {
+	for _, startFails := range []bool{false, true} {
+		h := withSampleServices(t, nil)
+		if err := Prepare(context.Background(), h.deps()); err != nil {
+			t.Fatal(err)
+		}
+		network := sampleKey.Name(naming.KindNetwork)
+		id := h.f.NetworkID(network)
+		var background [][]string
+		d := h.deps()
+		d.Background = func(args ...string) error {
+			if startFails {
+				return errors.New("fork failed")
+			}
+			background = append(background, args)
+			return nil
+		}
+		if err := Cleanup(d); err != nil {
+			t.Fatal(err)
+		}
+		left, _ := h.f.List(context.Background(), map[string]string{naming.LabelJob: sampleKey.Base()})
+		if startFails {
+			if len(left) != 0 || len(background) != 0 {
+				t.Errorf("start fails: left %+v, background %q; want everything removed at once", left, background)
+			}
+			continue
+		}
+		want := [][]string{{"remove-network", "--host", h.cfg.Docker.Host, id}}
+		if !slices.EqualFunc(background, want, slices.Equal) {
+			t.Errorf("background = %q, want %q", background, want)
+		}
+		if len(left) != 1 || left[0].Name != network {
+			t.Errorf("left %+v, want only the network for the detached process", left)
+		}
+		// What the detached process does: the network is free by then.
+		if err := h.f.Remove(context.Background(), engine.Resource{Type: engine.Network, Name: id}); err != nil || h.f.HasNetwork(network) {
+			t.Errorf("removing the network by its id: %v", err)
+		}
+	}
+}
+
+// The detached removal of attempt 1's network may run after the runner
+// retried the preparation: attempt 2's network, of the same name, stays.
+func TestBackgroundNetworkRemovalSparesTheRetry(t *testing.T) {
+	h := withSampleServices(t, nil)
+	if err := Prepare(context.Background(), h.deps()); err != nil {
+		t.Fatal(err)
+	}
+	var background [][]string
+	d := h.deps()
+	d.Background = func(args ...string) error {
+		background = append(background, args)
+		return nil
+	}
+	if err := Cleanup(d); err != nil {
+		t.Fatal(err)
+	}
+	if len(background) != 1 || len(background[0]) != 4 || background[0][0] != "remove-network" {
+		t.Fatalf("background = %q, want one remove-network", background)
+	}
+	if err := Prepare(context.Background(), h.deps()); err != nil { // the retry
+		t.Fatal(err)
+	}
+	// What the detached process does, late.
+	if err := h.f.Remove(context.Background(), engine.Resource{Type: engine.Network, Name: background[0][3]}); err != nil {
+		t.Fatalf("the late removal: %v", err)
+	}
+	if !h.f.HasNetwork(sampleKey.Name(naming.KindNetwork)) {
+		t.Error("the late removal of attempt 1's network removed attempt 2's")
+	}
+	if err := Run(context.Background(), h.deps(), writeFile(t, "script", "true\n"), "build_script"); err != nil {
+		t.Errorf("attempt 2 after the late removal: %v", err)
+	}
+}
+
+// The services start before the build container, as under the Docker
+// executor; the helper does not wait for them.
+func TestServicesStartBeforeBuild(t *testing.T) {
+	h := withSampleServices(t, nil)
+	if err := Prepare(context.Background(), h.deps()); err != nil {
+		t.Fatal(err)
+	}
+	calls := h.f.Calls()
+	buildStart := slices.Index(calls, fake.Call{Method: fake.MethodStartContainer, Name: sampleKey.Name(naming.KindBuild)})
+	for i := range 2 {
+		if s := slices.Index(calls, fake.Call{Method: fake.MethodStartContainer, Name: sampleKey.ServiceName(i)}); s < 0 || s > buildStart {
+			t.Errorf("service %d started at call %d, the build container at %d", i, s, buildStart)
+		}
+	}
+}

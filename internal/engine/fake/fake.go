@@ -1,0 +1,618 @@
+// Package fake is an in-memory engine.Engine for unit tests that need no
+// Docker daemon.
+//
+// It keeps images, volumes, containers and networks in maps and enforces
+// the call order of the engine.Engine contract the way the Docker engine
+// does: a container is created from a local image, started, then exec'd
+// into; a name is used once; removing a missing resource succeeds; a volume
+// or network still used by a container cannot be removed. Where Docker is
+// lenient in a way that hides bugs it is stricter, and says so below.
+//
+// A test can make any call fail (FailNext, SetHook), script what Exec
+// returns (SetExec) and read back the calls made (Calls). All methods are
+// safe for concurrent use.
+package fake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/warmcache/warmcache/internal/engine"
+)
+
+// Method names accepted by FailNext and passed to a Hook; they are the
+// names of the engine.Engine methods.
+const (
+	MethodPing            = "Ping"
+	MethodInspectImage    = "InspectImage"
+	MethodPullImage       = "PullImage"
+	MethodEnsureVolume    = "EnsureVolume"
+	MethodInspectVolume   = "InspectVolume"
+	MethodCreateContainer = "CreateContainer"
+	MethodStartContainer  = "StartContainer"
+	MethodContainerState  = "ContainerState"
+	MethodExec            = "Exec"
+	MethodList            = "List"
+	MethodRemove          = "Remove"
+	MethodCreateNetwork   = "CreateNetwork"
+	MethodContainerIP     = "ContainerIP"
+	MethodContainerLogs   = "ContainerLogs"
+)
+
+var methods = []string{
+	MethodPing, MethodInspectImage, MethodPullImage, MethodEnsureVolume, MethodInspectVolume,
+	MethodCreateContainer, MethodStartContainer, MethodContainerState, MethodExec, MethodList, MethodRemove,
+	MethodCreateNetwork, MethodContainerIP, MethodContainerLogs,
+}
+
+// State is the life-cycle state of a fake container.
+type State string
+
+// Container states.
+const (
+	Created State = "created" // created, never started
+	Running State = "running" // started
+	Exited  State = "exited"  // stopped behind the driver's back (see Stop)
+	Removed State = "removed" // removed; the name may be used again
+)
+
+// Container is what the fake knows about one container.
+type Container struct {
+	Spec  engine.ContainerSpec
+	State State
+}
+
+// Call is one recorded Engine call. Name is the image, volume, container
+// or resource name the call was about; for List it is the label filter as
+// sorted "key=value" pairs joined by ","; for Ping it is empty.
+type Call struct {
+	Method string
+	Name   string
+}
+
+// ExecFunc scripts the outcome of Exec: it gets the container name, the
+// command and everything written to stdin, and returns the exit and what
+// the process printed on stdout and stderr.
+type ExecFunc func(name string, cmd []string, stdin []byte) (exit engine.Exit, stdout, stderr string)
+
+// Hook is called at the start of every Engine call, after it is recorded
+// and before it takes effect; a non-nil result is returned by the call as
+// is. It runs without the fake's lock held, so it may call the fake.
+type Hook func(method, name string) error
+
+// Engine is the fake engine.Engine. The zero value is not usable; call New.
+type Engine struct {
+	mu         sync.Mutex
+	info       engine.Info
+	images     map[string]bool             // present locally
+	imageInfo  map[string]engine.ImageInfo // what InspectImage reports
+	now        func() time.Time
+	volumeRoot string
+	volumes    map[string]engine.VolumeInfo
+	volumeOpts map[string]map[string]string // DriverOpts by volume
+	containers map[string]*Container
+	networks   map[string]map[string]string
+	networkIDs map[string]string // network name -> its id, fresh for each network made
+	lastID     int
+	failNext   map[string][]error
+	hook       Hook
+	exec       ExecFunc
+	calls      []Call
+	pullAuth   map[string]*engine.RegistryAuth
+	ips        map[string]string // container -> address on its network
+	logs       map[string]string // container -> its output
+}
+
+var _ engine.Engine = (*Engine)(nil)
+
+// New returns an empty engine: no images, volumes, containers or networks;
+// every pull succeeds and every Exec exits 0 with no output.
+func New() *Engine {
+	return &Engine{
+		info: engine.Info{ServerVersion: "fake", APIVersion: "fake", StorageDriver: "overlay2",
+			CgroupDriver: "cgroupfs", CgroupVersion: "1"},
+		images:     map[string]bool{},
+		imageInfo:  map[string]engine.ImageInfo{},
+		now:        time.Now,
+		volumes:    map[string]engine.VolumeInfo{},
+		volumeOpts: map[string]map[string]string{},
+		containers: map[string]*Container{},
+		networks:   map[string]map[string]string{},
+		networkIDs: map[string]string{},
+		failNext:   map[string][]error{},
+		pullAuth:   map[string]*engine.RegistryAuth{},
+		ips:        map[string]string{},
+		logs:       map[string]string{},
+	}
+}
+
+// AddImage makes refs present locally, as if pulled earlier.
+func (f *Engine) AddImage(refs ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range refs {
+		f.images[r] = true
+	}
+}
+
+// SetImageInfo sets what InspectImage reports for ref once it is present
+// (added or pulled); without it the report is the zero ImageInfo. It does
+// not make ref present.
+func (f *Engine) SetImageInfo(ref string, info engine.ImageInfo) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.imageInfo[ref] = info
+}
+
+// HasImage reports whether ref is present locally.
+func (f *Engine) HasImage(ref string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.images[ref]
+}
+
+// Volume returns what InspectVolume would, without recording a call.
+func (f *Engine) Volume(name string) (engine.VolumeInfo, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.volumes[name]
+	v.Labels = maps.Clone(v.Labels)
+	return v, ok
+}
+
+// SetInfo sets what Ping reports.
+func (f *Engine) SetInfo(info engine.Info) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.info = info
+}
+
+// SetClock makes now the source of volume creation times (default
+// time.Now).
+func (f *Engine) SetClock(now func() time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = now
+}
+
+// SetVolumeRoot makes every volume created from now on a real directory
+// root/<name>, reported as its Mountpoint, for code that reads a volume
+// beside a local engine. Without it Mountpoint is empty.
+func (f *Engine) SetVolumeRoot(root string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.volumeRoot = root
+}
+
+// Container returns a copy of what the fake knows about a container,
+// including removed ones.
+func (f *Engine) Container(name string) (Container, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[name]
+	if !ok {
+		return Container{}, false
+	}
+	return Container{Spec: cloneSpec(c.Spec), State: c.State}, true
+}
+
+// Stop makes a running container exit, as a daemon restart or an
+// entrypoint that does not exec its arguments would; Exec then fails with
+// engine.ErrNotRunning. It reports whether the container was running.
+func (f *Engine) Stop(name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[name]
+	if !ok || c.State != Running {
+		return false
+	}
+	c.State = Exited
+	return true
+}
+
+// FailNext makes the next call of method return err instead of acting.
+// Calls queue up: FailNext twice fails the next two calls. It panics on a
+// method name the Engine interface does not have.
+func (f *Engine) FailNext(method string, err error) {
+	if !slices.Contains(methods, method) {
+		panic(fmt.Sprintf("fake: FailNext: no Engine method %q", method))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failNext[method] = append(f.failNext[method], err)
+}
+
+// SetHook installs h (nil removes it). FailNext errors take precedence.
+func (f *Engine) SetHook(h Hook) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hook = h
+}
+
+// SetExec scripts Exec (nil restores "exit 0, no output").
+func (f *Engine) SetExec(fn ExecFunc) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.exec = fn
+}
+
+// PullAuth returns the registry login passed to the last PullImage of ref
+// (nil for none), and whether ref was pulled at all.
+func (f *Engine) PullAuth(ref string) (*engine.RegistryAuth, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a, ok := f.pullAuth[ref]
+	return a, ok
+}
+
+// Calls returns the calls made so far, in order, failed ones included.
+func (f *Engine) Calls() []Call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+// begin records a call, then returns the context's error, a queued
+// failure or the hook's error, in that order.
+func (f *Engine) begin(ctx context.Context, method, name string) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, Call{Method: method, Name: name})
+	var queued error
+	hasQueued := len(f.failNext[method]) > 0
+	if hasQueued {
+		queued = f.failNext[method][0]
+		f.failNext[method] = f.failNext[method][1:]
+	}
+	hook := f.hook
+	f.mu.Unlock()
+
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if hasQueued {
+		return queued
+	}
+	if hook != nil {
+		return hook(method, name)
+	}
+	return nil
+}
+
+// Ping implements engine.Engine.
+func (f *Engine) Ping(ctx context.Context) (engine.Info, error) {
+	if err := f.begin(ctx, MethodPing, ""); err != nil {
+		return engine.Info{}, err
+	}
+	return f.info, nil
+}
+
+// InspectImage implements engine.Engine. An image that is not present
+// locally is an error wrapping engine.ErrNotFound, as from Docker.
+func (f *Engine) InspectImage(ctx context.Context, ref string) (engine.ImageInfo, error) {
+	if err := f.begin(ctx, MethodInspectImage, ref); err != nil {
+		return engine.ImageInfo{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.images[ref] {
+		return engine.ImageInfo{}, fmt.Errorf("inspecting image %s: %w", ref, engine.ErrNotFound)
+	}
+	return f.imageInfo[ref], nil
+}
+
+// PullImage implements engine.Engine. Every reference can be pulled
+// unless a test makes the call fail; a pulled image is then present and
+// status gets one line.
+func (f *Engine) PullImage(ctx context.Context, ref string, auth *engine.RegistryAuth, status func(string)) error {
+	f.mu.Lock()
+	f.pullAuth[ref] = auth
+	f.mu.Unlock()
+	if err := f.begin(ctx, MethodPullImage, ref); err != nil {
+		return err
+	}
+	f.AddImage(ref)
+	if status != nil {
+		status("Status: Downloaded newer image for " + ref)
+	}
+	return nil
+}
+
+// EnsureVolume implements engine.Engine. An existing volume keeps its
+// labels, as with Docker's local driver.
+func (f *Engine) EnsureVolume(ctx context.Context, v engine.VolumeSpec) error {
+	if err := f.begin(ctx, MethodEnsureVolume, v.Name); err != nil {
+		return err
+	}
+	if v.Name == "" {
+		return errors.New("creating volume: empty name")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.volumes[v.Name]; ok {
+		return nil
+	}
+	info := engine.VolumeInfo{Name: v.Name, Labels: maps.Clone(v.Labels), CreatedAt: f.now(), Tmpfs: v.Tmpfs}
+	if f.volumeRoot != "" {
+		info.Mountpoint = filepath.Join(f.volumeRoot, v.Name)
+		if err := os.MkdirAll(info.Mountpoint, 0o755); err != nil {
+			return fmt.Errorf("creating volume %s: %w", v.Name, err)
+		}
+	}
+	f.volumes[v.Name] = info
+	f.volumeOpts[v.Name] = maps.Clone(v.DriverOpts)
+	return nil
+}
+
+// VolumeDriverOpts returns the driver options a volume was created with.
+func (f *Engine) VolumeDriverOpts(name string) map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.volumeOpts[name])
+}
+
+// InspectVolume implements engine.Engine.
+func (f *Engine) InspectVolume(ctx context.Context, name string) (engine.VolumeInfo, error) {
+	if err := f.begin(ctx, MethodInspectVolume, name); err != nil {
+		return engine.VolumeInfo{}, err
+	}
+	v, ok := f.Volume(name)
+	if !ok {
+		return engine.VolumeInfo{}, fmt.Errorf("inspecting volume %s: %w", name, engine.ErrNotFound)
+	}
+	return v, nil
+}
+
+// CreateContainer implements engine.Engine. The image must be present
+// locally and the name unused. Stricter than Docker: every mounted volume
+// and a named network must exist, because Docker would silently create an
+// unlabelled volume that cleanup could never find.
+func (f *Engine) CreateContainer(ctx context.Context, c engine.ContainerSpec) error {
+	if err := f.begin(ctx, MethodCreateContainer, c.Name); err != nil {
+		return err
+	}
+	if c.Name == "" {
+		return errors.New("creating container: empty name")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if old, ok := f.containers[c.Name]; ok && old.State != Removed {
+		return fmt.Errorf("creating container %s: the name is already in use", c.Name)
+	}
+	if !f.images[c.Image] {
+		return fmt.Errorf("creating container %s: image %s: %w", c.Name, c.Image, engine.ErrNotFound)
+	}
+	for _, m := range c.Mounts {
+		if _, ok := f.volumes[m.Volume]; !ok {
+			return fmt.Errorf("creating container %s: volume %s: %w", c.Name, m.Volume, engine.ErrNotFound)
+		}
+	}
+	_, userDefined := f.networks[c.NetworkMode]
+	if !userDefined && !slices.Contains(builtinNetworks, c.NetworkMode) && !strings.HasPrefix(c.NetworkMode, "container:") {
+		return fmt.Errorf("creating container %s: network %s: %w", c.Name, c.NetworkMode, engine.ErrNotFound)
+	}
+	if len(c.NetworkAliases) > 0 && !userDefined {
+		return fmt.Errorf("creating container %s: network-scoped aliases need a user-defined network, not %q", c.Name, c.NetworkMode)
+	}
+	f.containers[c.Name] = &Container{Spec: cloneSpec(c), State: Created}
+	return nil
+}
+
+// StartContainer implements engine.Engine. Starting a running container
+// succeeds, as with Docker.
+func (f *Engine) StartContainer(ctx context.Context, name string) error {
+	if err := f.begin(ctx, MethodStartContainer, name); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.existing(name, "starting container")
+	if err != nil {
+		return err
+	}
+	c.State = Running
+	return nil
+}
+
+// existing is the container name unless it was never created or was
+// removed: then an error wrapping engine.ErrNotFound, "<doing> <name>",
+// as the engine words it. The caller holds f.mu.
+func (f *Engine) existing(name, doing string) (*Container, error) {
+	c, ok := f.containers[name]
+	if !ok || c.State == Removed {
+		return nil, fmt.Errorf("%s %s: %w", doing, name, engine.ErrNotFound)
+	}
+	return c, nil
+}
+
+// ContainerState implements engine.Engine: the fake's State names are
+// Docker's.
+func (f *Engine) ContainerState(ctx context.Context, name string) (string, error) {
+	if err := f.begin(ctx, MethodContainerState, name); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.existing(name, "inspecting container")
+	if err != nil {
+		return "", err
+	}
+	return string(c.State), nil
+}
+
+// Exec implements engine.Engine. A missing container is engine.ErrNotFound,
+// one that is not running is engine.ErrNotRunning, as from Docker. Stdin
+// is read to its end before the ExecFunc runs.
+func (f *Engine) Exec(ctx context.Context, name string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (engine.Exit, error) {
+	if err := f.begin(ctx, MethodExec, name); err != nil {
+		return engine.Exit{}, err
+	}
+	f.mu.Lock()
+	c, ok := f.containers[name]
+	state := Removed
+	if ok {
+		state = c.State
+	}
+	fn := f.exec
+	f.mu.Unlock()
+	switch state {
+	case Running:
+	case Removed:
+		return engine.Exit{}, fmt.Errorf("exec in %s: %w", name, engine.ErrNotFound)
+	default:
+		return engine.Exit{}, fmt.Errorf("exec in %s: %w", name, engine.ErrNotRunning)
+	}
+
+	var in []byte
+	if stdin != nil {
+		var err error
+		if in, err = io.ReadAll(stdin); err != nil {
+			return engine.Exit{}, fmt.Errorf("writing script to exec in %s: %w", name, err)
+		}
+	}
+	if fn == nil {
+		return engine.Exit{}, nil
+	}
+	exit, out, errOut := fn(name, slices.Clone(cmd), in)
+	if err := write(stdout, out); err != nil {
+		return engine.Exit{}, fmt.Errorf("reading output of exec in %s: %w", name, err)
+	}
+	if err := write(stderr, errOut); err != nil {
+		return engine.Exit{}, fmt.Errorf("reading output of exec in %s: %w", name, err)
+	}
+	return exit, nil
+}
+
+func write(w io.Writer, s string) error {
+	if w == nil || s == "" {
+		return nil
+	}
+	_, err := io.WriteString(w, s)
+	return err
+}
+
+// List implements engine.Engine: the containers (not removed), volumes
+// and networks whose labels include every given label, containers first,
+// each kind sorted by name.
+func (f *Engine) List(ctx context.Context, labels map[string]string) ([]engine.Resource, error) {
+	if err := f.begin(ctx, MethodList, filterString(labels)); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []engine.Resource
+	for _, name := range sortedKeys(f.containers) {
+		c := f.containers[name]
+		if c.State != Removed && hasLabels(c.Spec.Labels, labels) {
+			out = append(out, engine.Resource{Type: engine.Container, Name: name, Labels: maps.Clone(c.Spec.Labels)})
+		}
+	}
+	for _, name := range sortedKeys(f.volumes) {
+		if v := f.volumes[name]; hasLabels(v.Labels, labels) {
+			out = append(out, engine.Resource{Type: engine.Volume, Name: name, Labels: maps.Clone(v.Labels), Mountpoint: v.Mountpoint})
+		}
+	}
+	for _, name := range sortedKeys(f.networks) {
+		if l := f.networks[name]; hasLabels(l, labels) {
+			out = append(out, engine.Resource{Type: engine.Network, Name: name, Labels: maps.Clone(l), ID: f.networkIDs[name]})
+		}
+	}
+	return out, nil
+}
+
+// Remove implements engine.Engine. A container is removed whatever its
+// state; a missing resource is success; a volume or network that a
+// container (not removed) still uses is an error, as with Docker.
+func (f *Engine) Remove(ctx context.Context, r engine.Resource) error {
+	if err := f.begin(ctx, MethodRemove, r.Name); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch r.Type {
+	case engine.Container:
+		if c, ok := f.containers[r.Name]; ok {
+			c.State = Removed
+		}
+	case engine.Volume:
+		if _, ok := f.volumes[r.Name]; !ok {
+			return nil
+		}
+		if user := f.userOf(func(s engine.ContainerSpec) bool {
+			return slices.ContainsFunc(s.Mounts, func(m engine.Mount) bool { return m.Volume == r.Name })
+		}); user != "" {
+			return fmt.Errorf("removing volume %s: %w by container %s", r.Name, engine.ErrInUse, user)
+		}
+		// As Docker's local driver, the data goes with the volume.
+		if mp := f.volumes[r.Name].Mountpoint; mp != "" {
+			if err := os.RemoveAll(mp); err != nil {
+				return fmt.Errorf("removing volume %s: %w", r.Name, err)
+			}
+		}
+		delete(f.volumes, r.Name)
+	case engine.Network:
+		name := f.networkNamed(r.Name)
+		if name == "" {
+			return nil
+		}
+		if user := f.userOf(func(s engine.ContainerSpec) bool { return s.NetworkMode == name }); user != "" {
+			return fmt.Errorf("removing network %s: %w: active endpoints (container %s)", r.Name, engine.ErrInUse, user)
+		}
+		delete(f.networks, name)
+		delete(f.networkIDs, name)
+	default:
+		return fmt.Errorf("removing %s: unknown resource type %q", r.Name, r.Type)
+	}
+	return nil
+}
+
+// userOf returns the name of the first container, not removed, for which
+// uses is true, or "". f.mu must be held.
+func (f *Engine) userOf(uses func(engine.ContainerSpec) bool) string {
+	for _, name := range sortedKeys(f.containers) {
+		if c := f.containers[name]; c.State != Removed && uses(c.Spec) {
+			return name
+		}
+	}
+	return ""
+}
+
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+func filterString(labels map[string]string) string {
+	pairs := make([]string, 0, len(labels))
+	for k, v := range labels {
+		pairs = append(pairs, k+"="+v)
+	}
+	slices.Sort(pairs)
+	return strings.Join(pairs, ",")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+func cloneSpec(s engine.ContainerSpec) engine.ContainerSpec {
+	s.Entrypoint = slices.Clone(s.Entrypoint)
+	s.Cmd = slices.Clone(s.Cmd)
+	s.Env = slices.Clone(s.Env)
+	s.Labels = maps.Clone(s.Labels)
+	s.Mounts = slices.Clone(s.Mounts)
+	s.NetworkAliases = slices.Clone(s.NetworkAliases)
+	return s
+}

@@ -1,0 +1,126 @@
+package fake
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/warmcache/warmcache/internal/engine"
+)
+
+// builtinNetworks are the network modes that need no network resource.
+var builtinNetworks = []string{"", "default", "bridge", "host", "none"}
+
+// AddNetwork creates a network without recording a call.
+func (f *Engine) AddNetwork(name string, labels map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.addNetwork(name, labels)
+}
+
+// addNetwork gives the network a fresh id, as Docker does: a network made
+// again under the same name is another network. f.mu must be held.
+func (f *Engine) addNetwork(name string, labels map[string]string) {
+	f.lastID++
+	f.networks[name] = maps.Clone(labels)
+	f.networkIDs[name] = fmt.Sprintf("netid%04d", f.lastID)
+}
+
+// NetworkID returns the id of the network, or "" if it does not exist.
+func (f *Engine) NetworkID(name string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.networkIDs[name]
+}
+
+// networkNamed returns the name of the network that ref names by its id or
+// its name, as Docker accepts either, or "". f.mu must be held.
+func (f *Engine) networkNamed(ref string) string {
+	for name, id := range f.networkIDs {
+		if id == ref {
+			return name
+		}
+	}
+	if _, ok := f.networks[ref]; ok {
+		return ref
+	}
+	return ""
+}
+
+// HasNetwork reports whether the network exists.
+func (f *Engine) HasNetwork(name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.networks[name]
+	return ok
+}
+
+// SetIP sets the address ContainerIP reports for a container on its
+// user-defined network (default ""), e.g. a loopback address where the
+// test listens.
+func (f *Engine) SetIP(container, ip string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ips[container] = ip
+}
+
+// SetLogs sets what a container has written, for ContainerLogs.
+func (f *Engine) SetLogs(container, output string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.logs[container] = output
+}
+
+// CreateNetwork implements engine.Engine. An existing name is an error,
+// as with Docker (which checks duplicates on request).
+func (f *Engine) CreateNetwork(ctx context.Context, n engine.NetworkSpec) error {
+	if err := f.begin(ctx, MethodCreateNetwork, n.Name); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.networks[n.Name]; ok || slices.Contains(builtinNetworks, n.Name) {
+		return fmt.Errorf("creating network %s: network with name %s already exists", n.Name, n.Name)
+	}
+	f.addNetwork(n.Name, n.Labels)
+	return nil
+}
+
+// ContainerIP implements engine.Engine: the address set by SetIP when
+// network is the container's user-defined network, else "". A container
+// that is not running has no address, as with Docker.
+func (f *Engine) ContainerIP(ctx context.Context, name, network string) (string, error) {
+	if err := f.begin(ctx, MethodContainerIP, name); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.existing(name, "inspecting container")
+	if err != nil {
+		return "", err
+	}
+	if _, userDefined := f.networks[network]; !userDefined || c.Spec.NetworkMode != network || c.State != Running {
+		return "", nil
+	}
+	return f.ips[name], nil
+}
+
+// ContainerLogs implements engine.Engine: the last lines of what SetLogs
+// gave the container.
+func (f *Engine) ContainerLogs(ctx context.Context, name string, lines int) (string, error) {
+	if err := f.begin(ctx, MethodContainerLogs, name); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, err := f.existing(name, "reading the logs of"); err != nil {
+		return "", err
+	}
+	all := strings.SplitAfter(f.logs[name], "\n")
+	if all[len(all)-1] == "" {
+		all = all[:len(all)-1]
+	}
+	return strings.Join(all[max(0, len(all)-lines):], ""), nil
+}
