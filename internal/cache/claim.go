@@ -115,7 +115,7 @@ func claimVolume(ctx context.Context, e volumeEngine, v Volume, jobID int64, now
 		if labels == nil {
 			labels = map[string]string{}
 		}
-		labels[LabelCreated] = now.UTC().Format(time.RFC3339)
+		labels[naming.LabelCreated] = now.UTC().Format(time.RFC3339)
 		if err := e.EnsureVolume(ctx, engine.VolumeSpec{Name: v.Name, Labels: labels}); err != nil {
 			return Status{}, false, fmt.Errorf("cache volume for %s: %w", v.Path, err)
 		}

@@ -9,13 +9,7 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/warmcache/warmcache/internal/naming"
 )
-
-// LabelCommitTo marks a job's commit layer with the shared cache volume its
-// writes go to if the job succeeds.
-const LabelCommitTo = naming.LabelPrefix + "commit.to"
 
 // SharedProfiles returns profiles with every one marked safe for
 // concurrent writers: under commit-on-success, jobs never write the shared

@@ -24,15 +24,6 @@ const (
 	ForkDiscard = "discard"
 )
 
-// Labels of fork volumes, naming the volumes a live fork stands on: the
-// GC leaves those alone while the fork exists.
-const (
-	LabelForkLower = naming.LabelPrefix + "fork.lower"
-	LabelForkLayer = naming.LabelPrefix + "fork.layer"
-	// LabelLayer marks a cache volume that holds a fork's kept layer.
-	LabelLayer = naming.LabelPrefix + "cache.layer"
-)
-
 // Fork is one forkable cache path of an unprotected job.
 type Fork struct {
 	// Lower is the protected cache the fork reads from; it is never
@@ -54,7 +45,7 @@ func ForkPlan(key Key, profiles []Profile) []Fork {
 	out := make([]Fork, len(layers))
 	for i, l := range layers {
 		l.Labels = maps.Clone(l.Labels)
-		l.Labels[LabelLayer] = "true"
+		l.Labels[naming.LabelCacheLayer] = "true"
 		// Apart from the plain unprotected volume: a layer holds upper/
 		// and work/ directories, not a cache's files.
 		l.Name = naming.CacheVolume(l.Profile, l.Name, "layer")

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/warmcache/warmcache/internal/naming"
 )
 
 func TestForkPlan(t *testing.T) {
@@ -16,10 +18,10 @@ func TestForkPlan(t *testing.T) {
 		if f.Lower.Name != prot[i].Name {
 			t.Errorf("fork %d lower %s, want the protected %s", i, f.Lower.Name, prot[i].Name)
 		}
-		if f.Layer.Name == plain[i].Name || f.Layer.Labels[LabelLayer] != "true" || f.Layer.Labels[LabelTrust] != Unprotected {
+		if f.Layer.Name == plain[i].Name || f.Layer.Labels[naming.LabelCacheLayer] != "true" || f.Layer.Labels[naming.LabelCacheTrust] != Unprotected {
 			t.Errorf("fork %d layer %+v, want an unprotected layer volume apart from %s", i, f.Layer, plain[i].Name)
 		}
-		if plain[i].Labels[LabelLayer] != "" {
+		if plain[i].Labels[naming.LabelCacheLayer] != "" {
 			t.Errorf("ForkPlan changed the labels of Plan's volumes")
 		}
 	}

@@ -40,7 +40,7 @@ func (c Candidate) LastUsed() time.Time {
 	if !c.Record.LastUsed.IsZero() {
 		return c.Record.LastUsed
 	}
-	t, _ := time.Parse(time.RFC3339, c.Labels[LabelCreated])
+	t, _ := time.Parse(time.RFC3339, c.Labels[naming.LabelCreated])
 	return t
 }
 
@@ -68,7 +68,7 @@ const (
 func Scope(pool string) map[string]string {
 	s := map[string]string{naming.LabelKind: string(naming.KindCache)}
 	if pool != "" {
-		s[LabelPool] = pool
+		s[naming.LabelCachePool] = pool
 	}
 	return s
 }
@@ -96,7 +96,7 @@ func Candidates(ctx context.Context, e gcEngine, recs Records, scope map[string]
 	}
 	forked := map[string]bool{}
 	for _, f := range forks {
-		forked[f.Labels[LabelForkLower]], forked[f.Labels[LabelForkLayer]] = true, true
+		forked[f.Labels[naming.LabelForkLower]], forked[f.Labels[naming.LabelForkLayer]] = true, true
 	}
 	var out []Candidate
 	var errs []error
@@ -141,7 +141,7 @@ func PlanGC(cands []Candidate, lim Limits, free int64, now time.Time, skip map[s
 	var plan []Eviction
 	var freed int64
 	evict := func(c Candidate, reason string) {
-		plan = append(plan, Eviction{Volume: c.Volume, Project: c.Labels[LabelProjectPath], Profile: c.Labels[LabelProfile],
+		plan = append(plan, Eviction{Volume: c.Volume, Project: c.Labels[naming.LabelCacheProjectPath], Profile: c.Labels[naming.LabelCacheProfile],
 			SizeBytes: c.Record.SizeBytes, SizeKnown: !c.Record.Measured.IsZero(), LastUsed: c.LastUsed(), Reason: reason})
 		freed += c.Record.SizeBytes
 	}

@@ -16,7 +16,7 @@ import (
 )
 
 func cand(name string, size int64, lastUsed time.Time) Candidate {
-	return Candidate{Volume: name, Labels: map[string]string{LabelProfile: "go"},
+	return Candidate{Volume: name, Labels: map[string]string{naming.LabelCacheProfile: "go"},
 		Record: Record{LastUsed: lastUsed, SizeBytes: size, Measured: lastUsed}}
 }
 
@@ -35,7 +35,7 @@ func TestPlanGC(t *testing.T) {
 	leased.Record.Claimed = now.Add(-time.Minute)
 	staleLease := cand("stale-lease", 10, h(90))
 	staleLease.Record.Claimed = now.Add(-LeaseGrace - time.Second)
-	neverRecorded := Candidate{Volume: "pre-records", Labels: map[string]string{LabelCreated: h(200).Format(time.RFC3339)}}
+	neverRecorded := Candidate{Volume: "pre-records", Labels: map[string]string{naming.LabelCreated: h(200).Format(time.RFC3339)}}
 	cands := []Candidate{cand("c", 100, h(3)), cand("a", 100, h(10)), cand("b", 100, h(5)), cand("big", 900, h(1)), leased, staleLease, neverRecorded}
 	tests := []struct {
 		name string
@@ -313,7 +313,7 @@ func TestCandidatesSeedsRecord(t *testing.T) {
 	f := fake.New()
 	recs := Records{Dir: t.TempDir()}
 	labels := Scope("")
-	labels[LabelCreated] = t0.Add(-90 * 24 * time.Hour).Format(time.RFC3339)
+	labels[naming.LabelCreated] = t0.Add(-90 * 24 * time.Hour).Format(time.RFC3339)
 	if err := f.EnsureVolume(t.Context(), engine.VolumeSpec{Name: "warmcache-go-old", Labels: labels}); err != nil {
 		t.Fatal(err)
 	}

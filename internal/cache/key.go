@@ -15,19 +15,6 @@ const (
 	Unprotected = "unprotected"
 )
 
-// Label keys of cache volumes (besides naming.LabelManaged and LabelKind).
-const (
-	LabelInstance    = naming.LabelPrefix + "cache.instance"
-	LabelProjectID   = naming.LabelPrefix + "cache.project.id"
-	LabelProjectPath = naming.LabelPrefix + "cache.project.path"
-	LabelProfile     = naming.LabelPrefix + "cache.profile"
-	LabelPath        = naming.LabelPrefix + "cache.path"
-	LabelTrust       = naming.LabelPrefix + "cache.trust"
-	LabelSlot        = naming.LabelPrefix + "cache.slot"
-	LabelPool        = naming.LabelPrefix + "cache.pool"
-	LabelCreated     = naming.LabelCreated
-)
-
 // Key is the identity of a project's caches. It is built only from the
 // trusted job response, never from CUSTOM_ENV_ values a job can set.
 type Key struct {
@@ -76,18 +63,18 @@ func Plan(key Key, profiles []Profile) []Volume {
 				parts = append(parts, "pool="+key.Pool)
 			}
 			labels := map[string]string{
-				naming.LabelManaged: "true",
-				naming.LabelKind:    string(naming.KindCache),
-				LabelInstance:       key.Instance,
-				LabelProjectID:      strconv.FormatInt(key.ProjectID, 10),
-				LabelProjectPath:    key.ProjectPath,
-				LabelProfile:        p.Name,
-				LabelPath:           path,
-				LabelTrust:          key.Trust,
-				LabelSlot:           slot,
+				naming.LabelManaged:          "true",
+				naming.LabelKind:             string(naming.KindCache),
+				naming.LabelCacheInstance:    key.Instance,
+				naming.LabelCacheProjectID:   strconv.FormatInt(key.ProjectID, 10),
+				naming.LabelCacheProjectPath: key.ProjectPath,
+				naming.LabelCacheProfile:     p.Name,
+				naming.LabelCachePath:        path,
+				naming.LabelCacheTrust:       key.Trust,
+				naming.LabelCacheSlot:        slot,
 			}
 			if key.Pool != "" {
-				labels[LabelPool] = key.Pool
+				labels[naming.LabelCachePool] = key.Pool
 			}
 			out = append(out, Volume{Name: naming.CacheVolume(p.Name, parts...), Profile: p.Name, Path: path, Labels: labels})
 		}

@@ -434,7 +434,7 @@ func TestPlanGolden(t *testing.T) {
 	for _, k := range keys {
 		fmt.Fprintf(&b, "\n%+v\n", k)
 		for _, v := range Plan(k, allProfiles(t)) {
-			fmt.Fprintf(&b, "  %-9s %-26s %-6s %s\n", v.Profile, v.Path, v.Labels[LabelSlot], v.Name)
+			fmt.Fprintf(&b, "  %-9s %-26s %-6s %s\n", v.Profile, v.Path, v.Labels[naming.LabelCacheSlot], v.Name)
 		}
 	}
 	got := b.String()
@@ -473,7 +473,7 @@ func TestPlanNameInputs(t *testing.T) {
 	}
 	key.Pool = "team-a"
 	pooled := Plan(key, []Profile{wantGo})[0]
-	if w := naming.CacheVolume("go", "gitlab.example.com", "1001", "protected", "go", "/go/pkg/mod", "shared", "pool=team-a"); pooled.Name != w || pooled.Labels[LabelPool] != "team-a" {
+	if w := naming.CacheVolume("go", "gitlab.example.com", "1001", "protected", "go", "/go/pkg/mod", "shared", "pool=team-a"); pooled.Name != w || pooled.Labels[naming.LabelCachePool] != "team-a" {
 		t.Errorf("pooled volume %s %v, want %s labelled with the pool", pooled.Name, pooled.Labels, w)
 	}
 }

@@ -46,9 +46,9 @@ func List(ctx context.Context, e lister) ([]Entry, error) {
 			continue
 		}
 		en := Entry{
-			Volume: r.Name, Instance: r.Labels[LabelInstance], ProjectID: r.Labels[LabelProjectID],
-			ProjectPath: r.Labels[LabelProjectPath], Profile: r.Labels[LabelProfile],
-			Path: r.Labels[LabelPath], Trust: r.Labels[LabelTrust],
+			Volume: r.Name, Instance: r.Labels[naming.LabelCacheInstance], ProjectID: r.Labels[naming.LabelCacheProjectID],
+			ProjectPath: r.Labels[naming.LabelCacheProjectPath], Profile: r.Labels[naming.LabelCacheProfile],
+			Path: r.Labels[naming.LabelCachePath], Trust: r.Labels[naming.LabelCacheTrust],
 		}
 		if st, err := ReadStamp(r.Mountpoint); err == nil {
 			en.LastUsed = st.LastUsed

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/warmcache/warmcache/internal/naming"
 )
 
 // Metrics is the Prometheus textfile (for node_exporter's textfile
@@ -52,7 +54,7 @@ func (s *MetricsState) volume(name string, labels map[string]string) *VolumeMetr
 	}
 	m := s.Volumes[name]
 	if m == nil {
-		m = &VolumeMetrics{Project: labels[LabelProjectPath], Profile: labels[LabelProfile], Path: labels[LabelPath], Trust: labels[LabelTrust]}
+		m = &VolumeMetrics{Project: labels[naming.LabelCacheProjectPath], Profile: labels[naming.LabelCacheProfile], Path: labels[naming.LabelCachePath], Trust: labels[naming.LabelCacheTrust]}
 		s.Volumes[name] = m
 	}
 	return m

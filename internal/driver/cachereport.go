@@ -18,12 +18,6 @@ import (
 	"github.com/warmcache/warmcache/internal/naming"
 )
 
-// sizesLabel carries, on the job's build container, the cache sizes
-// prepare found, for the growth report after the steps: the run stage is
-// another process, and a job's state lives in Docker, where it goes with
-// the job and out of the job's reach.
-const sizesLabel = naming.LabelPrefix + "cache-sizes"
-
 // growthBudget bounds the measuring after a step: it walks the caches on
 // the job's time, so a huge cache is reported as not measured instead.
 const growthBudget = 3 * time.Second
@@ -67,7 +61,7 @@ func withSizes(c engine.ContainerSpec, sizes []startSize) engine.ContainerSpec {
 		return c // plain structs: cannot fail; the report is simply skipped
 	}
 	labels := maps.Clone(c.Labels)
-	labels[sizesLabel] = string(data)
+	labels[naming.LabelCacheSizes] = string(data)
 	c.Labels = labels
 	return c
 }
@@ -83,7 +77,7 @@ func startSizes(ctx context.Context, d Deps, key naming.JobKey) []startSize {
 		return nil
 	}
 	var sizes []startSize
-	if data := rs[0].Labels[sizesLabel]; data != "" {
+	if data := rs[0].Labels[naming.LabelCacheSizes]; data != "" {
 		if err := json.Unmarshal([]byte(data), &sizes); err != nil {
 			d.Log.Warn("reading the cache sizes at the start", zap.Error(err))
 		}

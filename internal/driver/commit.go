@@ -128,7 +128,7 @@ func makeCommitLayer(ctx context.Context, d Deps, j job.Job, i int, st cache.Sta
 	}
 	ov := overlay{key: j.Key(), meta: jobMeta(j, now), index: i, lower: st.Name, lowerMP: st.Mountpoint,
 		options: cache.CommitOptions}
-	layer, mp, err := ov.jobLayer(ctx, d, naming.KindCommit, map[string]string{cache.LabelCommitTo: st.Name})
+	layer, mp, err := ov.jobLayer(ctx, d, naming.KindCommit, map[string]string{naming.LabelCommitTo: st.Name})
 	if err != nil {
 		return "", startSize{}, err
 	}
@@ -176,14 +176,14 @@ func commitLayers(ctx context.Context, d Deps, j job.Job) {
 		err := commitLayer(ctx, d, r)
 		if errors.Is(err, errCacheMounted) {
 			d.Log.Warn("cache writes of a successful job discarded: another running job mounts the cache",
-				zap.String("layer", r.Name), zap.String("volume", r.Labels[cache.LabelCommitTo]))
+				zap.String("layer", r.Name), zap.String("volume", r.Labels[naming.LabelCommitTo]))
 			continue
 		}
 		if err != nil {
 			d.Log.Warn("committing a cache layer", zap.String("layer", r.Name), zap.Error(err))
 			continue
 		}
-		d.Log.Info("committed the job's cache writes", zap.String("layer", r.Name), zap.String("volume", r.Labels[cache.LabelCommitTo]))
+		d.Log.Info("committed the job's cache writes", zap.String("layer", r.Name), zap.String("volume", r.Labels[naming.LabelCommitTo]))
 	}
 }
 
@@ -198,7 +198,7 @@ var errCacheMounted = errors.New("another job's overlay stands on the cache")
 // other job sees. Overlays are made under the same lock (makeCommitLayer),
 // so none appears while the layer is applied.
 func commitLayer(ctx context.Context, d Deps, layer engine.Resource) error {
-	target := layer.Labels[cache.LabelCommitTo]
+	target := layer.Labels[naming.LabelCommitTo]
 	to, err := d.Engine.InspectVolume(ctx, target)
 	if err != nil {
 		return err
@@ -212,7 +212,7 @@ func commitLayer(ctx context.Context, d Deps, layer engine.Resource) error {
 	}
 	var applyErr error
 	err = cacheRecords(d).Update(target, func(r *cache.Record) error {
-		forks, err := d.Engine.List(ctx, map[string]string{naming.LabelKind: string(naming.KindFork), cache.LabelForkLower: target})
+		forks, err := d.Engine.List(ctx, map[string]string{naming.LabelKind: string(naming.KindFork), naming.LabelForkLower: target})
 		if err != nil {
 			return fmt.Errorf("listing the overlays on %s: %w", target, err)
 		}

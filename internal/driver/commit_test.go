@@ -77,13 +77,13 @@ func TestStepStages(t *testing.T) {
 // to a mounted lower directory undefined); once that job is gone, it is.
 func TestCommitSkippedWhileMounted(t *testing.T) {
 	h, layer := commitFixture(t)
-	d, ctx, target := h.deps(), t.Context(), layer.Labels[cache.LabelCommitTo]
+	d, ctx, target := h.deps(), t.Context(), layer.Labels[naming.LabelCommitTo]
 	mine := naming.JobKey{Runner: "r", ProjectID: 1, JobID: 1}
 	other := naming.JobKey{Runner: "r", ProjectID: 1, JobID: 2}
 	ownFork := mine.Labels(naming.KindFork, naming.JobMeta{})
-	ownFork[cache.LabelForkLower] = target
+	ownFork[naming.LabelForkLower] = target
 	otherFork := other.Labels(naming.KindFork, naming.JobMeta{})
-	otherFork[cache.LabelForkLower] = target
+	otherFork[naming.LabelForkLower] = target
 	for _, v := range []engine.VolumeSpec{{Name: "own-fork", Labels: ownFork}, {Name: "other-fork", Labels: otherFork}} {
 		if err := h.f.EnsureVolume(ctx, v); err != nil {
 			t.Fatal(err)
@@ -120,7 +120,7 @@ func TestCommitSkippedWhileMounted(t *testing.T) {
 // cold, not from a mix of the old cache and part of a layer.
 func TestCommitHalfAppliedEvicts(t *testing.T) {
 	h, layer := commitFixture(t)
-	d, ctx, target := h.deps(), t.Context(), layer.Labels[cache.LabelCommitTo]
+	d, ctx, target := h.deps(), t.Context(), layer.Labels[naming.LabelCommitTo]
 	to, _ := h.f.Volume(target)
 	from, _ := h.f.Volume("layer")
 	write := func(p, s string) {
@@ -171,7 +171,7 @@ func commitFixture(t *testing.T) (*harness, engine.Resource) {
 	h.f.SetVolumeRoot(t.TempDir())
 	const target = "warmcache-maven-shared"
 	layerLabels := naming.JobKey{Runner: "r", ProjectID: 1, JobID: 1}.Labels(naming.KindCommit, naming.JobMeta{})
-	layerLabels[cache.LabelCommitTo] = target
+	layerLabels[naming.LabelCommitTo] = target
 	for _, v := range []engine.VolumeSpec{
 		{Name: target, Labels: map[string]string{naming.LabelKind: string(naming.KindCache)}},
 		{Name: "layer", Labels: layerLabels},

@@ -137,7 +137,7 @@ func keptLayerFork(ctx context.Context, d Deps, j job.Job, ov overlay, lc lowerC
 	st := sts[0]
 	ov.layer, ov.layerMP = lc.Layer.Name, st.Mountpoint
 	err = cacheRecords(d).Update(lc.Layer.Name, func(*cache.Record) error {
-		forks, err := d.Engine.List(ctx, map[string]string{naming.LabelKind: string(naming.KindFork), cache.LabelForkLayer: lc.Layer.Name})
+		forks, err := d.Engine.List(ctx, map[string]string{naming.LabelKind: string(naming.KindFork), naming.LabelForkLayer: lc.Layer.Name})
 		if err != nil {
 			return fmt.Errorf("listing the forks of %s: %w", lc.Layer.Name, err)
 		}
@@ -210,9 +210,9 @@ func (o overlay) create(ctx context.Context, d Deps) (string, error) {
 	}
 	name := o.key.IndexedName(naming.KindFork, o.index)
 	labels := o.key.Labels(naming.KindFork, o.meta)
-	labels[cache.LabelForkLower] = o.lower
+	labels[naming.LabelForkLower] = o.lower
 	if o.layer != "" {
-		labels[cache.LabelForkLayer] = o.layer
+		labels[naming.LabelForkLayer] = o.layer
 	}
 	if err := d.Engine.EnsureVolume(ctx, engine.VolumeSpec{Name: name, Labels: labels, DriverOpts: opts}); err != nil {
 		return "", err

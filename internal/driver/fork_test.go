@@ -31,11 +31,11 @@ func TestPrepareForksProtectedCache(t *testing.T) {
 		forks++
 		opts := h.f.VolumeDriverOpts(m.Volume)
 		info, _ := h.f.Volume(m.Volume)
-		lower, ok := h.f.Volume(info.Labels[cache.LabelForkLower])
-		if !ok || lower.Labels[cache.LabelTrust] != cache.Protected || lower.Labels[cache.LabelPath] != m.Target {
+		lower, ok := h.f.Volume(info.Labels[naming.LabelForkLower])
+		if !ok || lower.Labels[naming.LabelCacheTrust] != cache.Protected || lower.Labels[naming.LabelCachePath] != m.Target {
 			t.Errorf("fork %s at %s stands on %+v, want the protected cache of that path", m.Volume, m.Target, lower)
 		}
-		layer, _ := h.f.Volume(info.Labels[cache.LabelForkLayer])
+		layer, _ := h.f.Volume(info.Labels[naming.LabelForkLayer])
 		want := "lowerdir=" + lower.Mountpoint + ",upperdir=" + layer.Mountpoint + "/upper,workdir=" + layer.Mountpoint + "/work"
 		if opts["type"] != "overlay" || opts["device"] != "overlay" || opts["o"] != want {
 			t.Errorf("fork %s options %v, want an overlay %s", m.Volume, opts, want)
@@ -57,7 +57,7 @@ func TestPrepareForksProtectedCache(t *testing.T) {
 	}
 	for _, c := range cands {
 		if !c.Forked {
-			t.Errorf("cache %s (%s) is not marked as under a live fork", c.Volume, c.Labels[cache.LabelTrust])
+			t.Errorf("cache %s (%s) is not marked as under a live fork", c.Volume, c.Labels[naming.LabelCacheTrust])
 		}
 	}
 
@@ -68,7 +68,7 @@ func TestPrepareForksProtectedCache(t *testing.T) {
 	if len(rs) != 0 {
 		t.Errorf("forks left after cleanup: %+v", rs)
 	}
-	layers, _ := h.f.List(t.Context(), map[string]string{cache.LabelLayer: "true"})
+	layers, _ := h.f.List(t.Context(), map[string]string{naming.LabelCacheLayer: "true"})
 	if len(layers) != 3 || layers[0].Type != engine.Volume {
 		t.Errorf("kept layers after cleanup: %+v, want 3", layers)
 	}
@@ -100,7 +100,7 @@ func TestKeptLayerNotShared(t *testing.T) {
 			t.Errorf("forks %s and %s share %s", other, f.Name, upper)
 		}
 		uppers[upper] = f.Name
-		if f.Labels[naming.LabelJobID] == "22962" && f.Labels[cache.LabelForkLayer] == "" {
+		if f.Labels[naming.LabelJobID] == "22962" && f.Labels[naming.LabelForkLayer] == "" {
 			own++
 		}
 	}
@@ -125,7 +125,7 @@ func TestKeptLayerNotShared(t *testing.T) {
 	}
 	kept, _ := first.f.List(t.Context(), map[string]string{naming.LabelKind: string(naming.KindFork), naming.LabelJobID: "22963"})
 	for _, f := range kept {
-		if f.Labels[cache.LabelForkLayer] == "" {
+		if f.Labels[naming.LabelForkLayer] == "" {
 			t.Errorf("fork %s of the third job is not on the kept layer", f.Name)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
+	"github.com/warmcache/warmcache/internal/naming"
 )
 
 // TestCacheGCCommand: without limits nothing happens; --dry-run prints
@@ -20,7 +21,7 @@ func TestCacheGCCommand(t *testing.T) {
 	old := time.Now().Add(-time.Hour)
 	for i, name := range []string{"warmcache-go-aaaaaaaaaaaa", "warmcache-go-bbbbbbbbbbbb"} {
 		labels := cache.Scope("")
-		labels[cache.LabelProjectPath], labels[cache.LabelProfile] = "group/project", "go"
+		labels[naming.LabelCacheProjectPath], labels[naming.LabelCacheProfile] = "group/project", "go"
 		if err := h.f.EnsureVolume(t.Context(), engine.VolumeSpec{Name: name, Labels: labels}); err != nil {
 			t.Fatal(err)
 		}

@@ -29,6 +29,40 @@ const (
 	LabelTimeout    = LabelPrefix + "job.timeout"
 )
 
+// Label keys of cache volumes (besides LabelManaged, LabelKind and
+// LabelCreated). They name what a cache belongs to; the values never
+// change after the volume is made (Docker labels cannot), which is why
+// last use and size live in warmcache's own records instead.
+const (
+	LabelCacheInstance    = LabelPrefix + "cache.instance"
+	LabelCacheProjectID   = LabelPrefix + "cache.project.id"
+	LabelCacheProjectPath = LabelPrefix + "cache.project.path"
+	LabelCacheProfile     = LabelPrefix + "cache.profile"
+	LabelCachePath        = LabelPrefix + "cache.path"
+	LabelCacheTrust       = LabelPrefix + "cache.trust"
+	LabelCacheSlot        = LabelPrefix + "cache.slot"
+	LabelCachePool        = LabelPrefix + "cache.pool"
+	// LabelCacheLayer marks a cache volume that holds a fork's kept layer.
+	LabelCacheLayer = LabelPrefix + "cache.layer"
+)
+
+// Label keys of the overlay volumes over a cache (forks and commit
+// layers), naming the volumes they stand on: the GC leaves those alone
+// while the overlay exists.
+const (
+	LabelForkLower = LabelPrefix + "fork.lower"
+	LabelForkLayer = LabelPrefix + "fork.layer"
+	// LabelCommitTo marks a job's commit layer with the shared cache
+	// volume its writes go to if the job succeeds.
+	LabelCommitTo = LabelPrefix + "commit.to"
+)
+
+// LabelCacheSizes carries, on a job's build container, the cache sizes
+// prepare found, for the growth report after the steps: the run stage is
+// another process, and a job's state lives in Docker, where it goes with
+// the job and out of the job's reach.
+const LabelCacheSizes = LabelPrefix + "cache-sizes"
+
 // Kind says what a job resource is for.
 type Kind string
 

@@ -14,8 +14,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/engine/docker"
+	"github.com/warmcache/warmcache/internal/naming"
 	"github.com/warmcache/warmcache/test/runnersim"
 )
 
@@ -188,7 +188,7 @@ func sample(stage string, git *runnersim.GitServer) string {
 
 func removeDemoCaches(eng *docker.Docker) error {
 	ctx := context.Background()
-	rs, err := eng.List(ctx, map[string]string{cache.LabelProjectID: fmt.Sprint(demoProject)})
+	rs, err := eng.List(ctx, map[string]string{naming.LabelCacheProjectID: fmt.Sprint(demoProject)})
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/naming"
 )
 
 // gcPool is a cache pool of the test's own: the GC of its jobs only ever
@@ -37,13 +38,13 @@ func (p gcPool) config(gc string) string {
 // volumes names the pool's cache volumes of project, by profile path.
 func (p gcPool) volumes(t *testing.T, project int64) map[string]string {
 	t.Helper()
-	rs, err := eng.List(context.Background(), map[string]string{cache.LabelPool: p.name, cache.LabelProjectID: fmt.Sprint(project)})
+	rs, err := eng.List(context.Background(), map[string]string{naming.LabelCachePool: p.name, naming.LabelCacheProjectID: fmt.Sprint(project)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]string{}
 	for _, r := range rs {
-		out[r.Labels[cache.LabelPath]] = r.Name
+		out[r.Labels[naming.LabelCachePath]] = r.Name
 	}
 	return out
 }
@@ -114,7 +115,7 @@ func volumePoolOf(t *testing.T, volume string) string {
 	if err != nil {
 		return "none"
 	}
-	return info.Labels[cache.LabelPool]
+	return info.Labels[naming.LabelCachePool]
 }
 
 // TestCacheGCEvictsOldestFirst: over budget, `cache gc` evicts the least

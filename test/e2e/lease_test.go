@@ -124,7 +124,7 @@ func TestCacheLeaseRace(t *testing.T) {
 		t.Errorf("the prepare after the eviction should find a new, cold volume:\n%s", stderr.String())
 	}
 	info, err = eng.InspectVolume(t.Context(), name)
-	if err != nil || info.Labels[naming.LabelKind] != string(naming.KindCache) || info.Labels[cache.LabelPool] != pool.name {
+	if err != nil || info.Labels[naming.LabelKind] != string(naming.KindCache) || info.Labels[naming.LabelCachePool] != pool.name {
 		t.Errorf("the volume the job mounts: %+v, %v; want the labelled cache", info, err)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/docker"
 	"github.com/warmcache/warmcache/internal/naming"
@@ -136,7 +135,7 @@ func removeProjectCaches(t testing.TB, projectID int64) {
 	t.Helper()
 	ctx := context.Background()
 	// The sample response's instance: never a real project's caches.
-	rs, err := eng.List(ctx, map[string]string{cache.LabelProjectID: fmt.Sprint(projectID), cache.LabelInstance: "127.0.0.1:42891"})
+	rs, err := eng.List(ctx, map[string]string{naming.LabelCacheProjectID: fmt.Sprint(projectID), naming.LabelCacheInstance: "127.0.0.1:42891"})
 	if err != nil {
 		t.Fatal(err)
 	}

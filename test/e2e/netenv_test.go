@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warmcache/warmcache/internal/cache"
 	wcjob "github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
 	"github.com/warmcache/warmcache/test/runnersim"
@@ -331,7 +330,7 @@ func checkNoSecrets(t *testing.T, j *job, log string, secrets ...string) {
 		}
 		found("docker "+strings.Join(args, " "), out)
 	}
-	vols, err := eng.List(ctx, map[string]string{cache.LabelProjectID: fmt.Sprint(payload.ProjectID)})
+	vols, err := eng.List(ctx, map[string]string{naming.LabelCacheProjectID: fmt.Sprint(payload.ProjectID)})
 	if err != nil {
 		t.Fatal(err)
 	}
