@@ -17,7 +17,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -79,11 +78,6 @@ type Call struct {
 	Name   string
 }
 
-// ExecFunc scripts the outcome of Exec: it gets the container name, the
-// command and everything written to stdin, and returns the exit and what
-// the process printed on stdout and stderr.
-type ExecFunc func(name string, cmd []string, stdin []byte) (exit engine.Exit, stdout, stderr string)
-
 // Hook is called at the start of every Engine call, after it is recorded
 // and before it takes effect; a non-nil result is returned by the call as
 // is. It runs without the fake's lock held, so it may call the fake.
@@ -106,9 +100,12 @@ type Engine struct {
 	failNext   map[string][]error
 	hook       Hook
 	exec       ExecFunc
+	execStream ExecStreamFunc
 	calls      []Call
 	pullAuth   map[string]*engine.RegistryAuth
-	ips        map[string]string // container -> address on its network
+	ips        map[string]string // container -> address on its network, set by SetIP
+	addrs      map[string]string // container -> address on its network, given at its first start
+	lastAddr   int
 	logs       map[string]string // container -> its output
 }
 
@@ -131,6 +128,7 @@ func New() *Engine {
 		failNext:   map[string][]error{},
 		pullAuth:   map[string]*engine.RegistryAuth{},
 		ips:        map[string]string{},
+		addrs:      map[string]string{},
 		logs:       map[string]string{},
 	}
 }
@@ -236,13 +234,6 @@ func (f *Engine) SetHook(h Hook) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.hook = h
-}
-
-// SetExec scripts Exec (nil restores "exit 0, no output").
-func (f *Engine) SetExec(fn ExecFunc) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.exec = fn
 }
 
 // PullAuth returns the registry login passed to the last PullImage of ref
@@ -407,7 +398,9 @@ func (f *Engine) CreateContainer(ctx context.Context, c engine.ContainerSpec) er
 }
 
 // StartContainer implements engine.Engine. Starting a running container
-// succeeds, as with Docker.
+// succeeds, as with Docker. A container started on the default bridge or
+// a user-defined network gets an address there, as with Docker (see
+// ContainerIP).
 func (f *Engine) StartContainer(ctx context.Context, name string) error {
 	if err := f.begin(ctx, MethodStartContainer, name); err != nil {
 		return err
@@ -417,6 +410,10 @@ func (f *Engine) StartContainer(ctx context.Context, name string) error {
 	c, err := f.existing(name, "starting container")
 	if err != nil {
 		return err
+	}
+	if _, ok := f.addrs[name]; !ok && f.hasAddress(c.Spec.NetworkMode) {
+		f.lastAddr++
+		f.addrs[name] = fmt.Sprintf("172.30.%d.%d", f.lastAddr/250, f.lastAddr%250+2)
 	}
 	c.State = Running
 	return nil
@@ -446,57 +443,6 @@ func (f *Engine) ContainerState(ctx context.Context, name string) (string, error
 		return "", err
 	}
 	return string(c.State), nil
-}
-
-// Exec implements engine.Engine. A missing container is engine.ErrNotFound,
-// one that is not running is engine.ErrNotRunning, as from Docker. Stdin
-// is read to its end before the ExecFunc runs.
-func (f *Engine) Exec(ctx context.Context, name string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (engine.Exit, error) {
-	if err := f.begin(ctx, MethodExec, name); err != nil {
-		return engine.Exit{}, err
-	}
-	f.mu.Lock()
-	c, ok := f.containers[name]
-	state := Removed
-	if ok {
-		state = c.State
-	}
-	fn := f.exec
-	f.mu.Unlock()
-	switch state {
-	case Running:
-	case Removed:
-		return engine.Exit{}, fmt.Errorf("exec in %s: %w", name, engine.ErrNotFound)
-	default:
-		return engine.Exit{}, fmt.Errorf("exec in %s: %w", name, engine.ErrNotRunning)
-	}
-
-	var in []byte
-	if stdin != nil {
-		var err error
-		if in, err = io.ReadAll(stdin); err != nil {
-			return engine.Exit{}, fmt.Errorf("writing script to exec in %s: %w", name, err)
-		}
-	}
-	if fn == nil {
-		return engine.Exit{}, nil
-	}
-	exit, out, errOut := fn(name, slices.Clone(cmd), in)
-	if err := write(stdout, out); err != nil {
-		return engine.Exit{}, fmt.Errorf("reading output of exec in %s: %w", name, err)
-	}
-	if err := write(stderr, errOut); err != nil {
-		return engine.Exit{}, fmt.Errorf("reading output of exec in %s: %w", name, err)
-	}
-	return exit, nil
-}
-
-func write(w io.Writer, s string) error {
-	if w == nil || s == "" {
-		return nil
-	}
-	_, err := io.WriteString(w, s)
-	return err
 }
 
 // List implements engine.Engine: the containers (not removed), volumes
@@ -529,8 +475,11 @@ func (f *Engine) List(ctx context.Context, labels map[string]string) ([]engine.R
 }
 
 // Remove implements engine.Engine. A container is removed whatever its
-// state; a missing resource is success; a volume or network that a
-// container (not removed) still uses is an error, as with Docker.
+// state; a missing resource is success; a volume that a container (not
+// removed) still mounts is an error wrapping engine.ErrInUse, as with
+// Docker. So is a network that a container (not removed) is on: stricter
+// than Docker, which refuses only while the container runs, and lets a
+// created or exited one lose its network and fail to start.
 func (f *Engine) Remove(ctx context.Context, r engine.Resource) error {
 	if err := f.begin(ctx, MethodRemove, r.Name); err != nil {
 		return err
@@ -539,8 +488,12 @@ func (f *Engine) Remove(ctx context.Context, r engine.Resource) error {
 	defer f.mu.Unlock()
 	switch r.Type {
 	case engine.Container:
-		if c, ok := f.containers[r.Name]; ok {
+		// A container made again under the name is another one: it has
+		// written nothing and has no address yet.
+		if c, ok := f.containers[r.Name]; ok && c.State != Removed {
 			c.State = Removed
+			delete(f.logs, r.Name)
+			delete(f.addrs, r.Name)
 		}
 	case engine.Volume:
 		if _, ok := f.volumes[r.Name]; !ok {

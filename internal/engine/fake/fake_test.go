@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -373,6 +375,47 @@ func TestNetworks(t *testing.T) {
 	must(t, f.Remove(ctx, engine.Resource{Type: engine.Network, Name: "net"}))
 	if _, err := f.ContainerIP(ctx, "c", "net"); !errors.Is(err, engine.ErrNotFound) {
 		t.Errorf("ContainerIP of a removed container = %v", err)
+	}
+}
+
+// Every running container on the bridge or a user-defined network has an
+// address of its own, as with Docker; SetIP replaces it; the host's
+// network gives none.
+func TestAddresses(t *testing.T) {
+	f := New()
+	f.AddImage("img")
+	for _, c := range []engine.ContainerSpec{{Name: "a", Image: "img"}, {Name: "b", Image: "img"}, {Name: "h", Image: "img", NetworkMode: "host"}} {
+		must(t, f.CreateContainer(ctx, c))
+		must(t, f.StartContainer(ctx, c.Name))
+	}
+	a, _ := f.ContainerIP(ctx, "a", "bridge")
+	b, _ := f.ContainerIP(ctx, "b", "bridge")
+	if a == "" || b == "" || a == b {
+		t.Errorf("addresses on the bridge %q and %q, want two", a, b)
+	}
+	f.SetIP("b", "127.0.0.1")
+	if ip, err := f.ContainerIP(ctx, "b", "bridge"); err != nil || ip != "127.0.0.1" {
+		t.Errorf("ContainerIP after SetIP = %q, %v", ip, err)
+	}
+	if ip, err := f.ContainerIP(ctx, "h", "host"); err != nil || ip != "" {
+		t.Errorf("ContainerIP on the host's network = %q, %v; want none", ip, err)
+	}
+}
+
+// A streaming script sees stdin as it comes and takes precedence over
+// SetExec's.
+func TestExecStream(t *testing.T) {
+	f := running(t)
+	f.SetExec(func(string, []string, []byte) (engine.Exit, string, string) { return engine.Exit{Code: 9}, "", "" })
+	f.SetExecStream(func(name string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) engine.Exit {
+		in, _ := io.ReadAll(stdin)
+		fmt.Fprintf(stdout, "%s %q %q", name, cmd, in)
+		return engine.Exit{Code: 2}
+	})
+	var out bytes.Buffer
+	exit, err := f.Exec(ctx, "c", []string{"cat"}, nil, &out, nil)
+	if want := `c ["cat"] ""`; err != nil || exit.Code != 2 || out.String() != want {
+		t.Errorf("Exec = %+v, %v, stdout %q; want code 2 and %q", exit, err, out.String(), want)
 	}
 }
 

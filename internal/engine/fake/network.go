@@ -58,15 +58,17 @@ func (f *Engine) HasNetwork(name string) bool {
 }
 
 // SetIP sets the address ContainerIP reports for a container on its
-// user-defined network (default ""), e.g. a loopback address where the
-// test listens.
+// network (default: the one it got when it first started), e.g. a
+// loopback address where the test listens. It holds for every container
+// of that name.
 func (f *Engine) SetIP(container, ip string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ips[container] = ip
 }
 
-// SetLogs sets what a container has written, for ContainerLogs.
+// SetLogs sets what a container has written, for ContainerLogs, until it
+// is removed.
 func (f *Engine) SetLogs(container, output string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -88,9 +90,11 @@ func (f *Engine) CreateNetwork(ctx context.Context, n engine.NetworkSpec) error 
 	return nil
 }
 
-// ContainerIP implements engine.Engine: the address set by SetIP when
-// network is the container's user-defined network, else "". A container
-// that is not running has no address, as with Docker.
+// ContainerIP implements engine.Engine: while the container runs, its
+// address on its network (the default bridge for NetworkMode "" or
+// "default", or a user-defined one), else "", as with Docker. The address
+// is the one SetIP set, or else a distinct private one given at its first
+// start.
 func (f *Engine) ContainerIP(ctx context.Context, name, network string) (string, error) {
 	if err := f.begin(ctx, MethodContainerIP, name); err != nil {
 		return "", err
@@ -101,14 +105,33 @@ func (f *Engine) ContainerIP(ctx context.Context, name, network string) (string,
 	if err != nil {
 		return "", err
 	}
-	if _, userDefined := f.networks[network]; !userDefined || c.Spec.NetworkMode != network || c.State != Running {
+	if c.State != Running || networkOf(c.Spec.NetworkMode) != network || !f.hasAddress(network) {
 		return "", nil
 	}
-	return f.ips[name], nil
+	if ip, ok := f.ips[name]; ok {
+		return ip, nil
+	}
+	return f.addrs[name], nil
+}
+
+// networkOf names the network a container of that NetworkMode is on.
+func networkOf(mode string) string {
+	if mode == "" || mode == "default" {
+		return "bridge"
+	}
+	return mode
+}
+
+// hasAddress says whether a container of that NetworkMode gets an
+// address: on the default bridge or a user-defined network, not on the
+// host's, none or another container's. f.mu must be held.
+func (f *Engine) hasAddress(mode string) bool {
+	_, userDefined := f.networks[mode]
+	return networkOf(mode) == "bridge" || userDefined
 }
 
 // ContainerLogs implements engine.Engine: the last lines of what SetLogs
-// gave the container.
+// gave the container, and at most their last 16 KiB, as from Docker.
 func (f *Engine) ContainerLogs(ctx context.Context, name string, lines int) (string, error) {
 	if err := f.begin(ctx, MethodContainerLogs, name); err != nil {
 		return "", err
@@ -122,5 +145,9 @@ func (f *Engine) ContainerLogs(ctx context.Context, name string, lines int) (str
 	if all[len(all)-1] == "" {
 		all = all[:len(all)-1]
 	}
-	return strings.Join(all[max(0, len(all)-lines):], ""), nil
+	out := strings.Join(all[max(0, len(all)-lines):], "")
+	return out[max(0, len(out)-maxLogBytes):], nil
 }
+
+// maxLogBytes bounds what ContainerLogs returns, as in the Docker engine.
+const maxLogBytes = 16 << 10
