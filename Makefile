@@ -6,7 +6,7 @@ export PATH := $(PATH):/usr/local/go/bin
 BIN     := bin/warmcache
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test unit e2e bench soak demo deps images fmt vet clean
+.PHONY: build check-repo test unit e2e bench soak demo deps images fmt vet clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/warmcache
@@ -18,7 +18,11 @@ deps:
 images: deps
 	test/images/build.sh
 
-unit:
+# No tracked file over 1 MB (binaries and build outputs are ignored).
+check-repo:
+	scripts/check-repo.sh
+
+unit: check-repo
 	$(GO) vet ./...
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
 

@@ -19,10 +19,12 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/driver"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/docker"
+	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/limits/cgroup"
 )
 
@@ -242,12 +244,14 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 		}
 		defer engine.Close()
 		d.Engine = engine
-		// A job's cgroup lives on the engine's host: only a local engine's
-		// hierarchy is this process's to manage.
-		if strings.HasPrefix(cfg.Docker.Host, "unix://") {
+		// The engine's host filesystem and cgroups are this process's to
+		// reach only when the engine is local: decided here, once.
+		if host.Local(cfg.Docker.Host) {
 			cg := cgroup.Detect("")
 			d.Cgroups = &cg
+			d.Host = host.New(engine, d.Cgroups)
 		}
+		d.Caches = cache.New(cfg.Cache, engine, d.Host, d.Log)
 	}
 	err = f(c, d)
 	if err != nil {

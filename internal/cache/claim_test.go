@@ -3,7 +3,6 @@ package cache
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -12,8 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/warmcache/warmcache/internal/cache/record"
+	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/fake"
+	"github.com/warmcache/warmcache/internal/host"
 )
 
 var (
@@ -34,63 +38,52 @@ func localEngine(t *testing.T) (*fake.Engine, string) {
 	return f, root
 }
 
+// newManager is a manager of cfg's caches over f, beside it (a host) when
+// local, with its records in a temporary state directory.
+func newManager(t *testing.T, f *fake.Engine, cfg config.Cache, local bool) *Manager {
+	t.Helper()
+	if cfg.StateDir == "" {
+		cfg.StateDir = t.TempDir()
+	}
+	var h *host.Host
+	if local {
+		h = host.New(f, nil)
+	}
+	return New(cfg, f, h, zap.NewNop())
+}
+
 // goVolumes is the plan of testKey for the go profile: two volumes.
 func goVolumes() []Volume { return Plan(testKey, []Profile{wantGo}) }
 
-func stampFile(t *testing.T, mountpoint string) string {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(mountpoint, StampFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(data)
-}
-
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 func TestClaimColdThenWarm(t *testing.T) {
 	f, root := localEngine(t)
+	m := newManager(t, f, config.Cache{}, true)
 	vols := Plan(testKey, []Profile{wantCacheDir, wantGo})
 	orig := make([]map[string]string, len(vols))
 	for i, v := range vols {
 		orig[i] = maps.Clone(v.Labels)
 	}
 
-	// The caller's clock may be in any zone; stamps and labels are UTC.
+	// The caller's clock may be in any zone; records and labels are UTC.
 	first := t0.In(time.FixedZone("CET", 3600))
-	got, err := Claim(t.Context(), f, nil, vols, 101, first)
+	got, err := m.claimVolumes(t.Context(), vols, first)
 	if err != nil {
-		t.Fatalf("first Claim: %v", err)
+		t.Fatalf("first claim: %v", err)
 	}
 	var want []Status
 	for _, v := range vols {
-		want = append(want, Status{Volume: v, Mountpoint: filepath.Join(root, v.Name), Readable: true})
+		want = append(want, Status{Volume: v})
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("first Claim =\n%+v\nwant\n%+v", got, want)
+		t.Fatalf("first claim =\n%+v\nwant\n%+v", got, want)
 	}
 	for i, v := range vols {
-		mp := filepath.Join(root, v.Name)
-		fi, err := os.Stat(mp)
+		fi, err := os.Stat(filepath.Join(root, v.Name))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if fi.Mode() != os.ModeDir|os.ModeSticky|0o777 {
 			t.Errorf("%s: mode %v, want %v", v.Name, fi.Mode(), os.ModeDir|os.ModeSticky|0o777)
-		}
-		if got, want := stampFile(t, mp), `{"last_used":"2026-11-26T21:31:10Z","size_bytes":0,"job_id":101}`; got != want {
-			t.Errorf("%s: stamp %s, want %s", v.Name, got, want)
 		}
 		info, ok := f.Volume(v.Name)
 		if !ok {
@@ -102,191 +95,104 @@ func TestClaimColdThenWarm(t *testing.T) {
 			t.Errorf("%s: labels =\n%v\nwant\n%v", v.Name, info.Labels, wantLabels)
 		}
 		if !reflect.DeepEqual(v.Labels, orig[i]) {
-			t.Errorf("Claim changed the planned labels of %s: %v", v.Name, v.Labels)
+			t.Errorf("the claim changed the planned labels of %s: %v", v.Name, v.Labels)
+		}
+		if r, err := m.records.Get(v.Name); err != nil || r != (record.Record{LastUsed: t0, Claimed: t0}) {
+			t.Errorf("%s: record %+v, %v; want used and claimed at %s", v.Name, r, err, t0)
 		}
 	}
 
-	got, err = Claim(t.Context(), f, nil, vols, 102, t1)
+	got, err = m.claimVolumes(t.Context(), vols, t1)
 	if err != nil {
-		t.Fatalf("second Claim: %v", err)
+		t.Fatalf("second claim: %v", err)
 	}
 	want = nil
 	for _, v := range vols {
-		want = append(want, Status{Volume: v, Mountpoint: filepath.Join(root, v.Name), Readable: true, Warm: true,
-			Stamp: Stamp{LastUsed: t0, JobID: 101}})
+		want = append(want, Status{Volume: v, Warm: true, Record: record.Record{LastUsed: t0, Claimed: t0}})
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("second Claim =\n%+v\nwant\n%+v", got, want)
+		t.Fatalf("second claim =\n%+v\nwant\n%+v", got, want)
 	}
 	for _, v := range vols {
-		mp := filepath.Join(root, v.Name)
-		if got, want := stampFile(t, mp), `{"last_used":"2026-11-26T22:31:10Z","size_bytes":0,"job_id":102}`; got != want {
-			t.Errorf("%s: stamp %s, want %s", v.Name, got, want)
-		}
-		if names := dirNames(t, mp); !slices.Equal(names, []string{StampFile}) {
-			t.Errorf("%s holds %q, want only the stamp", v.Name, names)
+		if entries, _ := os.ReadDir(filepath.Join(root, v.Name)); len(entries) != 0 {
+			t.Errorf("%s holds %d entries: the claim wrote into the cache", v.Name, len(entries))
 		}
 		info, _ := f.Volume(v.Name)
 		if got := info.Labels["io.warmcache.created"]; got != "2026-11-26T21:31:10Z" {
 			t.Errorf("%s: created label %q after the second claim, want the first", v.Name, got)
 		}
+		if r, _ := m.records.Get(v.Name); !r.LastUsed.Equal(t1) {
+			t.Errorf("%s: last used %s after the second claim, want %s", v.Name, r.LastUsed, t1)
+		}
 	}
 }
 
-func TestClaimKeepsMeasuredSize(t *testing.T) {
+// TestClaimTrustsRecordsOnly: the size and last use a claim reports come
+// from the driver's records; a stamp an older version (or a job) left in
+// the volume is not read.
+func TestClaimTrustsRecordsOnly(t *testing.T) {
 	f, root := localEngine(t)
+	m := newManager(t, f, config.Cache{}, true)
 	vols := goVolumes()[:1]
-	mp := filepath.Join(root, vols[0].Name)
-	if _, err := Claim(t.Context(), f, nil, vols, 1, t0); err != nil {
+	if _, err := m.claimVolumes(t.Context(), vols, t0); err != nil {
 		t.Fatal(err)
 	}
-	measured := Stamp{LastUsed: t0, SizeBytes: 5000, Measured: t0.Add(time.Minute), JobID: 1}
-	if err := WriteStamp(mp, measured); err != nil {
+	if err := m.records.SetSize(vols[0].Name, 4096, t0); err != nil {
 		t.Fatal(err)
 	}
-	got, err := Claim(t.Context(), f, nil, vols, 2, t1)
+	forged := `{"last_used":"2099-01-01T00:00:00Z","size_bytes":1,"measured":"2099-01-01T00:00:00Z"}`
+	if err := os.WriteFile(filepath.Join(root, vols[0].Name, ".warmcache-stamp"), []byte(forged), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.claimVolumes(t.Context(), vols, t1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || !got[0].Warm || got[0].Stamp != measured {
-		t.Errorf("Claim = %+v, want warm with stamp %+v", got, measured)
+	if st := got[0]; !st.Warm || st.Record.SizeBytes != 4096 || !st.Record.LastUsed.Equal(t0) || !st.SizeKnown() {
+		t.Errorf("claim = %+v, want warm, 4096 bytes, last used %s", st, t0)
 	}
-	want := `{"last_used":"2026-11-26T22:31:10Z","size_bytes":5000,"measured":"2026-11-26T21:32:10Z","job_id":2}`
-	if got := stampFile(t, mp); got != want {
-		t.Errorf("stamp %s, want %s", got, want)
-	}
-}
-
-func TestClaimDamagedStamp(t *testing.T) {
-	tests := []struct {
-		name  string
-		stamp string
-	}{
-		{"empty", ""},
-		{"garbage", "not json"},
-		{"truncated", `{"last_used":"2026-11-26T21:3`},
-		{"wrong type", `{"last_used":5}`},
-		{"bad time", `{"last_used":"yesterday"}`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f, root := localEngine(t)
-			vols := goVolumes()[:1]
-			mp := filepath.Join(root, vols[0].Name)
-			if _, err := Claim(t.Context(), f, nil, vols, 1, t0); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chmod(mp, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(mp, StampFile), []byte(tt.stamp), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			got, err := Claim(t.Context(), f, nil, vols, 2, t1)
-			if err != nil {
-				t.Fatalf("Claim: %v", err)
-			}
-			want := []Status{{Volume: vols[0], Mountpoint: mp, Readable: true, Warm: true}}
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("Claim =\n%+v\nwant\n%+v", got, want)
-			}
-			if got, want := stampFile(t, mp), `{"last_used":"2026-11-26T22:31:10Z","size_bytes":0,"job_id":2}`; got != want {
-				t.Errorf("stamp %s, want %s", got, want)
-			}
-			// A warm volume is not reopened: its mode is the admin's.
-			if fi, err := os.Stat(mp); err != nil || fi.Mode() != os.ModeDir|0o755 {
-				t.Errorf("mode of a warm volume: %v, %v; want %v", fi.Mode(), err, os.ModeDir|0o755)
-			}
-		})
+	if line, want := Describe(got[0], t1), "Cache go /go/pkg/mod: warm, 4.0 KiB, last used 1h ago ("+vols[0].Name+")"; line != want {
+		t.Errorf("Describe = %q, want %q", line, want)
 	}
 }
 
 func TestClaimRefusesForeignVolume(t *testing.T) {
-	tests := []struct {
-		name   string
-		labels map[string]string
-	}{
-		{"no labels", nil},
-		{"another kind", map[string]string{"io.warmcache.managed": "true", "io.warmcache.kind": "builds"}},
-		{"managed without a kind", map[string]string{"io.warmcache.managed": "true"}},
-		{"cache labels but no kind", func() map[string]string {
-			l := maps.Clone(goVolumes()[0].Labels)
-			delete(l, "io.warmcache.kind")
-			return l
-		}()},
+	f, _ := localEngine(t)
+	m := newManager(t, f, config.Cache{}, true)
+	v := goVolumes()[0]
+	if err := f.EnsureVolume(t.Context(), engine.VolumeSpec{Name: v.Name}); err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f, root := localEngine(t)
-			v := goVolumes()[0]
-			if err := f.EnsureVolume(t.Context(), engine.VolumeSpec{Name: v.Name, Labels: tt.labels}); err != nil {
-				t.Fatal(err)
-			}
-			got, err := Claim(t.Context(), f, nil, []Volume{v}, 1, t0)
-			want := "volume " + v.Name + " exists but is not a warmcache cache volume; remove or rename it"
-			if err == nil || err.Error() != want {
-				t.Fatalf("Claim error = %v, want %q", err, want)
-			}
-			if !reflect.DeepEqual(got, []Status{{}}) {
-				t.Errorf("Claim = %+v, want one zero Status", got)
-			}
-			mp := filepath.Join(root, v.Name)
-			if names := dirNames(t, mp); len(names) != 0 {
-				t.Errorf("refused volume now holds %q", names)
-			}
-			if fi, err := os.Stat(mp); err != nil || fi.Mode()&os.ModeSticky != 0 {
-				t.Errorf("refused volume was reopened: %v, %v", fi.Mode(), err)
-			}
-			if info, _ := f.Volume(v.Name); !reflect.DeepEqual(info.Labels, tt.labels) {
-				t.Errorf("labels changed to %v", info.Labels)
-			}
-		})
+	_, err := m.claimVolumes(t.Context(), []Volume{v}, t0)
+	want := "volume " + v.Name + " exists but is not a warmcache cache volume; remove or rename it"
+	if err == nil || err.Error() != want {
+		t.Errorf("claim of a foreign volume: %v, want %q", err, want)
 	}
 }
 
-// TestClaimRemoteEngine: when the engine's mountpoint is not on this host,
-// the claim succeeds but nothing can be read or written.
+// TestClaimRemoteEngine: with the engine elsewhere (no host), a claim
+// still leases and records the volume, and a second job finds it warm;
+// nothing is read from or written to a volume directory.
 func TestClaimRemoteEngine(t *testing.T) {
-	t.Run("no mountpoint", func(t *testing.T) {
-		// Run in an empty directory: an empty mountpoint must not make
-		// Claim read or write a stamp in the current directory.
-		cwd := t.TempDir()
-		t.Chdir(cwd)
-		f := fake.New()
-		vols := goVolumes()
-		got, err := Claim(t.Context(), f, nil, vols, 1, t0)
-		if err != nil {
-			t.Fatalf("Claim: %v", err)
+	f := fake.New() // volumes without a directory here
+	m := newManager(t, f, config.Cache{}, false)
+	vols := goVolumes()
+	first, err := m.claimVolumes(t.Context(), vols, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := m.claimVolumes(t.Context(), vols, t1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range vols {
+		if first[i].Warm || !second[i].Warm || !second[i].Record.LastUsed.Equal(t0) || second[i].SizeKnown() {
+			t.Errorf("%s: first %+v, second %+v; want cold then warm, size not known", vols[i].Name, first[i], second[i])
 		}
-		want := []Status{{Volume: vols[0]}, {Volume: vols[1]}}
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("Claim =\n%+v\nwant\n%+v", got, want)
-		}
-		if names := dirNames(t, cwd); len(names) != 0 {
-			t.Errorf("Claim wrote %q in the current directory", names)
-		}
-	})
-	t.Run("mountpoint missing here", func(t *testing.T) {
-		f, root := localEngine(t)
-		v := goVolumes()[0]
-		if err := f.EnsureVolume(t.Context(), engine.VolumeSpec{Name: v.Name, Labels: v.Labels}); err != nil {
-			t.Fatal(err)
-		}
-		mp := filepath.Join(root, v.Name)
-		if err := os.Remove(mp); err != nil {
-			t.Fatal(err)
-		}
-		got, err := Claim(t.Context(), f, nil, []Volume{v}, 1, t0)
-		if err != nil {
-			t.Fatalf("Claim: %v", err)
-		}
-		if want := []Status{{Volume: v, Mountpoint: mp}}; !reflect.DeepEqual(got, want) {
-			t.Errorf("Claim =\n%+v\nwant\n%+v", got, want)
-		}
-		if _, err := os.Lstat(mp); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("Claim created %s: %v", mp, err)
-		}
-	})
+	}
+	if err := m.measureVolumes(t.Context(), vols, t1.Add(time.Hour)); err != nil {
+		t.Errorf("measuring beside a remote engine: %v, want nothing done", err)
+	}
 }
 
 func TestClaimEngineErrors(t *testing.T) {
@@ -321,6 +227,7 @@ func TestClaimEngineErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f, root := localEngine(t)
+			m := newManager(t, f, config.Cache{}, true)
 			tt.setup(f)
 			ctx := t.Context()
 			if tt.cancelled {
@@ -329,15 +236,15 @@ func TestClaimEngineErrors(t *testing.T) {
 				cancel()
 			}
 			v := goVolumes()[0]
-			got, err := Claim(ctx, f, nil, []Volume{v}, 1, t0)
+			got, err := m.claimVolumes(ctx, []Volume{v}, t0)
 			if err == nil || err.Error() != tt.want {
-				t.Fatalf("Claim error = %v, want %q", err, tt.want)
+				t.Fatalf("claim error = %v, want %q", err, tt.want)
 			}
 			if !errors.Is(err, tt.is) {
-				t.Errorf("Claim error %v is not %v", err, tt.is)
+				t.Errorf("claim error %v is not %v", err, tt.is)
 			}
 			if !reflect.DeepEqual(got, []Status{{}}) {
-				t.Errorf("Claim = %+v, want one zero Status", got)
+				t.Errorf("claim = %+v, want one zero Status", got)
 			}
 			var methods []string
 			for _, c := range f.Calls() {
@@ -346,8 +253,8 @@ func TestClaimEngineErrors(t *testing.T) {
 			if !slices.Equal(methods, tt.calls) {
 				t.Errorf("calls %q, want %q", methods, tt.calls)
 			}
-			if _, err := ReadStamp(filepath.Join(root, v.Name)); !errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("a stamp was written after a failure: %v", err)
+			if _, err := os.Stat(filepath.Join(root, v.Name)); err == nil && tt.name != "InspectVolume fails" {
+				t.Errorf("a volume directory exists after the failure")
 			}
 		})
 	}
@@ -356,7 +263,8 @@ func TestClaimEngineErrors(t *testing.T) {
 // TestClaimSeveral: every volume is claimed even when some fail, and the
 // failures are all reported, in plan order.
 func TestClaimSeveral(t *testing.T) {
-	f, root := localEngine(t)
+	f, _ := localEngine(t)
+	m := newManager(t, f, config.Cache{}, true)
 	vols := Plan(testKey, []Profile{wantCacheDir, wantGo, wantNpm})
 	if len(vols) != 4 {
 		t.Fatalf("planned %d volumes, want 4", len(vols))
@@ -371,22 +279,17 @@ func TestClaimSeveral(t *testing.T) {
 		}
 		return nil
 	})
-	got, err := Claim(t.Context(), f, nil, vols, 1, t0)
+	got, err := m.claimVolumes(t.Context(), vols, t0)
 	want := "cache volume for /cache: no space left on device\ncache volume for /root/.npm: boom"
 	if err == nil || err.Error() != want {
-		t.Fatalf("Claim error = %v, want %q", err, want)
+		t.Fatalf("claim error = %v, want %q", err, want)
 	}
 	if !errors.Is(err, errBoom) || !errors.Is(err, fail[vols[0].Name]) {
-		t.Errorf("Claim error %v does not wrap both failures", err)
+		t.Errorf("claim error %v does not wrap both failures", err)
 	}
-	wantStatus := []Status{
-		{},
-		{Volume: vols[1], Mountpoint: filepath.Join(root, vols[1].Name), Readable: true},
-		{Volume: vols[2], Mountpoint: filepath.Join(root, vols[2].Name), Readable: true},
-		{},
-	}
+	wantStatus := []Status{{}, {Volume: vols[1]}, {Volume: vols[2]}, {}}
 	if !reflect.DeepEqual(got, wantStatus) {
-		t.Errorf("Claim =\n%+v\nwant\n%+v", got, wantStatus)
+		t.Errorf("claim =\n%+v\nwant\n%+v", got, wantStatus)
 	}
 	var ensured []string
 	for _, c := range f.Calls() {
@@ -403,38 +306,17 @@ func TestClaimSeveral(t *testing.T) {
 	if !slices.Equal(ensured, names) {
 		t.Errorf("EnsureVolume called for %q, want every volume %q", ensured, names)
 	}
-	for _, v := range vols[1:3] {
-		if s, err := ReadStamp(filepath.Join(root, v.Name)); err != nil || s != (Stamp{LastUsed: t0, JobID: 1}) {
-			t.Errorf("stamp of %s: %+v, %v", v.Name, s, err)
-		}
-	}
 }
 
 func TestClaimNothing(t *testing.T) {
 	f, _ := localEngine(t)
-	got, err := Claim(t.Context(), f, nil, nil, 1, t0)
+	m := newManager(t, f, config.Cache{}, true)
+	got, err := m.claimVolumes(t.Context(), nil, t0)
 	if err != nil || len(got) != 0 {
-		t.Errorf("Claim(nil) = %+v, %v; want nothing", got, err)
+		t.Errorf("claim(nil) = %+v, %v; want nothing", got, err)
 	}
 	if calls := f.Calls(); len(calls) != 0 {
-		t.Errorf("Claim(nil) made calls %+v", calls)
-	}
-}
-
-func TestOpenToAllUsers(t *testing.T) {
-	mp := filepath.Join(t.TempDir(), "_data")
-	if err := os.Mkdir(mp, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := OpenToAllUsers(mp); err != nil {
-		t.Fatalf("OpenToAllUsers: %v", err)
-	}
-	if fi, err := os.Stat(mp); err != nil || fi.Mode() != os.ModeDir|os.ModeSticky|0o777 {
-		t.Errorf("mode %v, %v; want %v", fi.Mode(), err, os.ModeDir|os.ModeSticky|0o777)
-	}
-	gone := filepath.Join(t.TempDir(), "gone")
-	if err := OpenToAllUsers(gone); !errors.Is(err, fs.ErrNotExist) || err.Error() != "chmod "+gone+": no such file or directory" {
-		t.Errorf("OpenToAllUsers(missing) = %v, want chmod %s: no such file or directory", err, gone)
+		t.Errorf("claim(nil) made calls %+v", calls)
 	}
 }
 
@@ -442,25 +324,25 @@ func TestOpenToAllUsers(t *testing.T) {
 // kept) is made anew, reported cold, and its record's size forgotten.
 func TestClaimAfterRemovalByHand(t *testing.T) {
 	f, _ := localEngine(t)
-	recs := Records{Dir: t.TempDir()}
+	m := newManager(t, f, config.Cache{}, true)
 	vols := goVolumes()[:1]
-	if _, err := Claim(t.Context(), f, &recs, vols, 1, t0); err != nil {
+	if _, err := m.claimVolumes(t.Context(), vols, t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := recs.SetSize(vols[0].Name, 5000, t0); err != nil {
+	if err := m.records.SetSize(vols[0].Name, 5000, t0); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Remove(t.Context(), engine.Resource{Type: engine.Volume, Name: vols[0].Name}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := Claim(t.Context(), f, &recs, vols, 2, t1)
+	got, err := m.claimVolumes(t.Context(), vols, t1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got[0].Warm || got[0].Stamp.SizeBytes != 0 {
-		t.Errorf("Claim = %+v, want a cold, empty cache", got[0])
+	if got[0].Warm || got[0].Record.SizeBytes != 0 {
+		t.Errorf("claim = %+v, want a cold, empty cache", got[0])
 	}
-	if r, _ := recs.Get(vols[0].Name); r.SizeBytes != 0 || !r.Measured.IsZero() || !r.LastUsed.Equal(t1) {
+	if r, _ := m.records.Get(vols[0].Name); r.SizeBytes != 0 || !r.Measured.IsZero() || !r.LastUsed.Equal(t1) {
 		t.Errorf("record %+v, want used at %s with no size", r, t1)
 	}
 }

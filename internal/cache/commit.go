@@ -1,14 +1,21 @@
 package cache
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
+	"slices"
+	"strings"
+	"time"
 
-	"golang.org/x/sys/unix"
+	"go.uber.org/zap"
+
+	"github.com/warmcache/warmcache/internal/cache/record"
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/host"
+	"github.com/warmcache/warmcache/internal/job"
+	"github.com/warmcache/warmcache/internal/naming"
 )
 
 // SharedProfiles returns profiles with every one marked safe for
@@ -24,171 +31,200 @@ func SharedProfiles(profiles []Profile) []Profile {
 	return out
 }
 
-// CommitOptions are OverlayOptions for a commit layer: with redirect_dir,
-// metacopy and index off, the upper directory holds whole files, whiteouts
-// and opaque directories only, which is all ApplyLayer knows.
-func CommitOptions(lowerMountpoint, layerMountpoint string) (map[string]string, error) {
-	opts, err := OverlayOptions(lowerMountpoint, layerMountpoint)
+// stepsFile records, at the root of each of the job's commit layer
+// volumes (beside the layer's upper and work directories, which the job
+// sees only through its overlay), when each step started and whether it
+// succeeded: cleanup, which is not told the job's result, reads it to
+// decide whether the job's cache writes are committed. It lives in Docker
+// with the layer, out of the job's reach, and goes with it.
+const stepsFile = "steps"
+
+// MarkStep notes the start of the step stage now in the job's commit
+// layers and returns what notes its success when the run stage ends with
+// *err nil. A step that fails, is cancelled, or whose driver is killed has
+// a start and no success. steps says whether stage is one of the job's
+// steps (protocol knowledge the caller has).
+func (m *Manager) MarkStep(key naming.JobKey, stage string, step bool) func(*error) {
+	if !step || !m.cfg.CommitOnSuccess || m.host == nil {
+		return func(*error) {}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rs, err := m.engine.List(ctx, map[string]string{naming.LabelJob: key.Base(), naming.LabelKind: string(naming.KindCommit)})
 	if err != nil {
-		return nil, err
+		// Without a start mark the job's writes are not committed.
+		m.log.Warn("listing the job's commit layers", zap.Error(err))
+		return func(*error) {}
 	}
-	opts["o"] += ",redirect_dir=off,metacopy=off,index=off"
-	return opts, nil
+	var layers []string
+	for _, r := range rs {
+		if r.Type == engine.Volume {
+			layers = append(layers, r.Name)
+		}
+	}
+	note := func(what string) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for _, l := range layers {
+			if err := m.host.AppendLine(ctx, l, stepsFile, what+" "+stage); err != nil {
+				m.log.Warn("recording a step for commit-on-success", zap.Error(err))
+			}
+		}
+	}
+	note("start")
+	return func(err *error) {
+		if *err == nil {
+			note("ok")
+		}
+	}
 }
 
-// opaqueXattr marks an upper directory that hides the lower one entirely.
-const opaqueXattr = "trusted.overlay.opaque"
-
-// maxApplyDepth bounds how deep ApplyLayer goes; a job can nest far deeper
-// than any cache does.
-const maxApplyDepth = 256
-
-// ErrHalfApplied wraps an ApplyLayer error that came after the first
-// change to lower: lower now holds part of the layer, and the caller must
-// not leave it for the next job as it is.
-var ErrHalfApplied = errors.New("layer half applied")
-
-// ApplyLayer moves what jobs wrote through an overlay (the layer's upper
-// directory) into the volume it was mounted over (lower): new and changed
-// files replace lower's, whiteouts delete, opaque directories replace
-// lower's whole. Files move by rename on one filesystem, so the cost is the
-// number of changed entries, not the size of the cache.
-//
-// The overlay must be unmounted (the job's containers removed) and lower
-// must have no other writer (the caller holds the volume's record lock).
-// The job wrote upper, so nothing in it is followed: symlinks move as
-// links, and lower is entered only through real directories. Upper is
-// checked whole before lower is touched (depth, kinds of file); an error
-// after the first change (a full disk) wraps ErrHalfApplied.
-func ApplyLayer(ctx context.Context, layerMountpoint, lowerMountpoint string) error {
-	upper := filepath.Join(layerMountpoint, upperDir)
-	if err := checkDir(ctx, upper, 0); err != nil {
-		return fmt.Errorf("applying layer: %w", err)
+// stepsSucceeded says whether, by the marks in marks (the steps file),
+// every one of the job's steps succeeded and no step that started
+// failed. A step whose marks could not be written counts as failed:
+// commit fails closed.
+func stepsSucceeded(marks []byte, steps []string) bool {
+	started, ok := 0, 0
+	done := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(string(marks)))
+	for sc.Scan() {
+		what, stage, _ := strings.Cut(sc.Text(), " ")
+		switch what {
+		case "start":
+			started++
+		case "ok":
+			ok++
+			done[stage] = true
+		}
 	}
-	a := applier{ctx: ctx}
-	err := a.dir(upper, lowerMountpoint, 0)
-	if err != nil && a.changed {
-		return fmt.Errorf("%w: %w", ErrHalfApplied, err)
+	if sc.Err() != nil || ok != started || len(steps) == 0 {
+		return false
 	}
-	return err
+	for _, s := range steps {
+		if !done[s] {
+			return false
+		}
+	}
+	return true
 }
 
-// checkDir makes sure ApplyLayer can move all of the upper directory dir:
-// no deeper than maxApplyDepth, and only directories, regular files,
-// links and whiteouts (no device, socket or FIFO a job made).
-func checkDir(ctx context.Context, dir string, depth int) error {
-	if depth > maxApplyDepth {
-		return fmt.Errorf("%s is nested too deep", dir)
+// commitProfiles names the profiles whose jobs write through a commit
+// layer: those unsafe with concurrent writers, when commit_on_success is on.
+func (m *Manager) commitProfiles(profiles []Profile) map[string]bool {
+	out := map[string]bool{}
+	for _, p := range profiles {
+		if m.cfg.CommitOnSuccess && !p.ConcurrentSafe {
+			out[p.Name] = true
+		}
 	}
-	if err := ctx.Err(); err != nil {
+	return out
+}
+
+// makeCommitLayer creates the job's i-th commit layer over the shared
+// cache st and the overlay volume the job mounts instead of st.
+func (m *Manager) makeCommitLayer(ctx context.Context, j job.Job, i int, st Status, now time.Time) (string, startSize, error) {
+	if m.host == nil {
+		return "", startSize{}, fmt.Errorf("cache.commit_on_success needs the driver beside a local engine (volume %s is not on this host)", st.Name)
+	}
+	ov := overlay{key: j.Key(), meta: j.Meta(now), index: i, lower: st.Name, commit: true}
+	layer, err := m.jobLayer(ctx, ov, naming.KindCommit, map[string]string{naming.LabelCommitTo: st.Name})
+	if err != nil {
+		return "", startSize{}, err
+	}
+	ov.layer = layer
+	// Under the cache's lock: a commit applying a layer to it finishes
+	// before the overlay exists, or sees it and does not apply (commitLayer).
+	var name string
+	err = m.records.Update(st.Name, func(*record.Record) error {
+		name, err = m.createOverlay(ctx, ov)
 		return err
-	}
-	entries, err := os.ReadDir(dir)
+	})
 	if err != nil {
-		return err
+		return "", startSize{}, fmt.Errorf("creating the commit layer of %s: %w", st.Name, err)
 	}
-	for _, e := range entries {
-		p := filepath.Join(dir, e.Name())
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return &fs.PathError{Op: "lstat", Path: p, Err: err}
+	return name, startSize{Volume: Volume{Name: layer, Profile: st.Profile, Path: st.Path}, Known: true, Job: true}, nil
+}
+
+// Commit, at cleanup, removes the job's containers with removeContainers
+// (which unmounts its overlays) and, if every step of the job (steps, the
+// run stages that are its steps) succeeded, applies each commit layer to
+// its shared cache under that cache's lock. A failed or cancelled job
+// changes nothing: its layers go with its other volumes.
+func (m *Manager) Commit(ctx context.Context, j job.Job, steps []string, removeContainers func(context.Context) error) {
+	if !m.cfg.CommitOnSuccess || m.host == nil {
+		return
+	}
+	rs, err := m.engine.List(ctx, map[string]string{naming.LabelJob: j.Key().Base(), naming.LabelKind: string(naming.KindCommit)})
+	if err != nil || len(rs) == 0 {
+		return
+	}
+	if slices.ContainsFunc(rs, func(r engine.Resource) bool {
+		marks, err := m.host.ReadFile(ctx, r.Name, stepsFile)
+		return err != nil || !stepsSucceeded(marks, steps)
+	}) {
+		m.log.Info("job did not succeed: its cache writes are discarded", zap.Int("layers", len(rs)))
+		return
+	}
+	if err := removeContainers(ctx); err != nil {
+		m.log.Warn("cache writes not committed: the job's containers remain", zap.Error(err))
+		return
+	}
+	for _, r := range rs {
+		err := m.commitLayer(ctx, r)
+		if errors.Is(err, errCacheMounted) {
+			m.log.Warn("cache writes of a successful job discarded: another running job mounts the cache",
+				zap.String("layer", r.Name), zap.String("volume", r.Labels[naming.LabelCommitTo]))
+			continue
 		}
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFDIR:
-			if err := checkDir(ctx, p, depth+1); err != nil {
-				return err
+		if err != nil {
+			m.log.Warn("committing a cache layer", zap.String("layer", r.Name), zap.Error(err))
+			continue
+		}
+		m.log.Info("committed the job's cache writes", zap.String("layer", r.Name), zap.String("volume", r.Labels[naming.LabelCommitTo]))
+	}
+}
+
+// errCacheMounted: another job's overlay stands on the cache a layer would
+// be applied to.
+var errCacheMounted = errors.New("another job's overlay stands on the cache")
+
+// commitLayer applies the job's commit layer to its shared cache, unless
+// another job's overlay stands on that cache: overlayfs leaves changes to
+// a lower directory under a mounted overlay undefined, so the writes of
+// this job are then discarded (errCacheMounted) rather than risk what the
+// other job sees. Overlays are made under the same lock (makeCommitLayer),
+// so none appears while the layer is applied.
+func (m *Manager) commitLayer(ctx context.Context, layer engine.Resource) error {
+	target := layer.Labels[naming.LabelCommitTo]
+	if !m.isCache(ctx, target) {
+		return fmt.Errorf("%s is not a cache volume", target)
+	}
+	var applyErr error
+	err := m.records.Update(target, func(r *record.Record) error {
+		forks, err := m.engine.List(ctx, map[string]string{naming.LabelKind: string(naming.KindFork), naming.LabelForkLower: target})
+		if err != nil {
+			return fmt.Errorf("listing the overlays on %s: %w", target, err)
+		}
+		if slices.ContainsFunc(forks, func(f engine.Resource) bool {
+			return f.Type == engine.Volume && f.Labels[naming.LabelJob] != layer.Labels[naming.LabelJob]
+		}) {
+			return errCacheMounted
+		}
+		applyErr = m.host.ApplyLayer(ctx, layer.Name, target)
+		if errors.Is(applyErr, host.ErrHalfApplied) {
+			// Neither the cache as it was nor as the job left it: the
+			// next job starts cold rather than from a mix.
+			if err := m.engine.Remove(ctx, engine.Resource{Type: engine.Volume, Name: target}); err != nil {
+				return errors.Join(applyErr, fmt.Errorf("removing the half-committed cache %s: %w", target, err))
 			}
-		case unix.S_IFREG, unix.S_IFLNK:
-		case unix.S_IFCHR:
-			if st.Rdev != 0 {
-				return fmt.Errorf("%s is a device", p)
-			}
-		default:
-			return fmt.Errorf("%s is not a file, directory or link", p)
+			*r = record.Record{}
+			return nil
 		}
-	}
-	return nil
-}
-
-// applier applies an upper directory checked by checkDir.
-type applier struct {
-	ctx     context.Context
-	changed bool // lower was changed
-}
-
-func (a *applier) dir(upper, lower string, depth int) error {
-	if depth > maxApplyDepth {
-		return fmt.Errorf("applying layer: %s is nested too deep", upper)
-	}
-	entries, err := os.ReadDir(upper)
-	if err != nil {
-		return fmt.Errorf("applying layer: %w", err)
-	}
-	for _, e := range entries {
-		if err := a.ctx.Err(); err != nil {
-			return fmt.Errorf("applying layer: %w", err)
+		if applyErr != nil {
+			return applyErr
 		}
-		if depth == 0 && e.Name() == StampFile {
-			continue // the volume's own record, whatever the job wrote there
-		}
-		if err := a.entry(filepath.Join(upper, e.Name()), filepath.Join(lower, e.Name()), depth); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (a *applier) entry(u, l string, depth int) error {
-	var st unix.Stat_t
-	if err := unix.Lstat(u, &st); err != nil {
-		return fmt.Errorf("applying layer: %w", &fs.PathError{Op: "lstat", Path: u, Err: err})
-	}
-	// Every step below may change lower.
-	a.changed = true
-	if st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 {
-		// A whiteout: the job deleted this.
-		if err := os.RemoveAll(l); err != nil {
-			return fmt.Errorf("applying layer: %w", err)
-		}
+		r.Measured = time.Time{} // changed: cleanup measures it again
 		return nil
-	}
-	li, lerr := os.Lstat(l)
-	if lerr != nil && !errors.Is(lerr, fs.ErrNotExist) {
-		return fmt.Errorf("applying layer: %w", lerr)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		if lerr == nil && li.IsDir() {
-			if err := os.RemoveAll(l); err != nil {
-				return fmt.Errorf("applying layer: %w", err)
-			}
-		}
-		// Rename replaces a file or link in lower in one step.
-		if err := os.Rename(u, l); err != nil {
-			return fmt.Errorf("applying layer: %w", err)
-		}
-		return nil
-	}
-	if lerr == nil && (!li.IsDir() || opaque(u)) {
-		if err := os.RemoveAll(l); err != nil {
-			return fmt.Errorf("applying layer: %w", err)
-		}
-		lerr = fs.ErrNotExist
-	}
-	if lerr != nil {
-		if err := os.Mkdir(l, 0o700); err != nil {
-			return fmt.Errorf("applying layer: %w", err)
-		}
-	}
-	// The directory's owner and mode as the job left them.
-	if err := errors.Join(os.Lchown(l, int(st.Uid), int(st.Gid)), unix.Chmod(l, st.Mode&0o7777)); err != nil {
-		return fmt.Errorf("applying layer: %w", err)
-	}
-	return a.dir(u, l, depth+1)
-}
-
-// opaque says whether the upper directory dir hides the lower one.
-func opaque(dir string) bool {
-	buf := make([]byte, 1)
-	n, err := unix.Lgetxattr(dir, opaqueXattr, buf)
-	return err == nil && n == 1 && buf[0] == 'y'
+	})
+	return errors.Join(err, applyErr)
 }

@@ -1,14 +1,16 @@
 package cache
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
-	"os"
-	"path/filepath"
-	"strings"
+	"slices"
+	"time"
 
+	"github.com/warmcache/warmcache/internal/cache/record"
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
 )
 
@@ -54,56 +56,205 @@ func ForkPlan(key Key, profiles []Profile) []Fork {
 	return out
 }
 
-// Overlay directories inside a layer volume.
-const (
-	upperDir = "upper"
-	workDir  = "work"
-)
-
-// PrepareLayer makes the overlay's upper and work directories at the root
-// of a layer volume's mountpoint. Jobs never see this root (only what is
-// below upper, through the overlay), so names here are trusted; still,
-// anything but a directory is refused.
-func PrepareLayer(mountpoint string) error {
-	for _, d := range []string{upperDir, workDir} {
-		p := filepath.Join(mountpoint, d)
-		err := os.Mkdir(p, 0o700)
-		if errors.Is(err, fs.ErrExist) {
-			fi, lerr := os.Lstat(p)
-			if lerr != nil || !fi.IsDir() {
-				return fmt.Errorf("layer %s: %s is not a directory", mountpoint, p)
-			}
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("preparing layer %s: %w", mountpoint, err)
-		}
-		if d == upperDir {
-			// The root of the fork takes the upper directory's mode: as
-			// on a fresh cache, any job user may write there.
-			if err := OpenToAllUsers(p); err != nil {
-				return fmt.Errorf("preparing layer %s: %w", mountpoint, err)
-			}
-		}
-	}
-	return nil
+// lowerCache is a protected cache an unprotected job can fork.
+type lowerCache struct {
+	Fork
+	record record.Record
 }
 
-// OverlayOptions are the local volume driver's options for a fork of the
-// cache at lowerMountpoint with its layer at layerMountpoint. Docker mounts
-// it when a container first mounts the volume, in constant time whatever
-// the size of the cache. Paths that the mount options could not carry
-// (",", ":") are refused.
-func OverlayOptions(lowerMountpoint, layerMountpoint string) (map[string]string, error) {
-	upper, work := filepath.Join(layerMountpoint, upperDir), filepath.Join(layerMountpoint, workDir)
-	for _, p := range []string{lowerMountpoint, upper, work} {
-		if !filepath.IsAbs(p) || strings.ContainsAny(p, ",:\\\n") {
-			return nil, fmt.Errorf("cannot fork: path %q does not fit overlay mount options", p)
+// findForks returns, for an unprotected job with cache.fork on, the
+// protected cache of each planned path that exists on this host (nil
+// entries where none does, and for profiles under commit-on-success),
+// leased so that no GC removes it before the fork stands on it. Protected
+// jobs, forks off, and a remote engine (an overlay needs the cache's
+// directory) get nil.
+func (m *Manager) findForks(ctx context.Context, j job.Job, profiles []Profile, commits map[string]bool, now time.Time) []*lowerCache {
+	if m.cfg.Fork == ForkOff || j.Protected || m.host == nil {
+		return nil
+	}
+	plan := ForkPlan(m.key(j), profiles)
+	out := make([]*lowerCache, len(plan))
+	for i, f := range plan {
+		// A commit layer already keeps the job's writes apart.
+		if commits[f.Lower.Profile] || !m.isCache(ctx, f.Lower.Name) {
+			continue
+		}
+		// The lease first, then a second look: a GC may have removed the
+		// volume since the first, but none can from now on.
+		var rec record.Record
+		err := m.records.Update(f.Lower.Name, func(r *record.Record) error {
+			rec = *r
+			r.Claimed = now.UTC()
+			if !r.LastUsed.IsZero() {
+				r.LastUsed = now.UTC() // reading it through a fork is a use
+			}
+			return nil
+		})
+		if err != nil || !m.isCache(ctx, f.Lower.Name) || !m.host.Has(ctx, f.Lower.Name) {
+			continue
+		}
+		out[i] = &lowerCache{Fork: f, record: rec}
+	}
+	return out
+}
+
+// isCache says whether the volume name exists and is a cache volume.
+// (An overlay on it needs its directory on this host too: host.Has.)
+func (m *Manager) isCache(ctx context.Context, name string) bool {
+	info, err := m.engine.InspectVolume(ctx, name)
+	return err == nil && info.Labels[naming.LabelKind] == string(naming.KindCache)
+}
+
+// jobFork is a fork made for a job.
+type jobFork struct {
+	volume string     // the overlay volume the job mounts
+	lower  record.Use // the protected cache, for the metrics (a hit)
+	size   startSize  // the layer, for the growth report
+	line   string     // for the job log
+}
+
+// makeFork creates the layer (the kept unprotected layer volume, or one of
+// the job's own) and the overlay volume of the job's i-th cache path.
+func (m *Manager) makeFork(ctx context.Context, j job.Job, i int, lc lowerCache, now time.Time) (jobFork, error) {
+	ov := overlay{key: j.Key(), meta: j.Meta(now), index: i, lower: lc.Lower.Name}
+	var name string
+	var size startSize
+	var layerSays string
+	if m.cfg.Fork == ForkKeep {
+		var err error
+		name, size, layerSays, err = m.keptLayerFork(ctx, j, ov, lc, now)
+		if err != nil {
+			return jobFork{}, err
 		}
 	}
-	return map[string]string{
-		"type":   "overlay",
-		"device": "overlay",
-		"o":      fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lowerMountpoint, upper, work),
-	}, nil
+	if name == "" {
+		layer, err := m.jobLayer(ctx, ov, naming.KindLayer, nil)
+		if err != nil {
+			return jobFork{}, err
+		}
+		ov.layer = layer
+		size = startSize{Volume: Volume{Name: layer, Profile: lc.Layer.Profile, Path: lc.Layer.Path}, Known: true, Job: true}
+		if layerSays == "" {
+			layerSays = "its writes discarded at the end of the job"
+		}
+		if name, err = m.createOverlay(ctx, ov); err != nil {
+			return jobFork{}, fmt.Errorf("creating the fork of %s: %w", lc.Lower.Name, err)
+		}
+	}
+	lower := record.Use{Volume: lc.Lower.Name, Labels: lc.Lower.Labels, Warm: true,
+		SizeBytes: lc.record.SizeBytes, SizeKnown: !lc.record.Measured.IsZero()}
+	what := "size not measured yet"
+	if !lc.record.Measured.IsZero() {
+		what = Bytes(lc.record.SizeBytes)
+	}
+	line := fmt.Sprintf("Cache %s %s: forked from the protected cache (%s, %s), %s", lc.Lower.Profile, lc.Lower.Path, what, lc.Lower.Name, layerSays)
+	return jobFork{volume: name, lower: lower, size: size, line: line}, nil
+}
+
+// errLayerInUse: another job's fork stands on a kept layer.
+var errLayerInUse = errors.New("kept layer in use by another job's fork")
+
+// keptLayerFork claims the kept layer of lc and creates the job's fork on
+// it, unless another job's fork already stands on it: two overlays must
+// never share an upper and work directory (the second mount would wipe
+// the first one's work directory under it), so that job gets an empty
+// name and a layer of its own, discarded with it. The check and the
+// creation of the fork volume happen under the layer's record lock, so
+// two prepares cannot both find the layer free.
+func (m *Manager) keptLayerFork(ctx context.Context, j job.Job, ov overlay, lc lowerCache, now time.Time) (name string, size startSize, says string, err error) {
+	sts, err := m.claimVolumes(ctx, []Volume{lc.Layer}, now)
+	if err != nil {
+		return "", startSize{}, "", fmt.Errorf("claiming the layer of a fork: %w", err)
+	}
+	st := sts[0]
+	ov.layer, ov.keptLayer = lc.Layer.Name, true
+	err = m.records.Update(lc.Layer.Name, func(*record.Record) error {
+		forks, err := m.engine.List(ctx, map[string]string{naming.LabelKind: string(naming.KindFork), naming.LabelForkLayer: lc.Layer.Name})
+		if err != nil {
+			return fmt.Errorf("listing the forks of %s: %w", lc.Layer.Name, err)
+		}
+		// The job's own leftovers went at the start of prepare: any fork
+		// here is another job's.
+		if slices.ContainsFunc(forks, func(r engine.Resource) bool { return r.Type == engine.Volume }) {
+			return errLayerInUse
+		}
+		name, err = m.createOverlay(ctx, ov)
+		return err
+	})
+	if errors.Is(err, errLayerInUse) {
+		return "", startSize{}, "its writes discarded at the end of the job (another job is using the kept layer " + lc.Layer.Name + ")", nil
+	}
+	if err != nil {
+		return "", startSize{}, "", fmt.Errorf("creating the fork of %s: %w", lc.Lower.Name, err)
+	}
+	size = sizeAtStart(st)
+	says = "its own writes kept from earlier unprotected jobs"
+	if st.Warm && !st.Record.Measured.IsZero() {
+		says += " (" + Bytes(st.Record.SizeBytes) + ")"
+	}
+	return name, size, says, nil
+}
+
+// overlay is the job's i-th overlay volume: a cache volume below (lower),
+// read only, and a layer of the job's writes on top. Forks and commit
+// layers are both made of it.
+type overlay struct {
+	key   naming.JobKey
+	meta  naming.JobMeta
+	index int
+	lower string // the cache volume below
+	layer string // the volume holding the writes
+	// keptLayer says the layer is a persistent cache volume: kept by the
+	// GC while the overlay lives.
+	keptLayer bool
+	// commit makes it a commit layer (see host.Host.OverlayOptions).
+	commit bool
+}
+
+// jobLayer creates a layer volume of the job's own, of kind, removed with
+// the job's other volumes.
+func (m *Manager) jobLayer(ctx context.Context, o overlay, kind naming.Kind, labels map[string]string) (string, error) {
+	name := o.key.IndexedName(kind, o.index)
+	all := o.key.Labels(kind, o.meta)
+	maps.Copy(all, labels)
+	if err := m.engine.EnsureVolume(ctx, engine.VolumeSpec{Name: name, Labels: all}); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// createOverlay prepares the layer's directories and creates the overlay
+// volume, labelled with what it stands on; Docker mounts it when a
+// container first mounts the volume.
+func (m *Manager) createOverlay(ctx context.Context, o overlay) (string, error) {
+	if err := m.host.PrepareLayer(ctx, o.layer); err != nil {
+		return "", err
+	}
+	opts, err := m.host.OverlayOptions(ctx, o.lower, o.layer, o.commit)
+	if err != nil {
+		return "", err
+	}
+	name := o.key.IndexedName(naming.KindFork, o.index)
+	labels := o.key.Labels(naming.KindFork, o.meta)
+	labels[naming.LabelForkLower] = o.lower
+	if o.keptLayer {
+		labels[naming.LabelForkLayer] = o.layer
+	}
+	if err := m.engine.EnsureVolume(ctx, engine.VolumeSpec{Name: name, Labels: labels, DriverOpts: opts}); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// forkLayers lists the kept layer volumes the job may have used, for
+// cleanup to measure.
+func (m *Manager) forkLayers(j job.Job, profiles []Profile) []Volume {
+	if m.cfg.Fork != ForkKeep || j.Protected {
+		return nil
+	}
+	var out []Volume
+	for _, f := range ForkPlan(m.key(j), profiles) {
+		out = append(out, f.Layer)
+	}
+	return out
 }

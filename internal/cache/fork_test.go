@@ -1,8 +1,6 @@
 package cache
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/warmcache/warmcache/internal/naming"
@@ -24,33 +22,5 @@ func TestForkPlan(t *testing.T) {
 		if plain[i].Labels[naming.LabelCacheLayer] != "" {
 			t.Errorf("ForkPlan changed the labels of Plan's volumes")
 		}
-	}
-}
-
-func TestOverlayOptionsRefuseUnsafePaths(t *testing.T) {
-	for _, lower := range []string{"relative/dir", "/a,b", "/a:b"} {
-		if _, err := OverlayOptions(lower, "/layer"); err == nil {
-			t.Errorf("OverlayOptions(%q) accepted", lower)
-		}
-	}
-}
-
-func TestPrepareLayer(t *testing.T) {
-	mp := t.TempDir()
-	for range 2 { // again on a kept layer
-		if err := PrepareLayer(mp); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fi, err := os.Stat(filepath.Join(mp, "upper"))
-	if err != nil || fi.Mode()&(os.ModePerm|os.ModeSticky) != os.ModeSticky|0o777 {
-		t.Errorf("upper: %v, %v; want a directory open to every job user", fi, err)
-	}
-	bad := t.TempDir()
-	if err := os.Symlink("/etc", filepath.Join(bad, "work")); err != nil {
-		t.Fatal(err)
-	}
-	if err := PrepareLayer(bad); err == nil {
-		t.Error("PrepareLayer followed a symlink in place of work/")
 	}
 }

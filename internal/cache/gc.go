@@ -9,8 +9,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/naming"
+	"go.uber.org/zap"
 )
 
 // Limits bound the disk the caches in scope use; zero is no limit.
@@ -27,7 +30,7 @@ type Limits struct {
 type Candidate struct {
 	Volume string
 	Labels map[string]string
-	Record Record
+	Record record.Record
 	// Forked says a live fork stands on the volume (as its lower cache or
 	// its layer): no container mounts it, yet removing it would pull the
 	// ground from under a running job.
@@ -73,19 +76,12 @@ func Scope(pool string) map[string]string {
 	return s
 }
 
-// gcEngine lists, inspects and removes resources.
-type gcEngine interface {
-	List(ctx context.Context, labels map[string]string) ([]engine.Resource, error)
-	InspectVolume(ctx context.Context, name string) (engine.VolumeInfo, error)
-	Remove(ctx context.Context, r engine.Resource) error
-}
-
-// Candidates lists the cache volumes in scope with their records. It reads
+// candidates lists the cache volumes in scope with their records. It reads
 // one small file per volume and walks no cache. A volume without a record
 // (made before records were kept) gets one, last used now: its real last
 // use is unknown, and its creation would make the oldest cache look idle.
 // Its size stays unknown (not measured) until a job's cleanup measures it.
-func Candidates(ctx context.Context, e gcEngine, recs Records, scope map[string]string, now time.Time) ([]Candidate, error) {
+func candidates(ctx context.Context, e Engine, recs record.Records, scope map[string]string, now time.Time) ([]Candidate, error) {
 	rs, err := e.List(ctx, scope)
 	if err != nil {
 		return nil, fmt.Errorf("listing cache volumes: %w", err)
@@ -106,7 +102,7 @@ func Candidates(ctx context.Context, e gcEngine, recs Records, scope map[string]
 		}
 		rec, err := recs.Get(r.Name)
 		if err == nil && rec.LastUsed.IsZero() {
-			err = recs.Update(r.Name, func(cur *Record) error {
+			err = recs.Update(r.Name, func(cur *record.Record) error {
 				if cur.LastUsed.IsZero() {
 					cur.LastUsed = now.UTC()
 				}
@@ -179,7 +175,7 @@ type GCResult struct {
 	Skipped []Skipped
 }
 
-// ErrGone is returned by Evict for a volume that no longer exists.
+// ErrGone is returned by evict for a volume that no longer exists.
 var ErrGone = errors.New("already removed")
 
 // Skipped is a planned eviction that did not happen.
@@ -188,7 +184,7 @@ type Skipped struct {
 	Err error
 }
 
-// Evict removes the volume name unless a prepare has claimed it less than
+// evict removes the volume name unless a prepare has claimed it less than
 // LeaseGrace before now (ErrLeased) or a container mounts it (the engine
 // refuses: engine.ErrInUse). The record's lock is held throughout, so a
 // prepare's claim of the same volume comes either before (and the volume
@@ -196,10 +192,10 @@ type Skipped struct {
 //
 // A volume already gone (another GC pass evicted it since this one listed
 // the candidates) is ErrGone: only the pass that removed it counts it.
-func (rs Records) Evict(ctx context.Context, e gcEngine, name string, now time.Time) error {
-	return rs.Update(name, func(r *Record) error {
+func evict(ctx context.Context, e Engine, rs record.Records, name string, now time.Time) error {
+	return rs.Update(name, func(r *record.Record) error {
 		if r.Leased(now) {
-			return ErrLeased
+			return record.ErrLeased
 		}
 		if _, err := e.InspectVolume(ctx, name); errors.Is(err, engine.ErrNotFound) {
 			return ErrGone
@@ -207,17 +203,17 @@ func (rs Records) Evict(ctx context.Context, e gcEngine, name string, now time.T
 		if err := e.Remove(ctx, engine.Resource{Type: engine.Volume, Name: name}); err != nil {
 			return err
 		}
-		*r = Record{}
+		*r = record.Record{}
 		return nil
 	})
 }
 
-// GC evicts per PlanGC. A volume that cannot go (in use, just claimed) is
+// gc evicts per PlanGC. A volume that cannot go (in use, just claimed) is
 // skipped and the plan made again without it, so that the next least
 // recently used takes its place, until the plan is done or ctx ends.
 // Volumes in keep are never planned (a job about to claim them). onEvict,
 // when set, is called after each removal. cands is left as it is.
-func GC(ctx context.Context, e gcEngine, recs Records, cands []Candidate, lim Limits, free int64, now time.Time, keep map[string]bool, onEvict func(Eviction)) (GCResult, error) {
+func gc(ctx context.Context, e Engine, recs record.Records, cands []Candidate, lim Limits, free int64, now time.Time, keep map[string]bool, onEvict func(Eviction)) (GCResult, error) {
 	var res GCResult
 	cands = slices.Clone(cands)
 	skip := maps.Clone(keep)
@@ -234,7 +230,7 @@ func GC(ctx context.Context, e gcEngine, recs Records, cands []Candidate, lim Li
 				return res, err
 			}
 			skip[ev.Volume] = true
-			if err := recs.Evict(ctx, e, ev.Volume, now); err != nil {
+			if err := evict(ctx, e, recs, ev.Volume, now); err != nil {
 				res.Skipped = append(res.Skipped, Skipped{ev, err})
 				if errors.Is(err, ErrGone) {
 					// Nothing there to count towards the limits.
@@ -252,5 +248,73 @@ func GC(ctx context.Context, e gcEngine, recs Records, cands []Candidate, lim Li
 				onEvict(ev)
 			}
 		}
+	}
+}
+
+// stageGCBudget bounds the GC pass in prepare and cleanup: it keeps the
+// disk within limits without a cron job, but never holds a job up long.
+const stageGCBudget = 5 * time.Second
+
+// limits are the configured cache.gc limits.
+func (m *Manager) limits() Limits {
+	g := m.cfg.GC
+	return Limits{MaxVolumeBytes: int64(g.MaxVolumeSize), BudgetBytes: int64(g.Budget),
+		MaxIdle: g.MaxIdle, MinFreeBytes: int64(g.MinFreeDisk)}
+}
+
+// dataRootFree is the free space of the engine's data root, or -1 when it
+// is not wanted (no low-water mark) or not readable from here.
+func (m *Manager) dataRootFree(ctx context.Context) int64 {
+	if m.cfg.GC.MinFreeDisk == 0 || m.host == nil {
+		return -1
+	}
+	info, err := m.engine.Ping(ctx)
+	if err != nil || info.RootDir == "" {
+		return -1
+	}
+	free, _, err := host.DiskSpace(info.RootDir)
+	if err != nil {
+		return -1
+	}
+	return free
+}
+
+// GC makes one pass over the caches of the configured pool, evicting
+// until every cache.gc limit holds (with dryRun, only planning), and
+// returns the candidates it considered and what it did. Volumes in keep
+// are never evicted; onEvict, when set, is called after each removal.
+func (m *Manager) GC(ctx context.Context, dryRun bool, keep map[string]bool, onEvict func(Eviction)) ([]Candidate, GCResult, error) {
+	now := time.Now()
+	cands, err := candidates(ctx, m.engine, m.records, Scope(m.cfg.Pool), now)
+	if err != nil {
+		return nil, GCResult{}, err
+	}
+	free := m.dataRootFree(ctx)
+	if dryRun {
+		return cands, GCResult{Evicted: PlanGC(cands, m.limits(), free, now, keep)}, nil
+	}
+	res, err := gc(ctx, m.engine, m.records, cands, m.limits(), free, now, keep, onEvict)
+	m.updateMetrics(func(s *record.MetricsState) {
+		for _, ev := range res.Evicted {
+			s.Evicted(ev.Volume, ev.SizeBytes)
+		}
+	})
+	return cands, res, err
+}
+
+// GCAtStage is the light pass of prepare and cleanup: bounded, and only
+// when a limit is set; it never fails the job. It leaves the volumes in
+// keep alone: in prepare, those the job is about to claim (Names).
+func (m *Manager) GCAtStage(ctx context.Context, keep map[string]bool) {
+	if !m.cfg.Enabled || !m.cfg.GC.AtStages || !m.cfg.GC.Limited() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, stageGCBudget)
+	defer cancel()
+	_, res, err := m.GC(ctx, false, keep, func(ev Eviction) {
+		m.log.Info("evicted cache volume", zap.String("volume", ev.Volume), zap.Int64("bytes", ev.SizeBytes), zap.String("reason", ev.Reason))
+	})
+	if err != nil {
+		m.log.Warn("cache gc pass", zap.Error(err), zap.Int("evicted", len(res.Evicted)))
 	}
 }

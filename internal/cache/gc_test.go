@@ -10,14 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warmcache/warmcache/internal/cache/record"
+	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/fake"
+	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/naming"
+	"go.uber.org/zap"
 )
 
 func cand(name string, size int64, lastUsed time.Time) Candidate {
 	return Candidate{Volume: name, Labels: map[string]string{naming.LabelCacheProfile: "go"},
-		Record: Record{LastUsed: lastUsed, SizeBytes: size, Measured: lastUsed}}
+		Record: record.Record{LastUsed: lastUsed, SizeBytes: size, Measured: lastUsed}}
 }
 
 func volumesOf(plan []Eviction) []string {
@@ -34,7 +38,7 @@ func TestPlanGC(t *testing.T) {
 	leased := cand("leased", 500, h(100))
 	leased.Record.Claimed = now.Add(-time.Minute)
 	staleLease := cand("stale-lease", 10, h(90))
-	staleLease.Record.Claimed = now.Add(-LeaseGrace - time.Second)
+	staleLease.Record.Claimed = now.Add(-record.LeaseGrace - time.Second)
 	neverRecorded := Candidate{Volume: "pre-records", Labels: map[string]string{naming.LabelCreated: h(200).Format(time.RFC3339)}}
 	cands := []Candidate{cand("c", 100, h(3)), cand("a", 100, h(10)), cand("b", 100, h(5)), cand("big", 900, h(1)), leased, staleLease, neverRecorded}
 	tests := []struct {
@@ -69,11 +73,11 @@ func TestPlanGC(t *testing.T) {
 // gcFixture is a fake engine with cache volumes of the sizes given, used
 // in the order given (the first is the least recently used), and their
 // records.
-func gcFixture(t *testing.T, sizes ...int64) (*fake.Engine, Records, []string) {
+func gcFixture(t *testing.T, sizes ...int64) (*fake.Engine, record.Records, []string) {
 	t.Helper()
 	f := fake.New()
 	f.AddImage("img")
-	recs := Records{Dir: t.TempDir()}
+	recs := record.Records{Dir: t.TempDir()}
 	var names []string
 	for i, size := range sizes {
 		name := fmt.Sprintf("warmcache-go-%012d", i)
@@ -82,20 +86,23 @@ func gcFixture(t *testing.T, sizes ...int64) (*fake.Engine, Records, []string) {
 			t.Fatal(err)
 		}
 		used := t0.Add(-time.Hour + time.Duration(i)*time.Minute)
-		if err := recs.write(name, Record{LastUsed: used, Claimed: used, SizeBytes: size, Measured: used}); err != nil {
+		if err := recs.Update(name, func(r *record.Record) error {
+			*r = record.Record{LastUsed: used, Claimed: used, SizeBytes: size, Measured: used}
+			return nil
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return f, recs, names
 }
 
-func runGC(t *testing.T, f *fake.Engine, recs Records, lim Limits) GCResult {
+func runGC(t *testing.T, f *fake.Engine, recs record.Records, lim Limits) GCResult {
 	t.Helper()
-	cands, err := Candidates(t.Context(), f, recs, Scope(""), t0)
+	cands, err := candidates(t.Context(), f, recs, Scope(""), t0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := GC(t.Context(), f, recs, cands, lim, -1, t0, nil, nil)
+	res, err := gc(t.Context(), f, recs, cands, lim, -1, t0, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +128,7 @@ func TestGCSkipsVolumeInUse(t *testing.T) {
 			t.Errorf("volume %d exists = %v, want %v", i, ok, want)
 		}
 	}
-	if r, _ := recs.Get(names[1]); r != (Record{}) {
+	if r, _ := recs.Get(names[1]); r != (record.Record{}) {
 		t.Errorf("record of an evicted volume = %+v, want it cleared", r)
 	}
 }
@@ -130,17 +137,18 @@ func TestGCSkipsVolumeInUse(t *testing.T) {
 // other at the two dangerous points, with the fake engine's hooks.
 func TestClaimAndGCInterleaved(t *testing.T) {
 	vol := Plan(testKey, []Profile{wantGo})[0]
-	setup := func(t *testing.T) (*fake.Engine, Records) {
+	setup := func(t *testing.T) (*fake.Engine, record.Records) {
 		f, _ := localEngine(t)
 		f.AddImage("img")
-		recs := Records{Dir: t.TempDir()}
-		old := t0.Add(-2 * LeaseGrace)
-		if _, err := Claim(t.Context(), f, &recs, []Volume{vol}, 1, old); err != nil {
+		m := newManager(t, f, config.Cache{}, true)
+		recs := m.records
+		old := t0.Add(-2 * record.LeaseGrace)
+		if _, err := m.claimVolumes(t.Context(), []Volume{vol}, old); err != nil {
 			t.Fatal(err)
 		}
 		return f, recs
 	}
-	gc := func(t *testing.T, f *fake.Engine, recs Records) GCResult {
+	pass := func(t *testing.T, f *fake.Engine, recs record.Records) GCResult {
 		t.Helper()
 		return runGC(t, f, recs, Limits{BudgetBytes: 1, MaxIdle: time.Minute})
 	}
@@ -153,18 +161,18 @@ func TestClaimAndGCInterleaved(t *testing.T) {
 		f.SetHook(func(method, name string) error {
 			if method == fake.MethodEnsureVolume && name == vol.Name {
 				f.SetHook(nil)
-				during = gc(t, f, recs)
+				during = pass(t, f, recs)
 			}
 			return nil
 		})
-		if _, err := Claim(t.Context(), f, &recs, []Volume{vol}, 2, t0); err != nil {
+		if _, err := claimer(f, recs).claimVolumes(t.Context(), []Volume{vol}, t0); err != nil {
 			t.Fatal(err)
 		}
 		if len(during.Evicted) != 0 {
 			t.Fatalf("GC during the claim evicted %+v, want the leased volume kept", during)
 		}
 		// A GC that planned before the lease is refused at removal.
-		if err := recs.Evict(t.Context(), f, vol.Name, t0); !errors.Is(err, ErrLeased) {
+		if err := evict(t.Context(), f, recs, vol.Name, t0); !errors.Is(err, record.ErrLeased) {
 			t.Errorf("Evict of the claimed volume = %v, want ErrLeased", err)
 		}
 		if err := f.CreateContainer(t.Context(), engine.ContainerSpec{Name: "job", Image: "img", Mounts: []engine.Mount{{Volume: vol.Name, Target: vol.Path}}}); err != nil {
@@ -185,7 +193,7 @@ func TestClaimAndGCInterleaved(t *testing.T) {
 			if method == fake.MethodRemove && name == vol.Name {
 				f.SetHook(nil)
 				go func() {
-					st, err := Claim(context.Background(), f, &recs, []Volume{vol}, 2, t0)
+					st, err := claimer(f, recs).claimVolumes(context.Background(), []Volume{vol}, t0)
 					if err != nil {
 						t.Error(err)
 					}
@@ -194,7 +202,7 @@ func TestClaimAndGCInterleaved(t *testing.T) {
 			}
 			return nil
 		})
-		res := gc(t, f, recs)
+		res := pass(t, f, recs)
 		st := <-claimed
 		if len(res.Evicted) != 1 {
 			t.Fatalf("GC = %+v, want the idle volume evicted", res)
@@ -228,14 +236,17 @@ func TestClaimAndGCInterleaved(t *testing.T) {
 func BenchmarkPlanGC1000(b *testing.B) {
 	f := fake.New()
 	f.SetVolumeRoot(b.TempDir())
-	recs := Records{Dir: b.TempDir()}
+	recs := record.Records{Dir: b.TempDir()}
 	for i := range 1000 {
 		name := fmt.Sprintf("warmcache-go-%012d", i)
 		if err := f.EnsureVolume(b.Context(), engine.VolumeSpec{Name: name, Labels: Scope("")}); err != nil {
 			b.Fatal(err)
 		}
 		used := t0.Add(-time.Duration(i) * time.Minute)
-		if err := recs.write(name, Record{LastUsed: used, SizeBytes: int64(i) << 20, Measured: used}); err != nil {
+		if err := recs.Update(name, func(r *record.Record) error {
+			*r = record.Record{LastUsed: used, SizeBytes: int64(i) << 20, Measured: used}
+			return nil
+		}); err != nil {
 			b.Fatal(err)
 		}
 		info, _ := f.Volume(name)
@@ -248,7 +259,7 @@ func BenchmarkPlanGC1000(b *testing.B) {
 	lim := Limits{BudgetBytes: 100 << 30, MaxIdle: 10 * time.Hour}
 	b.Run("records", func(b *testing.B) {
 		for b.Loop() {
-			cands, err := Candidates(b.Context(), f, recs, Scope(""), t0)
+			cands, err := candidates(b.Context(), f, recs, Scope(""), t0)
 			if err != nil || len(cands) != 1000 {
 				b.Fatalf("%d candidates, %v", len(cands), err)
 			}
@@ -259,13 +270,13 @@ func BenchmarkPlanGC1000(b *testing.B) {
 	})
 	b.Run("walk", func(b *testing.B) {
 		for b.Loop() {
-			cands, err := Candidates(b.Context(), f, recs, Scope(""), t0)
+			cands, err := candidates(b.Context(), f, recs, Scope(""), t0)
 			if err != nil {
 				b.Fatal(err)
 			}
+			local := host.New(f, nil)
 			for i, c := range cands {
-				info, _ := f.Volume(c.Volume)
-				if cands[i].Record.SizeBytes, err = DirSize(b.Context(), info.Mountpoint); err != nil {
+				if cands[i].Record.SizeBytes, err = local.Size(b.Context(), c.Volume); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -278,15 +289,15 @@ func BenchmarkPlanGC1000(b *testing.B) {
 // (two cleanups at once) evict each volume once and count it once.
 func TestGCConcurrentPassesCountOnce(t *testing.T) {
 	f, recs, names := gcFixture(t, 100, 100, 100)
-	cands, err := Candidates(t.Context(), f, recs, Scope(""), t0)
+	cands, err := candidates(t.Context(), f, recs, Scope(""), t0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := GC(t.Context(), f, recs, cands, Limits{BudgetBytes: 200}, -1, t0, nil, nil)
+	first, err := gc(t.Context(), f, recs, cands, Limits{BudgetBytes: 200}, -1, t0, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := GC(t.Context(), f, recs, cands, Limits{BudgetBytes: 200}, -1, t0, nil, nil)
+	second, err := gc(t.Context(), f, recs, cands, Limits{BudgetBytes: 200}, -1, t0, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,13 +322,13 @@ func TestGCConcurrentPassesCountOnce(t *testing.T) {
 // record, last used then, size unknown.
 func TestCandidatesSeedsRecord(t *testing.T) {
 	f := fake.New()
-	recs := Records{Dir: t.TempDir()}
+	recs := record.Records{Dir: t.TempDir()}
 	labels := Scope("")
 	labels[naming.LabelCreated] = t0.Add(-90 * 24 * time.Hour).Format(time.RFC3339)
 	if err := f.EnsureVolume(t.Context(), engine.VolumeSpec{Name: "warmcache-go-old", Labels: labels}); err != nil {
 		t.Fatal(err)
 	}
-	cands, err := Candidates(t.Context(), f, recs, Scope(""), t0)
+	cands, err := candidates(t.Context(), f, recs, Scope(""), t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,4 +345,10 @@ func TestCandidatesSeedsRecord(t *testing.T) {
 	if r, _ := recs.Get("warmcache-go-old"); !r.LastUsed.Equal(t0) || !r.Measured.IsZero() {
 		t.Errorf("record %+v, want seeded at %s, not measured", r, t0)
 	}
+}
+
+// claimer is a manager over f and the records recs, as a second process
+// (a prepare) sharing the state directory would be.
+func claimer(f *fake.Engine, recs record.Records) *Manager {
+	return &Manager{engine: f, host: host.New(f, nil), records: recs, log: zap.NewNop()}
 }

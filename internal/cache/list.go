@@ -28,15 +28,13 @@ type Entry struct {
 	LastUsed    time.Time `json:"last_used,omitzero"`
 }
 
-// lister is what listing needs from the engine.
-type lister interface {
-	List(ctx context.Context, labels map[string]string) ([]engine.Resource, error)
-}
-
-// List returns every cache volume on the engine, most recently used first.
-// It reads only labels and stamps: no file of a cache is walked.
-func List(ctx context.Context, e lister) ([]Entry, error) {
-	rs, err := e.List(ctx, map[string]string{naming.LabelKind: string(naming.KindCache)})
+// List returns every cache volume on the engine, most recently used
+// first, with its size and last use from the driver's own records (a
+// volume without one, made by an older version, shows its size as not
+// measured). It reads labels and one small file per volume: no file of a
+// cache is walked, and nothing a job can write is believed.
+func (m *Manager) List(ctx context.Context) ([]Entry, error) {
+	rs, err := m.engine.List(ctx, map[string]string{naming.LabelKind: string(naming.KindCache)})
 	if err != nil {
 		return nil, fmt.Errorf("listing cache volumes: %w", err)
 	}
@@ -50,9 +48,9 @@ func List(ctx context.Context, e lister) ([]Entry, error) {
 			ProjectPath: r.Labels[naming.LabelCacheProjectPath], Profile: r.Labels[naming.LabelCacheProfile],
 			Path: r.Labels[naming.LabelCachePath], Trust: r.Labels[naming.LabelCacheTrust],
 		}
-		if st, err := ReadStamp(r.Mountpoint); err == nil {
-			en.LastUsed = st.LastUsed
-			en.SizeBytes, en.SizeKnown = st.SizeBytes, !st.Measured.IsZero()
+		if rec, err := m.records.Get(r.Name); err == nil {
+			en.LastUsed = rec.LastUsed
+			en.SizeBytes, en.SizeKnown = rec.SizeBytes, !rec.Measured.IsZero()
 		}
 		out = append(out, en)
 	}
@@ -68,21 +66,6 @@ func sortEntries(entries []Entry) {
 		}
 		return strings.Compare(a.Volume, b.Volume)
 	})
-}
-
-// Trusted replaces what the job-writable stamps told List with what the
-// driver's own records say, for each entry that has a record.
-func (rs Records) Trusted(entries []Entry) []Entry {
-	for i, e := range entries {
-		r, err := rs.Get(e.Volume)
-		if err != nil || r.LastUsed.IsZero() {
-			continue
-		}
-		entries[i].LastUsed = r.LastUsed
-		entries[i].SizeBytes, entries[i].SizeKnown = r.SizeBytes, !r.Measured.IsZero()
-	}
-	sortEntries(entries)
-	return entries
 }
 
 // WriteTable prints entries for people.

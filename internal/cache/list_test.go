@@ -11,46 +11,50 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/fake"
 )
 
 func TestList(t *testing.T) {
 	f, root := localEngine(t)
+	m := newManager(t, f, config.Cache{}, true)
 	ctx := t.Context()
 
 	// Project A: three volumes claimed at t0, cache-dir measured.
 	volsA := Plan(testKey, []Profile{wantCacheDir, wantGo})
-	if _, err := Claim(ctx, f, nil, volsA, 1, t0); err != nil {
+	if _, err := m.claimVolumes(ctx, volsA, t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := Measure(ctx, f, nil, volsA[:1], t0.Add(time.Minute)); err != nil {
+	if err := m.measureVolumes(ctx, volsA[:1], t0.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	// Project B: one volume used later, holding 1000 bytes, measured.
+	// Project B: one volume used later, holding 1000 bytes, measured; and
+	// a stamp an older version (or a job) left claiming other figures.
 	keyB := Key{Instance: "gitlab.example.com", ProjectID: 2002, ProjectPath: "group/other", Trust: Protected}
 	volsB := Plan(keyB, []Profile{wantNpm})
-	if _, err := Claim(ctx, f, nil, volsB, 2, t1); err != nil {
+	if _, err := m.claimVolumes(ctx, volsB, t1); err != nil {
 		t.Fatal(err)
 	}
-	writeTree(t, filepath.Join(root, volsB[0].Name), map[string]int{"_cacache/index": 1000})
-	if err := Measure(ctx, f, nil, volsB, t1.Add(time.Minute)); err != nil {
+	writeFile(t, filepath.Join(root, volsB[0].Name, "_cacache", "index"), 1000)
+	if err := m.measureVolumes(ctx, volsB, t1.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	// A cache volume without a stamp (never claimed from this host): it
-	// sorts last although its name sorts first.
-	unstamped := Plan(Key{Instance: "gitlab.example.com", ProjectID: 3003, ProjectPath: "g/p", Trust: Unprotected}, []Profile{wantPip})[0]
-	if err := f.EnsureVolume(ctx, engine.VolumeSpec{Name: "aaa-unstamped", Labels: unstamped.Labels}); err != nil {
+	forged := `{"last_used":"2099-01-01T00:00:00Z","size_bytes":1,"measured":"2099-01-01T00:00:00Z"}`
+	if err := os.WriteFile(filepath.Join(root, volsB[0].Name, ".warmcache-stamp"), []byte(forged), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// Not cache volumes: a job volume with a stamp, a container and a
-	// network carrying the cache kind label.
+	// A cache volume without a record (made by an older version): it
+	// sorts last although its name sorts first, its size not measured.
+	unrecorded := Plan(Key{Instance: "gitlab.example.com", ProjectID: 3003, ProjectPath: "g/p", Trust: Unprotected}, []Profile{wantPip})[0]
+	if err := f.EnsureVolume(ctx, engine.VolumeSpec{Name: "aaa-unrecorded", Labels: unrecorded.Labels}); err != nil {
+		t.Fatal(err)
+	}
+	// Not cache volumes: a job volume, a container and a network
+	// carrying the cache kind label.
 	jobVolume := "warmcache-r-p1001-c0-j1-builds"
 	if err := f.EnsureVolume(ctx, engine.VolumeSpec{Name: jobVolume,
 		Labels: map[string]string{"io.warmcache.managed": "true", "io.warmcache.kind": "builds"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteStamp(filepath.Join(root, jobVolume), Stamp{LastUsed: t1.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	f.AddImage("img")
@@ -59,7 +63,7 @@ func TestList(t *testing.T) {
 	}
 	f.AddNetwork("zzz-network", volsA[0].Labels)
 
-	got, err := List(ctx, f)
+	got, err := m.List(ctx)
 	if err != nil {
 		t.Fatalf("List: %v", err)
 	}
@@ -69,20 +73,20 @@ func TestList(t *testing.T) {
 			Profile: v.Profile, Path: v.Path, Trust: trust}
 	}
 	b := entry(volsB[0], "gitlab.example.com", "2002", "group/other", "protected")
-	// 1000 bytes of data; the stamp Claim wrote is not counted.
+	// 1000 bytes of data, from the record: the forged stamp is not read.
 	b.SizeBytes, b.SizeKnown, b.LastUsed = 1000, true, t1
 	var a []Entry
 	for i, v := range volsA {
 		e := entry(v, "gitlab.example.com", "1001", "group/project", "unprotected")
 		e.LastUsed = t0
 		if i == 0 {
-			e.SizeBytes, e.SizeKnown = 0, true // the stamp alone, not counted
+			e.SizeBytes, e.SizeKnown = 0, true
 		}
 		a = append(a, e)
 	}
 	// Same last use: by name.
 	slices.SortFunc(a, func(x, y Entry) int { return strings.Compare(x.Volume, y.Volume) })
-	c := Entry{Volume: "aaa-unstamped", Instance: "gitlab.example.com", ProjectID: "3003", ProjectPath: "g/p",
+	c := Entry{Volume: "aaa-unrecorded", Instance: "gitlab.example.com", ProjectID: "3003", ProjectPath: "g/p",
 		Profile: "pip", Path: "/root/.cache/pip", Trust: "unprotected"}
 	want := append(append([]Entry{b}, a...), c)
 	if !reflect.DeepEqual(got, want) {
@@ -93,16 +97,27 @@ func TestList(t *testing.T) {
 	if last := calls[len(calls)-1]; last != (fake.Call{Method: fake.MethodList, Name: "io.warmcache.kind=cache"}) {
 		t.Errorf("List asked the engine %+v, want the cache kind label", last)
 	}
-	// Listing reads, never writes: B's stamp is as Measure left it.
-	if s, err := ReadStamp(filepath.Join(root, volsB[0].Name)); err != nil || !s.Measured.Equal(t1.Add(time.Minute)) {
-		t.Errorf("stamp of B after List: %+v, %v", s, err)
+	// Listing reads, never writes: B's record is as the measure left it.
+	if r, err := m.records.Get(volsB[0].Name); err != nil || !r.Measured.Equal(t1.Add(time.Minute)) {
+		t.Errorf("record of B after List: %+v, %v", r, err)
+	}
+}
+
+// writeFile writes size bytes at path, making its directories.
+func writeFile(t *testing.T, path string, size int) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, make([]byte, size), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
 func TestListEmptyAndErrors(t *testing.T) {
 	t.Run("no cache volumes", func(t *testing.T) {
 		f := fake.New()
-		got, err := List(t.Context(), f)
+		got, err := newManager(t, f, config.Cache{}, true).List(t.Context())
 		if err != nil || got != nil {
 			t.Errorf("List = %+v, %v; want nil, nil", got, err)
 		}
@@ -110,7 +125,7 @@ func TestListEmptyAndErrors(t *testing.T) {
 	t.Run("engine fails", func(t *testing.T) {
 		f := fake.New()
 		f.FailNext(fake.MethodList, errBoom)
-		got, err := List(t.Context(), f)
+		got, err := newManager(t, f, config.Cache{}, true).List(t.Context())
 		if err == nil || err.Error() != "listing cache volumes: boom" || !errors.Is(err, errBoom) {
 			t.Errorf("List error = %v, want listing cache volumes: boom", err)
 		}
@@ -119,17 +134,18 @@ func TestListEmptyAndErrors(t *testing.T) {
 		}
 	})
 	t.Run("remote engine", func(t *testing.T) {
-		// No mountpoint: labels only, nothing read from the current
+		// No host: labels and records, nothing read from the current
 		// directory (which is empty here).
 		t.Chdir(t.TempDir())
 		f := fake.New()
+		m := newManager(t, f, config.Cache{}, false)
 		v := goVolumes()[0]
-		if _, err := Claim(t.Context(), f, nil, []Volume{v}, 1, t0); err != nil {
+		if _, err := m.claimVolumes(t.Context(), []Volume{v}, t0); err != nil {
 			t.Fatal(err)
 		}
-		got, err := List(t.Context(), f)
+		got, err := m.List(t.Context())
 		want := []Entry{{Volume: v.Name, Instance: "gitlab.example.com", ProjectID: "1001", ProjectPath: "group/project",
-			Profile: "go", Path: "/go/pkg/mod", Trust: "unprotected"}}
+			Profile: "go", Path: "/go/pkg/mod", Trust: "unprotected", LastUsed: t0}}
 		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("List = %+v, %v; want %+v", got, err, want)
 		}
@@ -253,25 +269,5 @@ func TestWriteErrors(t *testing.T) {
 	}
 	if err := WriteJSON(errWriter{}, entries()); !errors.Is(err, os.ErrClosed) {
 		t.Errorf("WriteJSON to a closed writer = %v, want %v", err, os.ErrClosed)
-	}
-}
-
-// TestTrustedEntries: the driver's records win over forged stamps.
-func TestTrustedEntries(t *testing.T) {
-	recs := Records{Dir: t.TempDir()}
-	if err := recs.write("b", Record{LastUsed: t0, SizeBytes: 5, Measured: t0}); err != nil {
-		t.Fatal(err)
-	}
-	forged := []Entry{
-		{Volume: "a", LastUsed: t0.Add(-time.Hour), SizeBytes: 1, SizeKnown: true},
-		{Volume: "b", LastUsed: t0.Add(100 * time.Hour), SizeBytes: 1 << 50, SizeKnown: true},
-	}
-	got := recs.Trusted(forged)
-	want := []Entry{
-		{Volume: "b", LastUsed: t0, SizeBytes: 5, SizeKnown: true},
-		{Volume: "a", LastUsed: t0.Add(-time.Hour), SizeBytes: 1, SizeKnown: true},
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("Trusted = %+v\nwant %+v", got, want)
 	}
 }

@@ -8,15 +8,17 @@ import (
 // Describe is the job-log line for one claimed cache volume.
 func Describe(s Status, now time.Time) string {
 	head := fmt.Sprintf("Cache %s %s", s.Profile, s.Path)
+	used := ""
+	if !s.Record.LastUsed.IsZero() {
+		used = ", last used " + Ago(s.Record.LastUsed, now)
+	}
 	switch {
-	case !s.Readable:
-		return fmt.Sprintf("%s: volume %s (state not readable from this host)", head, s.Name)
 	case !s.Warm:
 		return fmt.Sprintf("%s: cold (new volume %s)", head, s.Name)
-	case s.Stamp.Measured.IsZero():
-		return fmt.Sprintf("%s: warm, size not measured yet, last used %s (%s)", head, Ago(s.Stamp.LastUsed, now), s.Name)
+	case s.Record.Measured.IsZero():
+		return fmt.Sprintf("%s: warm, size not measured yet%s (%s)", head, used, s.Name)
 	default:
-		return fmt.Sprintf("%s: warm, %s, last used %s (%s)", head, Bytes(s.Stamp.SizeBytes), Ago(s.Stamp.LastUsed, now), s.Name)
+		return fmt.Sprintf("%s: warm, %s%s (%s)", head, Bytes(s.Record.SizeBytes), used, s.Name)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/warmcache/warmcache/internal/cache/record"
 )
 
 func TestDescribe(t *testing.T) {
@@ -15,41 +17,36 @@ func TestDescribe(t *testing.T) {
 		want   string
 	}{
 		{
-			name:   "not readable",
-			status: Status{Volume: v, Warm: true, Stamp: Stamp{LastUsed: now.Add(-time.Hour)}},
-			want:   "Cache go /go/pkg/mod: volume warmcache-go-0123456789ab (state not readable from this host)",
-		},
-		{
 			name:   "cold",
-			status: Status{Volume: v, Readable: true},
+			status: Status{Volume: v},
 			want:   "Cache go /go/pkg/mod: cold (new volume warmcache-go-0123456789ab)",
 		},
 		{
 			name:   "warm, not measured",
-			status: Status{Volume: v, Readable: true, Warm: true, Stamp: Stamp{LastUsed: now.Add(-3 * time.Minute), SizeBytes: 999}},
+			status: Status{Volume: v, Warm: true, Record: record.Record{LastUsed: now.Add(-3 * time.Minute), SizeBytes: 999}},
 			want:   "Cache go /go/pkg/mod: warm, size not measured yet, last used 3m ago (warmcache-go-0123456789ab)",
 		},
 		{
 			name: "warm, measured",
-			status: Status{Volume: v, Readable: true, Warm: true,
-				Stamp: Stamp{LastUsed: now.Add(-5 * time.Hour), SizeBytes: 1572864, Measured: now.Add(-5 * time.Hour)}},
+			status: Status{Volume: v, Warm: true,
+				Record: record.Record{LastUsed: now.Add(-5 * time.Hour), SizeBytes: 1572864, Measured: now.Add(-5 * time.Hour)}},
 			want: "Cache go /go/pkg/mod: warm, 1.5 MiB, last used 5h ago (warmcache-go-0123456789ab)",
 		},
 		{
 			name: "warm, measured empty",
-			status: Status{Volume: v, Readable: true, Warm: true,
-				Stamp: Stamp{LastUsed: now.Add(-5 * time.Second), Measured: now.Add(-3 * 24 * time.Hour)}},
+			status: Status{Volume: v, Warm: true,
+				Record: record.Record{LastUsed: now.Add(-5 * time.Second), Measured: now.Add(-3 * 24 * time.Hour)}},
 			want: "Cache go /go/pkg/mod: warm, 0 B, last used 5s ago (warmcache-go-0123456789ab)",
 		},
 		{
-			name:   "warm with a damaged stamp",
-			status: Status{Volume: v, Readable: true, Warm: true},
-			want:   "Cache go /go/pkg/mod: warm, size not measured yet, last used never (warmcache-go-0123456789ab)",
+			name:   "warm, made by an older version (no record)",
+			status: Status{Volume: v, Warm: true},
+			want:   "Cache go /go/pkg/mod: warm, size not measured yet (warmcache-go-0123456789ab)",
 		},
 		{
 			name: "cache-dir",
 			status: Status{Volume: Volume{Name: "warmcache-cache-dir-fedcba987654", Profile: "cache-dir", Path: "/cache"},
-				Readable: true, Warm: true, Stamp: Stamp{LastUsed: now.Add(-3 * 24 * time.Hour), SizeBytes: 2048, Measured: now}},
+				Warm: true, Record: record.Record{LastUsed: now.Add(-3 * 24 * time.Hour), SizeBytes: 2048, Measured: now}},
 			want: "Cache cache-dir /cache: warm, 2.0 KiB, last used 3d ago (warmcache-cache-dir-fedcba987654)",
 		},
 	}

@@ -8,8 +8,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/warmcache/warmcache/internal/cache"
-
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
@@ -27,21 +25,17 @@ func Cleanup(d Deps) error {
 		return err
 	}
 	start := time.Now()
-	commitLayers(ctx, d, j)
+	d.Caches.Commit(ctx, j, stepStages(j.Steps), func(ctx context.Context) error {
+		return removeJobContainers(ctx, d.Engine, j.Key())
+	})
 	err = removeJobResources(ctx, cleanupRemover(d), j.Key())
 	if err == nil { // the cgroup can only go once its containers have
 		err = removeCgroup(d, j.Key().Base())
 	}
 	removed := time.Since(start)
 	// Sizes are measured once the job is done, off the job's critical path.
-	if vols, profiles, perr := plannedCaches(d, j); perr == nil {
-		vols = append(vols, forkLayers(d, j, profiles)...)
-		if merr := cache.Measure(ctx, d.Engine, cacheRecords(d), vols, time.Now()); merr != nil {
-			d.Log.Warn("measuring cache volumes", zap.Error(merr))
-		}
-		recordSizes(d, vols)
-	}
-	gcAtStage(ctx, d, nil)
+	d.Caches.Measure(ctx, j)
+	d.Caches.GCAtStage(ctx, nil)
 	d.Log.Debug("cleanup timings", zap.Duration("remove", removed), zap.Duration("total", time.Since(start)))
 	if err != nil {
 		return fmt.Errorf("cleanup incomplete: %w", err)
@@ -66,4 +60,15 @@ func removeJobResources(ctx context.Context, e remover, key naming.JobKey) error
 		return r.Labels[naming.LabelKind] == string(naming.KindCache)
 	})
 	return removeAll(ctx, e, found)
+}
+
+// removeJobContainers removes the job's containers (which unmounts its
+// volumes), and nothing else.
+func removeJobContainers(ctx context.Context, e remover, key naming.JobKey) error {
+	rs, err := e.List(ctx, map[string]string{naming.LabelJob: key.Base()})
+	if err != nil {
+		return fmt.Errorf("listing the job's containers: %w", err)
+	}
+	rs = slices.DeleteFunc(rs, func(r engine.Resource) bool { return r.Type != engine.Container })
+	return removeAll(ctx, e, rs)
 }

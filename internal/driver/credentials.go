@@ -4,18 +4,15 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/warmcache/warmcache/internal/credentials"
 	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/mask"
 	"github.com/warmcache/warmcache/internal/naming"
@@ -85,36 +82,22 @@ func deliverCredentials(ctx context.Context, e engine.Engine, container string, 
 	return nil
 }
 
-// writeIntoTmpfs writes the files, mode 0600 and root's, straight into
-// the job's tmpfs volume through its mountpoint on the engine's host,
-// saving an exec. Only where that mountpoint is a tmpfs now (a started
-// container holds it mounted, and the driver runs beside a local engine
-// in its mount namespace): otherwise the directory is on disk, or out of
-// reach, and it reports false for the exec to deliver them. A file that
-// exists (say, planted by an image entrypoint) is never opened or
-// followed: the delivery fails.
-func writeIntoTmpfs(ctx context.Context, e engine.Engine, volume string, files []credentials.File) (bool, error) {
-	info, err := e.InspectVolume(ctx, volume)
-	if err != nil || info.Mountpoint == "" {
+// writeIntoTmpfs writes a root job's files straight into its tmpfs
+// volume through the engine's host (see host.Host.WriteIntoTmpfs),
+// saving an exec; false when that cannot be done from here.
+func writeIntoTmpfs(ctx context.Context, h *host.Host, volume string, files []credentials.File) (bool, error) {
+	if h == nil {
 		return false, nil
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(info.Mountpoint, &st); err != nil || st.Type != unix.TMPFS_MAGIC {
-		return false, nil
+	hf := make([]host.File, len(files))
+	for i, f := range files {
+		hf[i] = host.File{Name: f.Name, Content: f.Content}
 	}
-	for _, f := range files {
-		path := filepath.Join(info.Mountpoint, f.Name)
-		fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		if err != nil {
-			return false, fmt.Errorf("writing credential file %s into the job's tmpfs: %w", f.Name, err)
-		}
-		file := os.NewFile(uintptr(fd), path)
-		_, werr := file.Write(f.Content)
-		if err := errors.Join(werr, file.Close()); err != nil {
-			return false, fmt.Errorf("writing credential file %s into the job's tmpfs: %w", f.Name, err)
-		}
+	ok, err := h.WriteIntoTmpfs(ctx, volume, hf)
+	if err != nil {
+		return false, fmt.Errorf("credential files: %w", err)
 	}
-	return true, nil
+	return ok, nil
 }
 
 // withEnv returns base with over's variables added, an entry of over
@@ -201,11 +184,10 @@ func deliveredTokens(d Deps, key naming.JobKey) []string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	info, err := d.Engine.InspectVolume(ctx, key.Name(naming.KindSecrets))
-	if err != nil || info.Mountpoint == "" {
+	if d.Host == nil {
 		return nil
 	}
-	netrc, err := os.ReadFile(filepath.Join(info.Mountpoint, credentials.NetrcFile))
+	netrc, err := d.Host.ReadFile(ctx, key.Name(naming.KindSecrets), credentials.NetrcFile)
 	if err != nil {
 		return nil
 	}

@@ -269,7 +269,7 @@ func TestPrepareWritesIntoTmpfs(t *testing.T) {
 	}
 
 	// A second delivery finds the file there: it fails and leaves it be.
-	_, err = writeIntoTmpfs(context.Background(), h.f, sampleKey.Name(naming.KindSecrets), []credentials.File{{Name: credentials.NetrcFile, Content: []byte("other")}})
+	_, err = writeIntoTmpfs(context.Background(), h.deps().Host, sampleKey.Name(naming.KindSecrets), []credentials.File{{Name: credentials.NetrcFile, Content: []byte("other")}})
 	if err == nil {
 		t.Error("writeIntoTmpfs over an existing file: no error")
 	}

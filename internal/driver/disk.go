@@ -54,7 +54,7 @@ func explainFullDisk(d Deps, err error) error {
 	}
 	// Make room for the retry: the least recently used caches go first,
 	// down to the admin's low-water mark, if one is set.
-	gcAtStage(ctx, d, nil)
+	d.Caches.GCAtStage(ctx, nil)
 	return fmt.Errorf("%w (the Docker data root %s has only %s free of %s: free space with warmcache cache ls and docker system prune)",
 		err, info.RootDir, cache.Bytes(free), cache.Bytes(total))
 }

@@ -71,7 +71,7 @@ func Doctor(ctx context.Context, d Deps) error {
 	diskCheck(info.RootDir, add)
 	networksCheck(ctx, d, add)
 
-	entries, err := cache.List(ctx, d.Engine)
+	entries, err := d.Caches.List(ctx)
 	if err != nil {
 		add("FAIL", "caches: %v", err)
 	} else {

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/engine"
@@ -51,7 +50,7 @@ func TestPrepareForksProtectedCache(t *testing.T) {
 	if !strings.Contains(h.stderr.String(), "Cache go /go/pkg/mod: forked from the protected cache (") {
 		t.Errorf("job log:\n%s", h.stderr.String())
 	}
-	cands, err := cache.Candidates(t.Context(), h.f, *cacheRecords(h.deps()), cache.Scope(""), time.Now())
+	cands, _, err := h.deps().Caches.GC(t.Context(), true, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

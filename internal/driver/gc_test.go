@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
@@ -27,7 +28,7 @@ func TestCacheGCCommand(t *testing.T) {
 		}
 		old = old.Add(time.Minute)
 		used := old
-		if err := recs.Update(name, func(r *cache.Record) error {
+		if err := recs.Update(name, func(r *record.Record) error {
 			r.LastUsed, r.SizeBytes, r.Measured = used, int64(3-i)<<20, used
 			return nil
 		}); err != nil {
@@ -74,7 +75,7 @@ func TestPrepareGCKeepsJobCaches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keep := jobCacheNames(d, j)
+	keep := d.Caches.Names(j)
 	// /cache and two Go caches, their protected caches and kept layers.
 	if len(keep) != 9 {
 		t.Fatalf("job caches %v, want 9", keep)
@@ -84,7 +85,7 @@ func TestPrepareGCKeepsJobCaches(t *testing.T) {
 		addCache(t, h, name, old)
 	}
 	addCache(t, h, "warmcache-go-otherproject", old)
-	gcAtStage(t.Context(), d, keep)
+	d.Caches.GCAtStage(t.Context(), keep)
 	for name := range keep {
 		if _, ok := h.f.Volume(name); !ok {
 			t.Errorf("the job's cache %s was evicted", name)
@@ -101,7 +102,7 @@ func addCache(t *testing.T, h *harness, name string, used time.Time) {
 	if err := h.f.EnsureVolume(t.Context(), engine.VolumeSpec{Name: name, Labels: cache.Scope("")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := cacheRecords(h.deps()).Update(name, func(r *cache.Record) error {
+	if err := cacheRecords(h.deps()).Update(name, func(r *record.Record) error {
 		r.LastUsed, r.Claimed = used, used
 		return nil
 	}); err != nil {

@@ -10,8 +10,11 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine/fake"
+	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/naming"
 )
 
@@ -66,7 +69,10 @@ func newHarness(t *testing.T, edit func(job map[string]any)) *harness {
 
 // deps returns the stage dependencies; read them afresh after changing
 // h.cfg or h.env.
+// Its Host reaches the fake's volume directories when the test gave it
+// a volume root, and finds none otherwise (as beside a remote engine).
 func (h *harness) deps() Deps {
+	hst := host.New(h.f, nil)
 	return Deps{
 		Config: h.cfg,
 		Engine: h.f,
@@ -74,6 +80,8 @@ func (h *harness) deps() Deps {
 		Stdout: h.stdout,
 		Stderr: h.stderr,
 		Log:    zap.NewNop(),
+		Host:   hst,
+		Caches: cache.New(h.cfg.Cache, h.f, hst, zap.NewNop()),
 	}
 }
 
@@ -130,4 +138,9 @@ func methods(f *fake.Engine, name string) []string {
 		}
 	}
 	return out
+}
+
+// cacheRecords are the cache manager's records under the harness config.
+func cacheRecords(d Deps) *record.Records {
+	return &record.Records{Dir: filepath.Join(d.Config.Cache.StateDir, "caches")}
 }

@@ -2,16 +2,16 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
 	"github.com/warmcache/warmcache/internal/parallel"
@@ -77,11 +77,11 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 			}
 		}()
 		reapAtPrepare(ctx, d)
-		gcAtStage(ctx, d, jobCacheNames(d, j))
+		d.Caches.GCAtStage(ctx, d.Caches.Names(j))
 	}()
 	defer func() { <-reaped }()
 
-	meta := jobMeta(j, time.Now())
+	meta := j.Meta(time.Now())
 	// The job's network is made while the images and volumes are checked:
 	// it is needed only when the containers are created.
 	network, networkMade := makeJobNetwork(ctx, d, key, meta)
@@ -121,13 +121,13 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		}
 		user = imageInfo.User
 	}
-	if nonRoot(user) {
-		if err := openVolume(ctx, d.Engine, builds); err != nil {
-			return err
+	if nonRoot(user) && d.Host != nil {
+		if err := d.Host.OpenToAllUsers(ctx, builds); err != nil && !errors.Is(err, host.ErrNotLocal) {
+			return fmt.Errorf("opening volume %s to the job's user: %w", builds, err)
 		}
 	}
 	phases = append(phases, zap.Duration("images_volume", time.Since(start)))
-	caches, err := claimCaches(ctx, d, j, nonRoot(user))
+	caches, err := d.Caches.Claim(ctx, j, nonRoot(user), CacheDir, d.say)
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		buildMounts = append(buildMounts, *netenv.mount)
 		helperMounts = append(helperMounts, *netenv.mount)
 	}
-	for _, c := range caches.mounts {
+	for _, c := range caches.Mounts {
 		buildMounts = append(buildMounts, c)
 		if c.Target == CacheDir {
 			helperMounts = append(helperMounts, c)
@@ -156,7 +156,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	build := engine.ContainerSpec{
 		Name: key.Name(naming.KindBuild), Image: image, Cmd: keepAlive,
 		Entrypoint: j.Image.Entrypoint, Labels: key.Labels(naming.KindBuild, meta),
-		User: j.Image.ExecutorOpts.Docker.User, Env: withEnv(caches.env, netenv.plan.Env), Mounts: buildMounts,
+		User: j.Image.ExecutorOpts.Docker.User, Env: withEnv(caches.Env, netenv.plan.Env), Mounts: buildMounts,
 		NetworkMode: buildNetwork(d.Config.Docker.NetworkMode, helperSpec.Name), KeepStdinOpen: true,
 	}
 	serviceSpecs := serviceSpecs(d, key, j, services, network, meta)
@@ -165,7 +165,8 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		return err
 	}
 	helperSpec = withLimits(helperSpec, plan.Helper, parent)
-	build = withSizes(withLimits(build, withinJob(plan.Build, plan.Job), parent), caches.sizes)
+	build = withLimits(build, withinJob(plan.Build, plan.Job), parent)
+	build.Labels = caches.Labels(build.Labels)
 	for i := range serviceSpecs {
 		serviceSpecs[i] = withLimits(serviceSpecs[i], plan.Services, parent)
 	}
@@ -190,7 +191,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	}); err != nil {
 		return err
 	}
-	if err := verifyCaches(ctx, d, key, caches); err != nil {
+	if err := d.Caches.Verify(ctx, caches, func(ctx context.Context) error { return removeJobResources(ctx, d.Engine, key) }); err != nil {
 		return err
 	}
 	if err := d.Engine.StartContainer(ctx, helperSpec.Name); err != nil {
@@ -226,7 +227,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		// writes its own, to own them.
 		delivered := false
 		if !nonRoot(user) {
-			if delivered, err = writeIntoTmpfs(ctx, d.Engine, netenv.mount.Volume, netenv.plan.Files); err != nil {
+			if delivered, err = writeIntoTmpfs(ctx, d.Host, netenv.mount.Volume, netenv.plan.Files); err != nil {
 				return err
 			}
 		}
@@ -278,21 +279,4 @@ func startBuild(ctx context.Context, d Deps, name string, now bool) error {
 func nonRoot(user string) bool {
 	name, _, _ := strings.Cut(user, ":")
 	return name != "" && name != "root" && name != "0"
-}
-
-// openVolume makes a fresh volume's root writable by any user, for jobs
-// that run as a non-root user. It needs the engine's host filesystem (the
-// driver runs beside a local engine); elsewhere it does nothing.
-func openVolume(ctx context.Context, e engine.Engine, name string) error {
-	info, err := e.InspectVolume(ctx, name)
-	if err != nil {
-		return err
-	}
-	if _, err := os.Stat(info.Mountpoint); err != nil {
-		return nil
-	}
-	if err := cache.OpenToAllUsers(info.Mountpoint); err != nil {
-		return fmt.Errorf("opening volume %s to the job's user: %w", name, err)
-	}
-	return nil
 }

@@ -305,3 +305,11 @@ func TestCgroupNotPermitted(t *testing.T) {
 		t.Errorf("doctor does not warn of the unwritable tree:\n%s", out.String())
 	}
 }
+
+// TestStepStages: the job response's steps as run stages.
+func TestStepStages(t *testing.T) {
+	steps := []job.Step{{Name: "script"}, {Name: "release"}, {Name: "after_script", Script: []string{"x"}}}
+	if got, want := stepStages(steps), []string{"build_script", "step_release"}; !slices.Equal(got, want) {
+		t.Errorf("stepStages = %q, want %q", got, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -37,10 +38,12 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 		// engine away) the caches are not what the step left.
 		var bf *BuildFailure
 		if (err == nil || errors.As(err, &bf)) && endsSteps(stage, err != nil, j.Steps) {
-			reportCacheGrowth(d, j.Key(), stage)
+			if isStep(stage) {
+				d.Caches.ReportGrowth(j.Key(), d.say)
+			}
 		}
 	}()
-	defer markStep(d, j.Key(), stage)(&err)
+	defer d.Caches.MarkStep(j.Key(), stage, isStep(stage))(&err)
 	// Held-back output is flushed when the exec has ended, before the
 	// cache report.
 	d, flushLog := masked(d, j)
@@ -164,4 +167,9 @@ func signalAll(ctx context.Context, d Deps, name string) {
 	if _, err := d.Engine.Exec(ctx, name, []string{"sh", "-c", "kill -TERM -1"}, nil, nil, nil); err != nil {
 		d.Log.Warn("signalling stage processes", zap.Error(err))
 	}
+}
+
+// isStep says whether a run stage is one of the job's steps.
+func isStep(stage string) bool {
+	return stage == "build_script" || strings.HasPrefix(stage, "step_")
 }

@@ -14,8 +14,10 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/limits/cgroup"
 )
 
@@ -31,6 +33,12 @@ type Deps struct {
 	// Background starts this program detached with args and does not wait
 	// for it; nil runs such work in the foreground instead.
 	Background func(args ...string) error
+	// Caches manages the persistent cache volumes; nil for the config
+	// stage.
+	Caches *cache.Manager
+	// Host reaches the engine's host filesystem; nil when the engine is
+	// not local (see package host).
+	Host *host.Host
 	// Cgroups manages the jobs' cgroups on the engine's host; nil when the
 	// driver does not run beside the engine (job-wide limits then fall
 	// back to the build container's own).

@@ -15,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/warmcache/warmcache/internal/naming"
 )
@@ -210,6 +211,12 @@ func (j Job) Variable(key string) string {
 // Key identifies the job's resources.
 func (j Job) Key() naming.JobKey {
 	return naming.JobKey{Runner: j.RunnerShortToken, Instance: j.Instance(), ProjectID: j.ProjectID, Slot: j.ConcurrentID, JobID: j.ID}
+}
+
+// Meta is what the labels of the job's resources say of it besides its
+// key, for resources made at now.
+func (j Job) Meta(now time.Time) naming.JobMeta {
+	return naming.JobMeta{PipelineID: j.PipelineID, RunnerID: j.RunnerID, TimeoutSeconds: j.Timeout, Created: now}
 }
 
 // Instance is the GitLab host[:port] from the repository URL (without its

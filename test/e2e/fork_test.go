@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/host"
 )
 
 // forkConfig is the pool's config with cache.fork set to mode.
@@ -157,14 +157,6 @@ func TestForkVsCopy(t *testing.T) {
 		}
 		return v
 	}
-	mountpoint := func(v string) string {
-		t.Helper()
-		info, err := eng.InspectVolume(ctx, v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.Mountpoint
-	}
 	// run runs sh -c script in a busybox container with mounts.
 	seq := 0
 	run := func(script string, mounts ...engine.Mount) string {
@@ -199,10 +191,11 @@ func TestForkVsCopy(t *testing.T) {
 	fork := func(lower string, i int) time.Duration {
 		start := time.Now()
 		layer := volume(fmt.Sprintf("layer%d", i), nil)
-		if err := cache.PrepareLayer(mountpoint(layer)); err != nil {
+		local := host.New(eng, nil)
+		if err := local.PrepareLayer(ctx, layer); err != nil {
 			t.Fatal(err)
 		}
-		opts, err := cache.OverlayOptions(mountpoint(lower), mountpoint(layer))
+		opts, err := local.OverlayOptions(ctx, lower, layer, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,15 +5,19 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/cache/record"
+	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/docker"
 	"github.com/warmcache/warmcache/internal/naming"
+	"go.uber.org/zap"
 )
 
 // pausingEngine is the real engine, except that Remove waits for the test
@@ -21,12 +25,15 @@ import (
 // section.
 type pausingEngine struct {
 	*docker.Docker
+	volume            string // the one whose removal pauses
 	removing, proceed chan struct{}
 }
 
 func (p pausingEngine) Remove(ctx context.Context, r engine.Resource) error {
-	p.removing <- struct{}{}
-	<-p.proceed
+	if r.Name == p.volume {
+		p.removing <- struct{}{}
+		<-p.proceed
+	}
 	return p.Docker.Remove(ctx, r)
 }
 
@@ -66,13 +73,17 @@ func TestCacheLeaseRace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vol := cache.Volume{Name: name, Profile: "go", Path: "/go/pkg/mod", Labels: info.Labels}
-	recs := cache.Records{Dir: filepath.Join(pool.stateDir, "caches")}
+	recs := record.Records{Dir: filepath.Join(pool.stateDir, "caches")}
 	gcCfg := pool.config("budget = \"1B\"\nmax_idle = \"1m\"\n")
 
 	// 1. claim, GC, container.
 	pool.age(t, map[string]string{"mod": name}, time.Hour)
-	if _, err := cache.Claim(t.Context(), eng, &recs, []cache.Volume{vol}, 1, time.Now()); err != nil {
+	// What a prepare's claim writes first, before it makes sure of the
+	// volume and creates its containers: the lease.
+	if err := recs.Update(name, func(r *record.Record) error {
+		r.Claimed, r.LastUsed = time.Now(), time.Now()
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	gc := newJob(t, jobSpec{Config: gcCfg})
@@ -94,9 +105,17 @@ func TestCacheLeaseRace(t *testing.T) {
 
 	// 2. a GC removing, a prepare claiming meanwhile.
 	pool.age(t, map[string]string{"mod": name}, time.Hour)
-	paused := pausingEngine{Docker: eng, removing: make(chan struct{}), proceed: make(chan struct{})}
+	paused := pausingEngine{Docker: eng, volume: name, removing: make(chan struct{}), proceed: make(chan struct{})}
+	gcCache := config.Cache{Enabled: true, Pool: pool.name, StateDir: pool.stateDir,
+		GC: config.CacheGC{Budget: 1, MaxIdle: time.Minute}}
 	evicted := make(chan error, 1)
-	go func() { evicted <- recs.Evict(context.Background(), paused, name, time.Now()) }()
+	go func() {
+		_, res, err := cache.New(gcCache, paused, nil, zap.NewNop()).GC(context.Background(), false, nil, nil)
+		if err == nil && !slices.ContainsFunc(res.Evicted, func(ev cache.Eviction) bool { return ev.Volume == name }) {
+			err = fmt.Errorf("the GC did not evict %s: %+v", name, res)
+		}
+		evicted <- err
+	}()
 	<-paused.removing // the GC holds the volume's lock and is about to remove it
 
 	j := newJob(t, jobSpec{ProjectID: project, Config: pool.config("")})

@@ -1,22 +1,24 @@
-package cache
+package record
 
 import (
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/warmcache/warmcache/internal/naming"
 )
 
 func TestMetricsText(t *testing.T) {
 	dir := t.TempDir()
 	m := Metrics{Path: filepath.Join(dir, "warmcache.prom"), StateDir: filepath.Join(dir, "state")}
-	vols := Plan(testKey, []Profile{wantGo})
-	warm := Status{Volume: vols[0], Warm: true, Readable: true, Stamp: Stamp{SizeBytes: 2048, Measured: t0}}
-	cold := Status{Volume: vols[1], Readable: true}
+	vols := testVolumes()
+	warm := Use{Volume: vols[0].name, Labels: vols[0].labels, Warm: true, SizeBytes: 2048, SizeKnown: true}
+	cold := Use{Volume: vols[1].name, Labels: vols[1].labels}
 	steps := []func(*MetricsState){
-		func(s *MetricsState) { s.Claimed([]Status{warm, cold}) },
-		func(s *MetricsState) { s.Claimed([]Status{warm}); s.Sized(vols[1], 7) },
-		func(s *MetricsState) { s.Evicted([]Eviction{{Volume: vols[1].Name, SizeBytes: 7}}) },
+		func(s *MetricsState) { s.Claimed([]Use{warm, cold}) },
+		func(s *MetricsState) { s.Claimed([]Use{warm}); s.Sized(vols[1].name, vols[1].labels, 7) },
+		func(s *MetricsState) { s.Evicted(vols[1].name, 7) },
 	}
 	for _, fn := range steps {
 		if err := m.Update(fn); err != nil {
@@ -27,7 +29,7 @@ func TestMetricsText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	labels := `{volume="` + vols[0].Name + `",project="group/project",profile="go",path="/go/pkg/mod",trust="unprotected"}`
+	labels := `{volume="` + vols[0].name + `",project="group/project",profile="go",path="/go/pkg/mod",trust="unprotected"}`
 	want := "# HELP warmcache_cache_hits_total Jobs that found the cache volume warm.\n# TYPE warmcache_cache_hits_total counter\n" +
 		"warmcache_cache_hits_total" + labels + " 2\n" +
 		"# HELP warmcache_cache_misses_total Jobs that found the cache volume cold.\n# TYPE warmcache_cache_misses_total counter\n" +
@@ -48,18 +50,18 @@ func TestMetricsText(t *testing.T) {
 func TestMetricsConcurrentJobs(t *testing.T) {
 	dir := t.TempDir()
 	m := Metrics{Path: filepath.Join(dir, "warmcache.prom"), StateDir: dir}
-	v := Plan(testKey, []Profile{wantGo})[0]
+	v := testVolumes()[0]
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Go(func() {
-			if err := m.Update(func(s *MetricsState) { s.Claimed([]Status{{Volume: v, Warm: true}}) }); err != nil {
+			if err := m.Update(func(s *MetricsState) { s.Claimed([]Use{{Volume: v.name, Labels: v.labels, Warm: true}}) }); err != nil {
 				t.Error(err)
 			}
 		})
 	}
 	wg.Wait()
 	var hits int64
-	if err := m.Update(func(s *MetricsState) { hits = s.Volumes[v.Name].Hits }); err != nil {
+	if err := m.Update(func(s *MetricsState) { hits = s.Volumes[v.name].Hits }); err != nil {
 		t.Fatal(err)
 	}
 	if hits != 20 {
@@ -71,5 +73,23 @@ func TestMetricsOff(t *testing.T) {
 	called := false
 	if err := (Metrics{StateDir: t.TempDir()}).Update(func(*MetricsState) { called = true }); err != nil || called {
 		t.Errorf("Update without a path: %v, called %v; want nothing done", err, called)
+	}
+}
+
+type testVolume struct {
+	name   string
+	labels map[string]string
+}
+
+// testVolumes are two cache volumes of one project, labelled as cache
+// volumes are.
+func testVolumes() []testVolume {
+	labels := func(path string) map[string]string {
+		return map[string]string{naming.LabelCacheProjectPath: "group/project", naming.LabelCacheProfile: "go",
+			naming.LabelCachePath: path, naming.LabelCacheTrust: "unprotected"}
+	}
+	return []testVolume{
+		{"warmcache-cache-go-mod", labels("/go/pkg/mod")},
+		{"warmcache-cache-go-build", labels("/root/.cache/go-build")},
 	}
 }

@@ -1,4 +1,4 @@
-package cache
+package record
 
 import (
 	"encoding/json"
@@ -60,34 +60,43 @@ func (s *MetricsState) volume(name string, labels map[string]string) *VolumeMetr
 	return m
 }
 
+// Use is one cache volume a job claimed, as the metrics count it.
+type Use struct {
+	Volume string
+	Labels map[string]string
+	Warm   bool
+	// SizeBytes is the recorded size, when SizeKnown.
+	SizeBytes int64
+	SizeKnown bool
+}
+
 // Claimed counts a hit or a miss for each claimed cache.
-func (s *MetricsState) Claimed(sts []Status) {
-	for _, st := range sts {
-		m := s.volume(st.Name, st.Labels)
-		if st.Warm {
+func (s *MetricsState) Claimed(uses []Use) {
+	for _, u := range uses {
+		m := s.volume(u.Volume, u.Labels)
+		if u.Warm {
 			m.Hits++
 		} else {
 			m.Misses++
 		}
-		if st.Readable && !st.Stamp.Measured.IsZero() {
-			m.SizeBytes = st.Stamp.SizeBytes
+		if u.SizeKnown {
+			m.SizeBytes = u.SizeBytes
 		}
 	}
 }
 
 // Sized sets the size of a volume.
-func (s *MetricsState) Sized(v Volume, size int64) {
-	s.volume(v.Name, v.Labels).SizeBytes = size
+func (s *MetricsState) Sized(volume string, labels map[string]string, size int64) {
+	s.volume(volume, labels).SizeBytes = size
 }
 
-// Evicted counts evictions and drops the evicted volumes' series, so that
-// the file does not grow with every volume that ever existed.
-func (s *MetricsState) Evicted(evs []Eviction) {
-	for _, ev := range evs {
-		s.Evictions++
-		s.EvictedBytes += ev.SizeBytes
-		delete(s.Volumes, ev.Volume)
-	}
+// Evicted counts the eviction of a volume of size bytes and drops its
+// series, so that the file does not grow with every volume that ever
+// existed.
+func (s *MetricsState) Evicted(volume string, bytes int64) {
+	s.Evictions++
+	s.EvictedBytes += bytes
+	delete(s.Volumes, volume)
 }
 
 // Update changes the counters with fn and rewrites the textfile. Without

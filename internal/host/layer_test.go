@@ -1,4 +1,4 @@
-package cache
+package host
 
 import (
 	"errors"
@@ -11,62 +11,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tree lists the files under root as "path=content" (links as
-// "path->target"), sorted.
-func tree(t *testing.T, root string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil || p == root {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		switch {
-		case d.Type()&os.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			out = append(out, rel+"->"+target)
-		case d.Type().IsRegular():
-			data, _ := os.ReadFile(p)
-			out = append(out, rel+"="+strings.TrimSpace(string(data)))
-		case d.IsDir():
-			out = append(out, rel+"/")
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(out)
-	return out
-}
-
-func write(t *testing.T, root string, files map[string]string) {
-	t.Helper()
-	for name, content := range files {
-		p := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestApplyLayer applies an upper directory as overlayfs leaves it (new
 // and changed files, a whiteout, an opaque directory, a directory over a
-// file, a link) to a lower one.
+// file, a link) to a lower one. Lower is a cache made by an older version,
+// with its stamp at the root: the job's own file of that name in upper is
+// not applied.
 func TestApplyLayer(t *testing.T) {
 	lower, layer := t.TempDir(), t.TempDir()
 	upper := filepath.Join(layer, "upper")
 	write(t, lower, map[string]string{
 		"keep.txt": "keep", "changed.txt": "old", "gone.txt": "old",
 		"dir/old.txt": "old", "dir/kept.txt": "kept", "opaque/old.txt": "old", "file-then-dir": "old",
-		StampFile: "stamp",
+		legacyStampFile: "stamp",
 	})
 	write(t, upper, map[string]string{
 		"changed.txt": "new", "new.txt": "new", "dir/new.txt": "new",
-		"opaque/new.txt": "new", "file-then-dir/inside.txt": "new", StampFile: "forged",
+		"opaque/new.txt": "new", "file-then-dir/inside.txt": "new", legacyStampFile: "forged",
 	})
 	if err := unix.Mknod(filepath.Join(upper, "gone.txt"), unix.S_IFCHR, 0); err != nil {
 		t.Fatal(err)
@@ -80,11 +40,11 @@ func TestApplyLayer(t *testing.T) {
 	if err := os.Symlink("/etc/passwd", filepath.Join(upper, "link")); err != nil {
 		t.Fatal(err)
 	}
-	if err := ApplyLayer(t.Context(), layer, lower); err != nil {
+	if err := applyLayer(t.Context(), layer, lower); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
-		StampFile + "=stamp", "changed.txt=new", "dir/", "dir/kept.txt=kept", "dir/new.txt=new",
+		legacyStampFile + "=stamp", "changed.txt=new", "dir/", "dir/kept.txt=kept", "dir/new.txt=new",
 		"file-then-dir/", "file-then-dir/inside.txt=new", "keep.txt=keep", "link->/etc/passwd", "new.txt=new",
 		"opaque/", "opaque/new.txt=new",
 	}
@@ -93,7 +53,7 @@ func TestApplyLayer(t *testing.T) {
 	}
 }
 
-// TestApplyLayerChecksFirst: a layer ApplyLayer cannot move whole (too
+// TestApplyLayerChecksFirst: a layer applyLayer cannot move whole (too
 // deep, a FIFO or device a job made) is refused before lower changes.
 func TestApplyLayerChecksFirst(t *testing.T) {
 	tests := map[string]func(upper string) error{
@@ -114,9 +74,9 @@ func TestApplyLayerChecksFirst(t *testing.T) {
 			if err := bad(upper); err != nil {
 				t.Fatal(err)
 			}
-			err := ApplyLayer(t.Context(), layer, lower)
+			err := applyLayer(t.Context(), layer, lower)
 			if err == nil || errors.Is(err, ErrHalfApplied) {
-				t.Fatalf("ApplyLayer = %v, want a refusal before any change", err)
+				t.Fatalf("applyLayer = %v, want a refusal before any change", err)
 			}
 			if got := tree(t, lower); !slices.Equal(got, []string{"a.txt=old"}) {
 				t.Errorf("lower changed: %q", got)
@@ -142,7 +102,35 @@ func TestApplyLayerHalf(t *testing.T) {
 	if err := unix.Mknod(filepath.Join(upper, "a.txt"), unix.S_IFCHR, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := ApplyLayer(t.Context(), layer, lower); !errors.Is(err, ErrHalfApplied) || !errors.Is(err, unix.EXDEV) {
-		t.Fatalf("ApplyLayer = %v, want ErrHalfApplied over EXDEV", err)
+	if err := applyLayer(t.Context(), layer, lower); !errors.Is(err, ErrHalfApplied) || !errors.Is(err, unix.EXDEV) {
+		t.Fatalf("applyLayer = %v, want ErrHalfApplied over EXDEV", err)
+	}
+}
+
+func TestOverlayOptionsRefuseUnsafePaths(t *testing.T) {
+	for _, lower := range []string{"relative/dir", "/a,b", "/a:b"} {
+		if _, err := overlayOptions(lower, "/layer"); err == nil {
+			t.Errorf("overlayOptions(%q) accepted", lower)
+		}
+	}
+}
+
+func TestPrepareLayer(t *testing.T) {
+	mp := t.TempDir()
+	for range 2 { // again on a kept layer
+		if err := prepareLayer(mp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(mp, "upper"))
+	if err != nil || fi.Mode()&(os.ModePerm|os.ModeSticky) != os.ModeSticky|0o777 {
+		t.Errorf("upper: %v, %v; want a directory open to every job user", fi, err)
+	}
+	bad := t.TempDir()
+	if err := os.Symlink("/etc", filepath.Join(bad, "work")); err != nil {
+		t.Fatal(err)
+	}
+	if err := prepareLayer(bad); err == nil {
+		t.Error("prepareLayer followed a symlink in place of work/")
 	}
 }

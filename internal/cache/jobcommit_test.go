@@ -1,19 +1,21 @@
-package driver
+package cache
 
 import (
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/cache/record"
+	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
-	"github.com/warmcache/warmcache/internal/job"
+	"github.com/warmcache/warmcache/internal/engine/fake"
+	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/naming"
 )
 
@@ -34,9 +36,9 @@ func TestStepsSucceeded(t *testing.T) {
 	}{
 		{name: "no step", job: []string{"build_script"}, want: false},
 		{name: "one step passes", job: []string{"build_script"}, steps: []stepRun{{"build_script", nil}}, want: true},
-		{name: "a later step fails", job: []string{"build_script", "step_release"}, steps: []stepRun{{"build_script", nil}, {"step_release", &BuildFailure{Code: 1}}}, want: false},
+		{name: "a later step fails", job: []string{"build_script", "step_release"}, steps: []stepRun{{"build_script", nil}, {"step_release", errors.New("exit 1")}}, want: false},
 		{name: "system failure", job: []string{"build_script"}, steps: []stepRun{{"build_script", errors.New("engine gone")}}, want: false},
-		{name: "after_script and others do not count", job: []string{"build_script"}, steps: []stepRun{{"build_script", nil}, {"after_script", &BuildFailure{Code: 1}}, {"upload_artifacts_on_success", errors.New("x")}}, want: true},
+		{name: "after_script and others do not count", job: []string{"build_script"}, steps: []stepRun{{"build_script", nil}, {"after_script", errors.New("exit 1")}, {"upload_artifacts_on_success", errors.New("x")}}, want: true},
 		{name: "killed during a step", job: []string{"build_script", "step_deploy"}, steps: []stepRun{{"build_script", nil}}, killed: "step_deploy", want: false},
 		// A step whose marks could not be written (a failed list of the
 		// layers, a full disk) counts as failed.
@@ -45,30 +47,20 @@ func TestStepsSucceeded(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, nil)
-			h.cfg.Cache.CommitOnSuccess = true
-			dir := t.TempDir()
+			m, layer := commitFixture(t)
+			key := naming.JobKey{Runner: "r", ProjectID: 1, JobID: 1}
 			for _, s := range tt.steps {
 				err := s.err
-				if isStep(s.stage) { // what markStep notes
-					markStepIn(h.deps(), []string{dir}, s.stage)(&err)
-				}
+				m.MarkStep(key, s.stage, isStep(s.stage))(&err)
 			}
 			if tt.killed != "" {
-				markStepIn(h.deps(), []string{dir}, tt.killed)
+				m.MarkStep(key, tt.killed, true)
 			}
-			if got := stepsSucceeded(dir, tt.job); got != tt.want {
+			marks, _ := m.host.ReadFile(t.Context(), layer.Name, stepsFile)
+			if got := stepsSucceeded(marks, tt.job); got != tt.want {
 				t.Errorf("stepsSucceeded = %v, want %v", got, tt.want)
 			}
 		})
-	}
-}
-
-// TestStepStages: the job response's steps as run stages.
-func TestStepStages(t *testing.T) {
-	steps := []job.Step{{Name: "script"}, {Name: "release"}, {Name: "after_script", Script: []string{"x"}}}
-	if got, want := stepStages(steps), []string{"build_script", "step_release"}; !slices.Equal(got, want) {
-		t.Errorf("stepStages = %q, want %q", got, want)
 	}
 }
 
@@ -76,8 +68,8 @@ func TestStepStages(t *testing.T) {
 // that another running job's overlay stands on (overlayfs leaves changes
 // to a mounted lower directory undefined); once that job is gone, it is.
 func TestCommitSkippedWhileMounted(t *testing.T) {
-	h, layer := commitFixture(t)
-	d, ctx, target := h.deps(), t.Context(), layer.Labels[naming.LabelCommitTo]
+	m, layer := commitFixture(t)
+	f, ctx, target := m.engine.(*fake.Engine), t.Context(), layer.Labels[naming.LabelCommitTo]
 	mine := naming.JobKey{Runner: "r", ProjectID: 1, JobID: 1}
 	other := naming.JobKey{Runner: "r", ProjectID: 1, JobID: 2}
 	ownFork := mine.Labels(naming.KindFork, naming.JobMeta{})
@@ -85,29 +77,29 @@ func TestCommitSkippedWhileMounted(t *testing.T) {
 	otherFork := other.Labels(naming.KindFork, naming.JobMeta{})
 	otherFork[naming.LabelForkLower] = target
 	for _, v := range []engine.VolumeSpec{{Name: "own-fork", Labels: ownFork}, {Name: "other-fork", Labels: otherFork}} {
-		if err := h.f.EnsureVolume(ctx, v); err != nil {
+		if err := f.EnsureVolume(ctx, v); err != nil {
 			t.Fatal(err)
 		}
 	}
-	to, _ := h.f.Volume(target)
-	from, _ := h.f.Volume("layer")
+	to, _ := f.Volume(target)
+	from, _ := f.Volume("layer")
 	if err := os.MkdirAll(filepath.Join(from.Mountpoint, "upper"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(from.Mountpoint, "upper", "new.jar"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := commitLayer(ctx, d, layer); !errors.Is(err, errCacheMounted) {
+	if err := m.commitLayer(ctx, layer); !errors.Is(err, errCacheMounted) {
 		t.Fatalf("commit under another job's overlay: %v, want errCacheMounted", err)
 	}
 	if _, err := os.Stat(filepath.Join(to.Mountpoint, "new.jar")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the layer was applied under another job's overlay: %v", err)
 	}
-	if err := h.f.Remove(ctx, engine.Resource{Type: engine.Volume, Name: "other-fork"}); err != nil {
+	if err := f.Remove(ctx, engine.Resource{Type: engine.Volume, Name: "other-fork"}); err != nil {
 		t.Fatal(err)
 	}
 	// The job's own overlay does not count: its containers are gone.
-	if err := commitLayer(ctx, d, layer); err != nil {
+	if err := m.commitLayer(ctx, layer); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(to.Mountpoint, "new.jar")); err != nil {
@@ -119,17 +111,17 @@ func TestCommitSkippedWhileMounted(t *testing.T) {
 // shared cache removes it and clears its record: the next job starts
 // cold, not from a mix of the old cache and part of a layer.
 func TestCommitHalfAppliedEvicts(t *testing.T) {
-	h, layer := commitFixture(t)
-	d, ctx, target := h.deps(), t.Context(), layer.Labels[naming.LabelCommitTo]
-	to, _ := h.f.Volume(target)
-	from, _ := h.f.Volume("layer")
+	m, layer := commitFixture(t)
+	f, ctx, target := m.engine.(*fake.Engine), t.Context(), layer.Labels[naming.LabelCommitTo]
+	to, _ := f.Volume(target)
+	from, _ := f.Volume("layer")
 	write := func(p, s string) {
 		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	write(filepath.Join(to.Mountpoint, "a.jar"), "old")
-	if err := cacheRecords(d).Update(target, func(r *cache.Record) error {
+	if err := m.records.Update(target, func(r *record.Record) error {
 		r.LastUsed, r.SizeBytes = time.Now(), 3
 		return nil
 	}); err != nil {
@@ -150,25 +142,24 @@ func TestCommitHalfAppliedEvicts(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	err = commitLayer(ctx, d, layer)
-	if !errors.Is(err, cache.ErrHalfApplied) {
+	err = m.commitLayer(ctx, layer)
+	if !errors.Is(err, host.ErrHalfApplied) {
 		t.Fatalf("commitLayer = %v, want ErrHalfApplied", err)
 	}
-	if _, ok := h.f.Volume(target); ok {
+	if _, ok := f.Volume(target); ok {
 		t.Error("the half-committed cache volume is still there")
 	}
-	if rec, err := cacheRecords(d).Get(target); err != nil || rec != (cache.Record{}) {
+	if rec, err := m.records.Get(target); err != nil || rec != (record.Record{}) {
 		t.Errorf("record of the half-committed cache: %+v, %v; want it cleared", rec, err)
 	}
 }
 
 // commitFixture makes a shared cache volume and the commit layer over it
 // of a job, on a fake engine with volume directories, commit_on_success on.
-func commitFixture(t *testing.T) (*harness, engine.Resource) {
+func commitFixture(t *testing.T) (*Manager, engine.Resource) {
 	t.Helper()
-	h := newHarness(t, nil)
-	h.cfg.Cache.CommitOnSuccess = true
-	h.f.SetVolumeRoot(t.TempDir())
+	f, _ := localEngine(t)
+	m := newManager(t, f, config.Cache{CommitOnSuccess: true}, true)
 	const target = "warmcache-maven-shared"
 	layerLabels := naming.JobKey{Runner: "r", ProjectID: 1, JobID: 1}.Labels(naming.KindCommit, naming.JobMeta{})
 	layerLabels[naming.LabelCommitTo] = target
@@ -176,9 +167,14 @@ func commitFixture(t *testing.T) (*harness, engine.Resource) {
 		{Name: target, Labels: map[string]string{naming.LabelKind: string(naming.KindCache)}},
 		{Name: "layer", Labels: layerLabels},
 	} {
-		if err := h.f.EnsureVolume(t.Context(), v); err != nil {
+		if err := f.EnsureVolume(t.Context(), v); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return h, engine.Resource{Type: engine.Volume, Name: "layer", Labels: layerLabels}
+	return m, engine.Resource{Type: engine.Volume, Name: "layer", Labels: layerLabels}
+}
+
+// isStep is the protocol's: build_script and step_*.
+func isStep(stage string) bool {
+	return stage == "build_script" || strings.HasPrefix(stage, "step_")
 }

@@ -1,10 +1,11 @@
-package cache
+package host
 
 import (
 	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,62 @@ import (
 
 	"golang.org/x/sys/unix"
 )
+
+// writeTree creates files of the given sizes (paths relative to dir).
+func writeTree(t *testing.T, dir string, files map[string]int) {
+	t.Helper()
+	for name, size := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// tree lists the files under root as "path=content" (links as
+// "path->target"), sorted.
+func tree(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		switch {
+		case d.Type()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			out = append(out, rel+"->"+target)
+		case d.Type().IsRegular():
+			data, _ := os.ReadFile(p)
+			out = append(out, rel+"="+strings.TrimSpace(string(data)))
+		case d.IsDir():
+			out = append(out, rel+"/")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func write(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 // watchOpens returns a function that lists the entries of dir that were
 // opened since watchOpens was called. The kernel queues the inotify event
@@ -128,7 +185,7 @@ func mknodNull(path string) error {
 	return syscall.Mknod(path, syscall.S_IFCHR|0o666, int(unix.Mkdev(1, 3)))
 }
 
-// canMknod skips t where device nodes cannot be made (not root).
+// canMknod fails t where device nodes cannot be made (not root).
 func canMknod(t *testing.T) {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "probe")

@@ -1,0 +1,89 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/cache/record"
+	"github.com/warmcache/warmcache/internal/engine"
+)
+
+// CacheGC is `warmcache cache gc`: it evicts least recently used caches
+// of the configured pool until every cache.gc limit holds, and says on
+// stdout what it removed (with dryRun, what it would remove) and what it
+// had to leave.
+func CacheGC(ctx context.Context, d Deps, dryRun bool) error {
+	if !d.Config.Cache.GC.Limited() {
+		fmt.Fprintln(d.Stdout, "No cache.gc limit is set: nothing to evict.")
+		return nil
+	}
+	now := time.Now()
+	verb := "Evicted"
+	if dryRun {
+		verb = "Would evict"
+	}
+	cands, res, err := d.Caches.GC(ctx, dryRun, nil, func(ev cache.Eviction) {
+		fmt.Fprintf(d.Stdout, "%s %s\n", verb, describeEviction(ev, now))
+	})
+	if dryRun {
+		for _, ev := range res.Evicted {
+			fmt.Fprintf(d.Stdout, "%s %s\n", verb, describeEviction(ev, now))
+		}
+	}
+	for _, s := range res.Skipped {
+		what := "Kept"
+		if errors.Is(s.Err, cache.ErrGone) {
+			what = "Not counted"
+		}
+		fmt.Fprintf(d.Stdout, "%s %s: %s\n", what, describeEviction(s.Eviction, now), skipReason(s.Err))
+	}
+	var total, freed int64
+	for _, c := range cands {
+		total += c.Record.SizeBytes
+	}
+	for _, ev := range res.Evicted {
+		freed += ev.SizeBytes
+	}
+	fmt.Fprintf(d.Stdout, "%d cache volumes, %s; %d evicted (%s)\n", len(cands), cache.Bytes(total), len(res.Evicted), cache.Bytes(freed))
+	if err != nil {
+		return fmt.Errorf("cache gc: %w", err)
+	}
+	return nil
+}
+
+func describeEviction(ev cache.Eviction, now time.Time) string {
+	size := "size not measured"
+	if ev.SizeKnown {
+		size = cache.Bytes(ev.SizeBytes)
+	}
+	return fmt.Sprintf("%s (%s %s, %s, last used %s): %s", ev.Volume, ev.Project, ev.Profile,
+		size, cache.Ago(ev.LastUsed, now), ev.Reason)
+}
+
+func skipReason(err error) string {
+	switch {
+	case errors.Is(err, engine.ErrInUse):
+		return "in use by a job's container"
+	case errors.Is(err, record.ErrLeased):
+		return "just claimed by a job being prepared"
+	case errors.Is(err, cache.ErrGone):
+		return "already removed (by another gc pass)"
+	default:
+		return err.Error()
+	}
+}
+
+// CacheList prints the cache volumes on stdout, as a table or as JSON.
+func CacheList(ctx context.Context, d Deps, asJSON bool) error {
+	entries, err := d.Caches.List(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return cache.WriteJSON(d.Stdout, entries)
+	}
+	return cache.WriteTable(d.Stdout, entries, time.Now())
+}
