@@ -7,7 +7,6 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // sizesLabel carries, on the job's build container, the cache sizes
@@ -91,16 +91,11 @@ func startSizes(ctx context.Context, d Deps, key naming.JobKey) []startSize {
 	return sizes
 }
 
-// isStep says whether a run stage is one of the job's steps.
-func isStep(stage string) bool {
-	return stage == "build_script" || strings.HasPrefix(stage, "step_")
-}
-
 // reportCacheGrowth says in the job log, after a step, how much each cache
 // grew since prepare, and records the new sizes (so cleanup need not walk
 // the caches again). It never fails the stage.
 func reportCacheGrowth(d Deps, key naming.JobKey, stage string) {
-	if !isStep(stage) {
+	if !protocol.IsStep(stage) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), growthBudget)

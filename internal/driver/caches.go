@@ -12,6 +12,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // jobCaches is what the job containers get from the cache volumes.
@@ -66,7 +67,7 @@ func claimCaches(ctx context.Context, d Deps, j job.Job, nonRoot bool) (jobCache
 		if err := d.Engine.EnsureVolume(ctx, engine.VolumeSpec{Name: name, Labels: key.Labels("cachedir", meta)}); err != nil {
 			return jobCaches{}, err
 		}
-		return jobCaches{mounts: []engine.Mount{{Volume: name, Target: CacheDir}}}, nil
+		return jobCaches{mounts: []engine.Mount{{Volume: name, Target: protocol.CacheDir}}}, nil
 	}
 	now := time.Now()
 	commits := commitProfiles(d, profiles)

@@ -17,6 +17,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // stepsFile records, at the root of each of the job's commit layer
@@ -32,7 +33,7 @@ const stepsFile = "steps"
 // A step that fails, is cancelled, or whose driver is killed has a start
 // and no success.
 func markStep(d Deps, key naming.JobKey, stage string) func(*error) {
-	if !isStep(stage) || !d.Config.Cache.CommitOnSuccess {
+	if !protocol.IsStep(stage) || !d.Config.Cache.CommitOnSuccess {
 		return func(*error) {}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -15,6 +15,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 type stepRun struct {
@@ -34,9 +35,9 @@ func TestStepsSucceeded(t *testing.T) {
 	}{
 		{name: "no step", job: []string{"build_script"}, want: false},
 		{name: "one step passes", job: []string{"build_script"}, steps: []stepRun{{"build_script", nil}}, want: true},
-		{name: "a later step fails", job: []string{"build_script", "step_release"}, steps: []stepRun{{"build_script", nil}, {"step_release", &BuildFailure{Code: 1}}}, want: false},
+		{name: "a later step fails", job: []string{"build_script", "step_release"}, steps: []stepRun{{"build_script", nil}, {"step_release", &protocol.BuildFailure{Code: 1}}}, want: false},
 		{name: "system failure", job: []string{"build_script"}, steps: []stepRun{{"build_script", errors.New("engine gone")}}, want: false},
-		{name: "after_script and others do not count", job: []string{"build_script"}, steps: []stepRun{{"build_script", nil}, {"after_script", &BuildFailure{Code: 1}}, {"upload_artifacts_on_success", errors.New("x")}}, want: true},
+		{name: "after_script and others do not count", job: []string{"build_script"}, steps: []stepRun{{"build_script", nil}, {"after_script", &protocol.BuildFailure{Code: 1}}, {"upload_artifacts_on_success", errors.New("x")}}, want: true},
 		{name: "killed during a step", job: []string{"build_script", "step_deploy"}, steps: []stepRun{{"build_script", nil}}, killed: "step_deploy", want: false},
 		// A step whose marks could not be written (a failed list of the
 		// layers, a full disk) counts as failed.
@@ -50,7 +51,7 @@ func TestStepsSucceeded(t *testing.T) {
 			dir := t.TempDir()
 			for _, s := range tt.steps {
 				err := s.err
-				if isStep(s.stage) { // what markStep notes
+				if protocol.IsStep(s.stage) { // what markStep notes
 					markStepIn(h.deps(), []string{dir}, s.stage)(&err)
 				}
 			}
