@@ -26,6 +26,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine/docker"
 	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/limits/cgroup"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -43,7 +44,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		// failure with one line.
 		if p := recover(); p != nil {
 			fmt.Fprintf(stderr, "warmcache: internal error: %s\n", oneLine(fmt.Errorf("%v", p)))
-			code, _ = driver.ExitCode(errors.New("panic"), os.Getenv)
+			code, _ = protocol.ExitCode(errors.New("panic"), os.Getenv)
 		}
 	}()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -59,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	if stageErr != nil {
 		fmt.Fprintf(stderr, "warmcache: %s\n", oneLine(stageErr))
 	}
-	code, err := driver.ExitCode(stageErr, os.Getenv)
+	code, err := protocol.ExitCode(stageErr, os.Getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "warmcache: %v\n", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 type stepRun struct {
@@ -51,7 +51,7 @@ func TestStepsSucceeded(t *testing.T) {
 			key := naming.JobKey{Runner: "r", ProjectID: 1, JobID: 1}
 			for _, s := range tt.steps {
 				err := s.err
-				m.MarkStep(key, s.stage, isStep(s.stage))(&err)
+				m.MarkStep(key, s.stage, protocol.IsStep(s.stage))(&err)
 			}
 			if tt.killed != "" {
 				m.MarkStep(key, tt.killed, true)
@@ -172,9 +172,4 @@ func commitFixture(t *testing.T) (*Manager, engine.Resource) {
 		}
 	}
 	return m, engine.Resource{Type: engine.Volume, Name: "layer", Labels: layerLabels}
-}
-
-// isStep is the protocol's: build_script and step_*.
-func isStep(stage string) bool {
-	return stage == "build_script" || strings.HasPrefix(stage, "step_")
 }

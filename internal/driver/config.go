@@ -4,30 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+
+	"github.com/warmcache/warmcache/internal/protocol"
 )
-
-// Directories the job sees inside its containers.
-const (
-	BuildsDir = "/builds"
-	CacheDir  = "/cache"
-)
-
-// ConfigOutput is the config stage's answer to gitlab-runner (protocol §2).
-type ConfigOutput struct {
-	BuildsDir         string            `json:"builds_dir"`
-	CacheDir          string            `json:"cache_dir"`
-	BuildsDirIsShared bool              `json:"builds_dir_is_shared"`
-	Hostname          string            `json:"hostname"`
-	Driver            Driver            `json:"driver"`
-	JobEnv            map[string]string `json:"job_env,omitempty"`
-	Shell             string            `json:"shell"`
-}
-
-// Driver names the driver in the job log.
-type Driver struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-}
 
 // Config prints the executor configuration JSON, and nothing else, on
 // stdout. The admin config was already loaded and validated by then, so a
@@ -37,11 +16,11 @@ func Config(d Deps, version string) error {
 	if err != nil {
 		return fmt.Errorf("reading hostname: %w", err)
 	}
-	out := ConfigOutput{
-		BuildsDir: BuildsDir,
-		CacheDir:  CacheDir,
+	out := protocol.ConfigOutput{
+		BuildsDir: protocol.BuildsDir,
+		CacheDir:  protocol.CacheDir,
 		Hostname:  host,
-		Driver:    Driver{Name: "warmcache", Version: version},
+		Driver:    protocol.Driver{Name: "warmcache", Version: version},
 		Shell:     "bash",
 	}
 	enc := json.NewEncoder(d.Stdout)

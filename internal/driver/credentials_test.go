@@ -19,6 +19,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // sampleJobToken is the job token of sampleJob.
@@ -291,7 +292,7 @@ func TestStageErrorMasked(t *testing.T) {
 	if !errors.Is(err, engine.ErrNotFound) {
 		t.Errorf("masking lost what the error is: %v", err)
 	}
-	var bf *BuildFailure
+	var bf *protocol.BuildFailure
 	if errors.As(err, &bf) {
 		t.Errorf("a system failure became a build failure: %v", err)
 	}

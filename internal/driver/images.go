@@ -14,6 +14,7 @@ import (
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // officialHelperRepo is GitLab's helper image, tagged <arch>-v<runner version>.
@@ -29,7 +30,7 @@ func buildImage(j job.Job, cfg config.Config, getenv func(string) string) string
 	if name := strings.TrimSpace(j.Image.Name); name != "" {
 		return name
 	}
-	if name := strings.TrimSpace(getenv("CUSTOM_ENV_CI_JOB_IMAGE")); name != "" {
+	if name := strings.TrimSpace(getenv(protocol.EnvJobImage)); name != "" {
 		return name
 	}
 	return cfg.Docker.DefaultImage
@@ -42,7 +43,7 @@ func helperImage(j job.Job, cfg config.Config) (string, error) {
 		return cfg.Docker.HelperImage, nil
 	}
 	if j.RunnerVersion == "" {
-		return "", errors.New("cannot choose the helper image: CUSTOM_ENV_CI_RUNNER_VERSION is not set; set docker.helper_image in the warmcache config")
+		return "", errors.New("cannot choose the helper image: " + protocol.EnvRunnerVersion + " is not set; set docker.helper_image in the warmcache config")
 	}
 	if !runnerVersionRE.MatchString(j.RunnerVersion) {
 		return "", fmt.Errorf("cannot choose the helper image: runner version %q is not a version number; set docker.helper_image in the warmcache config", j.RunnerVersion)
@@ -65,7 +66,7 @@ func pullPolicies(jobPolicies []string, cfg config.Config) ([]string, error) {
 	}
 	got := config.Intersect(want, cfg.Docker.AllowedPullPolicies)
 	if len(got) == 0 {
-		return nil, &BuildFailure{Reason: fmt.Sprintf("pull policy %v from %s is not allowed; the runner allows %v (docker.allowed_pull_policies)",
+		return nil, &protocol.BuildFailure{Reason: fmt.Sprintf("pull policy %v from %s is not allowed; the runner allows %v (docker.allowed_pull_policies)",
 			want, source, cfg.Docker.AllowedPullPolicies)}
 	}
 	return got, nil

@@ -17,6 +17,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/job"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 func TestPullPolicies(t *testing.T) {
@@ -50,9 +51,9 @@ func TestPullPolicies(t *testing.T) {
 				}
 				return
 			}
-			var bf *BuildFailure
+			var bf *protocol.BuildFailure
 			if !errors.As(err, &bf) {
-				t.Fatalf("error %v (%T) is not a *BuildFailure: the job's choice fails the job, not the runner", err, err)
+				t.Fatalf("error %v (%T) is not a *protocol.BuildFailure: the job's choice fails the job, not the runner", err, err)
 			}
 			if bf.Reason != tt.wantErr || bf.Code != 0 || got != nil {
 				t.Errorf("pullPolicies = %v, %+v; want reason %q and no code", got, bf, tt.wantErr)

@@ -15,6 +15,7 @@ import (
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
 	"github.com/warmcache/warmcache/internal/parallel"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // Prepare pulls the images, makes the job's network, starts its services
@@ -127,7 +128,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		}
 	}
 	phases = append(phases, zap.Duration("images_volume", time.Since(start)))
-	caches, err := d.Caches.Claim(ctx, j, nonRoot(user), CacheDir, d.say)
+	caches, err := d.Caches.Claim(ctx, j, nonRoot(user), protocol.CacheDir, d.say)
 	if err != nil {
 		return err
 	}
@@ -135,15 +136,15 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	if err != nil {
 		return err
 	}
-	buildMounts := []engine.Mount{{Volume: builds, Target: BuildsDir}}
-	helperMounts := []engine.Mount{{Volume: builds, Target: BuildsDir}}
+	buildMounts := []engine.Mount{{Volume: builds, Target: protocol.BuildsDir}}
+	helperMounts := []engine.Mount{{Volume: builds, Target: protocol.BuildsDir}}
 	if netenv.mount != nil {
 		buildMounts = append(buildMounts, *netenv.mount)
 		helperMounts = append(helperMounts, *netenv.mount)
 	}
 	for _, c := range caches.Mounts {
 		buildMounts = append(buildMounts, c)
-		if c.Target == CacheDir {
+		if c.Target == protocol.CacheDir {
 			helperMounts = append(helperMounts, c)
 		}
 	}
@@ -212,12 +213,12 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		// The runner's scripts hand /builds to the owner of this file after
 		// fetching sources, as under the Docker executor; creating it as the
 		// job's user gives it that user's uid and gid.
-		exit, err := d.Engine.Exec(ctx, key.Name(naming.KindBuild), []string{"sh", "-c", ": > " + BuildsDir + "/.gitlab-build-uid-gid"}, nil, d.Stderr, d.Stderr)
+		exit, err := d.Engine.Exec(ctx, key.Name(naming.KindBuild), []string{"sh", "-c", ": > " + protocol.BuildsDir + "/.gitlab-build-uid-gid"}, nil, d.Stderr, d.Stderr)
 		if err == nil && exit.Code != 0 {
 			err = fmt.Errorf("exit code %d", exit.Code)
 		}
 		if err != nil {
-			return fmt.Errorf("marking %s for user %s: %w", BuildsDir, user, err)
+			return fmt.Errorf("marking %s for user %s: %w", protocol.BuildsDir, user, err)
 		}
 	}
 	if len(netenv.plan.Files) > 0 {

@@ -17,6 +17,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // checkLabels compares the labels of a job resource with what naming
@@ -175,13 +176,13 @@ func TestPrepareWithCaches(t *testing.T) {
 	}
 	planned := cache.Plan(cache.KeyFor(j), profiles)
 
-	builds := engine.Mount{Volume: sampleKey.Name(naming.KindBuilds), Target: BuildsDir}
+	builds := engine.Mount{Volume: sampleKey.Name(naming.KindBuilds), Target: protocol.BuildsDir}
 	wantBuild := []engine.Mount{builds}
 	wantHelper := []engine.Mount{builds}
 	for _, v := range planned {
 		m := engine.Mount{Volume: v.Name, Target: v.Path, NoCopy: true}
 		wantBuild = append(wantBuild, m)
-		if v.Path == CacheDir {
+		if v.Path == protocol.CacheDir {
 			wantHelper = append(wantHelper, m)
 		}
 		info, ok := h.f.Volume(v.Name)
@@ -241,7 +242,7 @@ func TestPrepareFailures(t *testing.T) {
 		edit      func(j map[string]any)
 		setup     func(h *harness)
 		wantErr   string
-		wantBuild bool // a *BuildFailure: the job's fault, not retried
+		wantBuild bool // a *protocol.BuildFailure: the job's fault, not retried
 	}{
 		{
 			name:    "job response missing",
@@ -300,7 +301,7 @@ func TestPrepareFailures(t *testing.T) {
 			if err == nil || err.Error() != tt.wantErr {
 				t.Fatalf("Prepare = %v, want %q", err, tt.wantErr)
 			}
-			var bf *BuildFailure
+			var bf *protocol.BuildFailure
 			if errors.As(err, &bf) != tt.wantBuild {
 				t.Errorf("build failure = %v, want %v", !tt.wantBuild, tt.wantBuild)
 			}

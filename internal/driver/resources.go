@@ -14,6 +14,7 @@ import (
 	"github.com/warmcache/warmcache/internal/limits/cgroup"
 	"github.com/warmcache/warmcache/internal/naming"
 	"github.com/warmcache/warmcache/internal/parallel"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // jobLimits works out the job's limits from the config, the host and the
@@ -29,7 +30,7 @@ func jobLimits(d Deps, j job.Job) (limits.Plan, error) {
 	req := limits.Request{CPUs: j.Variable(limits.RequestCPUsVar), Memory: j.Variable(limits.RequestMemoryVar)}
 	plan, err := limits.Resolve(d.Config.Limits, j.ProjectPath, j.ProjectID, host, req)
 	if errors.Is(err, limits.ErrBadRequest) {
-		return limits.Plan{}, &BuildFailure{Reason: err.Error()}
+		return limits.Plan{}, &protocol.BuildFailure{Reason: err.Error()}
 	}
 	if err != nil {
 		return limits.Plan{}, err
@@ -154,9 +155,9 @@ func afterStep(d Deps, j job.Job, stage string, killedBefore uint64, result erro
 		d.Log.Warn("reading the job's cgroup", zap.Error(err))
 		return result
 	}
-	var bf *BuildFailure
+	var bf *protocol.BuildFailure
 	if errors.As(result, &bf) && bf.Reason == "" && u.OOMKills > killedBefore {
-		result = &BuildFailure{Code: bf.Code, Reason: fmt.Sprintf("out of memory: limit %s, peak %s", limits.MiB(u.OOMLimit), limits.MiB(u.OOMPeak))}
+		result = &protocol.BuildFailure{Code: bf.Code, Reason: fmt.Sprintf("out of memory: limit %s, peak %s", limits.MiB(u.OOMLimit), limits.MiB(u.OOMPeak))}
 	}
 	if lastStepStage(stage, result != nil, j.Steps) {
 		d.say("%s", usageLine(u))
@@ -193,35 +194,17 @@ func lastStepStage(stage string, failed bool, steps []job.Step) bool {
 	case hasAfter:
 		return false
 	default:
-		return endsSteps(stage, failed, steps)
+		return protocol.EndsSteps(stage, failed, stepStages(steps))
 	}
-}
-
-// endsSteps says whether stage is the job's last step, or a failing one
-// (the runner runs no step after it).
-func endsSteps(stage string, failed bool, steps []job.Step) bool {
-	if !isStep(stage) {
-		return false
-	}
-	last := "build_script"
-	if stages := stepStages(steps); len(stages) > 0 {
-		last = stages[len(stages)-1]
-	}
-	return failed || stage == last
 }
 
 // stepStages names the run stages in which the runner runs the job's
-// steps (isStep), in order: build_script for the script, step_NAME for
-// the others; after_script is not one.
+// steps, in order (protocol.StepStage).
 func stepStages(steps []job.Step) []string {
 	var out []string
 	for _, s := range steps {
-		switch s.Name {
-		case "after_script":
-		case "script", "step_script":
-			out = append(out, "build_script")
-		default:
-			out = append(out, "step_"+s.Name)
+		if stage, ok := protocol.StepStage(s.Name); ok {
+			out = append(out, stage)
 		}
 	}
 	return out

@@ -19,6 +19,7 @@ import (
 	"github.com/warmcache/warmcache/internal/limits"
 	"github.com/warmcache/warmcache/internal/limits/cgroup"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 func TestLastStepStage(t *testing.T) {
@@ -48,32 +49,6 @@ func TestLastStepStage(t *testing.T) {
 	} {
 		if got := lastStepStage(tc.stage, tc.failed, tc.steps); got != tc.want {
 			t.Errorf("lastStepStage(%s, failed=%v, %d steps) = %v, want %v", tc.stage, tc.failed, len(tc.steps), got, tc.want)
-		}
-	}
-}
-
-// TestEndsSteps: the cache growth report comes once, after the last step
-// or a failing one, whatever comes after the steps.
-func TestEndsSteps(t *testing.T) {
-	script := job.Step{Name: "script", Script: []string{"make"}}
-	after := job.Step{Name: "after_script", Script: []string{"echo done"}}
-	release := job.Step{Name: "release", Script: []string{"publish"}}
-	for _, tc := range []struct {
-		stage  string
-		failed bool
-		steps  []job.Step
-		want   bool
-	}{
-		{"build_script", false, []job.Step{script, after}, true},
-		{"after_script", false, []job.Step{script, after}, false},
-		{"build_script", false, []job.Step{script, release}, false},
-		{"build_script", true, []job.Step{script, release}, true},
-		{"step_release", false, []job.Step{script, release, after}, true},
-		{"build_script", false, nil, true},
-		{"archive_cache", false, []job.Step{script}, false},
-	} {
-		if got := endsSteps(tc.stage, tc.failed, tc.steps); got != tc.want {
-			t.Errorf("endsSteps(%s, failed=%v, %d steps) = %v, want %v", tc.stage, tc.failed, len(tc.steps), got, tc.want)
 		}
 	}
 }
@@ -171,7 +146,7 @@ func TestLimitsThroughTheStages(t *testing.T) {
 	})
 	h.stderr.Reset()
 	err := Run(context.Background(), d, writeFile(t, "script", "x"), "build_script")
-	var bf *BuildFailure
+	var bf *protocol.BuildFailure
 	if !errors.As(err, &bf) || bf.Code != 137 || bf.Error() != "out of memory: limit 512 MiB, peak 512 MiB" {
 		t.Fatalf("Run = %v, want an out-of-memory build failure with code 137", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -13,6 +12,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // cancelGrace bounds how long run waits for the script's processes to end
@@ -21,7 +21,7 @@ const cancelGrace = 30 * time.Second
 
 // Run executes one stage script in the job's helper or build container,
 // piping the script into the container's shell and streaming its output
-// live. A non-zero script exit is a BuildFailure carrying the code.
+// live. A non-zero script exit is a protocol.BuildFailure carrying the code.
 //
 // When ctx is cancelled (the runner sent SIGTERM), every process of the
 // stage in the container gets SIGTERM, and Run waits for them to end so
@@ -36,14 +36,14 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 		// Once, when the steps are over: the report walks the caches on
 		// the job's time. After a system failure (the container gone, the
 		// engine away) the caches are not what the step left.
-		var bf *BuildFailure
-		if (err == nil || errors.As(err, &bf)) && endsSteps(stage, err != nil, j.Steps) {
-			if isStep(stage) {
+		var bf *protocol.BuildFailure
+		if (err == nil || errors.As(err, &bf)) && protocol.EndsSteps(stage, err != nil, stepStages(j.Steps)) {
+			if protocol.IsStep(stage) {
 				d.Caches.ReportGrowth(j.Key(), d.say)
 			}
 		}
 	}()
-	defer d.Caches.MarkStep(j.Key(), stage, isStep(stage))(&err)
+	defer d.Caches.MarkStep(j.Key(), stage, protocol.IsStep(stage))(&err)
 	// Held-back output is flushed when the exec has ended, before the
 	// cache report.
 	d, flushLog := masked(d, j)
@@ -54,7 +54,7 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 	}
 	defer script.Close()
 
-	target := stageTarget(stage)
+	target := protocol.Target(stage)
 	name := j.Key().Name(target)
 	d.Log.Debug("run", zap.String("stage", stage), zap.String("container", name))
 	var killedBefore uint64
@@ -107,7 +107,7 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 	}
 	var result error
 	if r.exit.Code != 0 {
-		result = &BuildFailure{Code: r.exit.Code}
+		result = &protocol.BuildFailure{Code: r.exit.Code}
 	}
 	if target == naming.KindBuild {
 		result = afterStep(d, j, stage, killedBefore, result)
@@ -167,9 +167,4 @@ func signalAll(ctx context.Context, d Deps, name string) {
 	if _, err := d.Engine.Exec(ctx, name, []string{"sh", "-c", "kill -TERM -1"}, nil, nil, nil); err != nil {
 		d.Log.Warn("signalling stage processes", zap.Error(err))
 	}
-}
-
-// isStep says whether a run stage is one of the job's steps.
-func isStep(stage string) bool {
-	return stage == "build_script" || strings.HasPrefix(stage, "step_")
 }

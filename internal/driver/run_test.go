@@ -12,6 +12,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // prepared returns a harness whose job containers are running.
@@ -59,7 +60,7 @@ func TestRunRoutesStages(t *testing.T) {
 		if err := Run(context.Background(), h.deps(), path, stage); err != nil {
 			t.Fatalf("Run(%s): %v", stage, err)
 		}
-		target := stageTarget(stage)
+		target := protocol.Target(stage)
 		name := sampleKey.Name(target)
 		want := []execRecord{{name, stageCommand(target), script}}
 		if !reflect.DeepEqual(*execs, want) {
@@ -77,13 +78,13 @@ func TestRunExitCodes(t *testing.T) {
 		h := prepared(t)
 		recordExecs(h, engine.Exit{Code: 3})
 		err := Run(context.Background(), h.deps(), path, "build_script")
-		var bf *BuildFailure
-		if !errors.As(err, &bf) || *bf != (BuildFailure{Code: 3}) {
-			t.Fatalf("Run = %#v, want &BuildFailure{Code: 3}", err)
+		var bf *protocol.BuildFailure
+		if !errors.As(err, &bf) || *bf != (protocol.BuildFailure{Code: 3}) {
+			t.Fatalf("Run = %#v, want &protocol.BuildFailure{Code: 3}", err)
 		}
 		file := filepath.Join(t.TempDir(), "build_exit_code")
 		env := map[string]string{"BUILD_FAILURE_EXIT_CODE": "7", "SYSTEM_FAILURE_EXIT_CODE": "9", "BUILD_EXIT_CODE_FILE": file}
-		code, err := ExitCode(err, func(k string) string { return env[k] })
+		code, err := protocol.ExitCode(err, func(k string) string { return env[k] })
 		data, _ := os.ReadFile(file)
 		if code != 7 || err != nil || string(data) != "3\n" {
 			t.Errorf("ExitCode = %d, %v, file %q; want 7, nil, \"3\\n\"", code, err, data)
@@ -93,7 +94,7 @@ func TestRunExitCodes(t *testing.T) {
 		h := prepared(t)
 		recordExecs(h, engine.Exit{Code: 137})
 		err := Run(context.Background(), h.deps(), path, "build_script")
-		var bf *BuildFailure
+		var bf *protocol.BuildFailure
 		if !errors.As(err, &bf) || bf.Code != 137 {
 			t.Fatalf("Run = %v, want a build failure with code 137", err)
 		}
@@ -148,7 +149,7 @@ func TestRunExitCodes(t *testing.T) {
 			}
 			// A system failure, whatever the script would have done.
 			env := map[string]string{"BUILD_FAILURE_EXIT_CODE": "7", "SYSTEM_FAILURE_EXIT_CODE": "9"}
-			if code, _ := ExitCode(err, func(k string) string { return env[k] }); code != 9 {
+			if code, _ := protocol.ExitCode(err, func(k string) string { return env[k] }); code != 9 {
 				t.Errorf("exit code %d, want the system failure code 9", code)
 			}
 		})
@@ -190,7 +191,7 @@ func TestRunCancelSignalsTheStage(t *testing.T) {
 	cancel() // the runner sent SIGTERM
 	err := Run(ctx, h.deps(), writeFile(t, "script", "sleep 1000\n"), "build_script")
 
-	var bf *BuildFailure
+	var bf *protocol.BuildFailure
 	if !errors.As(err, &bf) || bf.Code != 143 {
 		t.Fatalf("Run = %v, want the script's own exit (143) once it ended", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
 	"github.com/warmcache/warmcache/internal/parallel"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // serviceLogLines is how much of a service's output the job log shows
@@ -36,15 +37,15 @@ type jobService struct {
 // the job's own making are build failures (a retry cannot help).
 func planServices(d Deps, j job.Job) ([]jobService, error) {
 	if j.ServicesEnvError != nil {
-		return nil, &BuildFailure{Reason: j.ServicesEnvError.Error()}
+		return nil, &protocol.BuildFailure{Reason: j.ServicesEnvError.Error()}
 	}
 	if limit := d.Config.Services.MaxPerJob; len(j.Services) > limit {
-		return nil, &BuildFailure{Reason: fmt.Sprintf("the job declares %d services; this runner allows at most %d (services.max_per_job)", len(j.Services), limit)}
+		return nil, &protocol.BuildFailure{Reason: fmt.Sprintf("the job declares %d services; this runner allows at most %d (services.max_per_job)", len(j.Services), limit)}
 	}
 	var out []jobService
 	for i, s := range j.Services {
 		if strings.TrimSpace(s.Name) == "" {
-			return nil, &BuildFailure{Reason: fmt.Sprintf("service %d has no image name", i+1)}
+			return nil, &protocol.BuildFailure{Reason: fmt.Sprintf("service %d has no image name", i+1)}
 		}
 		policies, err := pullPolicies(s.PullPolicy, d.Config)
 		if err != nil {

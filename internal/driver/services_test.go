@@ -12,6 +12,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // withSampleServices puts back the runner sample's two services:
@@ -183,7 +184,7 @@ func TestPlanServicesRefuses(t *testing.T) {
 				tt.setup(h)
 			}
 			err := Prepare(context.Background(), h.deps())
-			var bf *BuildFailure
+			var bf *protocol.BuildFailure
 			if err == nil || err.Error() != tt.want || !errors.As(err, &bf) {
 				t.Fatalf("Prepare = %v, want the build failure %q", err, tt.want)
 			}

@@ -51,27 +51,3 @@ func stageCommand(target naming.Kind) []string {
 	}
 	return []string{"sh", "-c", detectShell}
 }
-
-// helperStages run in the helper container, as under the Docker executor;
-// every other stage name, including ones a newer runner adds, runs in the
-// build container.
-var helperStages = map[string]bool{
-	"prepare_script":              true,
-	"get_sources":                 true,
-	"clear_worktree":              true,
-	"restore_cache":               true,
-	"download_artifacts":          true,
-	"archive_cache":               true,
-	"archive_cache_on_failure":    true,
-	"upload_artifacts_on_success": true,
-	"upload_artifacts_on_failure": true,
-	"cleanup_file_variables":      true,
-}
-
-// stageTarget says which container runs a stage.
-func stageTarget(stage string) naming.Kind {
-	if helperStages[stage] {
-		return naming.KindHelper
-	}
-	return naming.KindBuild
-}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // maxResponseBytes bounds the response file we are willing to parse.
@@ -121,9 +122,9 @@ type response struct {
 
 // Load reads the job from the environment gitlab-runner gives every stage.
 func Load(getenv func(string) string) (Job, error) {
-	path := getenv("JOB_RESPONSE_FILE")
+	path := getenv(protocol.EnvJobResponseFile)
 	if path == "" {
-		return Job{}, errors.New("JOB_RESPONSE_FILE is not set: warmcache stages must be started by gitlab-runner's custom executor")
+		return Job{}, errors.New(protocol.EnvJobResponseFile + " is not set: warmcache stages must be started by gitlab-runner's custom executor")
 	}
 	data, err := readBounded(path)
 	if err != nil {
@@ -134,12 +135,12 @@ func Load(getenv func(string) string) (Job, error) {
 		return Job{}, fmt.Errorf("job response %s: %w", path, err)
 	}
 	if j.Services == nil {
-		j.Services, j.ServicesEnvError = servicesFromEnv(getenv(servicesEnv))
+		j.Services, j.ServicesEnvError = servicesFromEnv(getenv(protocol.EnvJobServices))
 	}
-	j.RunnerShortToken = getenv("CUSTOM_ENV_CI_RUNNER_SHORT_TOKEN")
-	j.RunnerID = getenv("CUSTOM_ENV_CI_RUNNER_ID")
-	j.RunnerVersion = getenv("CUSTOM_ENV_CI_RUNNER_VERSION")
-	if n, err := strconv.Atoi(getenv("CUSTOM_ENV_CI_CONCURRENT_ID")); err == nil && n >= 0 && n < 1<<20 {
+	j.RunnerShortToken = getenv(protocol.EnvRunnerShortToken)
+	j.RunnerID = getenv(protocol.EnvRunnerID)
+	j.RunnerVersion = getenv(protocol.EnvRunnerVersion)
+	if n, err := strconv.Atoi(getenv(protocol.EnvConcurrentID)); err == nil && n >= 0 && n < 1<<20 {
 		j.ConcurrentID = n
 	}
 	return j, nil

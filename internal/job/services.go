@@ -6,11 +6,9 @@ import (
 	"os"
 	"slices"
 	"strings"
-)
 
-// servicesEnv is the runner's variable describing the job's services, a
-// JSON array of {"name","alias","entrypoint","command","variables"}.
-const servicesEnv = "CUSTOM_ENV_CI_JOB_SERVICES"
+	"github.com/warmcache/warmcache/internal/protocol"
+)
 
 // servicesFromEnv reads the services from CUSTOM_ENV_CI_JOB_SERVICES, for
 // a response that carries none at all (not even an empty list). The job
@@ -22,7 +20,7 @@ func servicesFromEnv(value string) ([]Image, error) {
 	}
 	var s []Image
 	if err := json.Unmarshal([]byte(value), &s); err != nil {
-		return nil, fmt.Errorf("%s is not a JSON list of services: %w", servicesEnv, err)
+		return nil, fmt.Errorf("%s is not a JSON list of services: %w", protocol.EnvJobServices, err)
 	}
 	return s, nil
 }

@@ -289,7 +289,7 @@ func withVariables(list []any, vars map[string]string) []any {
 	return list
 }
 
-// runnerEnv builds the environment of every driver call (protocol §4): the
+// runnerEnv builds the environment of every driver call (docs/protocol.md): the
 // runner's own environment, TMPDIR, the exit codes, the two files, then a
 // CUSTOM_ENV_ entry for exactly the names the real runner passed, plus the
 // job's own extra variables.
