@@ -67,3 +67,34 @@ func removeJobResources(ctx context.Context, e remover, key naming.JobKey) error
 	})
 	return removeAll(ctx, e, found)
 }
+
+// networksLater is cleanup's remover: it hands the removal of a network,
+// by then free of the job's containers, to a detached process, because
+// that removal takes longer than anything else in cleanup and nothing
+// needs to wait for it. If that process cannot start, the network is
+// removed at once; if it fails, the reaper removes the network later.
+type networksLater struct {
+	remover
+	d Deps
+}
+
+// cleanupRemover returns what cleanup removes the job's resources with.
+func cleanupRemover(d Deps) remover {
+	if d.Background == nil {
+		return d.Engine
+	}
+	return networksLater{remover: d.Engine, d: d}
+}
+
+// Remove implements remover.
+func (n networksLater) Remove(ctx context.Context, r engine.Resource) error {
+	if r.Type == engine.Network && r.ID != "" {
+		// By id: a retried prepare of the job makes one of the same name.
+		err := n.d.Background("remove-network", "--host", n.d.Config.Docker.Host, r.ID)
+		if err == nil {
+			return nil
+		}
+		n.d.Log.Warn("removing the job's network in the background", zap.Error(err))
+	}
+	return n.remover.Remove(ctx, r)
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
 	"github.com/warmcache/warmcache/internal/parallel"
+	"github.com/warmcache/warmcache/internal/services"
 )
 
 // Prepare pulls the images, makes the job's network, starts its services
@@ -55,7 +56,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	}
 	cgroupDriver := askDriver(ctx, d)
 	defer cgroupDriver() // never left in flight on an early return
-	services, err := planServices(d, j)
+	svcs, err := planServices(d, j)
 	if err != nil {
 		return err
 	}
@@ -84,7 +85,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	meta := jobMeta(j, time.Now())
 	// The job's network is made while the images and volumes are checked:
 	// it is needed only when the containers are created.
-	network, networkMade := makeJobNetwork(ctx, d, key, meta)
+	network, networkMade := services.MakeNetwork(ctx, serviceDeps(d), key, meta)
 	defer networkMade() // a failed prepare leaves no call in flight
 
 	p := puller{engine: d.Engine, attempts: d.Config.Docker.PullAttempts, say: d.say,
@@ -100,8 +101,8 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 			return fmt.Errorf("helper image: %w", err)
 		}
 	}
-	for i, s := range services {
-		if services[i].info, err = p.ensure(ctx, s.image.Name, s.policies); err != nil {
+	for i, s := range svcs {
+		if svcs[i].Info, err = p.ensure(ctx, s.Image.Name, s.Policies); err != nil {
 			return fmt.Errorf("service image: %w", err)
 		}
 	}
@@ -159,7 +160,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		User: j.Image.ExecutorOpts.Docker.User, Env: withEnv(caches.env, netenv.plan.Env), Mounts: buildMounts,
 		NetworkMode: buildNetwork(d.Config.Docker.NetworkMode, helperSpec.Name), KeepStdinOpen: true,
 	}
-	serviceSpecs := serviceSpecs(d, key, j, services, network, meta)
+	serviceSpecs := services.Specs(serviceDeps(d), key, j, svcs, network, meta)
 	parent, err := setUpCgroup(d, key, plan, cgroupDriver)
 	if err != nil {
 		return err
@@ -177,7 +178,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		if err := networkMade(); err != nil {
 			return err
 		}
-		return startServices(ctx, d.Engine, serviceSpecs)
+		return services.Start(ctx, d.Engine, serviceSpecs)
 	})
 	defer servicesStarted()
 	if err := parallel.Each([]engine.ContainerSpec{helperSpec, build}, func(s engine.ContainerSpec) error {
@@ -242,7 +243,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		d.Log.Debug("credentials delivered", zap.Bool("straight_into_tmpfs", delivered))
 	}
 	phases = append(phases, zap.Duration("containers", time.Since(start)))
-	waitServices(ctx, d, helperSpec.Name, services, serviceSpecs)
+	services.Wait(ctx, serviceDeps(d), helperSpec.Name, svcs, serviceSpecs)
 	d.Log.Debug("prepare timings (since start)", append(phases, zap.Duration("services", time.Since(start)))...)
 	d.say("Job containers ready in %.1fs", time.Since(start).Seconds())
 	return nil

@@ -233,3 +233,11 @@ func removeAll(ctx context.Context, e remover, rs []engine.Resource) error {
 	remove := func(r engine.Resource) error { return e.Remove(ctx, r) }
 	return errors.Join(parallel.Each(containers, remove), parallel.Each(rest, remove))
 }
+
+func indexes(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}

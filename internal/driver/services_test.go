@@ -3,7 +3,6 @@ package driver
 import (
 	"context"
 	"errors"
-	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -197,133 +196,20 @@ func TestPlanServicesRefuses(t *testing.T) {
 	}
 }
 
-func TestServiceAliasWarnings(t *testing.T) {
-	h := withSampleServices(t, func(j map[string]any) {
-		svc := j["services"].([]any)[0].(map[string]any)
-		svc["alias"] = "db,bad!alias"
-		svc["executor_opts"] = map[string]any{"docker": map[string]any{"platform": "linux/arm64"}}
-	})
+// A service image that was present is inspected once: the inspect of its
+// pull policy also gives the ports the wait tries.
+func TestPrepareInspectsServiceImageOnce(t *testing.T) {
+	h := withSampleServices(t, nil)
+	h.f.AddImage("postgres:16", "redis:7")
+	h.f.SetImageInfo("postgres:16", engine.ImageInfo{ExposedPorts: []engine.Port{{Number: 5432, Protocol: "udp"}}})
 	if err := Prepare(context.Background(), h.deps()); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{
-		`WARNING: service postgres:16: alias "bad!alias" is not a valid host name and is ignored`,
-		`WARNING: service postgres:16: platform "linux/arm64" is ignored: the engine's own platform is used`,
-		"Starting service postgres:16, reachable as postgres, db",
-	} {
-		if !slices.Contains(h.stderrLines(), want) {
-			t.Errorf("job log lacks %q:\n%s", want, h.stderr)
-		}
+	if got := methods(h.f, "postgres:16"); !slices.Equal(got, []string{"InspectImage"}) {
+		t.Errorf("service image calls = %v, want one InspectImage", got)
 	}
-}
-
-// listen returns a loopback port that accepts connections, and one that
-// refuses them.
-func listen(t *testing.T) (open, closed int) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	c, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed = c.Addr().(*net.TCPAddr).Port
-	c.Close()
-	return l.Addr().(*net.TCPAddr).Port, closed
-}
-
-// TestServiceWait dials the services' exposed TCP ports (here on
-// loopback, where the fake says the services are).
-func TestServiceWait(t *testing.T) {
-	open, closed := listen(t)
-	tests := []struct {
-		name     string
-		ports    []engine.Port
-		stop     bool // the service exits while it is waited for
-		wantLog  []string
-		wantSlow bool // the wait runs into its timeout
-	}{
-		{"port open", []engine.Port{{Number: open, Protocol: "tcp"}, {Number: closed, Protocol: "udp"}},
-			false, []string{"Services ready in "}, false},
-		{"port never opens", []engine.Port{{Number: open, Protocol: "tcp"}, {Number: closed, Protocol: "tcp"}}, false, []string{
-			"WARNING: service postgres:16 is not ready: port " + engine.Port{Number: closed, Protocol: "tcp"}.String() + " did not open within 300ms (last try: connection refused); the job goes on\n" +
-				"  Last lines of its output:\n  | starting\n  | listening on a unix socket only\n",
-		}, true},
-		{"service exits", []engine.Port{{Number: closed, Protocol: "tcp"}}, true, []string{
-			"WARNING: service postgres:16 is not ready: it stopped (exited) before port " + engine.Port{Number: closed, Protocol: "tcp"}.String() + " opened; the job goes on\n",
-		}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := withSampleServices(t, nil)
-			h.cfg.Services.WaitTimeout = 300 * time.Millisecond
-			svc := sampleKey.ServiceName(0)
-			h.f.AddImage("postgres:16", "redis:7")
-			h.f.SetImageInfo("postgres:16", engine.ImageInfo{ExposedPorts: tt.ports})
-			h.f.SetIP(svc, "127.0.0.1")
-			h.f.SetLogs(svc, "starting\nlistening on a unix socket only\n")
-			if tt.stop {
-				h.f.SetHook(func(method, name string) error {
-					if method == fake.MethodContainerState && name == svc {
-						h.f.Stop(svc)
-					}
-					return nil
-				})
-			}
-			start := time.Now()
-			if err := Prepare(context.Background(), h.deps()); err != nil {
-				t.Fatalf("Prepare: %v (the job must go on)", err)
-			}
-			if slow := time.Since(start) >= 300*time.Millisecond; slow != tt.wantSlow {
-				t.Errorf("prepare took %s; want the timeout reached: %v", time.Since(start), tt.wantSlow)
-			}
-			for _, want := range tt.wantLog {
-				if !strings.Contains(h.stderr.String(), want) {
-					t.Errorf("job log lacks %q:\n%s", want, h.stderr)
-				}
-			}
-			if !tt.stop && !tt.wantSlow && strings.Contains(h.stderr.String(), "WARNING") {
-				t.Errorf("unexpected warning:\n%s", h.stderr)
-			}
-			// The image was present: the inspect of the pull policy also
-			// gave its ports.
-			if got := methods(h.f, "postgres:16"); !slices.Equal(got, []string{"InspectImage"}) {
-				t.Errorf("service image calls = %v, want one InspectImage", got)
-			}
-		})
-	}
-}
-
-func TestServiceWaitSkipped(t *testing.T) {
-	for _, tt := range []struct {
-		name  string
-		setup func(h *harness)
-		want  string // "" : no line at all
-	}{
-		{"no network", func(h *harness) { h.cfg.Docker.NetworkMode = "none" }, "Not waiting for services: network_mode is none"},
-		{"wait off", func(h *harness) { h.cfg.Services.WaitTimeout = 0 }, ""},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			h := withSampleServices(t, nil)
-			tt.setup(h)
-			h.f.AddImage("postgres:16", "redis:7")
-			h.f.SetImageInfo("postgres:16", engine.ImageInfo{ExposedPorts: []engine.Port{{Number: 5432, Protocol: "tcp"}}})
-			if err := Prepare(context.Background(), h.deps()); err != nil {
-				t.Fatal(err)
-			}
-			if got := methods(h.f, sampleKey.ServiceName(0)); !slices.Equal(got, []string{"CreateContainer", "StartContainer"}) {
-				t.Errorf("service calls %v: it was waited for", got)
-			}
-			if tt.want != "" && !slices.Contains(h.stderrLines(), tt.want) {
-				t.Errorf("job log lacks %q:\n%s", tt.want, h.stderr)
-			}
-			if strings.Contains(h.stderr.String(), "Services ready") || strings.Contains(h.stderr.String(), "WARNING") {
-				t.Errorf("job log:\n%s", h.stderr)
-			}
-		})
+	if !strings.Contains(h.stderr.String(), "Services ready in ") {
+		t.Errorf("job log lacks the wait:\n%s", h.stderr)
 	}
 }
 
