@@ -12,6 +12,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/reap"
 )
 
 // jobCaches is what the job containers get from the cache volumes.
@@ -136,7 +137,7 @@ func verifyCaches(ctx context.Context, d Deps, key naming.JobKey, c jobCaches) e
 		if info.Labels[naming.LabelKind] == string(naming.KindCache) {
 			continue
 		}
-		rerr := removeJobResources(ctx, d.Engine, key)
+		rerr := reap.RemoveJob(ctx, d.Engine, key)
 		if rerr == nil {
 			rerr = d.Engine.Remove(ctx, engine.Resource{Type: engine.Volume, Name: name})
 		}

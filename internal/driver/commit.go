@@ -17,6 +17,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/reap"
 )
 
 // stepsFile records, at the root of each of the job's commit layer
@@ -166,7 +167,7 @@ func commitLayers(ctx context.Context, d Deps, j job.Job) {
 	containers, err := d.Engine.List(ctx, map[string]string{naming.LabelJob: j.Key().Base()})
 	if err == nil {
 		containers = slices.DeleteFunc(containers, func(r engine.Resource) bool { return r.Type != engine.Container })
-		err = removeAll(ctx, d.Engine, containers)
+		err = reap.RemoveAll(ctx, d.Engine, containers)
 	}
 	if err != nil {
 		d.Log.Warn("cache writes not committed: the job's containers remain", zap.Error(err))

@@ -10,6 +10,7 @@ import (
 	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/reap"
 )
 
 // Free-disk levels below which doctor warns and fails: caches and job
@@ -89,7 +90,7 @@ func Doctor(ctx context.Context, d Deps) error {
 const networksWarn = 20
 
 // networksCheck counts the job networks, and those of them whose job has
-// no container left (a failed removal: see planStranded).
+// no container left (a failed removal: see reap.Stranded).
 func networksCheck(ctx context.Context, d Deps, add func(level, format string, args ...any)) {
 	rs, err := d.Engine.List(ctx, map[string]string{naming.LabelManaged: "true"})
 	if err != nil {
@@ -103,7 +104,7 @@ func networksCheck(ctx context.Context, d Deps, add func(level, format string, a
 		}
 	}
 	// Of any age: a young one may still be in a prepare.
-	stranded := len(planStranded(rs, time.Now(), 0, nil))
+	stranded := len(reap.Stranded(rs, time.Now(), 0, nil))
 	level, hint := "ok", ""
 	if networks >= networksWarn {
 		level, hint = "warn", "; Docker's default address pools hold about 30: add default-address-pools to /etc/docker/daemon.json"

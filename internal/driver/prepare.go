@@ -15,6 +15,7 @@ import (
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
 	"github.com/warmcache/warmcache/internal/parallel"
+	"github.com/warmcache/warmcache/internal/reap"
 	"github.com/warmcache/warmcache/internal/services"
 )
 
@@ -66,7 +67,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 
 	// A leftover of an earlier attempt whose cleanup failed would make
 	// every create below conflict.
-	if err := removeJobResources(ctx, d.Engine, key); err != nil {
+	if err := reap.RemoveJob(ctx, d.Engine, key); err != nil {
 		return fmt.Errorf("removing leftovers of an earlier attempt: %w", err)
 	}
 	reaped := make(chan struct{})
@@ -77,7 +78,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 				d.Log.Error("reaper pass panicked", zap.Any("panic", p))
 			}
 		}()
-		reapAtPrepare(ctx, d)
+		reap.AtPrepare(ctx, reap.Deps{Engine: d.Engine, Config: d.Config.Reap, Cgroups: d.Cgroups}, d.Log)
 		gcAtStage(ctx, d, jobCacheNames(d, j))
 	}()
 	defer func() { <-reaped }()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"regexp"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,52 +12,6 @@ import (
 	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/naming"
 )
-
-func jobResource(typ engine.ResourceType, name, base string, kind naming.Kind, created time.Time, timeout string) engine.Resource {
-	return engine.Resource{Type: typ, Name: name, Labels: map[string]string{
-		naming.LabelManaged: "true", naming.LabelJob: base, naming.LabelKind: string(kind),
-		naming.LabelCreated: created.UTC().Format(time.RFC3339), naming.LabelTimeout: timeout,
-	}}
-}
-
-func TestPlanReap(t *testing.T) {
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	grace := time.Hour
-	undated := jobResource(engine.Volume, "c-builds", "c", naming.KindBuilds, now, "60")
-	undated.Labels[naming.LabelCreated] = "yesterday"
-	rs := []engine.Resource{
-		// a: created 3h ago, 1h timeout + 1h grace: abandoned.
-		jobResource(engine.Container, "a-build", "a", naming.KindBuild, now.Add(-3*time.Hour), "3600"),
-		jobResource(engine.Volume, "a-builds", "a", naming.KindBuilds, now.Add(-3*time.Hour), "3600"),
-		// b: created 90m ago but its timeout is 3h: still within its time.
-		jobResource(engine.Container, "b-build", "b", naming.KindBuild, now.Add(-90*time.Minute), "10800"),
-		// c: one resource cannot be dated, so the job is not touched.
-		jobResource(engine.Container, "c-build", "c", naming.KindBuild, now.Add(-10*time.Hour), "60"),
-		undated,
-		// d: an old resource, but a new one shows the job alive recently.
-		jobResource(engine.Container, "d-build", "d", naming.KindBuild, now.Add(-5*time.Hour), "60"),
-		jobResource(engine.Container, "d-helper", "d", naming.KindHelper, now.Add(-10*time.Minute), "60"),
-		// e: no timeout label: GitLab's default hour applies; 2h05m > 1h + 1h.
-		jobResource(engine.Container, "e-build", "e", naming.KindBuild, now.Add(-125*time.Minute), ""),
-		// f: dated in the future (another host's clock): not judged.
-		jobResource(engine.Container, "f-build", "f", naming.KindBuild, now.Add(3*time.Hour), "60"),
-		jobResource(engine.Container, "f-helper", "f", naming.KindHelper, now.Add(-30*time.Hour), "60"),
-		// A cache volume, even one labelled with a job, is never reaped.
-		jobResource(engine.Volume, "warmcache-go-0123456789ab", "a", naming.KindCache, now.Add(-100*time.Hour), "60"),
-	}
-	var got []string
-	for _, j := range planReap(rs, now, grace) {
-		var names []string
-		for _, r := range j.Resources {
-			names = append(names, r.Name)
-		}
-		got = append(got, j.Base+":"+strings.Join(names, ","))
-	}
-	want := []string{"a:a-build,a-builds", "e:e-build"}
-	if !slices.Equal(got, want) {
-		t.Errorf("plan = %q, want %q (oldest first)", got, want)
-	}
-}
 
 func TestReap(t *testing.T) {
 	for _, dryRun := range []bool{true, false} {
@@ -114,39 +67,6 @@ func TestPrepareReaps(t *testing.T) {
 	}
 	if c, _ := h.f.Container(oldKey.Name(naming.KindBuild)); c.State != fake.Removed {
 		t.Errorf("abandoned container is %s after prepare", c.State)
-	}
-}
-
-func TestPlanStranded(t *testing.T) {
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	grace := time.Hour
-	undated := jobResource(engine.Network, "u-network", "u", naming.KindNetwork, now, "10800")
-	undated.Labels[naming.LabelCreated] = "yesterday"
-	rs := []engine.Resource{
-		// a: abandoned: the whole job goes with the reaper's plan.
-		jobResource(engine.Network, "a-network", "a", naming.KindNetwork, now.Add(-3*time.Hour), "3600"),
-		// b: within its 3h timeout, no container, network 2h old: stranded.
-		jobResource(engine.Network, "b-network", "b", naming.KindNetwork, now.Add(-2*time.Hour), "10800"),
-		jobResource(engine.Volume, "b-builds", "b", naming.KindBuilds, now.Add(-2*time.Hour), "10800"),
-		// c: a container is left: the job may be running.
-		jobResource(engine.Container, "c-build", "c", naming.KindBuild, now.Add(-2*time.Hour), "10800"),
-		jobResource(engine.Network, "c-network", "c", naming.KindNetwork, now.Add(-2*time.Hour), "10800"),
-		// p: made 30 minutes ago, within grace: its prepare may still pull.
-		jobResource(engine.Network, "p-network", "p", naming.KindNetwork, now.Add(-30*time.Minute), "10800"),
-		// q: stranded too, and older than b.
-		jobResource(engine.Network, "q-network", "q", naming.KindNetwork, now.Add(-150*time.Minute), "10800"),
-		undated,
-	}
-	abandoned := planReap(rs, now, grace)
-	if len(abandoned) != 1 || abandoned[0].Base != "a" {
-		t.Fatalf("abandoned = %+v, want job a", abandoned)
-	}
-	var got []string
-	for _, n := range planStranded(rs, now, grace, abandoned) {
-		got = append(got, n.Base+":"+n.Network.Name)
-	}
-	if want := []string{"q:q-network", "b:b-network"}; !slices.Equal(got, want) {
-		t.Errorf("stranded = %q, want %q (oldest first)", got, want)
 	}
 }
 

@@ -227,43 +227,6 @@ func stepStages(steps []job.Step) []string {
 	return out
 }
 
-// reapCgroups removes the cgroups of reaped jobs and of jobs that left no
-// container, volume or network behind (a prepare that failed half-way, a
-// cleanup killed between the two), and returns the jobs whose cgroup it
-// removed (with dryRun, would remove). A cgroup is an orphan only once it
-// is older than the grace: a prepare creates it just before its containers.
-func reapCgroups(d Deps, rs []engine.Resource, reaped []abandonedJob, now time.Time, dryRun bool) ([]string, error) {
-	if d.Cgroups == nil {
-		return nil, nil
-	}
-	live := map[string]bool{}
-	for _, r := range rs {
-		live[r.Labels[naming.LabelJob]] = true
-	}
-	for _, j := range reaped {
-		live[j.Base] = false
-	}
-	found, err := d.Cgroups.Jobs()
-	if err != nil {
-		return nil, err
-	}
-	var done []string
-	var errs []error
-	for _, cg := range found {
-		if alive, known := live[cg.Base]; alive || !known && now.Sub(cg.Modified) < d.Config.Reap.Grace {
-			continue
-		}
-		if !dryRun {
-			if err := d.Cgroups.Remove(cg.Base); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		}
-		done = append(done, cg.Base)
-	}
-	return done, errors.Join(errs...)
-}
-
 // limitsCheck is doctor's line about resource limits: what a job gets when
 // the admin sets no job-wide limit, or why there is no job cgroup.
 func limitsCheck(d Deps, info engine.Info, add func(level, format string, args ...any)) {

@@ -6,10 +6,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -196,50 +194,6 @@ func TestLimitsThroughTheStages(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("the job's cgroup outlived cleanup: %v", err)
-	}
-}
-
-// TestReapCgroups: the reaper removes the cgroups of reaped jobs and of
-// jobs with nothing left in the engine once older than the grace, and
-// leaves live and young ones alone.
-func TestReapCgroups(t *testing.T) {
-	h := newHarness(t, nil)
-	d := h.deps()
-	d.Cgroups = syntheticCgroups(t)
-	now := time.Now()
-	old := now.Add(-2 * d.Config.Reap.Grace)
-	mk := func(base string, mod time.Time) string {
-		dir := filepath.Join(d.Cgroups.Root, "warmcache", base)
-		writeAt(t, filepath.Join(dir, "cgroup.procs"), "")
-		if err := os.Chtimes(dir, mod, mod); err != nil {
-			t.Fatal(err)
-		}
-		return dir
-	}
-	live := mk("warmcache-r-aaaaaa-p1-c0-j1", old)
-	gone := mk("warmcache-r-aaaaaa-p1-c0-j2", now)
-	orphan := mk("warmcache-r-aaaaaa-p1-c0-j3", old)
-	young := mk("warmcache-r-aaaaaa-p1-c0-j4", now)
-	rs := []engine.Resource{
-		{Type: engine.Container, Labels: map[string]string{naming.LabelJob: "warmcache-r-aaaaaa-p1-c0-j1"}},
-		{Type: engine.Container, Labels: map[string]string{naming.LabelJob: "warmcache-r-aaaaaa-p1-c0-j2"}},
-	}
-	reaped := []abandonedJob{{Base: "warmcache-r-aaaaaa-p1-c0-j2"}}
-	want := []string{"warmcache-r-aaaaaa-p1-c0-j2", "warmcache-r-aaaaaa-p1-c0-j3"}
-	got, err := reapCgroups(d, rs, reaped, now, true)
-	if err != nil || !slices.Equal(got, want) {
-		t.Fatalf("dry run = %v, %v; want %v", got, err, want)
-	}
-	if _, err := os.Stat(orphan); err != nil {
-		t.Fatalf("a dry run removed a cgroup: %v", err)
-	}
-	if got, err = reapCgroups(d, rs, reaped, now, false); err != nil || !slices.Equal(got, want) {
-		t.Fatalf("reapCgroups = %v, %v; want %v", got, err, want)
-	}
-	for dir, want := range map[string]bool{live: true, gone: false, orphan: false, young: true} {
-		if _, err := os.Stat(dir); (err == nil) != want {
-			t.Errorf("%s exists = %v, want %v", filepath.Base(dir), err == nil, want)
-		}
 	}
 }
 
