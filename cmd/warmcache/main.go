@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/warmcache/warmcache/internal/admin"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/driver"
 	"github.com/warmcache/warmcache/internal/engine"
@@ -160,7 +161,7 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 				Name:  "doctor",
 				Usage: "check the engine, storage, cgroups, config, images and free disk; print what to fix",
 				Action: stage(func(c *cli.Context, d driver.Deps) error {
-					return driver.Doctor(c.Context, d)
+					return admin.Doctor(c.Context, adminDeps(d))
 				}, true),
 			},
 			{
@@ -168,7 +169,7 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 				Usage: "remove containers, volumes and networks of jobs that ended without cleanup (never caches)",
 				Flags: []cli.Flag{&cli.BoolFlag{Name: "dry-run", Usage: "print the plan, remove nothing"}},
 				Action: stage(func(c *cli.Context, d driver.Deps) error {
-					return driver.Reap(c.Context, d, c.Bool("dry-run"))
+					return admin.Reap(c.Context, adminDeps(d), c.Bool("dry-run"))
 				}, true),
 			},
 			{
@@ -255,6 +256,12 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 	}
 	d.Log.Debug("stage finished", zap.Int64("peak_rss_kib", peakRSS()))
 	return err
+}
+
+// adminDeps is what the admin commands are given: the stages' config,
+// engine, stdout and cgroups.
+func adminDeps(d driver.Deps) admin.Deps {
+	return admin.Deps{Config: d.Config, Engine: d.Engine, Stdout: d.Stdout, Cgroups: d.Cgroups}
 }
 
 // starter returns what starts this executable detached from the stage: in

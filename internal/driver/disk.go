@@ -16,9 +16,9 @@ const (
 	fullDiskBytes    = 512 << 20
 )
 
-// diskSpace returns the free and total bytes of the filesystem holding
+// DiskSpace returns the free and total bytes of the filesystem holding
 // path, which must be on this host (fs.ErrNotExist otherwise).
-func diskSpace(path string) (free, total int64, err error) {
+func DiskSpace(path string) (free, total int64, err error) {
 	if _, err := os.Stat(path); err != nil {
 		return 0, 0, err
 	}
@@ -48,7 +48,7 @@ func explainFullDisk(d Deps, err error) error {
 	if perr != nil || info.RootDir == "" {
 		return err
 	}
-	free, total, serr := diskSpace(info.RootDir)
+	free, total, serr := DiskSpace(info.RootDir)
 	if serr != nil || !diskIsFull(free, total) {
 		return err
 	}

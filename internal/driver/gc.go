@@ -33,7 +33,7 @@ func dataRootFree(ctx context.Context, d Deps) int64 {
 	if err != nil || info.RootDir == "" {
 		return -1
 	}
-	free, _, err := diskSpace(info.RootDir)
+	free, _, err := DiskSpace(info.RootDir)
 	if err != nil {
 		return -1
 	}

@@ -1,9 +1,7 @@
 package driver
 
 import (
-	"bytes"
 	"context"
-	"regexp"
 	"slices"
 	"testing"
 	"time"
@@ -12,45 +10,6 @@ import (
 	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/naming"
 )
-
-func TestReap(t *testing.T) {
-	for _, dryRun := range []bool{true, false} {
-		h := newHarness(t, nil)
-		old := time.Now().Add(-24 * time.Hour)
-		oldKey := naming.JobKey{Runner: "r", Instance: "x", ProjectID: 1, JobID: 2}
-		labels := oldKey.Labels(naming.KindBuild, naming.JobMeta{TimeoutSeconds: 60, Created: old})
-		h.f.AddImage("img")
-		if err := h.f.CreateContainer(context.Background(), engine.ContainerSpec{Name: oldKey.Name(naming.KindBuild), Image: "img", Labels: labels}); err != nil {
-			t.Fatal(err)
-		}
-		if err := Prepare(context.Background(), h.deps()); err != nil { // a live job
-			t.Fatal(err)
-		}
-		var out bytes.Buffer
-		d := h.deps()
-		d.Stdout = &out
-		if err := Reap(context.Background(), d, dryRun); err != nil {
-			t.Fatalf("Reap: %v", err)
-		}
-		verb := "Reaped"
-		if dryRun {
-			verb = "Would reap"
-		}
-		// The creation label has whole seconds: allow the second it drops.
-		line := regexp.MustCompile(`^` + verb + ` ` + oldKey.Base() + `: 1 resources, created 24h0m[01]s ago, abandoned since 22h59m[01]s ago\n$`)
-		if !line.MatchString(out.String()) {
-			t.Errorf("dry run %v: output %q", dryRun, out.String())
-		}
-		c, _ := h.f.Container(oldKey.Name(naming.KindBuild))
-		if wantState := fake.Removed; !dryRun && c.State != wantState || dryRun && c.State == wantState {
-			t.Errorf("dry run %v: abandoned container is %s", dryRun, c.State)
-		}
-		live, _ := h.f.Container(sampleKey.Name(naming.KindBuild))
-		if live.State == fake.Removed {
-			t.Errorf("dry run %v: the live job's container was reaped", dryRun)
-		}
-	}
-}
 
 // Prepare makes a bounded reaper pass, so admins need no cron job.
 func TestPrepareReaps(t *testing.T) {
@@ -71,44 +30,26 @@ func TestPrepareReaps(t *testing.T) {
 }
 
 // A network whose job has no container left goes long before the job's
-// deadline, by its id, at `warmcache reap` and at every prepare; a live
-// job's network stays.
-func TestReapStrandedNetwork(t *testing.T) {
+// deadline, by its id, at every prepare (and at `warmcache reap`: see
+// package admin); a live job's network stays.
+func TestPrepareReapsStrandedNetwork(t *testing.T) {
 	strandedKey := naming.JobKey{Runner: "r", Instance: "x", ProjectID: 1, JobID: 3}
 	network := strandedKey.Name(naming.KindNetwork)
-	for _, mode := range []string{"dry run", "reap", "prepare"} {
-		t.Run(mode, func(t *testing.T) {
-			h := newHarness(t, nil)
-			h.cfg.Reap.AtPrepare = mode == "prepare"
-			// Made 2h ago by a job with a 3h timeout: far from abandoned.
-			h.f.AddNetwork(network, strandedKey.Labels(naming.KindNetwork, naming.JobMeta{TimeoutSeconds: 3 * 3600, Created: time.Now().Add(-2 * time.Hour)}))
-			id := h.f.NetworkID(network)
-			if err := Prepare(context.Background(), h.deps()); err != nil {
-				t.Fatal(err)
-			}
-			if mode != "prepare" {
-				var out bytes.Buffer
-				d := h.deps()
-				d.Stdout = &out
-				if err := Reap(context.Background(), d, mode == "dry run"); err != nil {
-					t.Fatalf("Reap: %v", err)
-				}
-				verb := map[string]string{"dry run": "Would remove", "reap": "Removed"}[mode]
-				line := regexp.MustCompile(`^` + verb + ` the network of ` + strandedKey.Base() + `: no container of the job is left, created 2h0m[01]s ago\n$`)
-				if !line.MatchString(out.String()) {
-					t.Errorf("output %q", out.String())
-				}
-			}
-			if got, want := h.f.HasNetwork(network), mode == "dry run"; got != want {
-				t.Errorf("stranded network exists: %v, want %v", got, want)
-			}
-			byID := slices.Contains(h.f.Calls(), fake.Call{Method: fake.MethodRemove, Name: id})
-			if byID == (mode == "dry run") {
-				t.Errorf("removal by the network's id: %v", byID)
-			}
-			if !h.f.HasNetwork(sampleKey.Name(naming.KindNetwork)) {
-				t.Error("the live job's network was removed")
-			}
-		})
+	h := newHarness(t, nil)
+	h.cfg.Reap.AtPrepare = true
+	// Made 2h ago by a job with a 3h timeout: far from abandoned.
+	h.f.AddNetwork(network, strandedKey.Labels(naming.KindNetwork, naming.JobMeta{TimeoutSeconds: 3 * 3600, Created: time.Now().Add(-2 * time.Hour)}))
+	id := h.f.NetworkID(network)
+	if err := Prepare(context.Background(), h.deps()); err != nil {
+		t.Fatal(err)
+	}
+	if h.f.HasNetwork(network) {
+		t.Error("the stranded network is still there")
+	}
+	if byID := slices.Contains(h.f.Calls(), fake.Call{Method: fake.MethodRemove, Name: id}); !byID {
+		t.Errorf("removal by the network's id: %v", byID)
+	}
+	if !h.f.HasNetwork(sampleKey.Name(naming.KindNetwork)) {
+		t.Error("the live job's network was removed")
 	}
 }

@@ -226,22 +226,3 @@ func stepStages(steps []job.Step) []string {
 	}
 	return out
 }
-
-// limitsCheck is doctor's line about resource limits: what a job gets when
-// the admin sets no job-wide limit, or why there is no job cgroup.
-func limitsCheck(d Deps, info engine.Info, add func(level, format string, args ...any)) {
-	switch {
-	case d.Cgroups == nil:
-		add("ok", "limits: per container only: the engine is not local, so jobs get no cgroup of their own")
-	case !d.Cgroups.Unified && info.CgroupDriver == "systemd":
-		add("warn", "limits: cgroup v1 with the systemd driver: jobs get no cgroup of their own; the build container's limits stand in")
-	default:
-		if err := d.Cgroups.Writable(); err != nil {
-			add("warn", "limits: jobs get no cgroup of their own (%v); the build container's limits stand in: run gitlab-runner as root, with the cgroup tree mounted read-write", err)
-		}
-		cpus, mem := d.Cgroups.Capacity()
-		share := limits.DefaultShare(limits.Host{NanoCPUs: cpus, Memory: mem}, d.Config.Limits.ConcurrentJobs)
-		add("ok", "limits: a job's default share is %s and %s (%s, %s / limits.concurrent_jobs = %d)",
-			limits.CPUs(share.NanoCPUs), limits.MiB(share.Memory), limits.CPUs(cpus), limits.MiB(mem), d.Config.Limits.ConcurrentJobs)
-	}
-}

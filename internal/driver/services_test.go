@@ -213,36 +213,6 @@ func TestPrepareInspectsServiceImageOnce(t *testing.T) {
 	}
 }
 
-// The reaper removes an abandoned job's services and then its network
-// (a network with containers on it cannot go).
-func TestReapJobNetwork(t *testing.T) {
-	h := newHarness(t, nil)
-	ctx := context.Background()
-	old := naming.JobKey{Runner: "r", Instance: "x", ProjectID: 1, JobID: 2}
-	meta := naming.JobMeta{TimeoutSeconds: 60, Created: time.Now().Add(-24 * time.Hour)}
-	network := old.Name(naming.KindNetwork)
-	h.f.AddImage("redis:7")
-	if err := errors.Join(
-		h.f.CreateNetwork(ctx, engine.NetworkSpec{Name: network, Labels: old.Labels(naming.KindNetwork, meta)}),
-		h.f.CreateContainer(ctx, engine.ContainerSpec{Name: old.ServiceName(0), Image: "redis:7", NetworkMode: network,
-			NetworkAliases: []string{"redis"}, Labels: old.Labels(naming.KindService, meta)}),
-		h.f.StartContainer(ctx, old.ServiceName(0)),
-	); err != nil {
-		t.Fatal(err)
-	}
-	d := h.deps()
-	d.Stdout = &strings.Builder{}
-	if err := Reap(ctx, d, false); err != nil {
-		t.Fatalf("Reap: %v", err)
-	}
-	if h.f.HasNetwork(network) {
-		t.Error("the abandoned job's network is still there")
-	}
-	if c, _ := h.f.Container(old.ServiceName(0)); c.State != fake.Removed {
-		t.Errorf("the abandoned job's service is %s", c.State)
-	}
-}
-
 // With a background starter, cleanup removes the containers and volumes
 // and hands the network, then free, to a detached process by its id; if
 // that process cannot start, the network goes at once.
