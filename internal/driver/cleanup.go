@@ -60,7 +60,7 @@ type networksLater struct {
 
 // cleanupRemover returns what cleanup removes the job's resources with.
 func cleanupRemover(d Deps) reap.Engine {
-	if d.Background == nil {
+	if d.Detached == nil {
 		return d.Engine
 	}
 	return networksLater{Engine: d.Engine, d: d}
@@ -70,7 +70,7 @@ func cleanupRemover(d Deps) reap.Engine {
 func (n networksLater) Remove(ctx context.Context, r engine.Resource) error {
 	if r.Type == engine.Network && r.ID != "" {
 		// By id: a retried prepare of the job makes one of the same name.
-		err := n.d.Background("remove-network", "--host", n.d.Config.Docker.Host, r.ID)
+		err := n.d.Detached.RemoveNetwork(r.ID)
 		if err == nil {
 			return nil
 		}

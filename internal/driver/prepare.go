@@ -265,8 +265,8 @@ func buildNetwork(mode, helper string) string {
 // point can, else now. A job whose user is not root needs it at once: the
 // builds directory is marked for that user from inside it.
 func startBuild(ctx context.Context, d Deps, name string, now bool) error {
-	if d.Background != nil && !now {
-		err := d.Background("start-container", "--host", d.Config.Docker.Host, name)
+	if d.Detached != nil && !now {
+		err := d.Detached.StartContainer(name)
 		if err == nil {
 			return nil
 		}

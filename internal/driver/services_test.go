@@ -224,34 +224,30 @@ func TestCleanupRemovesNetworkInBackground(t *testing.T) {
 		}
 		network := sampleKey.Name(naming.KindNetwork)
 		id := h.f.NetworkID(network)
-		var background [][]string
-		d := h.deps()
-		d.Background = func(args ...string) error {
-			if startFails {
-				return errors.New("fork failed")
-			}
-			background = append(background, args)
-			return nil
+		background := &detachedRecorder{}
+		if startFails {
+			background.err = errors.New("fork failed")
 		}
+		d := h.deps()
+		d.Detached = background
 		if err := Cleanup(d); err != nil {
 			t.Fatal(err)
 		}
 		left, _ := h.f.List(context.Background(), map[string]string{naming.LabelJob: sampleKey.Base()})
 		if startFails {
-			if len(left) != 0 || len(background) != 0 {
-				t.Errorf("start fails: left %+v, background %q; want everything removed at once", left, background)
+			if len(left) != 0 || len(background.removed) != 0 {
+				t.Errorf("start fails: left %+v, background %q; want everything removed at once", left, background.removed)
 			}
 			continue
 		}
-		want := [][]string{{"remove-network", "--host", h.cfg.Docker.Host, id}}
-		if !slices.EqualFunc(background, want, slices.Equal) {
-			t.Errorf("background = %q, want %q", background, want)
+		if want := []string{id}; !slices.Equal(background.removed, want) || len(background.started) != 0 {
+			t.Errorf("background removed %q and started %q, want %q removed", background.removed, background.started, want)
 		}
 		if len(left) != 1 || left[0].Name != network {
 			t.Errorf("left %+v, want only the network for the detached process", left)
 		}
 		// What the detached process does: the network is free by then.
-		if err := h.f.Remove(context.Background(), engine.Resource{Type: engine.Network, Name: id}); err != nil || h.f.HasNetwork(network) {
+		if err := RemoveNetwork(context.Background(), h.f, id); err != nil || h.f.HasNetwork(network) {
 			t.Errorf("removing the network by its id: %v", err)
 		}
 	}
@@ -264,23 +260,20 @@ func TestBackgroundNetworkRemovalSparesTheRetry(t *testing.T) {
 	if err := Prepare(context.Background(), h.deps()); err != nil {
 		t.Fatal(err)
 	}
-	var background [][]string
+	background := &detachedRecorder{}
 	d := h.deps()
-	d.Background = func(args ...string) error {
-		background = append(background, args)
-		return nil
-	}
+	d.Detached = background
 	if err := Cleanup(d); err != nil {
 		t.Fatal(err)
 	}
-	if len(background) != 1 || len(background[0]) != 4 || background[0][0] != "remove-network" {
-		t.Fatalf("background = %q, want one remove-network", background)
+	if len(background.removed) != 1 || len(background.started) != 0 {
+		t.Fatalf("background removed %q and started %q, want one network removed", background.removed, background.started)
 	}
 	if err := Prepare(context.Background(), h.deps()); err != nil { // the retry
 		t.Fatal(err)
 	}
 	// What the detached process does, late.
-	if err := h.f.Remove(context.Background(), engine.Resource{Type: engine.Network, Name: background[0][3]}); err != nil {
+	if err := RemoveNetwork(context.Background(), h.f, background.removed[0]); err != nil {
 		t.Fatalf("the late removal: %v", err)
 	}
 	if !h.f.HasNetwork(sampleKey.Name(naming.KindNetwork)) {
