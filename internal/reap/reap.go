@@ -46,9 +46,9 @@ type Job struct {
 }
 
 // Abandoned groups job resources by job and keeps the jobs whose deadline
-// has passed, oldest first. Persistent caches are never part of a plan, and resources
-// without a readable creation time are left alone: what cannot be dated
-// cannot be proven abandoned.
+// has passed, oldest first. Persistent caches are never part of a plan,
+// and resources without a readable creation time are left alone: what
+// cannot be dated cannot be proven abandoned.
 func Abandoned(rs []engine.Resource, now time.Time, grace time.Duration) []Job {
 	jobs := map[string]*Job{}
 	undatable := map[string]bool{}
