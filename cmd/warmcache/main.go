@@ -8,21 +8,19 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/warmcache/warmcache/internal/admin"
 	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/driver"
-	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/docker"
 	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/limits/cgroup"
@@ -127,43 +125,13 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 					return driver.Cleanup(d)
 				}, true),
 			},
-			{
-				// Started detached by prepare, so the build container's
-				// start overlaps the first (helper) stages. Its outcome is
-				// checked by the run stage, which starts the container
-				// itself if this did not.
-				Name:      "start-container",
-				Hidden:    true,
-				ArgsUsage: "NAME",
-				Flags:     []cli.Flag{&cli.StringFlag{Name: "host", Required: true}},
-				Action: func(c *cli.Context) error {
-					*stageErr = detached(c, func(ctx context.Context, e *docker.Docker) error {
-						return e.StartContainer(ctx, c.Args().First())
-					})
-					return nil
-				},
-			},
-			{
-				// Started detached by cleanup once the job's containers
-				// are gone: a network takes longer to remove than anything
-				// else, and nothing waits for it. A failure goes to the
-				// structured log; the reaper removes what this leaves.
-				Name:      "remove-network",
-				Hidden:    true,
-				ArgsUsage: "ID",
-				Flags:     []cli.Flag{&cli.StringFlag{Name: "host", Required: true}},
-				Action: func(c *cli.Context) error {
-					*stageErr = detached(c, func(ctx context.Context, e *docker.Docker) error {
-						return e.Remove(ctx, engine.Resource{Type: engine.Network, Name: c.Args().First()})
-					})
-					return nil
-				},
-			},
+			startContainerCommand(stageErr),
+			removeNetworkCommand(stageErr),
 			{
 				Name:  "doctor",
 				Usage: "check the engine, storage, cgroups, config, images and free disk; print what to fix",
 				Action: stage(func(c *cli.Context, d driver.Deps) error {
-					return driver.Doctor(c.Context, d)
+					return admin.Doctor(c.Context, adminDeps(d))
 				}, true),
 			},
 			{
@@ -171,7 +139,7 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 				Usage: "remove containers, volumes and networks of jobs that ended without cleanup (never caches)",
 				Flags: []cli.Flag{&cli.BoolFlag{Name: "dry-run", Usage: "print the plan, remove nothing"}},
 				Action: stage(func(c *cli.Context, d driver.Deps) error {
-					return driver.Reap(c.Context, d, c.Bool("dry-run"))
+					return admin.Reap(c.Context, adminDeps(d), c.Bool("dry-run"))
 				}, true),
 			},
 			{
@@ -183,7 +151,7 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 						Usage: "list cache volumes: project, profile, trust, size, last use",
 						Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON for scripts"}},
 						Action: stage(func(c *cli.Context, d driver.Deps) error {
-							return driver.CacheList(c.Context, d, c.Bool("json"))
+							return admin.CacheList(c.Context, adminDeps(d), c.Bool("json"))
 						}, true),
 					},
 					{
@@ -191,7 +159,7 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 						Usage: "evict least recently used caches until every cache.gc limit holds (never one in use)",
 						Flags: []cli.Flag{&cli.BoolFlag{Name: "dry-run", Usage: "print the plan, remove nothing"}},
 						Action: stage(func(c *cli.Context, d driver.Deps) error {
-							return driver.CacheGC(c.Context, d, c.Bool("dry-run"))
+							return admin.CacheGC(c.Context, adminDeps(d), c.Bool("dry-run"))
 						}, true),
 					},
 				},
@@ -236,7 +204,8 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 	defer closeLog()
 	d := driver.Deps{
 		Config: cfg, Getenv: os.Getenv, Stdout: stdout, Stderr: stderr,
-		Log: logger.With(zap.String("stage", c.Command.Name)), Background: starter(path, optional),
+		Log:      logger.With(zap.String("stage", c.Command.Name)),
+		Detached: starter{configPath: path, optional: optional, host: cfg.Docker.Host},
 	}
 	if needEngine {
 		engine, err := docker.New(cfg.Docker.Host)
@@ -262,75 +231,10 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 	return err
 }
 
-// starter returns what starts this executable detached from the stage: in
-// its own session (the runner's signals to the stage's process group do
-// not reach it), with no stdio, not waited for. It reads the stage's config
-// file, named on its command line since it gets no WARMCACHE_CONFIG, to
-// log its outcome where the stage does.
-func starter(configPath string, optional bool) func(args ...string) error {
-	return func(args ...string) error {
-		return background(detachedArgs(configPath, optional, args))
-	}
-}
-
-// detachedArgs is the command line of a detached helper command: args,
-// after the stage's config file unless that is the optional default,
-// which the helper finds by itself.
-func detachedArgs(configPath string, optional bool, args []string) []string {
-	if optional {
-		return args
-	}
-	return append([]string{"--config", configPath}, args...)
-}
-
-func background(args []string) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(exe, args...)
-	// The job's variables (tokens among them) stay with the stage.
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	return cmd.Process.Release()
-}
-
-// detached runs f, the work of a helper command that a stage started with
-// its starter, with an engine client of its own, bounded in time. Nobody
-// reads its stderr, so its outcome goes to the structured log of the
-// config file when that can be opened: a failure is not lost.
-func detached(c *cli.Context, f func(context.Context, *docker.Docker) error) error {
-	logger := zap.NewNop()
-	path, optional := config.Resolve(c.String("config"), os.Getenv)
-	if cfg, err := config.Load(path, optional); err == nil {
-		if l, closeLog, err := newLogger(cfg.Log); err == nil {
-			defer closeLog()
-			logger = l.With(zap.String("stage", c.Command.Name), zap.Strings("args", c.Args().Slice()))
-		}
-	}
-	start := time.Now()
-	err := onEngine(c.String("host"), f)
-	if err != nil {
-		logger.Error("stage failed", zap.Error(err))
-	} else {
-		logger.Info("stage finished", zap.Duration("took", time.Since(start)))
-	}
-	return err
-}
-
-// onEngine runs f with an engine client of its own, bounded in time.
-func onEngine(host string, f func(context.Context, *docker.Docker) error) error {
-	engine, err := docker.New(host)
-	if err != nil {
-		return err
-	}
-	defer engine.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	return f(ctx, engine)
+// adminDeps is what the admin commands are given: the stages' config,
+// engine, stdout and cgroups.
+func adminDeps(d driver.Deps) admin.Deps {
+	return admin.Deps{Config: d.Config, Engine: d.Engine, Stdout: d.Stdout, Cgroups: d.Cgroups, Caches: d.Caches}
 }
 
 // peakRSS is this process's peak resident memory in KiB (VmHWM), or -1.

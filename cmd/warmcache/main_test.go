@@ -166,3 +166,59 @@ func TestDetachedArgs(t *testing.T) {
 		t.Errorf("optional default: %q, want %q", got, args)
 	}
 }
+
+// The stages' starter names the hidden commands, the engine and the
+// stage's config file on their command lines.
+func TestStarterArgs(t *testing.T) {
+	s := starter{configPath: "/etc/wc.toml", host: "unix:///x.sock"}
+	for _, tc := range []struct {
+		got, want []string
+	}{
+		{s.args(startContainerName, "build"), []string{"--config", "/etc/wc.toml", "start-container", "--host", "unix:///x.sock", "build"}},
+		{s.args(removeNetworkName, "net-id-1"), []string{"--config", "/etc/wc.toml", "remove-network", "--host", "unix:///x.sock", "net-id-1"}},
+	} {
+		if !slices.Equal(tc.got, tc.want) {
+			t.Errorf("args %q, want %q", tc.got, tc.want)
+		}
+	}
+}
+
+// The command lines the starter builds run the hidden commands: here
+// they fail, with no engine to reach, and say so in the structured log.
+func TestStarterRunsTheHiddenCommands(t *testing.T) {
+	for _, tc := range []struct {
+		command, arg, mention string
+	}{
+		{startContainerName, "c1", "c1"},
+		{removeNetworkName, "net-id-1", "removing network net-id-1"},
+	} {
+		t.Run(tc.command, func(t *testing.T) {
+			setCodes(t)
+			dir := t.TempDir()
+			logFile := filepath.Join(dir, "warmcache.log")
+			cfg := filepath.Join(dir, "warmcache.toml")
+			if err := os.WriteFile(cfg, []byte("[log]\nfile = \""+logFile+"\"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s := starter{configPath: cfg, host: "unix://" + filepath.Join(dir, "no-engine.sock")}
+			if code, _, _ := runMain(s.args(tc.command, tc.arg)...); code != 9 {
+				t.Errorf("code %d, want the system failure code 9", code)
+			}
+			data, err := os.ReadFile(logFile)
+			if err != nil {
+				t.Fatalf("no structured log: %v", err)
+			}
+			var entry struct {
+				Level, Msg, Stage, Error string
+				Args                     []string
+			}
+			if err := json.Unmarshal(data, &entry); err != nil {
+				t.Fatalf("log %q is not one JSON entry: %v", data, err)
+			}
+			if entry.Level != "error" || entry.Stage != tc.command || !slices.Equal(entry.Args, []string{tc.arg}) ||
+				!strings.Contains(entry.Error, tc.mention) {
+				t.Errorf("log entry %+v, want the failure of %s %s", entry, tc.command, tc.arg)
+			}
+		})
+	}
+}

@@ -10,24 +10,46 @@ import (
 	"github.com/warmcache/warmcache/internal/naming"
 )
 
+// detachedRecorder is a Detached that records the work it was handed, or
+// cannot start its process (err).
+type detachedRecorder struct {
+	err              error
+	tries            int
+	started, removed []string
+}
+
+func (r *detachedRecorder) StartContainer(name string) error {
+	r.tries++
+	if r.err != nil {
+		return r.err
+	}
+	r.started = append(r.started, name)
+	return nil
+}
+
+func (r *detachedRecorder) RemoveNetwork(id string) error {
+	r.tries++
+	if r.err != nil {
+		return r.err
+	}
+	r.removed = append(r.removed, id)
+	return nil
+}
+
 // With a background starter, prepare starts only the helper and hands the
 // build container's start to a detached process; the build container
 // joins the helper's network namespace.
 func TestPrepareStartsBuildInBackground(t *testing.T) {
 	h := newHarness(t, nil)
-	var background [][]string
+	background := &detachedRecorder{}
 	d := h.deps()
-	d.Background = func(args ...string) error {
-		background = append(background, args)
-		return nil
-	}
+	d.Detached = background
 	if err := Prepare(context.Background(), d); err != nil {
 		t.Fatalf("Prepare: %v", err)
 	}
 	helper, build := sampleKey.Name(naming.KindHelper), sampleKey.Name(naming.KindBuild)
-	want := [][]string{{"start-container", "--host", h.cfg.Docker.Host, build}}
-	if !slices.EqualFunc(background, want, slices.Equal) {
-		t.Errorf("background = %q, want %q", background, want)
+	if want := []string{build}; !slices.Equal(background.started, want) || len(background.removed) != 0 {
+		t.Errorf("background started %q and removed %q, want %q started", background.started, background.removed, want)
 	}
 	if got := methods(h.f, build); !slices.Equal(got, []string{"CreateContainer"}) {
 		t.Errorf("calls on the build container = %v, want only its creation", got)
@@ -69,8 +91,8 @@ func TestPrepareStartsBuildNowWhenItMust(t *testing.T) {
 				}
 			})
 			d := h.deps()
-			launched := 0
-			d.Background = func(args ...string) error { launched++; return tc.starter }
+			background := &detachedRecorder{err: tc.starter}
+			d.Detached = background
 			if err := Prepare(context.Background(), d); err != nil {
 				t.Fatalf("Prepare: %v", err)
 			}
@@ -78,8 +100,8 @@ func TestPrepareStartsBuildNowWhenItMust(t *testing.T) {
 			if c.State != fake.Running {
 				t.Errorf("build container is %s, want running", c.State)
 			}
-			if wantLaunch := tc.user == ""; (launched == 1) != wantLaunch {
-				t.Errorf("background starter launched %d times", launched)
+			if wantLaunch := tc.user == ""; (background.tries == 1) != wantLaunch {
+				t.Errorf("background starter launched %d times", background.tries)
 			}
 		})
 	}
@@ -90,7 +112,7 @@ func TestPrepareStartsBuildNowWhenItMust(t *testing.T) {
 func TestRunWhenTheBackgroundStartJustFinished(t *testing.T) {
 	h := newHarness(t, nil)
 	d := h.deps()
-	d.Background = func(args ...string) error { return nil }
+	d.Detached = &detachedRecorder{}
 	if err := Prepare(context.Background(), d); err != nil {
 		t.Fatalf("Prepare: %v", err)
 	}
@@ -99,7 +121,7 @@ func TestRunWhenTheBackgroundStartJustFinished(t *testing.T) {
 	h.f.SetHook(func(method, name string) error {
 		if method == fake.MethodContainerState && name == build {
 			// The detached starter wins the race right now.
-			go func() { started <- h.f.StartContainer(context.Background(), build) }()
+			go func() { started <- StartContainer(context.Background(), h.f, build) }()
 			return <-started
 		}
 		return nil

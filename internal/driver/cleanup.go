@@ -11,6 +11,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/reap"
 )
 
 // Cleanup removes every container, volume and network of the job except
@@ -28,7 +29,7 @@ func Cleanup(d Deps) error {
 	d.Caches.Commit(ctx, j, stepStages(j.Steps), func(ctx context.Context) error {
 		return removeJobContainers(ctx, d.Engine, j.Key())
 	})
-	err = removeJobResources(ctx, cleanupRemover(d), j.Key())
+	err = reap.RemoveJob(ctx, cleanupRemover(d), j.Key())
 	if err == nil { // the cgroup can only go once its containers have
 		err = removeCgroup(d, j.Key().Base())
 	}
@@ -43,32 +44,44 @@ func Cleanup(d Deps) error {
 	return nil
 }
 
-// remover is what teardown needs from the engine.
-type remover interface {
-	List(ctx context.Context, labels map[string]string) ([]engine.Resource, error)
-	Remove(ctx context.Context, r engine.Resource) error
+// networksLater is cleanup's remover: it hands the removal of a network,
+// by then free of the job's containers, to a detached process, because
+// that removal takes longer than anything else in cleanup and nothing
+// needs to wait for it. If that process cannot start, the network is
+// removed at once; if it fails, the reaper removes the network later.
+type networksLater struct {
+	reap.Engine
+	d Deps
 }
 
-// removeJobResources removes what the job created. Persistent caches are
-// skipped even if a label says they belong to the job.
-func removeJobResources(ctx context.Context, e remover, key naming.JobKey) error {
-	found, err := e.List(ctx, map[string]string{naming.LabelJob: key.Base()})
-	if err != nil {
-		return fmt.Errorf("listing the job's resources: %w", err)
+// cleanupRemover returns what cleanup removes the job's resources with.
+func cleanupRemover(d Deps) reap.Engine {
+	if d.Detached == nil {
+		return d.Engine
 	}
-	found = slices.DeleteFunc(found, func(r engine.Resource) bool {
-		return r.Labels[naming.LabelKind] == string(naming.KindCache)
-	})
-	return removeAll(ctx, e, found)
+	return networksLater{Engine: d.Engine, d: d}
+}
+
+// Remove implements reap.Engine.
+func (n networksLater) Remove(ctx context.Context, r engine.Resource) error {
+	if r.Type == engine.Network && r.ID != "" {
+		// By id: a retried prepare of the job makes one of the same name.
+		err := n.d.Detached.RemoveNetwork(r.ID)
+		if err == nil {
+			return nil
+		}
+		n.d.Log.Warn("removing the job's network in the background", zap.Error(err))
+	}
+	return n.Engine.Remove(ctx, r)
 }
 
 // removeJobContainers removes the job's containers (which unmounts its
 // volumes), and nothing else.
-func removeJobContainers(ctx context.Context, e remover, key naming.JobKey) error {
+func removeJobContainers(ctx context.Context, e reap.Engine, key naming.JobKey) error {
 	rs, err := e.List(ctx, map[string]string{naming.LabelJob: key.Base()})
 	if err != nil {
 		return fmt.Errorf("listing the job's containers: %w", err)
 	}
 	rs = slices.DeleteFunc(rs, func(r engine.Resource) bool { return r.Type != engine.Container })
-	return removeAll(ctx, e, rs)
+	return reap.RemoveAll(ctx, e, rs)
 }

@@ -120,18 +120,6 @@ func withEnv(base, over []string) []string {
 	return append(out, over...)
 }
 
-// tokenFilesCheck reads every service-account token file as prepare will,
-// for doctor.
-func tokenFilesCheck(d Deps, add func(level, format string, args ...any)) {
-	for i, t := range d.Config.Env.Tokens {
-		if _, err := credentials.ReadToken(t.TokenFile, os.ReadFile); err != nil {
-			add("FAIL", "env.token[%d] (%s): %v: every prepare would fail", i, t.Host, err)
-			continue
-		}
-		add("ok", "env.token[%d] (%s): token file %s is readable", i, t.Host, t.TokenFile)
-	}
-}
-
 // masked returns d with the job log's writers masking every secret of the
 // job, and a function to call when the stage's output has ended: it
 // flushes what they hold back and masks the text of the stage's error

@@ -166,37 +166,6 @@ func TestRunMasksSecrets(t *testing.T) {
 	}
 }
 
-// TestDoctorChecksTokenFiles: doctor reads every token file as prepare
-// will and fails for one that would fail every job, never showing a token.
-func TestDoctorChecksTokenFiles(t *testing.T) {
-	h := newHarness(t, nil)
-	h.f.AddImage(h.cfg.Docker.DefaultImage, testHelperImage)
-	good := writeFile(t, "good", "svc-token-0123456789\n")
-	short := writeFile(t, "short", "abc\n")
-	h.cfg.Env.Tokens = []config.Token{
-		{Host: "git.corp.example", Login: "svc", TokenFile: good},
-		{Host: "npm.corp.example", Login: "svc", TokenFile: short},
-	}
-	var out strings.Builder
-	d := h.deps()
-	d.Stdout = &out
-	err := Doctor(context.Background(), d)
-	if err == nil || err.Error() != "doctor: 1 checks failed" {
-		t.Errorf("Doctor = %v", err)
-	}
-	for _, want := range []string{
-		"ok   env.token[0] (git.corp.example): token file " + good + " is readable\n",
-		"FAIL env.token[1] (npm.corp.example): the token in " + short + " is shorter than 8 characters: every prepare would fail\n",
-	} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("output lacks %q:\n%s", want, out.String())
-		}
-	}
-	if strings.Contains(out.String(), "svc-token-0123456789") {
-		t.Errorf("doctor showed a token:\n%s", out.String())
-	}
-}
-
 func TestWithEnv(t *testing.T) {
 	got := withEnv([]string{"A=1", "GOFLAGS=-x", "B=2"}, []string{"GOFLAGS=-mod=mod", "C=3"})
 	want := []string{"A=1", "B=2", "GOFLAGS=-mod=mod", "C=3"}

@@ -3,11 +3,10 @@ package driver
 import (
 	"context"
 	"fmt"
-	"os"
-	"syscall"
 	"time"
 
 	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/host"
 )
 
 // Below these, a failing engine call is most likely a full disk.
@@ -15,19 +14,6 @@ const (
 	fullDiskFraction = 0.01
 	fullDiskBytes    = 512 << 20
 )
-
-// diskSpace returns the free and total bytes of the filesystem holding
-// path, which must be on this host (fs.ErrNotExist otherwise).
-func diskSpace(path string) (free, total int64, err error) {
-	if _, err := os.Stat(path); err != nil {
-		return 0, 0, err
-	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(path, &st); err != nil {
-		return 0, 0, fmt.Errorf("statfs %s: %w", path, err)
-	}
-	return int64(st.Bavail) * st.Bsize, int64(st.Blocks) * st.Bsize, nil
-}
 
 // diskIsFull says whether free of total bytes is too little to work with.
 func diskIsFull(free, total int64) bool {
@@ -48,7 +34,7 @@ func explainFullDisk(d Deps, err error) error {
 	if perr != nil || info.RootDir == "" {
 		return err
 	}
-	free, total, serr := diskSpace(info.RootDir)
+	free, total, serr := host.DiskSpace(info.RootDir)
 	if serr != nil || !diskIsFull(free, total) {
 		return err
 	}

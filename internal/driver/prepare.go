@@ -16,6 +16,8 @@ import (
 	"github.com/warmcache/warmcache/internal/naming"
 	"github.com/warmcache/warmcache/internal/parallel"
 	"github.com/warmcache/warmcache/internal/protocol"
+	"github.com/warmcache/warmcache/internal/reap"
+	"github.com/warmcache/warmcache/internal/services"
 )
 
 // Prepare pulls the images, makes the job's network, starts its services
@@ -56,7 +58,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	}
 	cgroupDriver := askDriver(ctx, d)
 	defer cgroupDriver() // never left in flight on an early return
-	services, err := planServices(d, j)
+	svcs, err := planServices(d, j)
 	if err != nil {
 		return err
 	}
@@ -66,7 +68,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 
 	// A leftover of an earlier attempt whose cleanup failed would make
 	// every create below conflict.
-	if err := removeJobResources(ctx, d.Engine, key); err != nil {
+	if err := reap.RemoveJob(ctx, d.Engine, key); err != nil {
 		return fmt.Errorf("removing leftovers of an earlier attempt: %w", err)
 	}
 	reaped := make(chan struct{})
@@ -77,7 +79,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 				d.Log.Error("reaper pass panicked", zap.Any("panic", p))
 			}
 		}()
-		reapAtPrepare(ctx, d)
+		reap.AtPrepare(ctx, reap.Deps{Engine: d.Engine, Config: d.Config.Reap, Cgroups: d.Cgroups}, d.Log)
 		d.Caches.GCAtStage(ctx, d.Caches.Names(j))
 	}()
 	defer func() { <-reaped }()
@@ -85,7 +87,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	meta := j.Meta(time.Now())
 	// The job's network is made while the images and volumes are checked:
 	// it is needed only when the containers are created.
-	network, networkMade := makeJobNetwork(ctx, d, key, meta)
+	network, networkMade := services.MakeNetwork(ctx, serviceDeps(d), key, meta)
 	defer networkMade() // a failed prepare leaves no call in flight
 
 	p := puller{engine: d.Engine, attempts: d.Config.Docker.PullAttempts, say: d.say,
@@ -101,8 +103,8 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 			return fmt.Errorf("helper image: %w", err)
 		}
 	}
-	for i, s := range services {
-		if services[i].info, err = p.ensure(ctx, s.image.Name, s.policies); err != nil {
+	for i, s := range svcs {
+		if svcs[i].Info, err = p.ensure(ctx, s.Image.Name, s.Policies); err != nil {
 			return fmt.Errorf("service image: %w", err)
 		}
 	}
@@ -160,7 +162,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		User: j.Image.ExecutorOpts.Docker.User, Env: withEnv(caches.Env, netenv.plan.Env), Mounts: buildMounts,
 		NetworkMode: buildNetwork(d.Config.Docker.NetworkMode, helperSpec.Name), KeepStdinOpen: true,
 	}
-	serviceSpecs := serviceSpecs(d, key, j, services, network, meta)
+	serviceSpecs := services.Specs(serviceDeps(d), key, j, svcs, network, meta)
 	parent, err := setUpCgroup(d, key, plan, cgroupDriver)
 	if err != nil {
 		return err
@@ -179,7 +181,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		if err := networkMade(); err != nil {
 			return err
 		}
-		return startServices(ctx, d.Engine, serviceSpecs)
+		return services.Start(ctx, d.Engine, serviceSpecs)
 	})
 	defer servicesStarted()
 	if err := parallel.Each([]engine.ContainerSpec{helperSpec, build}, func(s engine.ContainerSpec) error {
@@ -192,7 +194,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	}); err != nil {
 		return err
 	}
-	if err := d.Caches.Verify(ctx, caches, func(ctx context.Context) error { return removeJobResources(ctx, d.Engine, key) }); err != nil {
+	if err := d.Caches.Verify(ctx, caches, func(ctx context.Context) error { return reap.RemoveJob(ctx, d.Engine, key) }); err != nil {
 		return err
 	}
 	if err := d.Engine.StartContainer(ctx, helperSpec.Name); err != nil {
@@ -244,7 +246,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		d.Log.Debug("credentials delivered", zap.Bool("straight_into_tmpfs", delivered))
 	}
 	phases = append(phases, zap.Duration("containers", time.Since(start)))
-	waitServices(ctx, d, helperSpec.Name, services, serviceSpecs)
+	services.Wait(ctx, serviceDeps(d), helperSpec.Name, svcs, serviceSpecs)
 	d.Log.Debug("prepare timings (since start)", append(phases, zap.Duration("services", time.Since(start)))...)
 	d.say("Job containers ready in %.1fs", time.Since(start).Seconds())
 	return nil
@@ -265,8 +267,8 @@ func buildNetwork(mode, helper string) string {
 // point can, else now. A job whose user is not root needs it at once: the
 // builds directory is marked for that user from inside it.
 func startBuild(ctx context.Context, d Deps, name string, now bool) error {
-	if d.Background != nil && !now {
-		err := d.Background("start-container", "--host", d.Config.Docker.Host, name)
+	if d.Detached != nil && !now {
+		err := d.Detached.StartContainer(name)
 		if err == nil {
 			return nil
 		}

@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -174,76 +172,11 @@ func TestLimitsThroughTheStages(t *testing.T) {
 	}
 }
 
-// TestReapCgroups: the reaper removes the cgroups of reaped jobs and of
-// jobs with nothing left in the engine once older than the grace, and
-// leaves live and young ones alone.
-func TestReapCgroups(t *testing.T) {
-	h := newHarness(t, nil)
-	d := h.deps()
-	d.Cgroups = syntheticCgroups(t)
-	now := time.Now()
-	old := now.Add(-2 * d.Config.Reap.Grace)
-	mk := func(base string, mod time.Time) string {
-		dir := filepath.Join(d.Cgroups.Root, "warmcache", base)
-		writeAt(t, filepath.Join(dir, "cgroup.procs"), "")
-		if err := os.Chtimes(dir, mod, mod); err != nil {
-			t.Fatal(err)
-		}
-		return dir
-	}
-	live := mk("warmcache-r-aaaaaa-p1-c0-j1", old)
-	gone := mk("warmcache-r-aaaaaa-p1-c0-j2", now)
-	orphan := mk("warmcache-r-aaaaaa-p1-c0-j3", old)
-	young := mk("warmcache-r-aaaaaa-p1-c0-j4", now)
-	rs := []engine.Resource{
-		{Type: engine.Container, Labels: map[string]string{naming.LabelJob: "warmcache-r-aaaaaa-p1-c0-j1"}},
-		{Type: engine.Container, Labels: map[string]string{naming.LabelJob: "warmcache-r-aaaaaa-p1-c0-j2"}},
-	}
-	reaped := []abandonedJob{{Base: "warmcache-r-aaaaaa-p1-c0-j2"}}
-	want := []string{"warmcache-r-aaaaaa-p1-c0-j2", "warmcache-r-aaaaaa-p1-c0-j3"}
-	got, err := reapCgroups(d, rs, reaped, now, true)
-	if err != nil || !slices.Equal(got, want) {
-		t.Fatalf("dry run = %v, %v; want %v", got, err, want)
-	}
-	if _, err := os.Stat(orphan); err != nil {
-		t.Fatalf("a dry run removed a cgroup: %v", err)
-	}
-	if got, err = reapCgroups(d, rs, reaped, now, false); err != nil || !slices.Equal(got, want) {
-		t.Fatalf("reapCgroups = %v, %v; want %v", got, err, want)
-	}
-	for dir, want := range map[string]bool{live: true, gone: false, orphan: false, young: true} {
-		if _, err := os.Stat(dir); (err == nil) != want {
-			t.Errorf("%s exists = %v, want %v", filepath.Base(dir), err == nil, want)
-		}
-	}
-}
-
-// TestDoctorLimits: doctor says what a job gets by default, divided by the
-// configured number of concurrent jobs.
-func TestDoctorLimits(t *testing.T) {
-	h := newHarness(t, nil)
-	h.cfg.Limits.ConcurrentJobs = 2
-	h.f.AddImage(h.cfg.Docker.DefaultImage, testHelperImage)
-	var out bytes.Buffer
-	d := h.deps()
-	d.Stdout = &out
-	d.Cgroups = syntheticCgroups(t)
-	if err := Doctor(context.Background(), d); err != nil {
-		t.Fatalf("Doctor: %v\n%s", err, out.String())
-	}
-	cpus, mem := d.Cgroups.Capacity()
-	share := limits.DefaultShare(limits.Host{NanoCPUs: cpus, Memory: mem}, 2)
-	want := "ok   limits: a job's default share is " + limits.CPUs(share.NanoCPUs) + " and " + limits.MiB(share.Memory) +
-		" (" + limits.CPUs(cpus) + ", " + limits.MiB(mem) + " / limits.concurrent_jobs = 2)\n"
-	if !strings.Contains(out.String(), want) || share.NanoCPUs*2 > cpus || share.NanoCPUs == 0 {
-		t.Errorf("doctor output lacks %q:\n%s", want, out.String())
-	}
-}
-
 // TestCgroupNotPermitted: where the cgroup tree may not be written (a
 // non-root runner, rootless Docker), prepare warns once and the job goes on
-// with each container's own limits; doctor says so up front. sysfs stands
-// in for the tree: the kernel refuses a new directory there, to root too.
+// with each container's own limits (doctor says so up front: see package
+// admin). sysfs stands in for the tree: the kernel refuses a new directory
+// there, to root too.
 func TestCgroupNotPermitted(t *testing.T) {
 	h := newHarness(t, nil)
 	h.cfg.Limits.Job = limits.JobSet{CPUs: "1", Memory: "512m"}
@@ -271,13 +204,6 @@ func TestCgroupNotPermitted(t *testing.T) {
 	}
 	if logs.Len() != 0 || strings.Contains(h.stderr.String(), "Job resources used") {
 		t.Errorf("a step without a cgroup logged %v; job log:\n%s", logs.All(), h.stderr)
-	}
-
-	var out bytes.Buffer
-	d.Stdout = &out
-	_ = Doctor(context.Background(), d)
-	if !strings.Contains(out.String(), "warn limits: jobs get no cgroup of their own (mkdir /sys/doctor-probe: ") {
-		t.Errorf("doctor does not warn of the unwritable tree:\n%s", out.String())
 	}
 }
 

@@ -3,7 +3,6 @@ package driver
 import (
 	"context"
 	"errors"
-	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -198,163 +197,20 @@ func TestPlanServicesRefuses(t *testing.T) {
 	}
 }
 
-func TestServiceAliasWarnings(t *testing.T) {
-	h := withSampleServices(t, func(j map[string]any) {
-		svc := j["services"].([]any)[0].(map[string]any)
-		svc["alias"] = "db,bad!alias"
-		svc["executor_opts"] = map[string]any{"docker": map[string]any{"platform": "linux/arm64"}}
-	})
+// A service image that was present is inspected once: the inspect of its
+// pull policy also gives the ports the wait tries.
+func TestPrepareInspectsServiceImageOnce(t *testing.T) {
+	h := withSampleServices(t, nil)
+	h.f.AddImage("postgres:16", "redis:7")
+	h.f.SetImageInfo("postgres:16", engine.ImageInfo{ExposedPorts: []engine.Port{{Number: 5432, Protocol: "udp"}}})
 	if err := Prepare(context.Background(), h.deps()); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{
-		`WARNING: service postgres:16: alias "bad!alias" is not a valid host name and is ignored`,
-		`WARNING: service postgres:16: platform "linux/arm64" is ignored: the engine's own platform is used`,
-		"Starting service postgres:16, reachable as postgres, db",
-	} {
-		if !slices.Contains(h.stderrLines(), want) {
-			t.Errorf("job log lacks %q:\n%s", want, h.stderr)
-		}
+	if got := methods(h.f, "postgres:16"); !slices.Equal(got, []string{"InspectImage"}) {
+		t.Errorf("service image calls = %v, want one InspectImage", got)
 	}
-}
-
-// listen returns a loopback port that accepts connections, and one that
-// refuses them.
-func listen(t *testing.T) (open, closed int) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	c, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed = c.Addr().(*net.TCPAddr).Port
-	c.Close()
-	return l.Addr().(*net.TCPAddr).Port, closed
-}
-
-// TestServiceWait dials the services' exposed TCP ports (here on
-// loopback, where the fake says the services are).
-func TestServiceWait(t *testing.T) {
-	open, closed := listen(t)
-	tests := []struct {
-		name     string
-		ports    []engine.Port
-		stop     bool // the service exits while it is waited for
-		wantLog  []string
-		wantSlow bool // the wait runs into its timeout
-	}{
-		{"port open", []engine.Port{{Number: open, Protocol: "tcp"}, {Number: closed, Protocol: "udp"}},
-			false, []string{"Services ready in "}, false},
-		{"port never opens", []engine.Port{{Number: open, Protocol: "tcp"}, {Number: closed, Protocol: "tcp"}}, false, []string{
-			"WARNING: service postgres:16 is not ready: port " + engine.Port{Number: closed, Protocol: "tcp"}.String() + " did not open within 300ms (last try: connection refused); the job goes on\n" +
-				"  Last lines of its output:\n  | starting\n  | listening on a unix socket only\n",
-		}, true},
-		{"service exits", []engine.Port{{Number: closed, Protocol: "tcp"}}, true, []string{
-			"WARNING: service postgres:16 is not ready: it stopped (exited) before port " + engine.Port{Number: closed, Protocol: "tcp"}.String() + " opened; the job goes on\n",
-		}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := withSampleServices(t, nil)
-			h.cfg.Services.WaitTimeout = 300 * time.Millisecond
-			svc := sampleKey.ServiceName(0)
-			h.f.AddImage("postgres:16", "redis:7")
-			h.f.SetImageInfo("postgres:16", engine.ImageInfo{ExposedPorts: tt.ports})
-			h.f.SetIP(svc, "127.0.0.1")
-			h.f.SetLogs(svc, "starting\nlistening on a unix socket only\n")
-			if tt.stop {
-				h.f.SetHook(func(method, name string) error {
-					if method == fake.MethodContainerState && name == svc {
-						h.f.Stop(svc)
-					}
-					return nil
-				})
-			}
-			start := time.Now()
-			if err := Prepare(context.Background(), h.deps()); err != nil {
-				t.Fatalf("Prepare: %v (the job must go on)", err)
-			}
-			if slow := time.Since(start) >= 300*time.Millisecond; slow != tt.wantSlow {
-				t.Errorf("prepare took %s; want the timeout reached: %v", time.Since(start), tt.wantSlow)
-			}
-			for _, want := range tt.wantLog {
-				if !strings.Contains(h.stderr.String(), want) {
-					t.Errorf("job log lacks %q:\n%s", want, h.stderr)
-				}
-			}
-			if !tt.stop && !tt.wantSlow && strings.Contains(h.stderr.String(), "WARNING") {
-				t.Errorf("unexpected warning:\n%s", h.stderr)
-			}
-			// The image was present: the inspect of the pull policy also
-			// gave its ports.
-			if got := methods(h.f, "postgres:16"); !slices.Equal(got, []string{"InspectImage"}) {
-				t.Errorf("service image calls = %v, want one InspectImage", got)
-			}
-		})
-	}
-}
-
-func TestServiceWaitSkipped(t *testing.T) {
-	for _, tt := range []struct {
-		name  string
-		setup func(h *harness)
-		want  string // "" : no line at all
-	}{
-		{"no network", func(h *harness) { h.cfg.Docker.NetworkMode = "none" }, "Not waiting for services: network_mode is none"},
-		{"wait off", func(h *harness) { h.cfg.Services.WaitTimeout = 0 }, ""},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			h := withSampleServices(t, nil)
-			tt.setup(h)
-			h.f.AddImage("postgres:16", "redis:7")
-			h.f.SetImageInfo("postgres:16", engine.ImageInfo{ExposedPorts: []engine.Port{{Number: 5432, Protocol: "tcp"}}})
-			if err := Prepare(context.Background(), h.deps()); err != nil {
-				t.Fatal(err)
-			}
-			if got := methods(h.f, sampleKey.ServiceName(0)); !slices.Equal(got, []string{"CreateContainer", "StartContainer"}) {
-				t.Errorf("service calls %v: it was waited for", got)
-			}
-			if tt.want != "" && !slices.Contains(h.stderrLines(), tt.want) {
-				t.Errorf("job log lacks %q:\n%s", tt.want, h.stderr)
-			}
-			if strings.Contains(h.stderr.String(), "Services ready") || strings.Contains(h.stderr.String(), "WARNING") {
-				t.Errorf("job log:\n%s", h.stderr)
-			}
-		})
-	}
-}
-
-// The reaper removes an abandoned job's services and then its network
-// (a network with containers on it cannot go).
-func TestReapJobNetwork(t *testing.T) {
-	h := newHarness(t, nil)
-	ctx := context.Background()
-	old := naming.JobKey{Runner: "r", Instance: "x", ProjectID: 1, JobID: 2}
-	meta := naming.JobMeta{TimeoutSeconds: 60, Created: time.Now().Add(-24 * time.Hour)}
-	network := old.Name(naming.KindNetwork)
-	h.f.AddImage("redis:7")
-	if err := errors.Join(
-		h.f.CreateNetwork(ctx, engine.NetworkSpec{Name: network, Labels: old.Labels(naming.KindNetwork, meta)}),
-		h.f.CreateContainer(ctx, engine.ContainerSpec{Name: old.ServiceName(0), Image: "redis:7", NetworkMode: network,
-			NetworkAliases: []string{"redis"}, Labels: old.Labels(naming.KindService, meta)}),
-		h.f.StartContainer(ctx, old.ServiceName(0)),
-	); err != nil {
-		t.Fatal(err)
-	}
-	d := h.deps()
-	d.Stdout = &strings.Builder{}
-	if err := Reap(ctx, d, false); err != nil {
-		t.Fatalf("Reap: %v", err)
-	}
-	if h.f.HasNetwork(network) {
-		t.Error("the abandoned job's network is still there")
-	}
-	if c, _ := h.f.Container(old.ServiceName(0)); c.State != fake.Removed {
-		t.Errorf("the abandoned job's service is %s", c.State)
+	if !strings.Contains(h.stderr.String(), "Services ready in ") {
+		t.Errorf("job log lacks the wait:\n%s", h.stderr)
 	}
 }
 
@@ -369,34 +225,30 @@ func TestCleanupRemovesNetworkInBackground(t *testing.T) {
 		}
 		network := sampleKey.Name(naming.KindNetwork)
 		id := h.f.NetworkID(network)
-		var background [][]string
-		d := h.deps()
-		d.Background = func(args ...string) error {
-			if startFails {
-				return errors.New("fork failed")
-			}
-			background = append(background, args)
-			return nil
+		background := &detachedRecorder{}
+		if startFails {
+			background.err = errors.New("fork failed")
 		}
+		d := h.deps()
+		d.Detached = background
 		if err := Cleanup(d); err != nil {
 			t.Fatal(err)
 		}
 		left, _ := h.f.List(context.Background(), map[string]string{naming.LabelJob: sampleKey.Base()})
 		if startFails {
-			if len(left) != 0 || len(background) != 0 {
-				t.Errorf("start fails: left %+v, background %q; want everything removed at once", left, background)
+			if len(left) != 0 || len(background.removed) != 0 {
+				t.Errorf("start fails: left %+v, background %q; want everything removed at once", left, background.removed)
 			}
 			continue
 		}
-		want := [][]string{{"remove-network", "--host", h.cfg.Docker.Host, id}}
-		if !slices.EqualFunc(background, want, slices.Equal) {
-			t.Errorf("background = %q, want %q", background, want)
+		if want := []string{id}; !slices.Equal(background.removed, want) || len(background.started) != 0 {
+			t.Errorf("background removed %q and started %q, want %q removed", background.removed, background.started, want)
 		}
 		if len(left) != 1 || left[0].Name != network {
 			t.Errorf("left %+v, want only the network for the detached process", left)
 		}
 		// What the detached process does: the network is free by then.
-		if err := h.f.Remove(context.Background(), engine.Resource{Type: engine.Network, Name: id}); err != nil || h.f.HasNetwork(network) {
+		if err := RemoveNetwork(context.Background(), h.f, id); err != nil || h.f.HasNetwork(network) {
 			t.Errorf("removing the network by its id: %v", err)
 		}
 	}
@@ -409,23 +261,20 @@ func TestBackgroundNetworkRemovalSparesTheRetry(t *testing.T) {
 	if err := Prepare(context.Background(), h.deps()); err != nil {
 		t.Fatal(err)
 	}
-	var background [][]string
+	background := &detachedRecorder{}
 	d := h.deps()
-	d.Background = func(args ...string) error {
-		background = append(background, args)
-		return nil
-	}
+	d.Detached = background
 	if err := Cleanup(d); err != nil {
 		t.Fatal(err)
 	}
-	if len(background) != 1 || len(background[0]) != 4 || background[0][0] != "remove-network" {
-		t.Fatalf("background = %q, want one remove-network", background)
+	if len(background.removed) != 1 || len(background.started) != 0 {
+		t.Fatalf("background removed %q and started %q, want one network removed", background.removed, background.started)
 	}
 	if err := Prepare(context.Background(), h.deps()); err != nil { // the retry
 		t.Fatal(err)
 	}
 	// What the detached process does, late.
-	if err := h.f.Remove(context.Background(), engine.Resource{Type: engine.Network, Name: background[0][3]}); err != nil {
+	if err := RemoveNetwork(context.Background(), h.f, background.removed[0]); err != nil {
 		t.Fatalf("the late removal: %v", err)
 	}
 	if !h.f.HasNetwork(sampleKey.Name(naming.KindNetwork)) {

@@ -26,9 +26,9 @@ type Deps struct {
 	Stdout io.Writer // job log (prepare, run); protocol JSON (config)
 	Stderr io.Writer // job log
 	Log    *zap.Logger
-	// Background starts this program detached with args and does not wait
-	// for it; nil runs such work in the foreground instead.
-	Background func(args ...string) error
+	// Detached hands work no stage waits for to processes of their own;
+	// nil does it in the foreground instead.
+	Detached Detached
 	// Caches manages the persistent cache volumes; nil for the config
 	// stage.
 	Caches *cache.Manager

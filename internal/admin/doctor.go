@@ -1,15 +1,20 @@
-package driver
+package admin
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"time"
 
 	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/credentials"
 	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/host"
+	"github.com/warmcache/warmcache/internal/limits"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/reap"
 )
 
 // Free-disk levels below which doctor warns and fails: caches and job
@@ -89,7 +94,7 @@ func Doctor(ctx context.Context, d Deps) error {
 const networksWarn = 20
 
 // networksCheck counts the job networks, and those of them whose job has
-// no container left (a failed removal: see planStranded).
+// no container left (a failed removal: see reap.Stranded).
 func networksCheck(ctx context.Context, d Deps, add func(level, format string, args ...any)) {
 	rs, err := d.Engine.List(ctx, map[string]string{naming.LabelManaged: "true"})
 	if err != nil {
@@ -103,7 +108,7 @@ func networksCheck(ctx context.Context, d Deps, add func(level, format string, a
 		}
 	}
 	// Of any age: a young one may still be in a prepare.
-	stranded := len(planStranded(rs, time.Now(), 0, nil))
+	stranded := len(reap.Stranded(rs, time.Now(), 0, nil))
 	level, hint := "ok", ""
 	if networks >= networksWarn {
 		level, hint = "warn", "; Docker's default address pools hold about 30: add default-address-pools to /etc/docker/daemon.json"
@@ -121,7 +126,7 @@ func diskCheck(root string, add func(level, format string, args ...any)) {
 		add("warn", "disk: the engine did not say where its data root is")
 		return
 	}
-	free, total, err := diskSpace(root)
+	free, total, err := host.DiskSpace(root)
 	if errors.Is(err, fs.ErrNotExist) {
 		add("ok", "disk: data root %s is not on this host; check its free space there", root)
 		return
@@ -153,4 +158,35 @@ func report(d Deps, found []finding) error {
 		return fmt.Errorf("doctor: %d checks failed", failed)
 	}
 	return nil
+}
+
+// limitsCheck is doctor's line about resource limits: what a job gets when
+// the admin sets no job-wide limit, or why there is no job cgroup.
+func limitsCheck(d Deps, info engine.Info, add func(level, format string, args ...any)) {
+	switch {
+	case d.Cgroups == nil:
+		add("ok", "limits: per container only: the engine is not local, so jobs get no cgroup of their own")
+	case !d.Cgroups.Unified && info.CgroupDriver == "systemd":
+		add("warn", "limits: cgroup v1 with the systemd driver: jobs get no cgroup of their own; the build container's limits stand in")
+	default:
+		if err := d.Cgroups.Writable(); err != nil {
+			add("warn", "limits: jobs get no cgroup of their own (%v); the build container's limits stand in: run gitlab-runner as root, with the cgroup tree mounted read-write", err)
+		}
+		cpus, mem := d.Cgroups.Capacity()
+		share := limits.DefaultShare(limits.Host{NanoCPUs: cpus, Memory: mem}, d.Config.Limits.ConcurrentJobs)
+		add("ok", "limits: a job's default share is %s and %s (%s, %s / limits.concurrent_jobs = %d)",
+			limits.CPUs(share.NanoCPUs), limits.MiB(share.Memory), limits.CPUs(cpus), limits.MiB(mem), d.Config.Limits.ConcurrentJobs)
+	}
+}
+
+// tokenFilesCheck reads every service-account token file as prepare will,
+// for doctor.
+func tokenFilesCheck(d Deps, add func(level, format string, args ...any)) {
+	for i, t := range d.Config.Env.Tokens {
+		if _, err := credentials.ReadToken(t.TokenFile, os.ReadFile); err != nil {
+			add("FAIL", "env.token[%d] (%s): %v: every prepare would fail", i, t.Host, err)
+			continue
+		}
+		add("ok", "env.token[%d] (%s): token file %s is readable", i, t.Host, t.TokenFile)
+	}
 }

@@ -1,4 +1,4 @@
-package driver
+package services
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/warmcache/warmcache/internal/engine"
-	"github.com/warmcache/warmcache/internal/naming"
 )
 
 // unanswered returns a loopback port whose connection attempts get no
@@ -68,14 +67,13 @@ func TestServiceWaitFromHelper(t *testing.T) {
 			"WARNING: service postgres:16 is not ready: port " + portName + " cannot be tried: cannot probe services from the helper container: it has no bash (exit code 127); the job goes on\n", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			h := withSampleServices(t, nil)
+			h := newHarness()
 			if tt.host != "" {
 				h.cfg.Docker.Host = tt.host
 			}
 			h.cfg.Services.WaitTimeout = 2 * time.Second
-			svc, helper := sampleKey.ServiceName(0), sampleKey.Name(naming.KindHelper)
-			h.f.AddImage("postgres:16", "redis:7")
-			h.f.SetImageInfo("postgres:16", engine.ImageInfo{ExposedPorts: []engine.Port{{Number: port, Protocol: "tcp"}}})
+			svc := sampleKey.ServiceName(0)
+			helper, svcs, specs := h.start(t, sample(t, nil, nil), map[string][]engine.Port{"postgres:16": {{Number: port, Protocol: "tcp"}}})
 			h.f.SetIP(svc, "127.0.0.1")
 			var probes [][]string
 			h.f.SetExec(func(name string, cmd []string, _ []byte) (engine.Exit, string, string) {
@@ -86,21 +84,19 @@ func TestServiceWaitFromHelper(t *testing.T) {
 				return engine.Exit{}, "", ""
 			})
 			start := time.Now()
-			if err := Prepare(context.Background(), h.deps()); err != nil {
-				t.Fatalf("Prepare: %v (the job must go on)", err)
+			Wait(context.Background(), h.deps(), helper, svcs, specs)
+			if !strings.Contains(h.jobLog(), tt.wantLog) {
+				t.Errorf("job log lacks %q:\n%s", tt.wantLog, h.jobLog())
 			}
-			if !strings.Contains(h.stderr.String(), tt.wantLog) {
-				t.Errorf("job log lacks %q:\n%s", tt.wantLog, h.stderr)
-			}
-			if got := slices.Contains(h.stderrLines(), switchLine); got != tt.wantSwitch {
-				t.Errorf("job log says the host cannot reach the network: %v, want %v:\n%s", got, tt.wantSwitch, h.stderr)
+			if got := slices.Contains(h.jobLogLines(), switchLine); got != tt.wantSwitch {
+				t.Errorf("job log says the host cannot reach the network: %v, want %v:\n%s", got, tt.wantSwitch, h.jobLog())
 			}
 			want := []string{"bash", "-c", `exec 3<>"/dev/tcp/$1/$2"`, "probe", "127.0.0.1", strconv.Itoa(port)}
 			if len(probes) == 0 || !slices.Equal(probes[0], want) {
 				t.Errorf("probes in the helper %q, want %q", probes, want)
 			}
 			if ready := tt.exit == 0; ready && time.Since(start) >= 2*time.Second {
-				t.Errorf("prepare took %s: the wait ran into its timeout", time.Since(start))
+				t.Errorf("the wait took %s: it ran into its timeout", time.Since(start))
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package driver
+package admin
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package driver
+package services
 
 import (
 	"bytes"
@@ -27,7 +27,7 @@ var errCannotProbe = errors.New("cannot probe services from the helper container
 // containers' addresses; without the helper every service would cost the
 // whole wait_timeout there. One prober serves all services of a prepare.
 type prober struct {
-	engine   engine.Engine
+	engine   Engine
 	helper   string // the helper container, running on the job's network
 	dialer   net.Dialer
 	say      func(format string, args ...any)
@@ -39,8 +39,8 @@ type prober struct {
 // engine on another host are tried from the helper from the start: this
 // host's dial could reach another machine at the same address.
 func newProber(d Deps, helper string) *prober {
-	p := &prober{engine: d.Engine, helper: helper, dialer: net.Dialer{Timeout: time.Second}, say: d.say}
-	p.inHelper.Store(!strings.HasPrefix(d.Config.Docker.Host, "unix://"))
+	p := &prober{engine: d.Engine, helper: helper, dialer: net.Dialer{Timeout: time.Second}, say: d.Say}
+	p.inHelper.Store(!strings.HasPrefix(d.Docker.Host, "unix://"))
 	return p
 }
 

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+
+	"github.com/warmcache/warmcache/internal/config"
+	"github.com/warmcache/warmcache/internal/driver"
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/engine/docker"
+)
+
+// The hidden commands a stage starts detached (see starter), and the flag
+// naming their engine.
+const (
+	startContainerName = "start-container"
+	removeNetworkName  = "remove-network"
+	hostFlag           = "host"
+)
+
+// startContainerCommand is started detached by prepare, so the build
+// container's start overlaps the first (helper) stages. Its outcome is
+// checked by the run stage, which starts the container itself if this
+// did not.
+func startContainerCommand(stageErr *error) *cli.Command {
+	return &cli.Command{
+		Name:      startContainerName,
+		Hidden:    true,
+		ArgsUsage: "NAME",
+		Flags:     []cli.Flag{&cli.StringFlag{Name: hostFlag, Required: true}},
+		Action: func(c *cli.Context) error {
+			*stageErr = detached(c, func(ctx context.Context, e engine.Engine) error {
+				return driver.StartContainer(ctx, e, c.Args().First())
+			})
+			return nil
+		},
+	}
+}
+
+// removeNetworkCommand is started detached by cleanup once the job's
+// containers are gone: a network takes longer to remove than anything
+// else, and nothing waits for it. A failure goes to the structured log;
+// the reaper removes what this leaves.
+func removeNetworkCommand(stageErr *error) *cli.Command {
+	return &cli.Command{
+		Name:      removeNetworkName,
+		Hidden:    true,
+		ArgsUsage: "ID",
+		Flags:     []cli.Flag{&cli.StringFlag{Name: hostFlag, Required: true}},
+		Action: func(c *cli.Context) error {
+			*stageErr = detached(c, func(ctx context.Context, e engine.Engine) error {
+				return driver.RemoveNetwork(ctx, e, c.Args().First())
+			})
+			return nil
+		},
+	}
+}
+
+// starter is the stages' driver.Detached: it starts this executable's
+// hidden commands above detached from the stage: in its own session (the
+// runner's signals to the stage's process group do not reach it), with no
+// stdio, not waited for. It names the stage's config file on their
+// command line, since they get no WARMCACHE_CONFIG, for them to log their
+// outcome where the stage does.
+type starter struct {
+	configPath string
+	optional   bool   // configPath is the default, found without naming it
+	host       string // the engine's address, from the stage's config
+}
+
+// StartContainer implements driver.Detached.
+func (s starter) StartContainer(name string) error {
+	return background(s.args(startContainerName, name))
+}
+
+// RemoveNetwork implements driver.Detached.
+func (s starter) RemoveNetwork(id string) error {
+	return background(s.args(removeNetworkName, id))
+}
+
+// args is the command line of the hidden command with its argument.
+func (s starter) args(command, arg string) []string {
+	return detachedArgs(s.configPath, s.optional, []string{command, "--" + hostFlag, s.host, arg})
+}
+
+// detachedArgs is the command line of a detached helper command: args,
+// after the stage's config file unless that is the optional default,
+// which the helper finds by itself.
+func detachedArgs(configPath string, optional bool, args []string) []string {
+	if optional {
+		return args
+	}
+	return append([]string{"--config", configPath}, args...)
+}
+
+func background(args []string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, args...)
+	// The job's variables (tokens among them) stay with the stage.
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	return cmd.Process.Release()
+}
+
+// detached runs f, the work of a helper command that a stage started with
+// its starter, with an engine client of its own, bounded in time. Nobody
+// reads its stderr, so its outcome goes to the structured log of the
+// config file when that can be opened: a failure is not lost.
+func detached(c *cli.Context, f func(context.Context, engine.Engine) error) error {
+	logger := zap.NewNop()
+	path, optional := config.Resolve(c.String("config"), os.Getenv)
+	if cfg, err := config.Load(path, optional); err == nil {
+		if l, closeLog, err := newLogger(cfg.Log); err == nil {
+			defer closeLog()
+			logger = l.With(zap.String("stage", c.Command.Name), zap.Strings("args", c.Args().Slice()))
+		}
+	}
+	start := time.Now()
+	err := onEngine(c.String(hostFlag), f)
+	if err != nil {
+		logger.Error("stage failed", zap.Error(err))
+	} else {
+		logger.Info("stage finished", zap.Duration("took", time.Since(start)))
+	}
+	return err
+}
+
+// onEngine runs f with an engine client of its own, bounded in time.
+func onEngine(host string, f func(context.Context, engine.Engine) error) error {
+	e, err := docker.New(host)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return f(ctx, e)
+}
