@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/cache/gc"
 	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/engine"
 )
@@ -25,7 +26,7 @@ func CacheGC(ctx context.Context, d Deps, dryRun bool) error {
 	if dryRun {
 		verb = "Would evict"
 	}
-	cands, res, err := d.Caches.GC(ctx, dryRun, nil, func(ev cache.Eviction) {
+	cands, res, err := d.Caches.GC(ctx, dryRun, nil, func(ev gc.Eviction) {
 		fmt.Fprintf(d.Stdout, "%s %s\n", verb, describeEviction(ev, now))
 	})
 	if dryRun {
@@ -35,7 +36,7 @@ func CacheGC(ctx context.Context, d Deps, dryRun bool) error {
 	}
 	for _, s := range res.Skipped {
 		what := "Kept"
-		if errors.Is(s.Err, cache.ErrGone) {
+		if errors.Is(s.Err, gc.ErrGone) {
 			what = "Not counted"
 		}
 		fmt.Fprintf(d.Stdout, "%s %s: %s\n", what, describeEviction(s.Eviction, now), skipReason(s.Err))
@@ -54,7 +55,7 @@ func CacheGC(ctx context.Context, d Deps, dryRun bool) error {
 	return nil
 }
 
-func describeEviction(ev cache.Eviction, now time.Time) string {
+func describeEviction(ev gc.Eviction, now time.Time) string {
 	size := "size not measured"
 	if ev.SizeKnown {
 		size = cache.Bytes(ev.SizeBytes)
@@ -69,7 +70,7 @@ func skipReason(err error) string {
 		return "in use by a job's container"
 	case errors.Is(err, record.ErrLeased):
 		return "just claimed by a job being prepared"
-	case errors.Is(err, cache.ErrGone):
+	case errors.Is(err, gc.ErrGone):
 		return "already removed (by another gc pass)"
 	default:
 		return err.Error()

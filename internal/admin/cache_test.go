@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/cache/gc"
 	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/naming"
@@ -23,7 +23,7 @@ func TestCacheGCCommand(t *testing.T) {
 	recs := record.Records{Dir: filepath.Join(h.cfg.Cache.StateDir, "caches")}
 	old := time.Now().Add(-time.Hour)
 	for i, name := range []string{"warmcache-go-aaaaaaaaaaaa", "warmcache-go-bbbbbbbbbbbb"} {
-		labels := cache.Scope("")
+		labels := gc.Scope("")
 		labels[naming.LabelCacheProjectPath], labels[naming.LabelCacheProfile] = "group/project", "go"
 		if err := h.f.EnsureVolume(t.Context(), engine.VolumeSpec{Name: name, Labels: labels}); err != nil {
 			t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/cache/gc"
 	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
@@ -47,7 +48,7 @@ func TestPrepareGCKeepsJobCaches(t *testing.T) {
 // addCache makes a cache volume name last used at used.
 func addCache(t *testing.T, h *harness, name string, used time.Time) {
 	t.Helper()
-	if err := h.f.EnsureVolume(t.Context(), engine.VolumeSpec{Name: name, Labels: cache.Scope("")}); err != nil {
+	if err := h.f.EnsureVolume(t.Context(), engine.VolumeSpec{Name: name, Labels: gc.Scope("")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := cacheRecords(h.deps()).Update(name, func(r *record.Record) error {

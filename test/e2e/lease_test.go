@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/cache/gc"
 	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
@@ -86,8 +87,8 @@ func TestCacheLeaseRace(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	gc := newJob(t, jobSpec{Config: gcCfg})
-	if r := gc.call("cache", "gc"); r.Code != 0 || strings.Contains(r.Stdout, "Evicted "+name) || !exists(t, name) {
+	gcJob := newJob(t, jobSpec{Config: gcCfg})
+	if r := gcJob.call("cache", "gc"); r.Code != 0 || strings.Contains(r.Stdout, "Evicted "+name) || !exists(t, name) {
 		t.Fatalf("cache gc between a claim and its container: %s", r)
 	}
 	c := fmt.Sprintf("lease-race-%d", nextJobID())
@@ -111,7 +112,7 @@ func TestCacheLeaseRace(t *testing.T) {
 	evicted := make(chan error, 1)
 	go func() {
 		_, res, err := cache.New(gcCache, paused, nil, zap.NewNop()).GC(context.Background(), false, nil, nil)
-		if err == nil && !slices.ContainsFunc(res.Evicted, func(ev cache.Eviction) bool { return ev.Volume == name }) {
+		if err == nil && !slices.ContainsFunc(res.Evicted, func(ev gc.Eviction) bool { return ev.Volume == name }) {
 			err = fmt.Errorf("the GC did not evict %s: %+v", name, res)
 		}
 		evicted <- err

@@ -1,7 +1,6 @@
-package cache
+package gc
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -11,12 +10,10 @@ import (
 	"time"
 
 	"github.com/warmcache/warmcache/internal/cache/record"
-	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/naming"
-	"go.uber.org/zap"
 )
 
 func cand(name string, size int64, lastUsed time.Time) Candidate {
@@ -32,7 +29,7 @@ func volumesOf(plan []Eviction) []string {
 	return out
 }
 
-func TestPlanGC(t *testing.T) {
+func TestPlan(t *testing.T) {
 	now := t0
 	h := func(n int) time.Time { return now.Add(-time.Duration(n) * time.Hour) }
 	leased := cand("leased", 500, h(100))
@@ -62,7 +59,7 @@ func TestPlanGC(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := volumesOf(PlanGC(cands, tt.lim, tt.free, now, tt.skip))
+			got := volumesOf(Plan(cands, tt.lim, tt.free, now, tt.skip))
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("plan = %v\nwant   %v", got, tt.want)
 			}
@@ -96,13 +93,13 @@ func gcFixture(t *testing.T, sizes ...int64) (*fake.Engine, record.Records, []st
 	return f, recs, names
 }
 
-func runGC(t *testing.T, f *fake.Engine, recs record.Records, lim Limits) GCResult {
+func runGC(t *testing.T, f *fake.Engine, recs record.Records, lim Limits) Result {
 	t.Helper()
-	cands, err := candidates(t.Context(), f, recs, Scope(""), t0)
+	cands, err := Candidates(t.Context(), f, recs, Scope(""), t0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := gc(t.Context(), f, recs, cands, lim, -1, t0, nil, nil)
+	res, err := Run(t.Context(), f, recs, cands, lim, -1, t0, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,101 +128,6 @@ func TestGCSkipsVolumeInUse(t *testing.T) {
 	if r, _ := recs.Get(names[1]); r != (record.Record{}) {
 		t.Errorf("record of an evicted volume = %+v, want it cleared", r)
 	}
-}
-
-// TestClaimAndGCInterleaved drives a prepare's claim and a GC into each
-// other at the two dangerous points, with the fake engine's hooks.
-func TestClaimAndGCInterleaved(t *testing.T) {
-	vol := Plan(testKey, []Profile{wantGo})[0]
-	setup := func(t *testing.T) (*fake.Engine, record.Records) {
-		f, _ := localEngine(t)
-		f.AddImage("img")
-		m := newManager(t, f, config.Cache{}, true)
-		recs := m.records
-		old := t0.Add(-2 * record.LeaseGrace)
-		if _, err := m.claimVolumes(t.Context(), []Volume{vol}, old); err != nil {
-			t.Fatal(err)
-		}
-		return f, recs
-	}
-	pass := func(t *testing.T, f *fake.Engine, recs record.Records) GCResult {
-		t.Helper()
-		return runGC(t, f, recs, Limits{BudgetBytes: 1, MaxIdle: time.Minute})
-	}
-
-	// The GC runs after the claim's lease, before its containers exist:
-	// the lease keeps the volume, and the container mounts a cache volume.
-	t.Run("gc between claim and container", func(t *testing.T) {
-		f, recs := setup(t)
-		var during GCResult
-		f.SetHook(func(method, name string) error {
-			if method == fake.MethodEnsureVolume && name == vol.Name {
-				f.SetHook(nil)
-				during = pass(t, f, recs)
-			}
-			return nil
-		})
-		if _, err := claimer(f, recs).claimVolumes(t.Context(), []Volume{vol}, t0); err != nil {
-			t.Fatal(err)
-		}
-		if len(during.Evicted) != 0 {
-			t.Fatalf("GC during the claim evicted %+v, want the leased volume kept", during)
-		}
-		// A GC that planned before the lease is refused at removal.
-		if err := evict(t.Context(), f, recs, vol.Name, t0); !errors.Is(err, record.ErrLeased) {
-			t.Errorf("Evict of the claimed volume = %v, want ErrLeased", err)
-		}
-		if err := f.CreateContainer(t.Context(), engine.ContainerSpec{Name: "job", Image: "img", Mounts: []engine.Mount{{Volume: vol.Name, Target: vol.Path}}}); err != nil {
-			t.Fatal(err)
-		}
-		info, ok := f.Volume(vol.Name)
-		if !ok || info.Labels[naming.LabelKind] != string(naming.KindCache) {
-			t.Errorf("volume after the claim = %+v, %v; want the labelled cache", info, ok)
-		}
-	})
-
-	// A claim arrives while the GC removes the volume: it waits for the
-	// GC's lock, then creates the volume anew (cold) with its labels.
-	t.Run("claim while gc removes", func(t *testing.T) {
-		f, recs := setup(t)
-		claimed := make(chan []Status, 1)
-		f.SetHook(func(method, name string) error {
-			if method == fake.MethodRemove && name == vol.Name {
-				f.SetHook(nil)
-				go func() {
-					st, err := claimer(f, recs).claimVolumes(context.Background(), []Volume{vol}, t0)
-					if err != nil {
-						t.Error(err)
-					}
-					claimed <- st
-				}()
-			}
-			return nil
-		})
-		res := pass(t, f, recs)
-		st := <-claimed
-		if len(res.Evicted) != 1 {
-			t.Fatalf("GC = %+v, want the idle volume evicted", res)
-		}
-		if len(st) != 1 || st[0].Warm {
-			t.Errorf("claim after the eviction = %+v, want a cold volume", st)
-		}
-		var order []string
-		for _, c := range f.Calls() {
-			if c.Name == vol.Name && (c.Method == fake.MethodRemove || c.Method == fake.MethodEnsureVolume) {
-				order = append(order, c.Method)
-			}
-		}
-		if want := []string{fake.MethodEnsureVolume, fake.MethodRemove, fake.MethodEnsureVolume}; !slices.Equal(order, want) {
-			t.Errorf("calls on the volume = %v, want %v", order, want)
-		}
-		if info, ok := f.Volume(vol.Name); !ok || info.Labels[naming.LabelKind] != string(naming.KindCache) {
-			t.Errorf("volume after both = %+v, %v; want the labelled cache", info, ok)
-		}
-		if r, _ := recs.Get(vol.Name); !r.Leased(t0) {
-			t.Errorf("record after both = %+v, want the new claim's lease", r)
-		}
-	})
 }
 
 // BenchmarkPlanGC1000 plans over 1,000 synthetic cache volumes as `cache
@@ -259,18 +161,18 @@ func BenchmarkPlanGC1000(b *testing.B) {
 	lim := Limits{BudgetBytes: 100 << 30, MaxIdle: 10 * time.Hour}
 	b.Run("records", func(b *testing.B) {
 		for b.Loop() {
-			cands, err := candidates(b.Context(), f, recs, Scope(""), t0)
+			cands, err := Candidates(b.Context(), f, recs, Scope(""), t0)
 			if err != nil || len(cands) != 1000 {
 				b.Fatalf("%d candidates, %v", len(cands), err)
 			}
-			if plan := PlanGC(cands, lim, -1, t0, nil); len(plan) == 0 {
+			if plan := Plan(cands, lim, -1, t0, nil); len(plan) == 0 {
 				b.Fatal("empty plan")
 			}
 		}
 	})
 	b.Run("walk", func(b *testing.B) {
 		for b.Loop() {
-			cands, err := candidates(b.Context(), f, recs, Scope(""), t0)
+			cands, err := Candidates(b.Context(), f, recs, Scope(""), t0)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -280,7 +182,7 @@ func BenchmarkPlanGC1000(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			PlanGC(cands, lim, -1, t0, nil)
+			Plan(cands, lim, -1, t0, nil)
 		}
 	})
 }
@@ -289,15 +191,15 @@ func BenchmarkPlanGC1000(b *testing.B) {
 // (two cleanups at once) evict each volume once and count it once.
 func TestGCConcurrentPassesCountOnce(t *testing.T) {
 	f, recs, names := gcFixture(t, 100, 100, 100)
-	cands, err := candidates(t.Context(), f, recs, Scope(""), t0)
+	cands, err := Candidates(t.Context(), f, recs, Scope(""), t0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := gc(t.Context(), f, recs, cands, Limits{BudgetBytes: 200}, -1, t0, nil, nil)
+	first, err := Run(t.Context(), f, recs, cands, Limits{BudgetBytes: 200}, -1, t0, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := gc(t.Context(), f, recs, cands, Limits{BudgetBytes: 200}, -1, t0, nil, nil)
+	second, err := Run(t.Context(), f, recs, cands, Limits{BudgetBytes: 200}, -1, t0, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,17 +230,17 @@ func TestCandidatesSeedsRecord(t *testing.T) {
 	if err := f.EnsureVolume(t.Context(), engine.VolumeSpec{Name: "warmcache-go-old", Labels: labels}); err != nil {
 		t.Fatal(err)
 	}
-	cands, err := candidates(t.Context(), f, recs, Scope(""), t0)
+	cands, err := Candidates(t.Context(), f, recs, Scope(""), t0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cands) != 1 || !cands[0].LastUsed().Equal(t0) {
 		t.Fatalf("candidates %+v, want one last used at %s", cands, t0)
 	}
-	if plan := PlanGC(cands, Limits{MaxIdle: 24 * time.Hour}, -1, t0.Add(time.Hour), nil); len(plan) != 0 {
+	if plan := Plan(cands, Limits{MaxIdle: 24 * time.Hour}, -1, t0.Add(time.Hour), nil); len(plan) != 0 {
 		t.Errorf("plan %+v, want nothing idle", plan)
 	}
-	plan := PlanGC(cands, Limits{MaxIdle: time.Hour}, -1, t0.Add(2*time.Hour), nil)
+	plan := Plan(cands, Limits{MaxIdle: time.Hour}, -1, t0.Add(2*time.Hour), nil)
 	if len(plan) != 1 || plan[0].SizeKnown {
 		t.Errorf("plan %+v, want the volume, its size unknown", plan)
 	}
@@ -347,8 +249,4 @@ func TestCandidatesSeedsRecord(t *testing.T) {
 	}
 }
 
-// claimer is a manager over f and the records recs, as a second process
-// (a prepare) sharing the state directory would be.
-func claimer(f *fake.Engine, recs record.Records) *Manager {
-	return &Manager{engine: f, host: host.New(f, nil), records: recs, log: zap.NewNop()}
-}
+var t0 = time.Date(2026, 11, 26, 21, 31, 10, 0, time.UTC)

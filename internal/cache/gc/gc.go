@@ -1,4 +1,8 @@
-package cache
+// Package gc plans and carries out the eviction of cache volumes: which
+// volumes go so that every cache.gc limit holds, judged from labels and
+// the driver's own records only, and their removal under each volume's
+// record lock, so that a prepare's lease always wins.
+package gc
 
 import (
 	"cmp"
@@ -11,10 +15,15 @@ import (
 
 	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/engine"
-	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/naming"
-	"go.uber.org/zap"
 )
+
+// Engine is what the GC needs from the container engine.
+type Engine interface {
+	List(ctx context.Context, labels map[string]string) ([]engine.Resource, error)
+	InspectVolume(ctx context.Context, name string) (engine.VolumeInfo, error)
+	Remove(ctx context.Context, r engine.Resource) error
+}
 
 // Limits bound the disk the caches in scope use; zero is no limit.
 type Limits struct {
@@ -76,12 +85,12 @@ func Scope(pool string) map[string]string {
 	return s
 }
 
-// candidates lists the cache volumes in scope with their records. It reads
+// Candidates lists the cache volumes in scope with their records. It reads
 // one small file per volume and walks no cache. A volume without a record
 // (made before records were kept) gets one, last used now: its real last
 // use is unknown, and its creation would make the oldest cache look idle.
 // Its size stays unknown (not measured) until a job's cleanup measures it.
-func candidates(ctx context.Context, e Engine, recs record.Records, scope map[string]string, now time.Time) ([]Candidate, error) {
+func Candidates(ctx context.Context, e Engine, recs record.Records, scope map[string]string, now time.Time) ([]Candidate, error) {
 	rs, err := e.List(ctx, scope)
 	if err != nil {
 		return nil, fmt.Errorf("listing cache volumes: %w", err)
@@ -119,12 +128,12 @@ func candidates(ctx context.Context, e Engine, recs record.Records, scope map[st
 	return out, errors.Join(errs...)
 }
 
-// PlanGC lists the evictions that bring the candidates within lim, in
+// Plan lists the evictions that bring the candidates within lim, in
 // order: volumes over the size limit, then idle ones, then the least
 // recently used while the total is over budget or the free space (free
 // bytes now; negative when unknown) under the mark. Volumes leased at now,
 // forked or in skip are never planned but still count towards the total.
-func PlanGC(cands []Candidate, lim Limits, free int64, now time.Time, skip map[string]bool) []Eviction {
+func Plan(cands []Candidate, lim Limits, free int64, now time.Time, skip map[string]bool) []Eviction {
 	sorted := slices.Clone(cands)
 	// Oldest first; the name breaks ties so that plans are reproducible.
 	slices.SortFunc(sorted, func(a, b Candidate) int {
@@ -166,8 +175,8 @@ func PlanGC(cands []Candidate, lim Limits, free int64, now time.Time, skip map[s
 	return plan
 }
 
-// GCResult is what a GC pass did.
-type GCResult struct {
+// Result is what a GC pass did.
+type Result struct {
 	Evicted []Eviction
 	// Skipped are planned volumes left in place: in use by a container,
 	// just claimed by a prepare, already removed by another pass (ErrGone),
@@ -175,7 +184,7 @@ type GCResult struct {
 	Skipped []Skipped
 }
 
-// ErrGone is returned by evict for a volume that no longer exists.
+// ErrGone is returned by Evict for a volume that no longer exists.
 var ErrGone = errors.New("already removed")
 
 // Skipped is a planned eviction that did not happen.
@@ -184,7 +193,7 @@ type Skipped struct {
 	Err error
 }
 
-// evict removes the volume name unless a prepare has claimed it less than
+// Evict removes the volume name unless a prepare has claimed it less than
 // LeaseGrace before now (ErrLeased) or a container mounts it (the engine
 // refuses: engine.ErrInUse). The record's lock is held throughout, so a
 // prepare's claim of the same volume comes either before (and the volume
@@ -192,7 +201,7 @@ type Skipped struct {
 //
 // A volume already gone (another GC pass evicted it since this one listed
 // the candidates) is ErrGone: only the pass that removed it counts it.
-func evict(ctx context.Context, e Engine, rs record.Records, name string, now time.Time) error {
+func Evict(ctx context.Context, e Engine, rs record.Records, name string, now time.Time) error {
 	return rs.Update(name, func(r *record.Record) error {
 		if r.Leased(now) {
 			return record.ErrLeased
@@ -208,20 +217,20 @@ func evict(ctx context.Context, e Engine, rs record.Records, name string, now ti
 	})
 }
 
-// gc evicts per PlanGC. A volume that cannot go (in use, just claimed) is
+// Run evicts per Plan. A volume that cannot go (in use, just claimed) is
 // skipped and the plan made again without it, so that the next least
 // recently used takes its place, until the plan is done or ctx ends.
 // Volumes in keep are never planned (a job about to claim them). onEvict,
 // when set, is called after each removal. cands is left as it is.
-func gc(ctx context.Context, e Engine, recs record.Records, cands []Candidate, lim Limits, free int64, now time.Time, keep map[string]bool, onEvict func(Eviction)) (GCResult, error) {
-	var res GCResult
+func Run(ctx context.Context, e Engine, recs record.Records, cands []Candidate, lim Limits, free int64, now time.Time, keep map[string]bool, onEvict func(Eviction)) (Result, error) {
+	var res Result
 	cands = slices.Clone(cands)
 	skip := maps.Clone(keep)
 	if skip == nil {
 		skip = map[string]bool{}
 	}
 	for {
-		plan := PlanGC(cands, lim, free, now, skip)
+		plan := Plan(cands, lim, free, now, skip)
 		if len(plan) == 0 {
 			return res, nil
 		}
@@ -230,7 +239,7 @@ func gc(ctx context.Context, e Engine, recs record.Records, cands []Candidate, l
 				return res, err
 			}
 			skip[ev.Volume] = true
-			if err := evict(ctx, e, recs, ev.Volume, now); err != nil {
+			if err := Evict(ctx, e, recs, ev.Volume, now); err != nil {
 				res.Skipped = append(res.Skipped, Skipped{ev, err})
 				if errors.Is(err, ErrGone) {
 					// Nothing there to count towards the limits.
@@ -248,73 +257,5 @@ func gc(ctx context.Context, e Engine, recs record.Records, cands []Candidate, l
 				onEvict(ev)
 			}
 		}
-	}
-}
-
-// stageGCBudget bounds the GC pass in prepare and cleanup: it keeps the
-// disk within limits without a cron job, but never holds a job up long.
-const stageGCBudget = 5 * time.Second
-
-// limits are the configured cache.gc limits.
-func (m *Manager) limits() Limits {
-	g := m.cfg.GC
-	return Limits{MaxVolumeBytes: int64(g.MaxVolumeSize), BudgetBytes: int64(g.Budget),
-		MaxIdle: g.MaxIdle, MinFreeBytes: int64(g.MinFreeDisk)}
-}
-
-// dataRootFree is the free space of the engine's data root, or -1 when it
-// is not wanted (no low-water mark) or not readable from here.
-func (m *Manager) dataRootFree(ctx context.Context) int64 {
-	if m.cfg.GC.MinFreeDisk == 0 || m.host == nil {
-		return -1
-	}
-	info, err := m.engine.Ping(ctx)
-	if err != nil || info.RootDir == "" {
-		return -1
-	}
-	free, _, err := host.DiskSpace(info.RootDir)
-	if err != nil {
-		return -1
-	}
-	return free
-}
-
-// GC makes one pass over the caches of the configured pool, evicting
-// until every cache.gc limit holds (with dryRun, only planning), and
-// returns the candidates it considered and what it did. Volumes in keep
-// are never evicted; onEvict, when set, is called after each removal.
-func (m *Manager) GC(ctx context.Context, dryRun bool, keep map[string]bool, onEvict func(Eviction)) ([]Candidate, GCResult, error) {
-	now := time.Now()
-	cands, err := candidates(ctx, m.engine, m.records, Scope(m.cfg.Pool), now)
-	if err != nil {
-		return nil, GCResult{}, err
-	}
-	free := m.dataRootFree(ctx)
-	if dryRun {
-		return cands, GCResult{Evicted: PlanGC(cands, m.limits(), free, now, keep)}, nil
-	}
-	res, err := gc(ctx, m.engine, m.records, cands, m.limits(), free, now, keep, onEvict)
-	m.updateMetrics(func(s *record.MetricsState) {
-		for _, ev := range res.Evicted {
-			s.Evicted(ev.Volume, ev.SizeBytes)
-		}
-	})
-	return cands, res, err
-}
-
-// GCAtStage is the light pass of prepare and cleanup: bounded, and only
-// when a limit is set; it never fails the job. It leaves the volumes in
-// keep alone: in prepare, those the job is about to claim (Names).
-func (m *Manager) GCAtStage(ctx context.Context, keep map[string]bool) {
-	if !m.cfg.Enabled || !m.cfg.GC.AtStages || !m.cfg.GC.Limited() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, stageGCBudget)
-	defer cancel()
-	_, res, err := m.GC(ctx, false, keep, func(ev Eviction) {
-		m.log.Info("evicted cache volume", zap.String("volume", ev.Volume), zap.Int64("bytes", ev.SizeBytes), zap.String("reason", ev.Reason))
-	})
-	if err != nil {
-		m.log.Warn("cache gc pass", zap.Error(err), zap.Int("evicted", len(res.Evicted)))
 	}
 }
