@@ -335,8 +335,12 @@ func checkNoSecrets(t *testing.T, j *job, log string, secrets ...string) {
 		t.Fatal(err)
 	}
 	names := []string{key.Name(naming.KindBuilds)}
+	// The job writes nothing in cache_dir: that volume may be empty; every
+	// other one must hold files for the search to mean anything.
+	mayBeEmpty := map[string]bool{}
 	for _, v := range vols {
 		names = append(names, v.Name)
+		mayBeEmpty[v.Name] = v.Labels[naming.LabelCacheProfile] == "cache-dir"
 	}
 	if len(names) < 3 {
 		t.Errorf("volumes to search: %v, want the builds volume and the go caches", names)
@@ -359,7 +363,7 @@ func checkNoSecrets(t *testing.T, j *job, log string, secrets ...string) {
 			found("volume "+name+" file "+path, data)
 			return nil
 		})
-		if err != nil || files == 0 {
+		if err != nil || (files == 0 && !mayBeEmpty[name]) {
 			t.Errorf("searching volume %s: %v (%d files)", name, err, files)
 		}
 	}
