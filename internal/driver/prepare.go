@@ -52,7 +52,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		return err
 	}
 	d.say("Preparing job %d of %s on warmcache (image %s)", j.ID, j.ProjectPath, image)
-	plan, err := jobLimits(d, j)
+	limitsPlan, err := jobLimits(d, j)
 	if err != nil {
 		return err
 	}
@@ -90,21 +90,21 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	network, networkMade := services.MakeNetwork(ctx, serviceDeps(d), key, meta)
 	defer networkMade() // a failed prepare leaves no call in flight
 
-	p := puller{engine: d.Engine, attempts: d.Config.Docker.PullAttempts, say: d.say,
+	pull := puller{engine: d.Engine, attempts: d.Config.Docker.PullAttempts, say: d.say,
 		auth: registryAuth(j, d.Config), backoff: jitteredBackoff}
 	phases := []zap.Field{zap.Duration("leftovers", time.Since(start))}
-	imageInfo, err := p.ensure(ctx, image, policies)
+	imageInfo, err := pull.ensure(ctx, image, policies)
 	if err != nil {
 		return err
 	}
 	if helper != image {
 		helperPolicies := config.Intersect(d.Config.Docker.PullPolicy, d.Config.Docker.AllowedPullPolicies)
-		if _, err := p.ensure(ctx, helper, helperPolicies); err != nil {
+		if _, err := pull.ensure(ctx, helper, helperPolicies); err != nil {
 			return fmt.Errorf("helper image: %w", err)
 		}
 	}
 	for i, s := range svcs {
-		if svcs[i].Info, err = p.ensure(ctx, s.Image.Name, s.Policies); err != nil {
+		if svcs[i].Info, err = pull.ensure(ctx, s.Image.Name, s.Policies); err != nil {
 			return fmt.Errorf("service image: %w", err)
 		}
 	}
@@ -138,41 +138,16 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	if err != nil {
 		return err
 	}
-	buildMounts := []engine.Mount{{Volume: builds, Target: protocol.BuildsDir}}
-	helperMounts := []engine.Mount{{Volume: builds, Target: protocol.BuildsDir}}
-	if netenv.mount != nil {
-		buildMounts = append(buildMounts, *netenv.mount)
-		helperMounts = append(helperMounts, *netenv.mount)
-	}
-	for _, c := range caches.Mounts {
-		buildMounts = append(buildMounts, c)
-		if c.Target == protocol.CacheDir {
-			helperMounts = append(helperMounts, c)
-		}
-	}
-
-	helperSpec := engine.ContainerSpec{
-		Name: key.Name(naming.KindHelper), Image: helper, Cmd: keepAlive,
-		Labels: key.Labels(naming.KindHelper, meta), Mounts: helperMounts, Env: netenv.plan.Env,
-		NetworkMode: network, KeepStdinOpen: true,
-	}
-	build := engine.ContainerSpec{
-		Name: key.Name(naming.KindBuild), Image: image, Cmd: keepAlive,
-		Entrypoint: j.Image.Entrypoint, Labels: key.Labels(naming.KindBuild, meta),
-		User: j.Image.ExecutorOpts.Docker.User, Env: withEnv(caches.Env, netenv.plan.Env), Mounts: buildMounts,
-		NetworkMode: buildNetwork(d.Config.Docker.NetworkMode, helperSpec.Name), KeepStdinOpen: true,
-	}
-	serviceSpecs := services.Specs(serviceDeps(d), key, j, svcs, network, meta)
-	parent, err := setUpCgroup(d, key, plan, cgroupDriver)
+	services.Announce(serviceDeps(d), svcs, services.ContainerSpecs(key, j, svcs, network, meta))
+	parent, err := setUpCgroup(d, key, limitsPlan, cgroupDriver)
 	if err != nil {
 		return err
 	}
-	helperSpec = withLimits(helperSpec, plan.Helper, parent)
-	build = withLimits(build, withinJob(plan.Build, plan.Job), parent)
-	build.Labels = caches.Labels(build.Labels)
-	for i := range serviceSpecs {
-		serviceSpecs[i] = withLimits(serviceSpecs[i], plan.Services, parent)
-	}
+	p := plan(j, d.Config, facts{
+		Image: image, Helper: helper, User: user, Network: network, Services: svcs,
+		Caches: caches, NetEnv: netenv, Limits: limitsPlan, CgroupParent: parent, Meta: meta,
+	})
+	helperSpec, build, serviceSpecs := p.Helper, p.Build, p.Services
 	phases = append(phases, zap.Duration("caches", time.Since(start)))
 	// The services start beside the job's own containers. The build
 	// container joins the helper's network namespace, so it is created

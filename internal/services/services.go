@@ -164,17 +164,31 @@ func serviceSpec(key naming.JobKey, i int, j job.Job, s Service, network string,
 // Specs returns the service containers to start and says in the
 // job log under which names each service is reachable.
 func Specs(d Deps, key naming.JobKey, j job.Job, svcs []Service, network string, meta naming.JobMeta) []engine.ContainerSpec {
+	specs := ContainerSpecs(key, j, svcs, network, meta)
+	Announce(d, svcs, specs)
+	return specs
+}
+
+// ContainerSpecs are the service containers of the job on network: a
+// pure function of the job and its planned services.
+func ContainerSpecs(key naming.JobKey, j job.Job, svcs []Service, network string, meta naming.JobMeta) []engine.ContainerSpec {
 	var specs []engine.ContainerSpec
 	for i, s := range svcs {
-		spec := serviceSpec(key, i, j, s, network, meta)
-		specs = append(specs, spec)
-		if len(spec.NetworkAliases) > 0 {
-			d.Say("Starting service %s, reachable as %s", s.Image.Name, strings.Join(spec.NetworkAliases, ", "))
-		} else {
-			d.Say("Starting service %s", s.Image.Name)
-		}
+		specs = append(specs, serviceSpec(key, i, j, s, network, meta))
 	}
 	return specs
+}
+
+// Announce says in the job log which services start, and under which
+// names each is reachable.
+func Announce(d Deps, svcs []Service, specs []engine.ContainerSpec) {
+	for i, spec := range specs {
+		if len(spec.NetworkAliases) > 0 {
+			d.Say("Starting service %s, reachable as %s", svcs[i].Image.Name, strings.Join(spec.NetworkAliases, ", "))
+		} else {
+			d.Say("Starting service %s", svcs[i].Image.Name)
+		}
+	}
 }
 
 // Start creates and starts the service containers, all at once.

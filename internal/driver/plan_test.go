@@ -1,0 +1,133 @@
+package driver
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/config"
+	"github.com/warmcache/warmcache/internal/credentials"
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/job"
+	"github.com/warmcache/warmcache/internal/limits"
+	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/services"
+)
+
+// TestPlanGolden: a table of jobs, configs and facts in, every container
+// prepare creates out, with every option, compared with
+// testdata/plan.golden (rewrite it with -update and read the diff).
+func TestPlanGolden(t *testing.T) {
+	meta := naming.JobMeta{PipelineID: 7, RunnerID: "12", TimeoutSeconds: 3600, Created: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
+	goCaches := func(nonRoot bool) cache.JobCaches {
+		profiles := []cache.Profile{cache.CacheDirProfile, {Name: "go", Paths: []string{"/go/pkg/mod", "/root/.cache/go-build"},
+			Env: map[string]string{"GOMODCACHE": "/go/pkg/mod", "GOCACHE": "/root/.cache/go-build"}, ConcurrentSafe: true}}
+		var c cache.JobCaches
+		for i, path := range []string{"/cache", "/go/pkg/mod", "/root/.cache/go-build"} {
+			c.Mounts = append(c.Mounts, engine.Mount{Volume: fmt.Sprintf("warmcache-cache-%d", i), Target: cache.Target(path, nonRoot), NoCopy: true})
+		}
+		c.Env = cache.Env(profiles, nonRoot)
+		return c
+	}
+	ownNetwork := sampleKey.Name(naming.KindNetwork)
+	tests := []struct {
+		name  string
+		job   func(map[string]any)
+		cfg   func(*config.Config)
+		facts func(j job.Job, f *facts)
+	}{
+		{name: "defaults: caches off, own network, root"},
+		{
+			name:  "caches, non-root user from the job",
+			job:   func(j map[string]any) { setJobUser(j, "1000:1000") },
+			facts: func(_ job.Job, f *facts) { f.User, f.Caches = "1000:1000", goCaches(true) },
+		},
+		{
+			name:  "non-root user from the image",
+			facts: func(_ job.Job, f *facts) { f.User, f.Caches = "nobody", goCaches(false) },
+		},
+		{
+			name:  "host network",
+			cfg:   func(c *config.Config) { c.Docker.NetworkMode = "host" },
+			facts: func(_ job.Job, f *facts) { f.Network = "host" },
+		},
+		{
+			name: "services on the job's network, with limits under the job's cgroup",
+			job: func(j map[string]any) {
+				j["services"] = []any{
+					map[string]any{"name": "postgres:16", "alias": "db"},
+					map[string]any{"name": "registry.example.com:5000/team/cache:1", "entrypoint": []any{"/bin/sh", "-c"}, "command": []any{"redis-server"}},
+				}
+			},
+			facts: func(j job.Job, f *facts) {
+				for _, s := range j.Services {
+					f.Services = append(f.Services, services.Service{Image: s, Aliases: job.ServiceAliases(s)})
+				}
+				f.Limits = limits.Plan{
+					Job:      limits.Job{NanoCPUs: 2e9, Memory: 4 << 30},
+					Build:    limits.Container{Memory: 8 << 30, ShmSize: 64 << 20, PidsLimit: 1000},
+					Helper:   limits.Container{NanoCPUs: 5e8, Memory: 256 << 20},
+					Services: limits.Container{Memory: 1 << 30},
+				}
+				f.CgroupParent = "/warmcache/" + sampleKey.Base()
+			},
+		},
+		{
+			name: "credentials in the job's tmpfs",
+			facts: func(_ job.Job, f *facts) {
+				f.NetEnv = jobNetEnv{
+					plan:  credentials.Plan{Env: []string{"NETRC=/run/warmcache/netrc", "HTTPS_PROXY=http://proxy.example:3128"}},
+					mount: &engine.Mount{Volume: sampleKey.Name(naming.KindSecrets), Target: credentials.SecretsDir, NoCopy: true},
+				}
+			},
+		},
+	}
+	var out strings.Builder
+	for _, tt := range tests {
+		h := newHarness(t, tt.job)
+		if tt.cfg != nil {
+			tt.cfg(&h.cfg)
+		}
+		j, err := job.Load(h.deps().Getenv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := facts{Image: "golang:1.26", Helper: testHelperImage, Network: ownNetwork, Meta: meta,
+			Caches: cache.JobCaches{Mounts: []engine.Mount{{Volume: sampleKey.Name("cachedir"), Target: "/cache"}}}}
+		if tt.facts != nil {
+			tt.facts(j, &f)
+		}
+		data, err := json.MarshalIndent(plan(j, h.cfg, f), "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&out, "== %s\n%s\n", tt.name, data)
+	}
+	const golden = "testdata/plan.golden"
+	if *update {
+		if err := os.WriteFile(golden, []byte(out.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != string(want) {
+		t.Errorf("plans differ from %s (run with -update and read the diff):\n%s", golden, out.String())
+	}
+}
+
+// setJobUser sets the job's image:docker:user.
+func setJobUser(j map[string]any, user string) {
+	img, _ := j["image"].(map[string]any)
+	if img == nil {
+		img = map[string]any{}
+		j["image"] = img
+	}
+	img["executor_opts"] = map[string]any{"docker": map[string]any{"user": user}}
+}
