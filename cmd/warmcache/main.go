@@ -218,8 +218,7 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 		// reach only when the engine is local: decided here, once.
 		if host.Local(cfg.Docker.Host) {
 			cg := cgroup.Detect("")
-			d.Cgroups = &cg
-			d.Host = host.New(engine, d.Cgroups)
+			d.Host = host.New(engine, &cg)
 		}
 		d.Caches = cache.New(cfg.Cache, engine, d.Host, d.Log)
 	}
@@ -234,7 +233,15 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 // adminDeps is what the admin commands are given: the stages' config,
 // engine, stdout and cgroups.
 func adminDeps(d driver.Deps) admin.Deps {
-	return admin.Deps{Config: d.Config, Engine: d.Engine, Stdout: d.Stdout, Cgroups: d.Cgroups, Caches: d.Caches}
+	return admin.Deps{Config: d.Config, Engine: d.Engine, Stdout: d.Stdout, Cgroups: hostCgroups(d.Host), Caches: d.Caches}
+}
+
+// hostCgroups are the jobs' cgroups on the engine's host, nil without one.
+func hostCgroups(h *host.Host) *cgroup.Host {
+	if h == nil {
+		return nil
+	}
+	return h.Cgroups
 }
 
 // peakRSS is this process's peak resident memory in KiB (VmHWM), or -1.

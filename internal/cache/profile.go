@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/warmcache/warmcache/internal/config"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // Profile is a set of cache directories for one ecosystem.
@@ -29,7 +30,7 @@ type Profile struct {
 
 // CacheDirProfile is the runner's own cache_dir, where GitLab's `cache:`
 // keyword keeps its archives; it gets the same isolation as tool caches.
-var CacheDirProfile = Profile{Name: "cache-dir", Paths: []string{"/cache"}, ConcurrentSafe: true}
+var CacheDirProfile = Profile{Name: "cache-dir", Paths: []string{protocol.CacheDir}, ConcurrentSafe: true}
 
 // builtins are the profiles known by name. Go's caches and npm's cacache
 // are built for concurrent use; Maven's local repository is not.

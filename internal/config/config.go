@@ -16,6 +16,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/warmcache/warmcache/internal/limits"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // DefaultPath is read when neither --config nor $WARMCACHE_CONFIG names a
@@ -333,7 +334,7 @@ func oneLine(err error) error {
 var BuiltinProfiles = []string{"go", "npm", "pip", "maven", "gradle", "cargo"}
 
 // reservedPaths cannot hold a cache: the job's own directories.
-var reservedPaths = []string{"/", "/builds", "/cache", "/proc", "/sys", "/dev", "/etc", "/tmp"}
+var reservedPaths = []string{"/", protocol.BuildsDir, protocol.CacheDir, "/proc", "/sys", "/dev", "/etc", "/tmp"}
 
 func (c Cache) validate() []string {
 	var p []string

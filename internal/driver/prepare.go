@@ -79,7 +79,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 				d.Log.Error("reaper pass panicked", zap.Any("panic", p))
 			}
 		}()
-		reap.AtPrepare(ctx, reap.Deps{Engine: d.Engine, Config: d.Config.Reap, Cgroups: d.Cgroups}, d.Log)
+		reap.AtPrepare(ctx, reap.Deps{Engine: d.Engine, Config: d.Config.Reap, Cgroups: d.cgroups()}, d.Log)
 		d.Caches.GCAtStage(ctx, d.Caches.Names(j))
 	}()
 	defer func() { <-reaped }()

@@ -22,8 +22,8 @@ import (
 // driver cannot read is the job's own error: a build failure.
 func jobLimits(d Deps, j job.Job) (limits.Plan, error) {
 	var host limits.Host
-	if d.Cgroups != nil {
-		host.NanoCPUs, host.Memory = d.Cgroups.Capacity()
+	if d.cgroups() != nil {
+		host.NanoCPUs, host.Memory = d.cgroups().Capacity()
 	}
 	// From the job response: the variables the job's YAML set. A request
 	// only ever lowers what the admin allows, so it needs no trust.
@@ -42,7 +42,7 @@ func jobLimits(d Deps, j job.Job) (limits.Plan, error) {
 // askDriver asks the engine for its cgroup driver in the background, while
 // prepare pulls images and claims caches; setUpCgroup takes the answer.
 func askDriver(ctx context.Context, d Deps) (wait func() (string, error)) {
-	if d.Cgroups == nil {
+	if d.cgroups() == nil {
 		return func() (string, error) { return "", nil }
 	}
 	var driver string
@@ -62,14 +62,14 @@ func askDriver(ctx context.Context, d Deps) (wait func() (string, error)) {
 // engine, or a set-up warmcache cannot manage: each container's own limits
 // still apply, see withLimits).
 func setUpCgroup(d Deps, key naming.JobKey, plan limits.Plan, driver func() (string, error)) (string, error) {
-	if d.Cgroups == nil {
+	if d.cgroups() == nil {
 		return "", nil
 	}
 	name, err := driver()
 	if err != nil {
 		return "", err
 	}
-	cg := *d.Cgroups
+	cg := *d.cgroups()
 	cg.Systemd = name == "systemd"
 	// An earlier attempt's cgroup (its containers are gone by now) would
 	// carry its peak and OOM counts into this job's report.
@@ -119,19 +119,19 @@ func withinJob(c limits.Container, j limits.Job) limits.Container {
 // removeCgroup removes the job's cgroup; cleanup calls it once the job's
 // containers are gone.
 func removeCgroup(d Deps, base string) error {
-	if d.Cgroups == nil {
+	if d.cgroups() == nil {
 		return nil
 	}
-	return d.Cgroups.Remove(base)
+	return d.cgroups().Remove(base)
 }
 
 // oomKills is the job's OOM kill count so far, read before a step so that
 // only the step's own kills count against it.
 func oomKills(d Deps, base string) uint64 {
-	if d.Cgroups == nil {
+	if d.cgroups() == nil {
 		return 0
 	}
-	u, err := d.Cgroups.Usage(base)
+	u, err := d.cgroups().Usage(base)
 	if err != nil {
 		return 0
 	}
@@ -142,10 +142,10 @@ func oomKills(d Deps, base string) uint64 {
 // which the kernel killed a process for memory says so plainly. After the
 // job's last step stage it writes the usage line to the job log.
 func afterStep(d Deps, j job.Job, stage string, killedBefore uint64, result error) error {
-	if d.Cgroups == nil {
+	if d.cgroups() == nil {
 		return result
 	}
-	u, err := d.Cgroups.Usage(j.Key().Base())
+	u, err := d.cgroups().Usage(j.Key().Base())
 	if errors.Is(err, cgroup.ErrNoCgroup) {
 		// Prepare could make none and said so once in the job log.
 		d.Log.Debug("the job has no cgroup to report on", zap.Error(err))

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/limits"
 	"github.com/warmcache/warmcache/internal/limits/cgroup"
@@ -106,7 +107,7 @@ func TestLimitsThroughTheStages(t *testing.T) {
 	h.cfg.Services.WaitTimeout = 0
 	h.f.AddImage("golang:1.26", testHelperImage, "postgres:16", "redis:7")
 	d := h.deps()
-	d.Cgroups = syntheticCgroups(t)
+	d.Host = host.New(h.f, syntheticCgroups(t))
 	if err := Prepare(context.Background(), d); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +115,7 @@ func TestLimitsThroughTheStages(t *testing.T) {
 		t.Errorf("job log:\n%s", h.stderr)
 	}
 	parent := "/warmcache/" + sampleKey.Base()
-	dir := filepath.Join(d.Cgroups.Root, parent)
+	dir := filepath.Join(d.cgroups().Root, parent)
 	if b, err := os.ReadFile(filepath.Join(dir, "memory.max")); err != nil || string(b) != "536870912" {
 		t.Errorf("memory.max = %q, %v", b, err)
 	}
@@ -182,7 +183,7 @@ func TestCgroupNotPermitted(t *testing.T) {
 	h.cfg.Limits.Job = limits.JobSet{CPUs: "1", Memory: "512m"}
 	h.f.AddImage(h.cfg.Docker.DefaultImage, testHelperImage)
 	d := h.deps()
-	d.Cgroups = &cgroup.Host{Unified: true, Root: "/sys"}
+	d.Host = host.New(h.f, &cgroup.Host{Unified: true, Root: "/sys"})
 	if err := Prepare(context.Background(), d); err != nil {
 		t.Fatalf("Prepare = %v, want the job to go on without a cgroup", err)
 	}

@@ -35,13 +35,19 @@ type Deps struct {
 	// Host reaches the engine's host filesystem; nil when the engine is
 	// not local (see package host).
 	Host *host.Host
-	// Cgroups manages the jobs' cgroups on the engine's host; nil when the
-	// driver does not run beside the engine (job-wide limits then fall
-	// back to the build container's own).
-	Cgroups *cgroup.Host
 }
 
 // say writes one human line to the job log.
 func (d Deps) say(format string, args ...any) {
 	fmt.Fprintf(d.Stderr, format+"\n", args...)
+}
+
+// cgroups manages the jobs' cgroups on the engine's host; nil when the
+// driver does not run beside the engine or may not manage them (job-wide
+// limits then fall back to the build container's own).
+func (d Deps) cgroups() *cgroup.Host {
+	if d.Host == nil {
+		return nil
+	}
+	return d.Host.Cgroups
 }

@@ -1,5 +1,5 @@
 // Package runnersim plays gitlab-runner's part towards a custom-executor
-// driver exactly as ../shared/protocol.md describes: a fresh temp dir as
+// driver exactly as docs/protocol.md describes: a fresh temp dir as
 // working directory and TMPDIR holding response.json and scriptNNN/script
 // files, the exit-code environment, CUSTOM_ENV_ variables with the very
 // names a real runner 19.4 passed (samples/env-*.txt), the driver in its own
