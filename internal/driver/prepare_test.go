@@ -50,25 +50,28 @@ func TestPrepare(t *testing.T) {
 	builds, cachedir := base+"-builds", base+"-cachedir"
 	helper, build := base+"-helper", base+"-build"
 
-	// Leftovers first, then the images, then the volumes; the two
-	// containers are created and started in parallel. The image runs as
-	// root: no volume is opened up and no exec runs.
-	calls := h.f.Calls()
-	wantHead := []fake.Call{
-		{Method: "List", Name: naming.LabelJob + "=" + base},
-		{Method: "InspectImage", Name: "golang:1.26"}, {Method: "PullImage", Name: "golang:1.26"},
-		{Method: "InspectImage", Name: testHelperImage}, {Method: "PullImage", Name: testHelperImage},
-		{Method: "EnsureVolume", Name: builds},
-		{Method: "InspectImage", Name: "golang:1.26"}, // its user
-		{Method: "EnsureVolume", Name: cachedir},
-	}
-	if len(calls) != len(wantHead)+4 || !slices.Equal(calls[:len(wantHead)], wantHead) {
-		t.Fatalf("calls =\n%v\nwant\n%v and create+start of both containers", calls, wantHead)
-	}
+	// What exists: both containers running (the helper started, the
+	// build container started too, with no background starter here), the
+	// builds and cache_dir volumes, and no network (host networking).
 	for _, name := range []string{helper, build} {
-		if got := methods(h.f, name); !slices.Equal(got, []string{"CreateContainer", "StartContainer"}) {
-			t.Errorf("%s: calls %v, want create then start", name, got)
+		if c, ok := h.f.Container(name); !ok || c.State != fake.Running {
+			t.Errorf("%s: %+v, %v; want it running", name, c, ok)
 		}
+	}
+	if rs, _ := h.f.List(t.Context(), map[string]string{naming.LabelKind: string(naming.KindNetwork)}); len(rs) != 0 {
+		t.Errorf("networks %+v, want none with network_mode host", rs)
+	}
+	// Where the time goes: each image looked at once and pulled once (it
+	// was absent), the build image inspected once more for its user, and
+	// no exec (the image runs as root: no volume is opened up).
+	if got := methods(h.f, "golang:1.26"); !slices.Equal(got, []string{"InspectImage", "PullImage", "InspectImage"}) {
+		t.Errorf("build image calls = %v", got)
+	}
+	if got := methods(h.f, testHelperImage); !slices.Equal(got, []string{"InspectImage", "PullImage"}) {
+		t.Errorf("helper image calls = %v", got)
+	}
+	if slices.Contains(methods(h.f, ""), "Exec") {
+		t.Errorf("prepare of a root job ran an exec: %v", methods(h.f, ""))
 	}
 
 	for _, v := range []struct {
