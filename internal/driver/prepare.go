@@ -12,6 +12,7 @@ import (
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/host"
+	"github.com/warmcache/warmcache/internal/images"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
 	"github.com/warmcache/warmcache/internal/parallel"
@@ -42,12 +43,12 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	key := j.Key()
 	d.Log.Info("prepare", zap.String("job", key.Base()), zap.Int64("project_id", j.ProjectID))
 
-	image := buildImage(j, d.Config, d.Getenv)
-	helper, err := helperImage(j, d.Config)
+	image := images.Build(j, d.Config, d.Getenv)
+	helper, err := images.Helper(j, d.Config)
 	if err != nil {
 		return err
 	}
-	policies, err := pullPolicies(j.Image.PullPolicy, d.Config)
+	policies, err := images.PullPolicies(j.Image.PullPolicy, d.Config)
 	if err != nil {
 		return err
 	}
@@ -90,21 +91,21 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	network, networkMade := services.MakeNetwork(ctx, serviceDeps(d), key, meta)
 	defer networkMade() // a failed prepare leaves no call in flight
 
-	pull := puller{engine: d.Engine, attempts: d.Config.Docker.PullAttempts, say: d.say,
-		auth: registryAuth(j, d.Config), backoff: jitteredBackoff}
+	pull := images.Puller{Engine: d.Engine, Attempts: d.Config.Docker.PullAttempts, Say: d.say,
+		Auth: images.RegistryAuth(j, d.Config), Backoff: images.JitteredBackoff}
 	phases := []zap.Field{zap.Duration("leftovers", time.Since(start))}
-	imageInfo, err := pull.ensure(ctx, image, policies)
+	imageInfo, err := pull.Ensure(ctx, image, policies)
 	if err != nil {
 		return err
 	}
 	if helper != image {
 		helperPolicies := config.Intersect(d.Config.Docker.PullPolicy, d.Config.Docker.AllowedPullPolicies)
-		if _, err := pull.ensure(ctx, helper, helperPolicies); err != nil {
+		if _, err := pull.Ensure(ctx, helper, helperPolicies); err != nil {
 			return fmt.Errorf("helper image: %w", err)
 		}
 	}
 	for i, s := range svcs {
-		if svcs[i].Info, err = pull.ensure(ctx, s.Image.Name, s.Policies); err != nil {
+		if svcs[i].Info, err = pull.Ensure(ctx, s.Image.Name, s.Policies); err != nil {
 			return fmt.Errorf("service image: %w", err)
 		}
 	}

@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 
+	"github.com/warmcache/warmcache/internal/images"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/protocol"
 	"github.com/warmcache/warmcache/internal/services"
@@ -18,7 +19,7 @@ func serviceDeps(d Deps) services.Deps {
 // of the job's own making are build failures (a retry cannot help).
 func planServices(d Deps, j job.Job) ([]services.Service, error) {
 	planned, err := services.Plan(serviceDeps(d), j, func(jobPolicies []string) ([]string, error) {
-		return pullPolicies(jobPolicies, d.Config)
+		return images.PullPolicies(jobPolicies, d.Config)
 	})
 	if r := (*services.Refusal)(nil); errors.As(err, &r) {
 		return nil, &protocol.BuildFailure{Reason: r.Reason}

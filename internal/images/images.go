@@ -1,4 +1,8 @@
-package driver
+// Package images decides which images a job runs (the build image, the
+// helper image for the runner's version) and how they are fetched: pull
+// policies as the job and the admin allow them, pulls retried with
+// backoff, registry logins from the config.
+package images
 
 import (
 	"context"
@@ -24,9 +28,9 @@ const officialHelperRepo = "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-
 // version comes from a variable the job could override.
 var runnerVersionRE = regexp.MustCompile(`^v?\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$`)
 
-// buildImage picks the job image: the job response's, else the job's
+// Build picks the job image: the job response's, else the job's
 // CI_JOB_IMAGE, else the admin's default.
-func buildImage(j job.Job, cfg config.Config, getenv func(string) string) string {
+func Build(j job.Job, cfg config.Config, getenv func(string) string) string {
 	if name := strings.TrimSpace(j.Image.Name); name != "" {
 		return name
 	}
@@ -36,9 +40,9 @@ func buildImage(j job.Job, cfg config.Config, getenv func(string) string) string
 	return cfg.Docker.DefaultImage
 }
 
-// helperImage picks the helper image: the admin's, else the official one
+// Helper picks the helper image: the admin's, else the official one
 // for this runner's version and architecture.
-func helperImage(j job.Job, cfg config.Config) (string, error) {
+func Helper(j job.Job, cfg config.Config) (string, error) {
 	if cfg.Docker.HelperImage != "" {
 		return cfg.Docker.HelperImage, nil
 	}
@@ -55,10 +59,10 @@ func helperImage(j job.Job, cfg config.Config) (string, error) {
 	return fmt.Sprintf("%s:%s-v%s", officialHelperRepo, arch, strings.TrimPrefix(j.RunnerVersion, "v")), nil
 }
 
-// pullPolicies returns the policies to try for the job image: the job's
+// PullPolicies returns the policies to try for the job image: the job's
 // list if it has one, else the admin's, limited to what the admin allows.
 // An empty result is the job's configuration error, not the system's.
-func pullPolicies(jobPolicies []string, cfg config.Config) ([]string, error) {
+func PullPolicies(jobPolicies []string, cfg config.Config) ([]string, error) {
 	want := cfg.Docker.PullPolicy
 	source := "docker.pull_policy"
 	if len(jobPolicies) > 0 {
@@ -72,27 +76,27 @@ func pullPolicies(jobPolicies []string, cfg config.Config) ([]string, error) {
 	return got, nil
 }
 
-// imageSource is how ensureImage reaches an image.
-type imageSource interface {
+// Source is how ensureImage reaches an image.
+type Source interface {
 	InspectImage(ctx context.Context, ref string) (engine.ImageInfo, error)
 	PullImage(ctx context.Context, ref string, auth *engine.RegistryAuth, status func(string)) error
 }
 
-// puller makes images available under a list of pull policies.
-type puller struct {
-	engine   imageSource
-	attempts int
-	say      func(format string, args ...any)
-	auth     func(ref string) (*engine.RegistryAuth, error)
-	// backoff returns how long to wait before retry n (1-based).
-	backoff func(n int) time.Duration
+// Puller makes images available under a list of pull policies.
+type Puller struct {
+	Engine   Source
+	Attempts int
+	Say      func(format string, args ...any)
+	Auth     func(ref string) (*engine.RegistryAuth, error)
+	// Backoff returns how long to wait before retry n (1-based).
+	Backoff func(n int) time.Duration
 }
 
-// ensure tries each policy in order until one yields the image, as the
+// Ensure tries each policy in order until one yields the image, as the
 // Docker executor does; the last policy's error is returned. It returns
 // the image's description when it found the image present, nil after a
 // pull (which does not describe it), so callers inspect only then.
-func (p puller) ensure(ctx context.Context, ref string, policies []string) (*engine.ImageInfo, error) {
+func (p Puller) Ensure(ctx context.Context, ref string, policies []string) (*engine.ImageInfo, error) {
 	if len(policies) == 0 {
 		return nil, fmt.Errorf("no allowed pull policy for image %s", ref)
 	}
@@ -103,20 +107,20 @@ func (p puller) ensure(ctx context.Context, ref string, policies []string) (*eng
 			return info, err
 		}
 		if i+1 < len(policies) {
-			p.say("Pull policy %s failed: %v; trying %s", policy, err, policies[i+1])
+			p.Say("Pull policy %s failed: %v; trying %s", policy, err, policies[i+1])
 		}
 	}
 	return nil, err
 }
 
-func (p puller) try(ctx context.Context, ref, policy string) (*engine.ImageInfo, error) {
+func (p Puller) try(ctx context.Context, ref, policy string) (*engine.ImageInfo, error) {
 	if policy != config.PullAlways {
-		info, err := p.engine.InspectImage(ctx, ref)
+		info, err := p.Engine.InspectImage(ctx, ref)
 		if err != nil && !errors.Is(err, engine.ErrNotFound) {
 			return nil, err
 		}
 		if err == nil {
-			p.say("Using image %s (present locally, pull policy %s)", ref, policy)
+			p.Say("Using image %s (present locally, pull policy %s)", ref, policy)
 			return &info, nil
 		}
 		if policy == config.PullNever {
@@ -127,23 +131,23 @@ func (p puller) try(ctx context.Context, ref, policy string) (*engine.ImageInfo,
 }
 
 // pull retries a failing pull with exponential backoff and jitter.
-func (p puller) pull(ctx context.Context, ref string) error {
-	auth, err := p.auth(ref)
+func (p Puller) pull(ctx context.Context, ref string) error {
+	auth, err := p.Auth(ref)
 	if err != nil {
 		return err
 	}
 	var last error
-	for n := 1; n <= p.attempts; n++ {
-		p.say("Pulling image %s (attempt %d of %d)", ref, n, p.attempts)
-		last = p.engine.PullImage(ctx, ref, auth, func(line string) { p.say("  %s", line) })
+	for n := 1; n <= p.Attempts; n++ {
+		p.Say("Pulling image %s (attempt %d of %d)", ref, n, p.Attempts)
+		last = p.Engine.PullImage(ctx, ref, auth, func(line string) { p.Say("  %s", line) })
 		if last == nil {
 			return nil
 		}
-		if n == p.attempts || !retryable(last) {
+		if n == p.Attempts || !retryable(last) {
 			break
 		}
-		wait := p.backoff(n)
-		p.say("Pull failed: %v; retrying in %s", last, wait.Round(time.Millisecond))
+		wait := p.Backoff(n)
+		p.Say("Pull failed: %v; retrying in %s", last, wait.Round(time.Millisecond))
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -159,9 +163,9 @@ func retryable(err error) bool {
 	return !errors.Is(err, engine.ErrUnreachable) && !errors.Is(err, engine.ErrNotFound) && !errors.Is(err, engine.ErrDenied)
 }
 
-// jitteredBackoff waits about 1s, 2s, 4s... each scaled by 0.5-1.5 so
+// JitteredBackoff waits about 1s, 2s, 4s... each scaled by 0.5-1.5 so
 // runners that failed together do not retry together.
-func jitteredBackoff(n int) time.Duration {
+func JitteredBackoff(n int) time.Duration {
 	base := time.Second << (n - 1)
 	return time.Duration(float64(base) * (0.5 + rand.Float64()))
 }
@@ -183,10 +187,10 @@ func canonicalRegistry(host string) string {
 	return host
 }
 
-// registryAuth finds a login for ref's registry: the job's own credentials
+// RegistryAuth finds a login for ref's registry: the job's own credentials
 // first, then the admin's (password read from its file now, so a rotated
 // password needs no restart).
-func registryAuth(j job.Job, cfg config.Config) func(ref string) (*engine.RegistryAuth, error) {
+func RegistryAuth(j job.Job, cfg config.Config) func(ref string) (*engine.RegistryAuth, error) {
 	return func(ref string) (*engine.RegistryAuth, error) {
 		host := registryHost(ref)
 		for _, c := range j.Credentials {

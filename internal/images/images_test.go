@@ -1,4 +1,4 @@
-package driver
+package images
 
 import (
 	"context"
@@ -44,10 +44,10 @@ func TestPullPolicies(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := config.Default()
 			cfg.Docker.PullPolicy, cfg.Docker.AllowedPullPolicies = tt.admin, tt.allo
-			got, err := pullPolicies(tt.job, cfg)
+			got, err := PullPolicies(tt.job, cfg)
 			if tt.wantErr == "" {
 				if err != nil || !slices.Equal(got, tt.want) {
-					t.Fatalf("pullPolicies = %v, %v; want %v", got, err, tt.want)
+					t.Fatalf("PullPolicies = %v, %v; want %v", got, err, tt.want)
 				}
 				return
 			}
@@ -56,28 +56,28 @@ func TestPullPolicies(t *testing.T) {
 				t.Fatalf("error %v (%T) is not a *protocol.BuildFailure: the job's choice fails the job, not the runner", err, err)
 			}
 			if bf.Reason != tt.wantErr || bf.Code != 0 || got != nil {
-				t.Errorf("pullPolicies = %v, %+v; want reason %q and no code", got, bf, tt.wantErr)
+				t.Errorf("PullPolicies = %v, %+v; want reason %q and no code", got, bf, tt.wantErr)
 			}
 		})
 	}
 }
 
-// pullTest is a puller over a fake with a recorded job log and backoff.
+// pullTest is a Puller over a fake with a recorded job log and backoff.
 type pullTest struct {
 	f       *fake.Engine
-	p       puller
+	p       Puller
 	log     []string
 	backoff []int
 }
 
 func newPullTest(attempts int) *pullTest {
 	pt := &pullTest{f: fake.New()}
-	pt.p = puller{
-		engine:   pt.f,
-		attempts: attempts,
-		say:      func(format string, args ...any) { pt.log = append(pt.log, fmt.Sprintf(format, args...)) },
-		auth:     func(string) (*engine.RegistryAuth, error) { return nil, nil },
-		backoff:  func(n int) time.Duration { pt.backoff = append(pt.backoff, n); return 0 },
+	pt.p = Puller{
+		Engine:   pt.f,
+		Attempts: attempts,
+		Say:      func(format string, args ...any) { pt.log = append(pt.log, fmt.Sprintf(format, args...)) },
+		Auth:     func(string) (*engine.RegistryAuth, error) { return nil, nil },
+		Backoff:  func(n int) time.Duration { pt.backoff = append(pt.backoff, n); return 0 },
 	}
 	return pt
 }
@@ -136,7 +136,7 @@ func TestPullerEnsure(t *testing.T) {
 		},
 		{
 			name: "always gives up after the attempts", policies: []string{"always"}, failPulls: -1,
-			wantErr:   "boom", // the engine, not the puller, names the image
+			wantErr:   "boom", // the engine, not the Puller, names the image
 			wantCalls: []string{"PullImage", "PullImage", "PullImage"},
 			wantOff:   []int{1, 2},
 		},
@@ -201,7 +201,7 @@ func TestPullerEnsure(t *testing.T) {
 				}
 				return nil
 			})
-			_, err := pt.p.ensure(context.Background(), ref, tt.policies)
+			_, err := pt.p.Ensure(context.Background(), ref, tt.policies)
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr) {
 				t.Fatalf("ensure = %v, want %q", err, tt.wantErr)
 			}
@@ -223,14 +223,14 @@ func TestPullerEnsure(t *testing.T) {
 
 func TestPullerStopsOnCancel(t *testing.T) {
 	pt := newPullTest(3)
-	pt.p.backoff = func(int) time.Duration { return time.Hour }
+	pt.p.Backoff = func(int) time.Duration { return time.Hour }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pt.f.SetHook(func(method, _ string) error {
 		cancel() // the job is cancelled while the pull fails
 		return errors.New("boom")
 	})
-	_, err := pt.p.ensure(ctx, "alpine", []string{"always", "if-not-present"})
+	_, err := pt.p.Ensure(ctx, "alpine", []string{"always", "if-not-present"})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("ensure = %v, want context.Canceled", err)
 	}
@@ -243,19 +243,19 @@ func TestPullerStopsOnCancel(t *testing.T) {
 func TestPullerAuth(t *testing.T) {
 	pt := newPullTest(3)
 	login := &engine.RegistryAuth{Username: "u", Password: "p", Server: "registry.example.com"}
-	pt.p.auth = func(ref string) (*engine.RegistryAuth, error) {
+	pt.p.Auth = func(ref string) (*engine.RegistryAuth, error) {
 		if ref == "registry.example.com/app" {
 			return login, nil
 		}
 		return nil, errors.New("docker.registry[0].password_file: permission denied")
 	}
-	if _, err := pt.p.ensure(context.Background(), "registry.example.com/app", []string{"always"}); err != nil {
+	if _, err := pt.p.Ensure(context.Background(), "registry.example.com/app", []string{"always"}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := pt.f.PullAuth("registry.example.com/app"); got != login {
 		t.Errorf("pull used login %v, want %v", got, login)
 	}
-	_, err := pt.p.ensure(context.Background(), "other.example.com/app", []string{"always"})
+	_, err := pt.p.Ensure(context.Background(), "other.example.com/app", []string{"always"})
 	if err == nil || err.Error() != "docker.registry[0].password_file: permission denied" {
 		t.Errorf("ensure = %v, want the login error", err)
 	}
@@ -268,8 +268,8 @@ func TestJitteredBackoff(t *testing.T) {
 	for n := 1; n <= 5; n++ {
 		base := time.Second << (n - 1)
 		for range 200 {
-			if d := jitteredBackoff(n); d < base/2 || d >= base*3/2 {
-				t.Fatalf("jitteredBackoff(%d) = %s, want within [%s, %s)", n, d, base/2, base*3/2)
+			if d := JitteredBackoff(n); d < base/2 || d >= base*3/2 {
+				t.Fatalf("JitteredBackoff(%d) = %s, want within [%s, %s)", n, d, base/2, base*3/2)
 			}
 		}
 	}
@@ -333,23 +333,23 @@ func TestRegistryAuth(t *testing.T) {
 		{"registry.example.com:5000/app", nil, ""},
 		{"broken.example.com/app", nil, "docker.registry[2].password_file: open " + missing + ": no such file or directory"},
 	}
-	auth := registryAuth(j, cfg)
+	auth := RegistryAuth(j, cfg)
 	for _, tt := range tests {
 		got, err := auth(tt.ref)
 		if tt.wantErr != "" {
 			if err == nil || err.Error() != tt.wantErr {
-				t.Errorf("registryAuth(%q) error = %v, want %q", tt.ref, err, tt.wantErr)
+				t.Errorf("RegistryAuth(%q) error = %v, want %q", tt.ref, err, tt.wantErr)
 			}
 			continue
 		}
 		if err != nil || !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("registryAuth(%q) = %+v, %v; want %+v", tt.ref, got, err, tt.want)
+			t.Errorf("RegistryAuth(%q) = %+v, %v; want %+v", tt.ref, got, err, tt.want)
 		}
 	}
 
 	// Without job credentials the admin's login is used, and its password
 	// file is read at each call, so a rotated password needs no restart.
-	adminOnly := registryAuth(job.Job{}, cfg)
+	adminOnly := RegistryAuth(job.Job{}, cfg)
 	got, err := adminOnly("registry.example.com/app")
 	if err != nil || got.Username != "admin" || got.Password != "admin-pw" {
 		t.Fatalf("admin login = %+v, %v", got, err)
@@ -382,8 +382,8 @@ func TestBuildImage(t *testing.T) {
 			}
 			return ""
 		}
-		if got := buildImage(j, cfg, getenv); got != tt.want {
-			t.Errorf("%s: buildImage = %q, want %q", tt.name, got, tt.want)
+		if got := Build(j, cfg, getenv); got != tt.want {
+			t.Errorf("%s: Build = %q, want %q", tt.name, got, tt.want)
 		}
 	}
 }
@@ -412,7 +412,7 @@ func TestHelperImage(t *testing.T) {
 	for _, tt := range tests {
 		cfg := config.Default()
 		cfg.Docker.HelperImage = tt.admin
-		got, err := helperImage(job.Job{RunnerVersion: tt.version}, cfg)
+		got, err := Helper(job.Job{RunnerVersion: tt.version}, cfg)
 		if tt.wantErr != "" {
 			if err == nil || err.Error() != tt.wantErr {
 				t.Errorf("%s: error = %v, want %q", tt.name, err, tt.wantErr)
@@ -420,7 +420,19 @@ func TestHelperImage(t *testing.T) {
 			continue
 		}
 		if err != nil || got != tt.want {
-			t.Errorf("%s: helperImage = %q, %v; want %q", tt.name, got, err, tt.want)
+			t.Errorf("%s: Helper = %q, %v; want %q", tt.name, got, err, tt.want)
 		}
 	}
+}
+
+// methods returns the method names of the fake's calls, optionally only
+// those about name.
+func methods(f *fake.Engine, name string) []string {
+	var out []string
+	for _, c := range f.Calls() {
+		if name == "" || c.Name == name {
+			out = append(out, c.Method)
+		}
+	}
+	return out
 }
