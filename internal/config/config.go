@@ -135,6 +135,8 @@ type Docker struct {
 	CleanupTimeout time.Duration `toml:"cleanup_timeout"`
 	// Registries are logins the admin provides for private job images.
 	Registries []Registry `toml:"registry"`
+	// Rules: allowed images, services and users, admin services (rules.go).
+	Rules
 }
 
 // Registry is one registry login. The password lives in a file so that no
@@ -257,6 +259,7 @@ func (c Config) validate() []string {
 			p = append(p, key+".password_file: must name a file holding the password")
 		}
 	}
+	p = append(p, d.Rules.validate()...)
 	p = append(p, c.Cache.validate()...)
 	if c.Services.WaitTimeout < 0 || c.Services.WaitTimeout > time.Hour {
 		p = append(p, fmt.Sprintf("services.wait_timeout: %s is out of range 0s..1h (0s skips the wait)", c.Services.WaitTimeout))

@@ -38,6 +38,19 @@ func TestParseFullFixture(t *testing.T) {
 				{Host: "registry.example.com:5000", Username: "ci", PasswordFile: "/etc/warmcache/registry.password"},
 				{Host: "ghcr.io", Username: "bot", PasswordFile: "/etc/warmcache/ghcr.password"},
 			},
+			Rules: Rules{
+				AllowedImages:              []string{"golang:*", "registry.example.com/**"},
+				AllowedServices:            []string{"postgres:16", "redis:*"},
+				AllowedUsers:               []string{"1000", "build"},
+				AllowedPrivilegedImages:    []string{"docker:*"},
+				AllowedPrivilegedServices:  []string{"docker:*-dind"},
+				DisableEntrypointOverwrite: true,
+				Services: []AdminService{{
+					Name: "registry.example.com/tools/proxy:1", Alias: "proxy, cache-proxy",
+					Entrypoint: []string{"/bin/proxy"}, Command: []string{"--port", "3128"},
+					Environment: []string{"PROXY_MODE=cache", "EMPTY="},
+				}},
+			},
 		},
 		Cache: Cache{
 			Enabled:  false,
@@ -182,6 +195,20 @@ func TestParseInvalid(t *testing.T) {
 		{"too many services allowed", "[services]\nmax_per_job = 51\n", "services.max_per_job: 51 is out of range 0..50"},
 		{"negative services cap", "[services]\nmax_per_job = -1\n", "services.max_per_job: -1 is out of range 0..50"},
 		{"unknown services key", "[services]\ntimeout = \"5s\"\n", "unknown key services.timeout"},
+		// Rules and the admin's services.
+		{"bad image pattern", "[docker]\nallowed_images = [\"golang:*\", \"[bad\", \"\"]\n",
+			`docker.allowed_images[1]: "[bad" is not a valid pattern (e.g. "golang:*" or "registry.example.com/**"); ` +
+				`docker.allowed_images[2]: "" is not a valid pattern (e.g. "golang:*" or "registry.example.com/**")`},
+		{"bad service pattern", "[docker]\nallowed_services = [\"{a,b\"]\n",
+			`docker.allowed_services[0]: "{a,b" is not a valid pattern (e.g. "golang:*" or "registry.example.com/**")`},
+		{"bad privileged patterns", "[docker]\nallowed_privileged_images = [\"a[\"]\nallowed_privileged_services = [\" \"]\n",
+			`docker.allowed_privileged_images[0]: "a[" is not a valid pattern (e.g. "golang:*" or "registry.example.com/**"); ` +
+				`docker.allowed_privileged_services[0]: " " is not a valid pattern (e.g. "golang:*" or "registry.example.com/**")`},
+		{"bad allowed user", "[docker]\nallowed_users = [\"build\", \"a b\"]\n", `docker.allowed_users[1]: "a b" must be a user name or id`},
+		{"admin service problems at once", "[[docker.services]]\nname = \"\"\nalias = \"ok, -bad\"\nenvironment = [\"A=1\", \"NOVALUE\", \"1X=2\"]\n",
+			`docker.services[0].name: "" must be an image name; docker.services[0].alias: "-bad" is not a valid host name; ` +
+				`docker.services[0].environment[1]: "NOVALUE" must be NAME=value; docker.services[0].environment[2]: "1X=2" must be NAME=value`},
+		{"unknown admin service key", "[[docker.services]]\nname = \"redis:7\"\nports = [6379]\n", "unknown key docker.services.ports"},
 
 		// The [env] section.
 		{"proxy without scheme", "[env]\nhttp_proxy = \"proxy.example.com:3128\"\n",
