@@ -44,6 +44,9 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	d.Log.Info("prepare", zap.String("job", key.Base()), zap.Int64("project_id", j.ProjectID))
 
 	image := images.Build(j, d.Config, d.Getenv)
+	if j, err = checkRules(d, j, image); err != nil {
+		return err
+	}
 	helper, err := images.Helper(j, d.Config)
 	if err != nil {
 		return err

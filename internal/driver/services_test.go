@@ -172,6 +172,8 @@ func TestPlanServicesRefuses(t *testing.T) {
 		{"no image name", func(j map[string]any) {
 			j["services"].([]any)[1].(map[string]any)["name"] = " "
 		}, nil, "service 2 has no image name"},
+		{"service not allowed", nil, func(h *harness) { h.cfg.Docker.AllowedServices = []string{"postgres:*"} },
+			`service "redis:7" is not allowed by docker.allowed_services (allowed: "postgres:*")`},
 		{"broken CUSTOM_ENV_CI_JOB_SERVICES", func(j map[string]any) { delete(j, "services") }, func(h *harness) {
 			h.env["CUSTOM_ENV_CI_JOB_SERVICES"] = "[{"
 		}, "CUSTOM_ENV_CI_JOB_SERVICES is not a JSON list of services: unexpected end of JSON input"},

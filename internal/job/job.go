@@ -62,6 +62,8 @@ type Image struct {
 	Command    []string   `json:"command"`
 	PullPolicy []string   `json:"pull_policy"`
 	Variables  []Variable `json:"variables"`
+	// Ports are a service's `ports:`, the ports it listens on.
+	Ports []Port `json:"ports"`
 	// ExecutorOpts carries image:docker:user and platform.
 	ExecutorOpts struct {
 		Docker struct {
@@ -69,6 +71,14 @@ type Image struct {
 			Platform string `json:"platform"`
 		} `json:"docker"`
 	} `json:"executor_opts"`
+}
+
+// Port is one of a service's `ports:`: GitLab's protocol is "http" or
+// "https" (both TCP), or empty.
+type Port struct {
+	Number   int    `json:"number"`
+	Protocol string `json:"protocol"`
+	Name     string `json:"name"`
 }
 
 // Step is one step of the job: "script", "after_script" or a named one.

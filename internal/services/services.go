@@ -16,6 +16,7 @@ import (
 
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/images"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
 	"github.com/warmcache/warmcache/internal/parallel"
@@ -61,6 +62,9 @@ type Service struct {
 	// Info describes the image when prepare found it present; nil after
 	// a pull.
 	Info *engine.ImageInfo
+	// WaitPorts are the ports the readiness wait tries (see waitPorts);
+	// nil: the image's EXPOSEd TCP ports.
+	WaitPorts []engine.Port
 }
 
 // Refusal is a problem of the job's own making with its services: the
@@ -71,21 +75,44 @@ type Refusal struct {
 
 func (r *Refusal) Error() string { return r.Reason }
 
-// Plan checks the job's services before anything is created: the number
-// the admin allows, their pull policies and aliases. pullPolicies limits
-// a service's own pull policies to the allowed ones; its error is
+// Plan checks the job's services before anything is created: the
+// number the admin allows, their images (docker.allowed_services), pull
+// policies and aliases. The admin's own services (docker.services) come
+// first, always allowed, as under the Docker executor. pullPolicies
+// limits a service's own pull policies to the allowed ones; its error is
 // returned, wrapped. Problems of the job's own making are Refusals.
 func Plan(d Deps, j job.Job, pullPolicies func(jobPolicies []string) ([]string, error)) ([]Service, error) {
 	if j.ServicesEnvError != nil {
 		return nil, &Refusal{Reason: j.ServicesEnvError.Error()}
 	}
-	if limit := d.Services.MaxPerJob; len(j.Services) > limit {
+	rules := d.Docker.Rules
+	admin := AdminImages(rules.Services, j)
+	all := append(slices.Clip(admin), j.Services...)
+	if limit := d.Services.MaxPerJob; len(all) > limit {
+		if len(admin) > 0 {
+			return nil, &Refusal{Reason: fmt.Sprintf("the job declares %d services and the runner adds %d (docker.services); this runner allows at most %d (services.max_per_job)", len(j.Services), len(admin), limit)}
+		}
 		return nil, &Refusal{Reason: fmt.Sprintf("the job declares %d services; this runner allows at most %d (services.max_per_job)", len(j.Services), limit)}
 	}
 	var out []Service
-	for i, s := range j.Services {
+	for i, s := range all {
 		if strings.TrimSpace(s.Name) == "" {
-			return nil, &Refusal{Reason: fmt.Sprintf("service %d has no image name", i+1)}
+			if i < len(admin) {
+				return nil, fmt.Errorf("docker.services[%d]: its name is empty once the job's variables are expanded", i)
+			}
+			return nil, &Refusal{Reason: fmt.Sprintf("service %d has no image name", i-len(admin)+1)}
+		}
+		if i >= len(admin) && !slices.ContainsFunc(admin, func(a job.Image) bool { return a.Name == s.Name }) &&
+			!images.Allowed(s.Name, rules.AllowedServices) {
+			return nil, &Refusal{Reason: images.NotAllowed("service", s.Name, "docker.allowed_services", rules.AllowedServices)}
+		}
+		if rules.DisableEntrypointOverwrite && len(s.Entrypoint) > 0 {
+			d.Say("WARNING: service %s: entrypoint %q is ignored: docker.disable_entrypoint_overwrite is set", s.Name, s.Entrypoint)
+			s.Entrypoint = nil
+		}
+		ports, err := waitPorts(j.ServiceEnv(s), s.Ports)
+		if err != nil {
+			return nil, &Refusal{Reason: fmt.Sprintf("service %s: %v", s.Name, err)}
 		}
 		policies, err := pullPolicies(s.PullPolicy)
 		if err != nil {
@@ -100,7 +127,7 @@ func Plan(d Deps, j job.Job, pullPolicies func(jobPolicies []string) ([]string, 
 		if p := s.ExecutorOpts.Docker.Platform; p != "" {
 			d.Say("WARNING: service %s: platform %q is ignored: the engine's own platform is used", s.Name, p)
 		}
-		out = append(out, Service{Image: s, Policies: policies, Aliases: aliases})
+		out = append(out, Service{Image: s, Policies: policies, Aliases: aliases, WaitPorts: ports})
 	}
 	return out, nil
 }
@@ -202,8 +229,8 @@ func Start(ctx context.Context, e Engine, specs []engine.ContainerSpec) error {
 }
 
 // Wait waits, all services at once and for at most
-// services.wait_timeout, until every exposed TCP port of each service
-// accepts a connection. A service that does not get ready is reported in
+// services.wait_timeout, until the ports of each service (see waitPorts)
+// accept a connection. A service that does not get ready is reported in
 // the job log with its last lines of output, and the job goes on, as
 // under the Docker executor. The ports are dialled from the driver's host
 // when it reaches the job's network, else from the helper container (see
@@ -243,20 +270,21 @@ func Wait(ctx context.Context, d Deps, helper string, svcs []Service, specs []en
 // ctx is for reading the service's logs afterwards.
 func waitService(wctx, ctx context.Context, d Deps, p *prober, svc Service, spec engine.ContainerSpec, timeout time.Duration) string {
 	image := svc.Image.Name
-	info := svc.Info
-	if info == nil { // pulled: not described yet
-		got, err := d.Engine.InspectImage(wctx, image)
-		if err != nil {
-			d.Log.Warn("reading a service image's ports", zap.String("image", image), zap.Error(err))
-			return fmt.Sprintf("WARNING: service %s: cannot tell its ports (%v); not waiting for it\n", image, err)
+	ports := svc.WaitPorts
+	if ports == nil {
+		info := svc.Info
+		if info == nil { // pulled: not described yet
+			got, err := d.Engine.InspectImage(wctx, image)
+			if err != nil {
+				d.Log.Warn("reading a service image's ports", zap.String("image", image), zap.Error(err))
+				return fmt.Sprintf("WARNING: service %s: cannot tell its ports (%v); not waiting for it\n", image, err)
+			}
+			info = &got
 		}
-		info = &got
+		ports = exposedTCP(info.ExposedPorts)
 	}
 	var problem string
-	for _, port := range info.ExposedPorts {
-		if port.Protocol != "tcp" {
-			continue
-		}
+	for _, port := range ports {
 		if problem = waitPort(wctx, d.Engine, p, spec, port, timeout); problem != "" {
 			break
 		}
