@@ -66,11 +66,11 @@ func exposedTCP(exposed []engine.Port) []engine.Port {
 	return out
 }
 
-// AdminImages are the admin's services (docker.services) as the job's
+// adminImages are the admin's services (docker.services) as the job's
 // own would be given: the name and alias expanded ($VAR, ${VAR}) from
 // the job's variables, as the runner does, and the environment as the
 // service's variables.
-func AdminImages(admin []config.AdminService, j job.Job) []job.Image {
+func adminImages(admin []config.AdminService, j job.Job) []job.Image {
 	var out []job.Image
 	for _, a := range admin {
 		img := job.Image{

@@ -86,7 +86,7 @@ func Plan(d Deps, j job.Job, pullPolicies func(jobPolicies []string) ([]string, 
 		return nil, &Refusal{Reason: j.ServicesEnvError.Error()}
 	}
 	rules := d.Docker.Rules
-	admin := AdminImages(rules.Services, j)
+	admin := adminImages(rules.Services, j)
 	all := append(slices.Clip(admin), j.Services...)
 	if limit := d.Services.MaxPerJob; len(all) > limit {
 		if len(admin) > 0 {
