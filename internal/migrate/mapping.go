@@ -92,6 +92,11 @@ func mapped(from, key string, v any, c *carrier) ([]entry, bool) {
 			return one([]string{"cache", "enabled"}, v, ""), true
 		}
 		return one([]string{"cache", "enabled"}, !b, "carried as cache.enabled = false: no persistent cache_dir and no warm caches, like the runner's jobs had; set it to true for warmcache's caches"), true
+	case key == "helper_image" && strings.Contains(fmt.Sprint(v), "${"):
+		// The runner expands ${CI_RUNNER_VERSION} and the like in it;
+		// warmcache takes the name as it is.
+		c.notef(from, "not carried: warmcache does not expand variables in docker.helper_image; leave it out for the official helper image of the runner's version, or write the tag out")
+		return nil, true
 	case key == "cache_dir":
 		c.notef(from, "not carried: warmcache keeps cache_dir (/cache in the job containers) and its caches in volumes it manages itself ([cache])")
 		return nil, true

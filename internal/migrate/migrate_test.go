@@ -317,7 +317,8 @@ func TestCarrier(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		entries []entry
-		want    string // the [docker] table of the result, as TOML
+		runner  map[string]any // [runners.docker], for entries of its own
+		want    string         // the [docker] table of the result, as TOML
 		notes   []string
 	}{
 		{
@@ -344,6 +345,11 @@ func TestCarrier(t *testing.T) {
 			notes:   []string{`runners.docker.network_mode: not carried: warmcache's docker.network_mode takes another shape (toml: line 2 (last key "docker.network_mode"): incompatible types: TOML value has type int64; destination has type string)`},
 		},
 		{
+			name:   "a helper image with the runner's variables",
+			runner: map[string]any{"helper_image": "registry.example.com/helper:x86_64-${CI_RUNNER_REVISION}"},
+			notes:  []string{"runners.docker.helper_image: not carried: warmcache does not expand variables in docker.helper_image; leave it out for the official helper image of the runner's version, or write the tag out"},
+		},
+		{
 			name:    "a key warmcache lacks",
 			entries: []entry{docker("links", []any{"mysql_container:mysql"})},
 			notes:   []string{`runners.docker.links: not carried: warmcache has no docker.links`},
@@ -359,7 +365,7 @@ func TestCarrier(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCarrier()
-			c.carryAll(tc.entries)
+			c.carryAll(append(tc.entries, dockerEntries(tc.runner, c)...))
 			var got string
 			if d, ok := c.doc["docker"].(map[string]any); ok {
 				text, err := encode(map[string]any{"docker": d})
