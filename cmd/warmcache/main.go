@@ -58,6 +58,9 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	if stageErr != nil {
 		fmt.Fprintf(stderr, "warmcache: %s\n", oneLine(stageErr))
 	}
+	if errors.As(stageErr, new(shellError)) {
+		return 1
+	}
 	code, err := protocol.ExitCode(stageErr, os.Getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "warmcache: %v\n", err)
@@ -87,7 +90,7 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 		ExitErrHandler:  func(*cli.Context, error) {},
 		OnUsageError:    usageError,
 		CommandNotFound: func(_ *cli.Context, name string) {
-			*stageErr = fmt.Errorf("unknown command %q: use config, prepare, run, cleanup, cache, reap or doctor", name)
+			*stageErr = fmt.Errorf("unknown command %q: use config, prepare, run, cleanup, cache, reap, doctor or migrate", name)
 		},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "TOML config `FILE` (default $WARMCACHE_CONFIG, else " + config.DefaultPath + ")"},
@@ -125,6 +128,7 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 					return driver.Cleanup(d)
 				}, true),
 			},
+			migrateCommand(stdout, stderr, stageErr),
 			startContainerCommand(stageErr),
 			removeNetworkCommand(stageErr),
 			{
