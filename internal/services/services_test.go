@@ -215,7 +215,7 @@ func TestServiceWait(t *testing.T) {
 		{"port open", []engine.Port{{Number: open, Protocol: "tcp"}, {Number: closed, Protocol: "udp"}},
 			false, []string{"Services ready in "}, false},
 		{"port never opens", []engine.Port{{Number: open, Protocol: "tcp"}, {Number: closed, Protocol: "tcp"}}, false, []string{
-			"WARNING: service postgres:16 is not ready: port " + engine.Port{Number: closed, Protocol: "tcp"}.String() + " did not open within 300ms (last try: connection refused); the job goes on\n" +
+			"WARNING: service postgres:16 is not ready: port " + engine.Port{Number: closed, Protocol: "tcp"}.String() + " did not open within 1s (last try: connection refused); the job goes on\n" +
 				"  Last lines of its output:\n  | starting\n  | listening on a unix socket only\n",
 		}, true},
 		{"service exits", []engine.Port{{Number: closed, Protocol: "tcp"}}, true, []string{
@@ -225,7 +225,9 @@ func TestServiceWait(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness()
-			h.cfg.Services.WaitTimeout = 300 * time.Millisecond
+			// Long enough for a loaded machine to try the port at least
+			// once before the end.
+			h.cfg.Services.WaitTimeout = time.Second
 			svc := sampleKey.ServiceName(0)
 			helper, svcs, specs := h.start(t, sample(t, nil, nil), map[string][]engine.Port{"postgres:16": tt.ports})
 			h.f.SetIP(svc, "127.0.0.1")
@@ -240,7 +242,7 @@ func TestServiceWait(t *testing.T) {
 			}
 			start := time.Now()
 			Wait(context.Background(), h.deps(), helper, svcs, specs)
-			if slow := time.Since(start) >= 300*time.Millisecond; slow != tt.wantSlow {
+			if slow := time.Since(start) >= time.Second; slow != tt.wantSlow {
 				t.Errorf("the wait took %s; want the timeout reached: %v", time.Since(start), tt.wantSlow)
 			}
 			for _, want := range tt.wantLog {
