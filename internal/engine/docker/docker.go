@@ -203,7 +203,9 @@ func readPullStream(r io.Reader, status func(string)) error {
 }
 
 func encodeAuth(a engine.RegistryAuth) (string, error) {
-	b, err := json.Marshal(registry.AuthConfig{Username: a.Username, Password: a.Password, ServerAddress: a.Server})
+	b, err := json.Marshal(registry.AuthConfig{
+		Username: a.Username, Password: a.Password, ServerAddress: a.Server, IdentityToken: a.IdentityToken, RegistryToken: a.RegistryToken,
+	})
 	if err != nil {
 		return "", fmt.Errorf("encoding registry login: %w", err)
 	}
