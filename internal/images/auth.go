@@ -257,7 +257,7 @@ func readHomeConfig(home string) (string, []types.AuthConfig, error) {
 // code and gathers its logins: its auths, then those of its credsStore
 // and its credHelpers, each helper run as docker-credential-<name> from
 // PATH. The result is sorted by registry key.
-func readAuthConfig(r interface{ Read([]byte) (int, error) }, filename string) ([]types.AuthConfig, error) {
+func readAuthConfig(r io.Reader, filename string) ([]types.AuthConfig, error) {
 	cf := configfile.New(filename)
 	if err := cf.LoadFromReader(r); err != nil {
 		return nil, err
