@@ -22,7 +22,18 @@ const (
 	startContainerName = "start-container"
 	removeNetworkName  = "remove-network"
 	hostFlag           = "host"
+	tlsVerifyFlag      = "tls-verify"
+	tlsCertPathFlag    = "tls-cert-path"
 )
+
+// engineFlags name the stage's engine on a helper command's command line.
+func engineFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: hostFlag, Required: true},
+		&cli.BoolFlag{Name: tlsVerifyFlag},
+		&cli.StringFlag{Name: tlsCertPathFlag},
+	}
+}
 
 // startContainerCommand is started detached by prepare, so the build
 // container's start overlaps the first (helper) stages. Its outcome is
@@ -33,7 +44,7 @@ func startContainerCommand(stageErr *error) *cli.Command {
 		Name:      startContainerName,
 		Hidden:    true,
 		ArgsUsage: "NAME",
-		Flags:     []cli.Flag{&cli.StringFlag{Name: hostFlag, Required: true}},
+		Flags:     engineFlags(),
 		Action: func(c *cli.Context) error {
 			*stageErr = detached(c, func(ctx context.Context, e engine.Engine) error {
 				return driver.StartContainer(ctx, e, c.Args().First())
@@ -52,7 +63,7 @@ func removeNetworkCommand(stageErr *error) *cli.Command {
 		Name:      removeNetworkName,
 		Hidden:    true,
 		ArgsUsage: "ID",
-		Flags:     []cli.Flag{&cli.StringFlag{Name: hostFlag, Required: true}},
+		Flags:     engineFlags(),
 		Action: func(c *cli.Context) error {
 			*stageErr = detached(c, func(ctx context.Context, e engine.Engine) error {
 				return driver.RemoveNetwork(ctx, e, c.Args().First())
@@ -72,6 +83,7 @@ type starter struct {
 	configPath string
 	optional   bool   // configPath is the default, found without naming it
 	host       string // the engine's address, from the stage's config
+	engine     docker.Options
 }
 
 // StartContainer implements driver.Detached.
@@ -86,7 +98,11 @@ func (s starter) RemoveNetwork(id string) error {
 
 // args is the command line of the hidden command with its argument.
 func (s starter) args(command, arg string) []string {
-	return detachedArgs(s.configPath, s.optional, []string{command, "--" + hostFlag, s.host, arg})
+	args := []string{command, "--" + hostFlag, s.host}
+	if s.engine.TLSVerify {
+		args = append(args, "--"+tlsVerifyFlag, "--"+tlsCertPathFlag, s.engine.CertPath)
+	}
+	return detachedArgs(s.configPath, s.optional, append(args, arg))
 }
 
 // detachedArgs is the command line of a detached helper command: args,
@@ -128,7 +144,7 @@ func detached(c *cli.Context, f func(context.Context, engine.Engine) error) erro
 		}
 	}
 	start := time.Now()
-	err := onEngine(c.String(hostFlag), f)
+	err := onEngine(c.String(hostFlag), docker.Options{TLSVerify: c.Bool(tlsVerifyFlag), CertPath: c.String(tlsCertPathFlag)}, f)
 	if err != nil {
 		logger.Error("stage failed", zap.Error(err))
 	} else {
@@ -138,8 +154,8 @@ func detached(c *cli.Context, f func(context.Context, engine.Engine) error) erro
 }
 
 // onEngine runs f with an engine client of its own, bounded in time.
-func onEngine(host string, f func(context.Context, engine.Engine) error) error {
-	e, err := docker.New(host)
+func onEngine(host string, opts docker.Options, f func(context.Context, engine.Engine) error) error {
+	e, err := docker.New(host, opts)
 	if err != nil {
 		return err
 	}

@@ -206,13 +206,21 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 		return err
 	}
 	defer closeLog()
+	// The engine may come from DOCKER_HOST (and its TLS variables): every
+	// stage and helper sees the one it resolved.
+	conn, err := cfg.Docker.Engine(os.Getenv)
+	if err != nil {
+		return err
+	}
+	cfg.Docker.Host = conn.Host
+	engineOpts := docker.Options{TLSVerify: conn.TLSVerify, CertPath: conn.CertPath}
 	d := driver.Deps{
 		Config: cfg, Getenv: os.Getenv, Stdout: stdout, Stderr: stderr,
 		Log:      logger.With(zap.String("stage", c.Command.Name)),
-		Detached: starter{configPath: path, optional: optional, host: cfg.Docker.Host},
+		Detached: starter{configPath: path, optional: optional, host: conn.Host, engine: engineOpts},
 	}
 	if needEngine {
-		engine, err := docker.New(cfg.Docker.Host)
+		engine, err := docker.New(conn.Host, engineOpts)
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/warmcache/warmcache/internal/engine/docker"
 )
 
 // setCodes gives the exit codes values other than the runner's usual 1
@@ -18,6 +20,7 @@ func setCodes(t *testing.T) {
 	t.Setenv("SYSTEM_FAILURE_EXIT_CODE", "9")
 	t.Setenv("BUILD_EXIT_CODE_FILE", "")
 	t.Setenv("WARMCACHE_CONFIG", "")
+	t.Setenv("DOCKER_HOST", "")
 	t.Setenv("JOB_RESPONSE_FILE", "")
 }
 
@@ -176,6 +179,9 @@ func TestStarterArgs(t *testing.T) {
 	}{
 		{s.args(startContainerName, "build"), []string{"--config", "/etc/wc.toml", "start-container", "--host", "unix:///x.sock", "build"}},
 		{s.args(removeNetworkName, "net-id-1"), []string{"--config", "/etc/wc.toml", "remove-network", "--host", "unix:///x.sock", "net-id-1"}},
+		// A remote engine over TLS: the helper gets its certificates too.
+		{starter{configPath: "/etc/wc.toml", host: "tcp://d:2376", engine: docker.Options{TLSVerify: true, CertPath: "/certs"}}.args(startContainerName, "build"),
+			[]string{"--config", "/etc/wc.toml", "start-container", "--host", "tcp://d:2376", "--tls-verify", "--tls-cert-path", "/certs", "build"}},
 	} {
 		if !slices.Equal(tc.got, tc.want) {
 			t.Errorf("args %q, want %q", tc.got, tc.want)

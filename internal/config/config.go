@@ -137,6 +137,7 @@ type Docker struct {
 	Registries []Registry `toml:"registry"`
 	// Rules: allowed images, services and users, admin services (rules.go).
 	Rules
+	EngineTLS
 }
 
 // Registry is one registry login. The password lives in a file so that no
@@ -215,6 +216,7 @@ func Parse(text string) (Config, error) {
 	for _, k := range md.Undecoded() {
 		problems = append(problems, fmt.Sprintf("unknown key %s", k))
 	}
+	cfg.Docker.HostInFile = md.IsDefined("docker", "host")
 	problems = append(problems, cfg.validate()...)
 	if len(problems) > 0 {
 		return Config{}, errors.New(strings.Join(problems, "; "))
@@ -225,13 +227,10 @@ func Parse(text string) (Config, error) {
 func (c Config) validate() []string {
 	var p []string
 	d := c.Docker
-	if d.Host == "" {
-		p = append(p, "docker.host: must not be empty")
-	} else if !hasAnyPrefix(d.Host, "unix://", "tcp://") {
-		// ssh:// needs the docker CLI as a connection helper, which this
-		// driver does not use.
-		p = append(p, fmt.Sprintf("docker.host: %q must start with unix:// or tcp://", d.Host))
+	if problem := hostProblem("docker.host", d.Host); problem != "" {
+		p = append(p, problem)
 	}
+	p = append(p, d.EngineTLS.validate()...)
 	if strings.TrimSpace(d.DefaultImage) == "" {
 		p = append(p, "docker.default_image: must not be empty")
 	}

@@ -95,7 +95,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	defer networkMade() // a failed prepare leaves no call in flight
 
 	pull := images.Puller{Engine: d.Engine, Attempts: d.Config.Docker.PullAttempts, Say: d.say,
-		Auth: images.RegistryAuth(j, d.Config), Backoff: images.JitteredBackoff}
+		Auth: images.RegistryAuth(images.SourcesFor(j, d.Config, d.Getenv), d.say), Backoff: images.JitteredBackoff}
 	phases := []zap.Field{zap.Duration("leftovers", time.Since(start))}
 	imageInfo, err := pull.Ensure(ctx, image, policies)
 	if err != nil {

@@ -92,6 +92,10 @@ type RegistryAuth struct {
 	Username string
 	Password string
 	Server   string
+	// IdentityToken and RegistryToken are what some credential helpers
+	// and config files hold instead of a password.
+	IdentityToken string
+	RegistryToken string
 }
 
 // ResourceType says what a Resource is.

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"regexp"
 	goruntime "runtime"
 	"strings"
@@ -170,50 +169,10 @@ func JitteredBackoff(n int) time.Duration {
 	return time.Duration(float64(base) * (0.5 + rand.Float64()))
 }
 
-// registryHost returns the registry part of an image reference.
-func registryHost(ref string) string {
-	first, _, found := strings.Cut(ref, "/")
-	if !found || !(strings.ContainsAny(first, ".:") || first == "localhost") {
-		return "docker.io"
-	}
-	return canonicalRegistry(first)
-}
-
 // canonicalRegistry spells Docker Hub one way, whatever alias names it.
 func canonicalRegistry(host string) string {
 	if host == "index.docker.io" || host == "registry-1.docker.io" {
 		return "docker.io"
 	}
 	return host
-}
-
-// RegistryAuth finds a login for ref's registry: the job's own credentials
-// first, then the admin's (password read from its file now, so a rotated
-// password needs no restart).
-func RegistryAuth(j job.Job, cfg config.Config) func(ref string) (*engine.RegistryAuth, error) {
-	return func(ref string) (*engine.RegistryAuth, error) {
-		host := registryHost(ref)
-		for _, c := range j.Credentials {
-			if c.Type == "registry" && sameRegistry(c.URL, host) {
-				return &engine.RegistryAuth{Username: c.Username, Password: c.Password, Server: host}, nil
-			}
-		}
-		for i, r := range cfg.Docker.Registries {
-			if !sameRegistry(r.Host, host) {
-				continue
-			}
-			pw, err := os.ReadFile(r.PasswordFile)
-			if err != nil {
-				return nil, fmt.Errorf("docker.registry[%d].password_file: %w", i, err)
-			}
-			return &engine.RegistryAuth{Username: r.Username, Password: strings.TrimSpace(string(pw)), Server: host}, nil
-		}
-		return nil, nil
-	}
-}
-
-func sameRegistry(url, host string) bool {
-	url = strings.TrimPrefix(strings.TrimPrefix(url, "https://"), "http://")
-	url, _, _ = strings.Cut(url, "/")
-	return strings.EqualFold(canonicalRegistry(url), host)
 }

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"reflect"
 	goruntime "runtime"
 	"slices"
 	"strings"
@@ -272,93 +269,6 @@ func TestJitteredBackoff(t *testing.T) {
 				t.Fatalf("JitteredBackoff(%d) = %s, want within [%s, %s)", n, d, base/2, base*3/2)
 			}
 		}
-	}
-}
-
-func TestRegistryHost(t *testing.T) {
-	tests := map[string]string{
-		"alpine":                                 "docker.io",
-		"alpine:3.20":                            "docker.io",
-		"alpine@sha256:0123abcd":                 "docker.io",
-		"library/alpine":                         "docker.io",
-		"gitlab-org/gitlab-runner:latest":        "docker.io",
-		"docker.io/library/alpine":               "docker.io",
-		"registry.example.com/group/app:1":       "registry.example.com",
-		"registry.example.com:5000/app":          "registry.example.com:5000",
-		"ghcr.io/owner/app@sha256:0123abcd":      "ghcr.io",
-		"localhost/app":                          "localhost",
-		"localhost:5000/app":                     "localhost:5000",
-		"127.0.0.1:5000/group/app":               "127.0.0.1:5000",
-		"[::1]:5000/app":                         "[::1]:5000",
-		"registry.gitlab.com/gitlab-org/x:1.2.3": "registry.gitlab.com",
-	}
-	for ref, want := range tests {
-		if got := registryHost(ref); got != want {
-			t.Errorf("registryHost(%q) = %q, want %q", ref, got, want)
-		}
-	}
-}
-
-func TestRegistryAuth(t *testing.T) {
-	dir := t.TempDir()
-	adminPW := filepath.Join(dir, "registry.pw")
-	ghcrPW := filepath.Join(dir, "ghcr.pw")
-	for path, pw := range map[string]string{adminPW: "admin-pw", ghcrPW: "  ghcr-pw\n"} {
-		if err := os.WriteFile(path, []byte(pw), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	missing := filepath.Join(dir, "missing.pw")
-	j := job.Job{Credentials: []job.Credential{
-		{Type: "registry", URL: "registry.example.com", Username: "job-user", Password: "job-pw"},
-		{Type: "registry", URL: "https://index.docker.io/v1/", Username: "hub-user", Password: "hub-pw"},
-		{Type: "other", URL: "quay.io", Username: "x", Password: "x"},
-	}}
-	cfg := config.Default()
-	cfg.Docker.Registries = []config.Registry{
-		{Host: "registry.example.com", Username: "admin", PasswordFile: adminPW},
-		{Host: "ghcr.io", Username: "bot", PasswordFile: ghcrPW},
-		{Host: "broken.example.com", Username: "u", PasswordFile: missing},
-	}
-	tests := []struct {
-		ref     string
-		want    *engine.RegistryAuth
-		wantErr string
-	}{
-		{"registry.example.com/group/app:1", &engine.RegistryAuth{Username: "job-user", Password: "job-pw", Server: "registry.example.com"}, ""},
-		{"ghcr.io/owner/app", &engine.RegistryAuth{Username: "bot", Password: "ghcr-pw", Server: "ghcr.io"}, ""},
-		{"alpine:3", &engine.RegistryAuth{Username: "hub-user", Password: "hub-pw", Server: "docker.io"}, ""},
-		{"docker.io/library/alpine", &engine.RegistryAuth{Username: "hub-user", Password: "hub-pw", Server: "docker.io"}, ""},
-		{"quay.io/app", nil, ""}, // only a non-registry credential
-		{"registry.example.com:5000/app", nil, ""},
-		{"broken.example.com/app", nil, "docker.registry[2].password_file: open " + missing + ": no such file or directory"},
-	}
-	auth := RegistryAuth(j, cfg)
-	for _, tt := range tests {
-		got, err := auth(tt.ref)
-		if tt.wantErr != "" {
-			if err == nil || err.Error() != tt.wantErr {
-				t.Errorf("RegistryAuth(%q) error = %v, want %q", tt.ref, err, tt.wantErr)
-			}
-			continue
-		}
-		if err != nil || !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("RegistryAuth(%q) = %+v, %v; want %+v", tt.ref, got, err, tt.want)
-		}
-	}
-
-	// Without job credentials the admin's login is used, and its password
-	// file is read at each call, so a rotated password needs no restart.
-	adminOnly := RegistryAuth(job.Job{}, cfg)
-	got, err := adminOnly("registry.example.com/app")
-	if err != nil || got.Username != "admin" || got.Password != "admin-pw" {
-		t.Fatalf("admin login = %+v, %v", got, err)
-	}
-	if err := os.WriteFile(adminPW, []byte("rotated\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := adminOnly("registry.example.com/app"); got.Password != "rotated" {
-		t.Errorf("password after rotation = %q, want rotated", got.Password)
 	}
 }
 

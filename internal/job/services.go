@@ -87,10 +87,12 @@ func validAlias(a string) bool {
 // executor builds it: the job's public variables (not the project's own
 // CI/CD variables, nor the job token) and then the service's variables,
 // each expanded ($VAR, ${VAR}) against that list unless it is raw.
+// DOCKER_AUTH_CONFIG (registry logins for the pulls) is left out even when
+// public: a container's environment shows in `docker inspect`.
 func (j Job) ServiceEnv(img Image) []string {
 	var vars []Variable
 	for _, v := range j.Variables {
-		if v.Public {
+		if v.Public && v.Key != "DOCKER_AUTH_CONFIG" {
 			vars = append(vars, v)
 		}
 	}

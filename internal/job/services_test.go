@@ -50,6 +50,7 @@ func TestServiceEnv(t *testing.T) {
 		{Key: "SECRET", Value: "s3cr3t", Masked: true},
 		{Key: "HOST", Value: "db", Public: true},
 		{Key: "OVERRIDDEN", Value: "job", Public: true},
+		{Key: "DOCKER_AUTH_CONFIG", Value: `{"auths":{}}`, Public: true}, // YAML-defined, still kept out
 	}}
 	got := j.ServiceEnv(Image{Variables: []Variable{
 		{Key: "URL", Value: "postgres://${HOST}/$CI_JOB_ID$SECRET"},

@@ -41,7 +41,7 @@ type stage struct {
 }
 
 func demo(driver, project string) error {
-	eng, err := docker.New("unix:///var/run/docker.sock")
+	eng, err := docker.New("unix:///var/run/docker.sock", docker.Options{})
 	if err != nil {
 		return err
 	}

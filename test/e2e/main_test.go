@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 
 func testMain(m *testing.M) int {
 	var err error
-	eng, err = docker.New("unix:///var/run/docker.sock")
+	eng, err = docker.New("unix:///var/run/docker.sock", docker.Options{})
 	if err == nil {
 		_, err = eng.Ping(context.Background())
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,14 +35,37 @@ type Docker struct {
 	api *client.Client
 }
 
+// Options are the connection's settings besides its address.
+type Options struct {
+	// TLSVerify connects over TLS and verifies the engine's certificate,
+	// as gitlab-runner's tls_verify: against CertPath's ca.pem (else the
+	// system's roots), presenting its cert.pem and key.pem if CertPath is
+	// set.
+	TLSVerify bool
+	CertPath  string
+}
+
 // New connects to the engine at host (e.g. unix:///var/run/docker.sock).
 // The API version is negotiated on first use, so older engines work.
-func New(host string) (*Docker, error) {
-	api, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
+func New(host string, opts Options) (*Docker, error) {
+	api, err := client.NewClientWithOpts(clientOpts(host, opts)...)
 	if err != nil {
 		return nil, fmt.Errorf("docker client for %s: %w", host, err)
 	}
 	return &Docker{api: api}, nil
+}
+
+// clientOpts are the SDK's options for host and opts.
+func clientOpts(host string, opts Options) []client.Opt {
+	o := []client.Opt{client.WithHost(host), client.WithAPIVersionNegotiation()}
+	if opts.TLSVerify {
+		var ca, cert, key string
+		if opts.CertPath != "" {
+			ca, cert, key = filepath.Join(opts.CertPath, "ca.pem"), filepath.Join(opts.CertPath, "cert.pem"), filepath.Join(opts.CertPath, "key.pem")
+		}
+		o = append(o, client.WithTLSClientConfig(ca, cert, key))
+	}
+	return o
 }
 
 // Close releases the client's connections.
@@ -179,7 +203,9 @@ func readPullStream(r io.Reader, status func(string)) error {
 }
 
 func encodeAuth(a engine.RegistryAuth) (string, error) {
-	b, err := json.Marshal(registry.AuthConfig{Username: a.Username, Password: a.Password, ServerAddress: a.Server})
+	b, err := json.Marshal(registry.AuthConfig{
+		Username: a.Username, Password: a.Password, ServerAddress: a.Server, IdentityToken: a.IdentityToken, RegistryToken: a.RegistryToken,
+	})
 	if err != nil {
 		return "", fmt.Errorf("encoding registry login: %w", err)
 	}
