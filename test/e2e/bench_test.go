@@ -1,10 +1,16 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/warmcache/warmcache/internal/naming"
 )
 
 // BenchmarkBareJob measures the per-job overhead every pipeline pays: a
@@ -16,6 +22,8 @@ import (
 func BenchmarkBareJob(b *testing.B) {
 	var jobTimes, runTimes []time.Duration
 	calls := map[string][]time.Duration{}
+	trace := startAPITrace(b)
+	var traced []tracedJob
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
 		out, err := exec.Command("docker", "run", "--rm", debianImage, "true").CombinedOutput()
@@ -29,6 +37,7 @@ func BenchmarkBareJob(b *testing.B) {
 		for call, d := range perCall {
 			calls[call] = append(calls[call], d)
 		}
+		traced = append(traced, tracedBareJob(b, trace))
 	}
 	jm, rm := median(jobTimes), median(runTimes)
 	b.ReportMetric(float64(jm.Milliseconds()), "ms/bare-job")
@@ -39,6 +48,84 @@ func BenchmarkBareJob(b *testing.B) {
 	for _, call := range []string{"config", "prepare", "run", "cleanup"} {
 		b.ReportMetric(float64(median(calls[call]).Milliseconds()), "ms/"+call)
 	}
+	// Where the time goes within each call: the Engine API calls of the
+	// traced job of median wall time (the same job through a tracing
+	// proxy, run beside the timed one).
+	slices.SortFunc(traced, func(a, b tracedJob) int { return int(a.wall - b.wall) })
+	m := traced[len(traced)/2]
+	var out strings.Builder
+	fmt.Fprintf(&out, "Engine API calls of the median traced bare job (%d ms):\n", m.wall.Milliseconds())
+	for i, s := range m.stages {
+		out.WriteString(s.format(m.walls[i]))
+	}
+	fmt.Print(out.String())
+}
+
+// tracedJob is one bare job's Engine API calls, stage by stage.
+type tracedJob struct {
+	wall   time.Duration
+	stages []stageTrace
+	walls  []time.Duration
+}
+
+// tracedBareJob runs the bare job of bareJobCalls through trace.
+func tracedBareJob(b *testing.B, trace *apiTrace) tracedJob {
+	b.Helper()
+	j := newJob(b, jobSpec{Config: trace.config()})
+	var (
+		tj   tracedJob
+		pids []int32
+		ends []time.Time
+	)
+	call := func(stage string, args ...string) {
+		cmd := j.Command(args...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		pid := int32(cmd.Process.Pid)
+		if err := cmd.Wait(); err != nil {
+			b.Fatalf("traced %s: %v\n%s", stage, err, out.String())
+		}
+		tj.walls = append(tj.walls, time.Since(start))
+		tj.stages = append(tj.stages, stageTrace{Stage: stage, Start: start})
+		pids, ends = append(pids, pid), append(ends, time.Now())
+	}
+	trace.take()
+	start := time.Now()
+	call("config", "config")
+	call("prepare", "prepare")
+	for _, st := range bareStages {
+		path, err := j.WriteScript(runnerScript(st.body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		call(st.stage, "run", path, st.stage)
+	}
+	call("cleanup", "cleanup")
+	tj.wall = time.Since(start)
+	// The detached helper cleanup starts ends a moment later.
+	for deadline := time.Now().Add(networkRemovalBound); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		rs, err := eng.List(context.Background(), map[string]string{naming.LabelJobID: fmt.Sprint(j.ID)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(rs) == 0 && trace.idle() {
+			break
+		}
+	}
+	tj.stages = split(trace.take(), tj.stages, pids, ends)
+	return tj
+}
+
+// bareStages are the run stages of a bare job and their script bodies.
+var bareStages = []struct{ stage, body string }{
+	{"prepare_script", "echo Running on $(hostname)\n"},
+	{"get_sources", "echo Skipping Git repository setup\n"},
+	{"build_script", "echo hello\n"},
+	{"cleanup_file_variables", "rm -f /builds/group/project.tmp/gitlab_runner_env\n"},
 }
 
 // bareJob runs one bare job of spec through all four stages and returns
@@ -62,12 +149,7 @@ func bareJobCalls(b *testing.B, spec jobSpec) (time.Duration, map[string]time.Du
 	start := time.Now()
 	timed("config", func() result { return j.call("config") })
 	timed("prepare", j.prepare)
-	for _, st := range []struct{ stage, body string }{
-		{"prepare_script", "echo Running on $(hostname)\n"},
-		{"get_sources", "echo Skipping Git repository setup\n"},
-		{"build_script", "echo hello\n"},
-		{"cleanup_file_variables", "rm -f /builds/group/project.tmp/gitlab_runner_env\n"},
-	} {
+	for _, st := range bareStages {
 		timed("run", func() result { return j.run(st.stage, runnerScript(st.body)) })
 	}
 	timed("cleanup", j.cleanup)
