@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/naming"
 )
 
@@ -179,6 +182,16 @@ func median(ds []time.Duration) time.Duration {
 // and warmcache's own cache cost under 5% of the zip round trip.
 func BenchmarkGoProject(b *testing.B) {
 	proxy, srv := goModProxy(b), sampleGitServer(b)
+	src := b.TempDir()
+	for name, body := range sampleProjectFiles(b) {
+		path := filepath.Join(src, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
 	build := "go build -o /dev/null ./...\n"
 	// The zip alternative keeps its caches in the project, as GitLab's
 	// `cache:` requires, and carries them in /cache between jobs.
@@ -191,6 +204,7 @@ func BenchmarkGoProject(b *testing.B) {
 		project := nextJobID()
 		cold := goProjectJob(b, srv, proxy, jobSpec{ProjectID: project}, "", build, "")
 		warm := goProjectJob(b, srv, proxy, jobSpec{ProjectID: project, Vars: map[string]string{"GOPROXY": "off"}}, "", build, "")
+		plain := plainGoBuild(b, project, src)
 		off := goProjectJob(b, srv, proxy, jobSpec{ProjectID: project, Config: hostNetworkConfig + "[cache]\nenabled = false\n", Vars: map[string]string{"GOPROXY": "off", "GOFLAGS": "-mod=mod", "GOMODCACHE": "/nonexistent"}}, "", "true\n", "")
 
 		zipProject := nextJobID()
@@ -206,12 +220,40 @@ func BenchmarkGoProject(b *testing.B) {
 		b.ReportMetric(zipped["job"].Seconds(), "s/zip-job")
 		b.ReportMetric(float64(cold["build_script"])/float64(warm["build_script"]), "cold-build/warm-build")
 		b.ReportMetric(float64(zipped["job"])/float64(warm["job"]), "zip-job/warm-job")
+		b.ReportMetric(plain.Seconds(), "s/plain-build")
+		b.ReportMetric(float64(warm["job"])/float64(plain), "warm-job/plain-build")
 		b.ReportMetric(float64(cacheCost.Milliseconds()), "ms/cache-cost")
 		b.ReportMetric(float64(zipRoundTrip.Milliseconds()), "ms/zip-round-trip")
 		b.ReportMetric(100*float64(cacheCost)/float64(zipRoundTrip), "cache-cost-%-of-zip")
 		removeProjectCaches(b, project)
 		removeProjectCaches(b, zipProject)
 	}
+}
+
+// plainGoBuild is the engine's floor for the warm job: `docker run --rm`
+// of the job's image, on the host network as the job, with the project's
+// cache volumes mounted where the job has them and the sample project
+// bound in, running the same go build.
+func plainGoBuild(b *testing.B, project int64, src string) time.Duration {
+	b.Helper()
+	rs, err := eng.List(context.Background(), map[string]string{naming.LabelCacheProjectID: fmt.Sprint(project)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	args := []string{"run", "--rm", "--network", "host", "-v", src + ":/src", "-w", "/src",
+		"-e", "GOPROXY=off", "-e", "GOSUMDB=off", "-e", "GOFLAGS=-mod=mod",
+		"-e", "GOMODCACHE=/go/pkg/mod", "-e", "GOCACHE=/root/.cache/go-build"}
+	for _, r := range rs {
+		if path := r.Labels[naming.LabelCachePath]; r.Type == engine.Volume && path != "" {
+			args = append(args, "-v", r.Name+":"+path)
+		}
+	}
+	start := time.Now()
+	out, err := exec.Command("docker", append(args, debianImage, "go", "build", "-o", "/dev/null", "./...")...).CombinedOutput()
+	if err != nil {
+		b.Fatalf("docker run: %v\n%s", err, out)
+	}
+	return time.Since(start)
 }
 
 // goProjectJob runs one job of the sample project through every stage and
