@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -78,6 +79,11 @@ func (m *Manager) planned(j job.Job) ([]Volume, []Profile, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if j.GitStrategy() != job.GitFetch {
+		// clone, none and empty start from an empty builds directory of
+		// the job's own, as before: a warm checkout serves fetch only.
+		profiles = slices.DeleteFunc(profiles, func(p Profile) bool { return p.ProjectSlot })
+	}
 	named := profiles
 	if m.cfg.CommitOnSuccess {
 		named = SharedProfiles(profiles)
@@ -95,7 +101,9 @@ func (m *Manager) Names(j job.Job) map[string]bool {
 	}
 	if m.cfg.Fork != ForkOff && !j.Protected {
 		for _, f := range ForkPlan(m.key(j), profiles) {
-			vols = append(vols, f.Lower, f.Layer)
+			if f.Lower.Profile != GitProfile.Name {
+				vols = append(vols, f.Lower, f.Layer)
+			}
 		}
 	}
 	out := make(map[string]bool, len(vols))
