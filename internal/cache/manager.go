@@ -15,6 +15,7 @@ import (
 	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // Engine is what the cache manager needs from the container engine.
@@ -159,6 +160,12 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 		}
 		st := statuses[0]
 		statuses = statuses[1:]
+		if v.Profile == GitProfile.Name {
+			var ok bool
+			if st, ok = m.checkCheckout(ctx, st, now, say); !ok {
+				continue // the job's own builds volume instead
+			}
+		}
 		say("%s", Describe(st, now))
 		if st.RecordErr != nil {
 			m.log.Warn("cache claim not recorded: no lease against the GC", zap.String("volume", st.Name), zap.Error(st.RecordErr))
@@ -177,6 +184,18 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 	m.updateMetrics(func(s *record.MetricsState) { s.Claimed(uses) })
 	c.Env = Env(profiles, nonRoot)
 	return c, nil
+}
+
+// Checkout is the warm git checkout claimed for the job's builds
+// directory, if it has one: both job containers mount it at builds_dir,
+// in place of a volume of the job's own.
+func (c JobCaches) Checkout() (engine.Mount, bool) {
+	for _, m := range c.Mounts {
+		if m.Target == protocol.BuildsDir {
+			return m, true
+		}
+	}
+	return engine.Mount{}, false
 }
 
 // use is a claimed cache as the metrics count it.
