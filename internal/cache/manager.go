@@ -74,15 +74,21 @@ func (m *Manager) key(j job.Job) Key {
 }
 
 // planned lists the persistent cache volumes of the job; the same list in
-// prepare and cleanup, since it depends only on the job and config.
-func (m *Manager) planned(j job.Job) ([]Volume, []Profile, error) {
+// prepare and cleanup, since it depends only on the job and config (and,
+// for the git checkout, on whether the job runs as root: cleanup and the
+// GC, which do not know, count the checkout in).
+func (m *Manager) planned(j job.Job, nonRoot bool) ([]Volume, []Profile, error) {
 	profiles, err := Profiles(m.cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	if j.GitStrategy() != job.GitFetch {
+	if j.GitStrategy() != job.GitFetch || nonRoot {
 		// clone, none and empty start from an empty builds directory of
 		// the job's own, as before: a warm checkout serves fetch only.
+		// So do jobs that run as another user than root: the runner's
+		// get_sources (as root) hands the checkout to the job's user, and
+		// git then refuses, as of dubious ownership, a checkout another
+		// user owns.
 		profiles = slices.DeleteFunc(profiles, func(p Profile) bool { return p.ProjectSlot })
 	}
 	named := profiles
@@ -96,7 +102,7 @@ func (m *Manager) planned(j job.Job) ([]Volume, []Profile, error) {
 // planned caches and, with cache.fork on, the protected caches below its
 // forks and their kept layers. A GC pass of that prepare spares them.
 func (m *Manager) Names(j job.Job) map[string]bool {
-	vols, profiles, err := m.planned(j)
+	vols, profiles, err := m.planned(j, false)
 	if err != nil {
 		return nil
 	}
@@ -120,7 +126,7 @@ func (m *Manager) Names(j job.Job) map[string]bool {
 // cacheDir is where the job's cache_dir is mounted: with caches off, it is
 // a volume of the job's own, removed at cleanup.
 func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir string, say Say) (JobCaches, error) {
-	vols, profiles, err := m.planned(j)
+	vols, profiles, err := m.planned(j, nonRoot)
 	if err != nil {
 		return JobCaches{}, err
 	}
@@ -241,7 +247,7 @@ func (m *Manager) Verify(ctx context.Context, c JobCaches, removeJob func(contex
 // Measure records, once the job is done (cleanup, off its critical
 // path), the sizes of the caches it used, and puts them in the metrics.
 func (m *Manager) Measure(ctx context.Context, j job.Job) {
-	vols, profiles, err := m.planned(j)
+	vols, profiles, err := m.planned(j, false)
 	if err != nil {
 		return
 	}

@@ -53,16 +53,20 @@ func checkoutVolume(t *testing.T, h *harness) cache.Volume {
 // at builds_dir in both containers and gets no builds volume of its own;
 // clone, none and empty keep the job's own, as before.
 func TestPrepareWarmCheckout(t *testing.T) {
-	for _, strategy := range []string{"", "fetch", "clone", "none", "empty"} {
+	for _, strategy := range []string{"", "fetch", "clone", "none", "empty", "fetch as user 1000"} {
 		t.Run("GIT_STRATEGY="+strategy, func(t *testing.T) {
+			strategy, user, _ := strings.Cut(strategy, " as user ")
 			h := gitHarness(t, strategy)
+			if user != "" {
+				h.env["JOB_RESPONSE_FILE"] = writeJob(t, func(j map[string]any) { j["services"] = []any{}; setJobUser(j, user) })
+			}
 			if err := Prepare(context.Background(), h.deps()); err != nil {
 				t.Fatal(err)
 			}
 			git := checkoutVolume(t, h)
 			own := sampleKey.Name(naming.KindBuilds)
 			want, other := git.Name, own
-			if strategy != "" && strategy != "fetch" {
+			if strategy != "" && strategy != "fetch" || user != "" {
 				want, other = own, git.Name
 			}
 			for _, kind := range []naming.Kind{naming.KindHelper, naming.KindBuild} {

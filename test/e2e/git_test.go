@@ -300,3 +300,38 @@ func BenchmarkGitFetch(b *testing.B) {
 		b.ReportMetric(clone.Seconds()/fetch.Seconds(), m.name+"-clone/fetch")
 	}
 }
+
+// TestGitCheckoutUsers: a job that runs as another user than root clones
+// into a builds directory of its own, and leaves the project's checkout as
+// the last root job left it, for the next one to fetch into.
+func TestGitCheckoutUsers(t *testing.T) {
+	srv := startGitServer(t, sampleToken, map[string]string{"main.go": "package main\n"})
+	project := nextJobID()
+	root := gitJob(t, project, 0, false)
+	_, vol, _, _ := sources(t, root, srv)
+	if r := root.cleanup(); r.Code != 0 {
+		t.Fatalf("cleanup: %s", r)
+	}
+
+	other := newJob(t, jobSpec{ProjectID: project, User: "ci", Config: gitConfig})
+	r := other.prepare()
+	if r.Code != 0 || strings.Contains(r.Stderr, "Cache git") {
+		t.Fatalf("prepare of a job as ci: %s", r)
+	}
+	s := other.run("get_sources", sampleScript(t, "get_sources", srv))
+	if s.Code != 0 || !strings.Contains(s.Stdout, freshLine) {
+		t.Fatalf("get_sources as ci: %s", s)
+	}
+	if r := other.run("build_script", other.Script("id -un\necho mine > mine.txt && git status --porcelain\n")); r.Code != 0 || r.Stdout != "ci\n?? mine.txt\n" {
+		t.Errorf("build as ci: %s", r)
+	}
+	if r := other.cleanup(); r.Code != 0 {
+		t.Fatalf("cleanup: %s", r)
+	}
+
+	again := gitJob(t, project, 0, false)
+	_, vol2, out, _ := sources(t, again, srv)
+	if vol2 != vol || !strings.Contains(out, reusedLine) {
+		t.Errorf("the next root job got %s, want the warm %s:\n%s", vol2, vol, out)
+	}
+}
