@@ -35,6 +35,7 @@ test: unit e2e
 bench: build images
 	$(GO) test -count=1 -timeout 30m -run '^$$' -bench BareJob -benchtime 10x ./test/e2e/
 	$(GO) test -count=1 -timeout 30m -run '^$$' -bench GoProject -benchtime 1x ./test/e2e/
+	$(GO) test -count=1 -timeout 30m -run '^$$' -bench GitFetch -benchtime 3x ./test/e2e/
 
 # 8 concurrent jobs of two projects, SOAK_ROUNDS rounds (default 25).
 soak: build images

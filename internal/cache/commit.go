@@ -25,7 +25,7 @@ import (
 func SharedProfiles(profiles []Profile) []Profile {
 	out := make([]Profile, len(profiles))
 	for i, p := range profiles {
-		p.ConcurrentSafe = true
+		p.ConcurrentSafe = !p.ProjectSlot // a checkout is never layered
 		out[i] = p
 	}
 	return out
@@ -113,7 +113,7 @@ func stepsSucceeded(marks []byte, steps []string) bool {
 func (m *Manager) commitProfiles(profiles []Profile) map[string]bool {
 	out := map[string]bool{}
 	for _, p := range profiles {
-		if m.cfg.CommitOnSuccess && !p.ConcurrentSafe {
+		if m.cfg.CommitOnSuccess && !p.ConcurrentSafe && !p.ProjectSlot {
 			out[p.Name] = true
 		}
 	}

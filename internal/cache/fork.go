@@ -75,8 +75,9 @@ func (m *Manager) findForks(ctx context.Context, j job.Job, profiles []Profile, 
 	plan := ForkPlan(m.key(j), profiles)
 	out := make([]*lowerCache, len(plan))
 	for i, f := range plan {
-		// A commit layer already keeps the job's writes apart.
-		if commits[f.Lower.Profile] || !m.isCache(ctx, f.Lower.Name) {
+		// A commit layer already keeps the job's writes apart; a git
+		// checkout is never read across trust classes.
+		if commits[f.Lower.Profile] || f.Lower.Profile == GitProfile.Name || !m.isCache(ctx, f.Lower.Name) {
 			continue
 		}
 		// The lease first, then a second look: a GC may have removed the
@@ -254,7 +255,9 @@ func (m *Manager) forkLayers(j job.Job, profiles []Profile) []Volume {
 	}
 	var out []Volume
 	for _, f := range ForkPlan(m.key(j), profiles) {
-		out = append(out, f.Layer)
+		if f.Layer.Profile != GitProfile.Name {
+			out = append(out, f.Layer)
+		}
 	}
 	return out
 }

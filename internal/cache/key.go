@@ -25,6 +25,9 @@ type Key struct {
 	// Slot is the concurrency slot, used only by profiles that are not
 	// safe with concurrent writers.
 	Slot int
+	// ProjectSlot is the concurrency slot among the project's jobs, used
+	// only by profiles with Profile.ProjectSlot (the git checkout).
+	ProjectSlot int
 	// Pool is the admin's name for a group of caches (cache.pool): runners
 	// of different pools never share a volume, and a GC can be limited to
 	// one pool. Empty is the default pool, named as before pools existed.
@@ -37,7 +40,7 @@ func KeyFor(j job.Job) Key {
 	if j.Protected {
 		trust = Protected
 	}
-	return Key{Instance: j.Instance(), ProjectID: j.ProjectID, ProjectPath: j.ProjectPath, Trust: trust, Slot: j.ConcurrentID}
+	return Key{Instance: j.Instance(), ProjectID: j.ProjectID, ProjectPath: j.ProjectPath, Trust: trust, Slot: j.ConcurrentID, ProjectSlot: j.ConcurrentProjectID}
 }
 
 // Volume is one cache volume a job mounts.
@@ -54,7 +57,10 @@ func Plan(key Key, profiles []Profile) []Volume {
 	var out []Volume
 	for _, p := range profiles {
 		slot := "shared"
-		if !p.ConcurrentSafe {
+		switch {
+		case p.ProjectSlot:
+			slot = strconv.Itoa(key.ProjectSlot)
+		case !p.ConcurrentSafe:
 			slot = strconv.Itoa(key.Slot)
 		}
 		for _, path := range p.Paths {

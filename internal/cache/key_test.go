@@ -234,7 +234,9 @@ func TestKeyIgnoresCustomEnv(t *testing.T) {
 		want Key
 	}{
 		{name: "no CUSTOM_ENV", env: map[string]string{}, want: sampleKey},
-		{name: "hostile CUSTOM_ENV", env: hostile, want: sampleKey},
+		// The project slot names only which of the project's checkouts a
+		// job gets: within its own project and trust class.
+		{name: "hostile CUSTOM_ENV", env: hostile, want: withProjectSlot(sampleKey, 9)},
 		{
 			name: "slot from CUSTOM_ENV_CI_CONCURRENT_ID",
 			env:  map[string]string{"CUSTOM_ENV_CI_CONCURRENT_ID": "4"},
@@ -243,7 +245,7 @@ func TestKeyIgnoresCustomEnv(t *testing.T) {
 		{
 			name: "hostile CUSTOM_ENV with a slot",
 			env:  mergeEnv(hostile, map[string]string{"CUSTOM_ENV_CI_CONCURRENT_ID": "4"}),
-			want: Key{Instance: "127.0.0.1:42891", ProjectID: 1001, ProjectPath: "group/project", Trust: Unprotected, Slot: 4},
+			want: Key{Instance: "127.0.0.1:42891", ProjectID: 1001, ProjectPath: "group/project", Trust: Unprotected, Slot: 4, ProjectSlot: 9},
 		},
 	}
 	for _, tt := range tests {
@@ -261,6 +263,11 @@ func TestKeyIgnoresCustomEnv(t *testing.T) {
 			}
 		})
 	}
+}
+
+func withProjectSlot(k Key, slot int) Key {
+	k.ProjectSlot = slot
+	return k
 }
 
 func mergeEnv(a, b map[string]string) map[string]string {
@@ -286,6 +293,7 @@ func TestPlanVolumes(t *testing.T) {
 		{"maven", "/root/.m2/repository"},
 		{"gradle", "/root/.gradle/caches"},
 		{"cargo", "/usr/local/cargo/registry"},
+		{"git", "/builds"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Plan volumes =\n%v\nwant\n%v", got, want)
@@ -364,16 +372,18 @@ func TestPlanIsolation(t *testing.T) {
 		name string
 		b    Key
 		// safe is the expectation for concurrent-safe profiles, unsafe for
-		// the others (maven, cargo).
-		safe, unsafe string
+		// the others (maven, cargo), git for the checkout.
+		safe, unsafe, git string
 	}{
-		{"same key", testKey, same, same},
-		{"protected vs unprotected", with(func(k *Key) { k.Trust = Protected }), differ, differ},
-		{"other project", with(func(k *Key) { k.ProjectID = 1002 }), differ, differ},
-		{"other instance", with(func(k *Key) { k.Instance = "gitlab.example.org" }), differ, differ},
-		{"other port of the instance", with(func(k *Key) { k.Instance = "gitlab.example.com:8443" }), differ, differ},
-		{"other slot", with(func(k *Key) { k.Slot = 1 }), same, differ},
-		{"renamed project keeps its caches", with(func(k *Key) { k.ProjectPath = "group/renamed" }), same, same},
+		{"same key", testKey, same, same, same},
+		{"protected vs unprotected", with(func(k *Key) { k.Trust = Protected }), differ, differ, differ},
+		{"other project", with(func(k *Key) { k.ProjectID = 1002 }), differ, differ, differ},
+		{"other instance", with(func(k *Key) { k.Instance = "gitlab.example.org" }), differ, differ, differ},
+		{"other port of the instance", with(func(k *Key) { k.Instance = "gitlab.example.com:8443" }), differ, differ, differ},
+		{"other slot", with(func(k *Key) { k.Slot = 1 }), same, differ, same},
+		{"other project slot", with(func(k *Key) { k.ProjectSlot = 1 }), same, same, differ},
+		{"other pool", with(func(k *Key) { k.Pool = "team-b" }), differ, differ, differ},
+		{"renamed project keeps its caches", with(func(k *Key) { k.ProjectPath = "group/renamed" }), same, same, same},
 	}
 	profiles := allProfiles(t)
 	a := Plan(testKey, profiles)
@@ -389,7 +399,10 @@ func TestPlanIsolation(t *testing.T) {
 			}
 			for i := range a {
 				want := tt.safe
-				if !isConcurrentSafe(t, profiles, a[i].Profile) {
+				switch {
+				case a[i].Profile == GitProfile.Name:
+					want = tt.git
+				case !isConcurrentSafe(t, profiles, a[i].Profile):
 					want = tt.unsafe
 				}
 				got := same
@@ -428,6 +441,7 @@ func TestPlanGolden(t *testing.T) {
 		{Instance: "gitlab.example.com:8443", ProjectID: 1001, ProjectPath: "group/project", Trust: Unprotected, Slot: 3},
 		sampleKey,
 		{Instance: "gitlab.example.com", ProjectID: 1001, ProjectPath: "group/project", Trust: Protected, Pool: "team-a"},
+		{Instance: "gitlab.example.com", ProjectID: 1001, ProjectPath: "group/project", Trust: Protected, Slot: 1, ProjectSlot: 2},
 	}
 	var b strings.Builder
 	b.WriteString("# Plan(key, cache-dir + every built-in profile). Regenerate with: go test ./cachevol -update\n")

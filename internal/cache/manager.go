@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,6 +15,7 @@ import (
 	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/protocol"
 )
 
 // Engine is what the cache manager needs from the container engine.
@@ -72,11 +74,22 @@ func (m *Manager) key(j job.Job) Key {
 }
 
 // planned lists the persistent cache volumes of the job; the same list in
-// prepare and cleanup, since it depends only on the job and config.
-func (m *Manager) planned(j job.Job) ([]Volume, []Profile, error) {
+// prepare and cleanup, since it depends only on the job and config (and,
+// for the git checkout, on whether the job runs as root: cleanup and the
+// GC, which do not know, count the checkout in).
+func (m *Manager) planned(j job.Job, nonRoot bool) ([]Volume, []Profile, error) {
 	profiles, err := Profiles(m.cfg)
 	if err != nil {
 		return nil, nil, err
+	}
+	if j.GitStrategy() != job.GitFetch || nonRoot {
+		// clone, none and empty start from an empty builds directory of
+		// the job's own, as before: a warm checkout serves fetch only.
+		// So do jobs that run as another user than root: the runner's
+		// get_sources (as root) hands the checkout to the job's user, and
+		// git then refuses, as of dubious ownership, a checkout another
+		// user owns.
+		profiles = slices.DeleteFunc(profiles, func(p Profile) bool { return p.ProjectSlot })
 	}
 	named := profiles
 	if m.cfg.CommitOnSuccess {
@@ -89,13 +102,15 @@ func (m *Manager) planned(j job.Job) ([]Volume, []Profile, error) {
 // planned caches and, with cache.fork on, the protected caches below its
 // forks and their kept layers. A GC pass of that prepare spares them.
 func (m *Manager) Names(j job.Job) map[string]bool {
-	vols, profiles, err := m.planned(j)
+	vols, profiles, err := m.planned(j, false)
 	if err != nil {
 		return nil
 	}
 	if m.cfg.Fork != ForkOff && !j.Protected {
 		for _, f := range ForkPlan(m.key(j), profiles) {
-			vols = append(vols, f.Lower, f.Layer)
+			if f.Lower.Profile != GitProfile.Name {
+				vols = append(vols, f.Lower, f.Layer)
+			}
 		}
 	}
 	out := make(map[string]bool, len(vols))
@@ -111,7 +126,7 @@ func (m *Manager) Names(j job.Job) map[string]bool {
 // cacheDir is where the job's cache_dir is mounted: with caches off, it is
 // a volume of the job's own, removed at cleanup.
 func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir string, say Say) (JobCaches, error) {
-	vols, profiles, err := m.planned(j)
+	vols, profiles, err := m.planned(j, nonRoot)
 	if err != nil {
 		return JobCaches{}, err
 	}
@@ -151,6 +166,12 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 		}
 		st := statuses[0]
 		statuses = statuses[1:]
+		if v.Profile == GitProfile.Name {
+			var ok bool
+			if st, ok = m.checkCheckout(ctx, st, now, say); !ok {
+				continue // the job's own builds volume instead
+			}
+		}
 		say("%s", Describe(st, now))
 		if st.RecordErr != nil {
 			m.log.Warn("cache claim not recorded: no lease against the GC", zap.String("volume", st.Name), zap.Error(st.RecordErr))
@@ -169,6 +190,18 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 	m.updateMetrics(func(s *record.MetricsState) { s.Claimed(uses) })
 	c.Env = Env(profiles, nonRoot)
 	return c, nil
+}
+
+// Checkout is the warm git checkout claimed for the job's builds
+// directory, if it has one: both job containers mount it at builds_dir,
+// in place of a volume of the job's own.
+func (c JobCaches) Checkout() (engine.Mount, bool) {
+	for _, m := range c.Mounts {
+		if m.Target == protocol.BuildsDir {
+			return m, true
+		}
+	}
+	return engine.Mount{}, false
 }
 
 // use is a claimed cache as the metrics count it.
@@ -214,7 +247,7 @@ func (m *Manager) Verify(ctx context.Context, c JobCaches, removeJob func(contex
 // Measure records, once the job is done (cleanup, off its critical
 // path), the sizes of the caches it used, and puts them in the metrics.
 func (m *Manager) Measure(ctx context.Context, j job.Job) {
-	vols, profiles, err := m.planned(j)
+	vols, profiles, err := m.planned(j, false)
 	if err != nil {
 		return
 	}

@@ -26,11 +26,22 @@ type Profile struct {
 	// ConcurrentSafe says concurrent jobs may share the volumes; if not,
 	// each concurrency slot gets its own.
 	ConcurrentSafe bool
+	// ProjectSlot gives each of the project's concurrency slots
+	// (CI_CONCURRENT_PROJECT_ID) its own volume, as the runner keeps one
+	// build directory per slot of a project; commit layers and forks
+	// never apply.
+	ProjectSlot bool
 }
 
 // CacheDirProfile is the runner's own cache_dir, where GitLab's `cache:`
 // keyword keeps its archives; it gets the same isolation as tool caches.
 var CacheDirProfile = Profile{Name: "cache-dir", Paths: []string{protocol.CacheDir}, ConcurrentSafe: true}
+
+// GitProfile is the warm git checkout: the builds directory itself, kept
+// for each project, trust class and project concurrency slot, so that
+// GIT_STRATEGY=fetch fetches into the checkout an earlier job left. Only
+// jobs whose strategy is fetch mount it (Manager.planned).
+var GitProfile = Profile{Name: "git", Paths: []string{protocol.BuildsDir}, ProjectSlot: true}
 
 // builtins are the profiles known by name. Go's caches and npm's cacache
 // are built for concurrent use; Maven's local repository is not.
@@ -48,6 +59,7 @@ var builtins = map[string]Profile{
 		Env: map[string]string{"GRADLE_USER_HOME": "/root/.gradle"}, ConcurrentSafe: true},
 	"cargo": {Name: "cargo", Paths: []string{"/usr/local/cargo/registry"},
 		Env: map[string]string{"CARGO_HOME": "/usr/local/cargo"}, ConcurrentSafe: false},
+	GitProfile.Name: GitProfile,
 }
 
 // Profiles resolves the enabled profile names of cfg, plus the cache_dir

@@ -77,7 +77,8 @@ type Cache struct {
 	// Enabled switches persistent caches (and the persistent cache_dir) on.
 	Enabled bool `toml:"enabled"`
 	// Profiles names the profiles to mount: built-in ones (go, npm, pip,
-	// maven, gradle, cargo) or ones defined under [[cache.custom]].
+	// maven, gradle, cargo; git, the warm checkout at builds_dir) or ones
+	// defined under [[cache.custom]].
 	Profiles []string `toml:"profiles"`
 	// Custom defines the admin's own profiles.
 	Custom []CustomProfile `toml:"custom"`
@@ -333,7 +334,7 @@ func oneLine(err error) error {
 
 // BuiltinProfiles are the cache profiles warmcache knows by name; their
 // definitions live in package cache.
-var BuiltinProfiles = []string{"go", "npm", "pip", "maven", "gradle", "cargo"}
+var BuiltinProfiles = []string{"go", "npm", "pip", "maven", "gradle", "cargo", "git"}
 
 // reservedPaths cannot hold a cache: the job's own directories.
 var reservedPaths = []string{"/", protocol.BuildsDir, protocol.CacheDir, "/proc", "/sys", "/dev", "/etc", "/tmp"}

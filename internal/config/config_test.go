@@ -287,7 +287,7 @@ func TestParseInvalid(t *testing.T) {
 
 		// Cache profiles.
 		{"unknown profile", "[cache]\nprofiles = [\"go\", \"rust\"]\n",
-			`cache.profiles[1]: unknown profile "rust" (built in: go, npm, pip, maven, gradle, cargo; or define it under [[cache.custom]])`},
+			`cache.profiles[1]: unknown profile "rust" (built in: go, npm, pip, maven, gradle, cargo, git; or define it under [[cache.custom]])`},
 		{"bad custom name", "[[cache.custom]]\nname = \"My_Cache\"\npaths = [\"/c\"]\n",
 			`cache.custom[0].name: "My_Cache" must be 1-20 characters of a-z, 0-9 and -, starting with a letter`},
 		{"custom shadows builtin", "[[cache.custom]]\nname = \"go\"\npaths = [\"/c\"]\n",

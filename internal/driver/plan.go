@@ -46,20 +46,26 @@ type jobPlan struct {
 }
 
 // plan decides the job's containers. The build container gets the builds
-// volume, the credentials' tmpfs and every cache; the helper (which runs
-// git, the cache and artifact stages) gets the builds volume, the
-// credentials and cache_dir; each is limited as the plan of limits says,
-// under the job's cgroup.
+// volume (the warm git checkout when the job has one), the credentials'
+// tmpfs and every cache; the helper (which runs git, the cache and
+// artifact stages) gets the builds volume, the credentials and cache_dir;
+// each is limited as the plan of limits says, under the job's cgroup.
 func plan(j job.Job, cfg config.Config, f facts) jobPlan {
 	key := j.Key()
-	builds := key.Name(naming.KindBuilds)
-	buildMounts := []engine.Mount{{Volume: builds, Target: protocol.BuildsDir}}
-	helperMounts := []engine.Mount{{Volume: builds, Target: protocol.BuildsDir}}
+	builds, ok := f.Caches.Checkout()
+	if !ok {
+		builds = engine.Mount{Volume: key.Name(naming.KindBuilds), Target: protocol.BuildsDir}
+	}
+	buildMounts := []engine.Mount{builds}
+	helperMounts := []engine.Mount{builds}
 	if f.NetEnv.mount != nil {
 		buildMounts = append(buildMounts, *f.NetEnv.mount)
 		helperMounts = append(helperMounts, *f.NetEnv.mount)
 	}
 	for _, c := range f.Caches.Mounts {
+		if c.Target == protocol.BuildsDir {
+			continue // mounted first, in both
+		}
 		buildMounts = append(buildMounts, c)
 		if c.Target == protocol.CacheDir {
 			helperMounts = append(helperMounts, c)

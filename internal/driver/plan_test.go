@@ -77,6 +77,13 @@ func TestPlanGolden(t *testing.T) {
 			},
 		},
 		{
+			name: "warm git checkout at builds_dir, in both containers",
+			facts: func(_ job.Job, f *facts) {
+				f.Caches = goCaches(false)
+				f.Caches.Mounts = append(f.Caches.Mounts, engine.Mount{Volume: "warmcache-git-0123456789ab", Target: "/builds", NoCopy: true})
+			},
+		},
+		{
 			name: "credentials in the job's tmpfs",
 			facts: func(_ job.Job, f *facts) {
 				f.NetEnv = jobNetEnv{

@@ -113,10 +113,6 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		}
 	}
 
-	builds := key.Name(naming.KindBuilds)
-	if err := d.Engine.EnsureVolume(ctx, engine.VolumeSpec{Name: builds, Labels: key.Labels(naming.KindBuilds, meta)}); err != nil {
-		return err
-	}
 	user := j.Image.ExecutorOpts.Docker.User
 	if user == "" {
 		if imageInfo == nil { // pulled: not described yet
@@ -128,16 +124,23 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		}
 		user = imageInfo.User
 	}
-	if nonRoot(user) && d.Host != nil {
-		if err := d.Host.OpenToAllUsers(ctx, builds); err != nil && !errors.Is(err, host.ErrNotLocal) {
-			return fmt.Errorf("opening volume %s to the job's user: %w", builds, err)
-		}
-	}
-	phases = append(phases, zap.Duration("images_volume", time.Since(start)))
 	caches, err := d.Caches.Claim(ctx, j, nonRoot(user), protocol.CacheDir, d.say)
 	if err != nil {
 		return err
 	}
+	if _, warm := caches.Checkout(); !warm {
+		// The job's own builds volume, removed at cleanup.
+		builds := key.Name(naming.KindBuilds)
+		if err := d.Engine.EnsureVolume(ctx, engine.VolumeSpec{Name: builds, Labels: key.Labels(naming.KindBuilds, meta)}); err != nil {
+			return err
+		}
+		if nonRoot(user) && d.Host != nil {
+			if err := d.Host.OpenToAllUsers(ctx, builds); err != nil && !errors.Is(err, host.ErrNotLocal) {
+				return fmt.Errorf("opening volume %s to the job's user: %w", builds, err)
+			}
+		}
+	}
+	phases = append(phases, zap.Duration("images_volume", time.Since(start)))
 	netenv, err := planNetEnv(ctx, d, j, meta)
 	if err != nil {
 		return err

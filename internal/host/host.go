@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -67,6 +68,17 @@ func (h *Host) dir(ctx context.Context, volume string) (string, error) {
 func (h *Host) Has(ctx context.Context, volume string) bool {
 	_, err := h.dir(ctx, volume)
 	return err == nil
+}
+
+// FS is the content of volume, to read. What a job wrote there is the
+// job's: read it as such (os.DirFS follows links in the paths it opens,
+// fs.ReadDir's entries do not).
+func (h *Host) FS(ctx context.Context, volume string) (fs.FS, error) {
+	dir, err := h.dir(ctx, volume)
+	if err != nil {
+		return nil, err
+	}
+	return os.DirFS(dir), nil
 }
 
 // Size is the size of the regular files in volume (see dirSize).

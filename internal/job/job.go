@@ -42,12 +42,17 @@ type Job struct {
 	Variables   []Variable
 	Steps       []Step
 	Timeout     int // seconds
+	// AllowGitFetch is the project's default git strategy: fetch when
+	// true, else clone (GIT_STRATEGY overrides it).
+	AllowGitFetch bool
 
 	// From the runner's CUSTOM_ENV_ variables, for readable names only.
 	RunnerShortToken string
 	RunnerID         string
 	ConcurrentID     int
-	RunnerVersion    string
+	// ConcurrentProjectID is the slot among the project's running jobs.
+	ConcurrentProjectID int
+	RunnerVersion       string
 
 	// ServicesEnvError is set when the CUSTOM_ENV_CI_JOB_SERVICES fallback
 	// is not valid JSON: prepare fails with it, cleanup does not care.
@@ -109,9 +114,10 @@ type Variable struct {
 }
 
 type response struct {
-	ID      int64  `json:"id"`
-	Token   string `json:"token"`
-	JobInfo struct {
+	ID            int64  `json:"id"`
+	Token         string `json:"token"`
+	AllowGitFetch bool   `json:"allow_git_fetch"`
+	JobInfo       struct {
 		ProjectID       int64  `json:"project_id"`
 		ProjectFullPath string `json:"project_full_path"`
 		PipelineID      int64  `json:"pipeline_id"`
@@ -152,6 +158,9 @@ func Load(getenv func(string) string) (Job, error) {
 	j.RunnerVersion = getenv(protocol.EnvRunnerVersion)
 	if n, err := strconv.Atoi(getenv(protocol.EnvConcurrentID)); err == nil && n >= 0 && n < 1<<20 {
 		j.ConcurrentID = n
+	}
+	if n, err := strconv.Atoi(getenv(protocol.EnvConcurrentProjectID)); err == nil && n >= 0 && n < 1<<20 {
+		j.ConcurrentProjectID = n
 	}
 	return j, nil
 }
@@ -197,6 +206,8 @@ func Parse(data []byte) (Job, error) {
 		Variables:   r.Variables,
 		Steps:       r.Steps,
 		Timeout:     r.RunnerInfo.Timeout,
+
+		AllowGitFetch: r.AllowGitFetch,
 	}
 	j.ServerHost = j.Variable("CI_SERVER_HOST")
 	// Older GitLab sends protected as null; only then fall back to the
@@ -217,6 +228,28 @@ func (j Job) Variable(key string) string {
 		}
 	}
 	return ""
+}
+
+// Git strategies (GIT_STRATEGY), as the runner names them.
+const (
+	GitClone = "clone"
+	GitFetch = "fetch"
+	GitNone  = "none"
+	GitEmpty = "empty"
+)
+
+// GitStrategy is how the runner's get_sources will get the job's sources:
+// GIT_STRATEGY when it is one the runner knows, else the project's default
+// (fetch when the response allows it, else clone), as the runner decides.
+func (j Job) GitStrategy() string {
+	switch s := j.Variable("GIT_STRATEGY"); s {
+	case GitClone, GitFetch, GitNone, GitEmpty:
+		return s
+	}
+	if j.AllowGitFetch {
+		return GitFetch
+	}
+	return GitClone
 }
 
 // Key identifies the job's resources.

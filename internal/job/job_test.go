@@ -54,7 +54,7 @@ func TestParseRunnerSample(t *testing.T) {
 				"mkdir -p out vendor && echo built > out/result.txt && date > vendor/cached.txt", "ls -la"}},
 			{Name: "after_script", Script: []string{"echo after_script: $CI_JOB_STATUS"}},
 		},
-		Timeout: 3600,
+		Timeout: 3600, AllowGitFetch: true,
 	}
 	vars := j.Variables
 	j.Variables = nil
@@ -176,11 +176,12 @@ func TestParseErrors(t *testing.T) {
 
 func TestLoad(t *testing.T) {
 	e := map[string]string{
-		"JOB_RESPONSE_FILE":                fixture,
-		"CUSTOM_ENV_CI_RUNNER_SHORT_TOKEN": "t3st",
-		"CUSTOM_ENV_CI_RUNNER_ID":          "12",
-		"CUSTOM_ENV_CI_RUNNER_VERSION":     "19.4.0",
-		"CUSTOM_ENV_CI_CONCURRENT_ID":      "2",
+		"JOB_RESPONSE_FILE":                   fixture,
+		"CUSTOM_ENV_CI_RUNNER_SHORT_TOKEN":    "t3st",
+		"CUSTOM_ENV_CI_RUNNER_ID":             "12",
+		"CUSTOM_ENV_CI_RUNNER_VERSION":        "19.4.0",
+		"CUSTOM_ENV_CI_CONCURRENT_ID":         "2",
+		"CUSTOM_ENV_CI_CONCURRENT_PROJECT_ID": "1",
 		// A job can set these; the response file wins for what matters.
 		"CUSTOM_ENV_CI_PROJECT_ID": "666",
 		"CUSTOM_ENV_CI_JOB_ID":     "666",
@@ -194,6 +195,9 @@ func TestLoad(t *testing.T) {
 	}
 	if j.RunnerShortToken != "t3st" || j.RunnerID != "12" || j.RunnerVersion != "19.4.0" || j.ConcurrentID != 2 {
 		t.Errorf("runner fields = %q %q %q %d", j.RunnerShortToken, j.RunnerID, j.RunnerVersion, j.ConcurrentID)
+	}
+	if j.ConcurrentProjectID != 1 {
+		t.Errorf("ConcurrentProjectID = %d, want 1", j.ConcurrentProjectID)
 	}
 	want := naming.JobKey{Runner: "t3st", Instance: "127.0.0.1:42891", ProjectID: 1001, Slot: 2, JobID: 22961}
 	if j.Key() != want {
@@ -212,6 +216,33 @@ func TestLoadConcurrentID(t *testing.T) {
 		}
 		if j.ConcurrentID != want {
 			t.Errorf("CI_CONCURRENT_ID %q gives %d, want %d", value, j.ConcurrentID, want)
+		}
+	}
+}
+
+// TestGitStrategy: GIT_STRATEGY when the runner knows it, else the
+// project's default from allow_git_fetch, as the runner decides.
+func TestGitStrategy(t *testing.T) {
+	for _, tt := range []struct {
+		value      string
+		set, fetch bool
+		want       string
+	}{
+		{"", false, true, GitFetch},
+		{"", false, false, GitClone},
+		{"clone", true, true, GitClone},
+		{"fetch", true, false, GitFetch},
+		{"none", true, true, GitNone},
+		{"empty", true, true, GitEmpty},
+		{"FETCH", true, false, GitClone},
+		{"", true, true, GitFetch},
+	} {
+		j := Job{AllowGitFetch: tt.fetch}
+		if tt.set {
+			j.Variables = []Variable{{Key: "GIT_STRATEGY", Value: tt.value}}
+		}
+		if got := j.GitStrategy(); got != tt.want {
+			t.Errorf("GIT_STRATEGY %q (set %v), allow_git_fetch %v: %q, want %q", tt.value, tt.set, tt.fetch, got, tt.want)
 		}
 	}
 }

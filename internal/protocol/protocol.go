@@ -40,6 +40,9 @@ const (
 	EnvRunnerVersion = CustomEnvPrefix + "CI_RUNNER_VERSION"
 	// EnvConcurrentID is the job's concurrency slot on this runner.
 	EnvConcurrentID = CustomEnvPrefix + "CI_CONCURRENT_ID"
+	// EnvConcurrentProjectID is the job's concurrency slot among the
+	// running jobs of its project: the warm git checkout's slot.
+	EnvConcurrentProjectID = CustomEnvPrefix + "CI_CONCURRENT_PROJECT_ID"
 )
 
 // Directories the job sees inside its containers, told to the runner by

@@ -17,6 +17,7 @@ func TestNames(t *testing.T) {
 		{EnvRunnerID, "CUSTOM_ENV_CI_RUNNER_ID"},
 		{EnvRunnerVersion, "CUSTOM_ENV_CI_RUNNER_VERSION"},
 		{EnvConcurrentID, "CUSTOM_ENV_CI_CONCURRENT_ID"},
+		{EnvConcurrentProjectID, "CUSTOM_ENV_CI_CONCURRENT_PROJECT_ID"},
 		{BuildsDir, "/builds"},
 		{CacheDir, "/cache"},
 	} {

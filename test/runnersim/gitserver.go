@@ -1,8 +1,10 @@
 package runnersim
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/cgi"
@@ -19,6 +21,8 @@ type GitServer struct {
 	SHA  string // the commit of the repository's main branch
 	root string
 	srv  *http.Server
+	// files and added number what AddCommits writes.
+	files, added int
 }
 
 // Close stops the server and removes the repository.
@@ -126,4 +130,48 @@ func (g *GitServer) SampleScript(stage string) (string, error) {
 		return "", err
 	}
 	return strings.NewReplacer(samplePort, g.Port, sampleSHA, g.SHA, sampleShortSHA, g.SHA[:8]).Replace(s), nil
+}
+
+// AddCommits adds n commits to the main branch, each writing a file of
+// size bytes of incompressible data (history/<i>.bin, numbered on from the
+// files already there), and moves SHA to the last one. It writes the
+// bare repository directly (git fast-import), so hundreds of commits take
+// well under a second; not safe while a job fetches.
+func (g *GitServer) AddCommits(n, size int) error {
+	bare := filepath.Join(g.root, "repos", "group", "project.git")
+	g.added++
+	rnd := rand.New(rand.NewPCG(uint64(g.added), uint64(n)))
+	var stream bytes.Buffer
+	data := make([]byte, size)
+	for i := range n {
+		for k := range data {
+			data[k] = byte(rnd.Uint32())
+		}
+		file := g.files + i
+		fmt.Fprintf(&stream, "commit refs/heads/main\ncommitter runnersim <runnersim@example.com> %d +0000\n", 1767225600+file)
+		msg := fmt.Sprintf("add history/%d.bin", file)
+		fmt.Fprintf(&stream, "data %d\n%s\n", len(msg), msg)
+		if i == 0 {
+			stream.WriteString("from refs/heads/main^0\n")
+		}
+		fmt.Fprintf(&stream, "M 100644 inline history/%d.bin\ndata %d\n", file, len(data))
+		stream.Write(data)
+		stream.WriteString("\n")
+	}
+	g.files += n
+	cmd := exec.Command("git", "fast-import", "--quiet")
+	cmd.Dir = bare
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+g.root)
+	cmd.Stdin = &stream
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("git fast-import: %w\n%s", err, out)
+	}
+	cmd = exec.Command("git", "rev-parse", "refs/heads/main")
+	cmd.Dir = bare
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("git rev-parse: %w", err)
+	}
+	g.SHA = strings.TrimSpace(string(out))
+	return nil
 }

@@ -1,0 +1,337 @@
+package e2e
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// gitConfig turns the warm git checkout on (and no other tool cache).
+const gitConfig = hostNetworkConfig + "[cache]\nprofiles = [\"git\"]\n"
+
+// History of the test repository: enough commits and data that a clone
+// costs what a real project's does (the sample fetches with depth 20, and
+// the tip's tree holds every file).
+const (
+	historyCommits  = 300
+	historyFileSize = 32 << 10
+)
+
+// Lines of the runner's get_sources script: git init says which it found.
+const (
+	freshLine  = "Initialized empty Git repository"
+	reusedLine = "Reinitialized existing Git repository"
+)
+
+// checkoutRE finds the checkout a prepare claimed in its job log.
+var checkoutRE = regexp.MustCompile(`Cache git /builds: (\w+).*(warmcache-git-[0-9a-f]{12})`)
+
+// gitJob is a job of project on slot with the warm git checkout on.
+func gitJob(t testing.TB, project int64, slot int, protected bool) *job {
+	t.Helper()
+	return newJob(t, jobSpec{ProjectID: project, Slot: slot, Protected: protected, Config: gitConfig})
+}
+
+// sources runs prepare and get_sources, returning prepare's job log, the
+// checkout volume it names, get_sources' output and how long it took.
+func sources(t testing.TB, j *job, srv gitServer) (prep, volume, out string, took time.Duration) {
+	t.Helper()
+	return sourcesBy(t, j, srv, sampleScript(t, "get_sources", srv))
+}
+
+// sourcesBy is sources with the get_sources script given.
+func sourcesBy(t testing.TB, j *job, srv gitServer, script string) (prep, volume, out string, took time.Duration) {
+	t.Helper()
+	r := j.prepare()
+	if r.Code != 0 {
+		t.Fatalf("prepare: %s", r)
+	}
+	m := checkoutRE.FindStringSubmatch(r.Stderr)
+	if m == nil {
+		t.Fatalf("prepare claimed no git checkout:\n%s", r.Stderr)
+	}
+	start := time.Now()
+	s := j.run("get_sources", script)
+	took = time.Since(start)
+	if s.Code != 0 {
+		t.Fatalf("get_sources: %s", s)
+	}
+	if !strings.Contains(s.Stdout, "Checking out "+srv.SHA[:8]) {
+		t.Errorf("get_sources did not check out %s:\n%s", srv.SHA[:8], s)
+	}
+	return r.Stderr, m[2], s.Stdout, took
+}
+
+// historyServer serves the sample project with historyCommits commits of
+// history on top.
+func historyServer(t testing.TB, commits, size int) gitServer {
+	t.Helper()
+	srv := startGitServer(t, sampleToken, map[string]string{"main.go": "package main\n\nfunc main() {}\n"})
+	if err := srv.AddCommits(commits, size); err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+// TestGitFetchWarmCheckout: the first job of a project clones into its
+// checkout; the second, after one new commit upstream, fetches into the
+// same checkout (git init finds the repository) and builds the new
+// commit. The get_sources times of both are logged side by side.
+func TestGitFetchWarmCheckout(t *testing.T) {
+	srv := historyServer(t, historyCommits, historyFileSize)
+	project := nextJobID()
+
+	first := gitJob(t, project, 0, false)
+	prep1, vol1, out1, cold := sources(t, first, srv)
+	if !strings.Contains(prep1, "Cache git /builds: cold") || !strings.Contains(out1, freshLine) {
+		t.Errorf("first job: not a fresh clone into a new checkout:\n%s\n%s", prep1, out1)
+	}
+	if r := first.cleanup(); r.Code != 0 {
+		t.Fatalf("cleanup: %s", r)
+	}
+
+	if err := srv.AddCommits(1, historyFileSize); err != nil {
+		t.Fatal(err)
+	}
+	second := gitJob(t, project, 0, false)
+	prep2, vol2, out2, warm := sources(t, second, srv)
+	if vol2 != vol1 || !strings.Contains(prep2, "Cache git /builds: warm") {
+		t.Errorf("second job claimed %s, want the warm %s:\n%s", vol2, vol1, prep2)
+	}
+	if strings.Contains(out2, freshLine) || !strings.Contains(out2, reusedLine) || !strings.Contains(out2, "Fetching changes") {
+		t.Errorf("second job did not fetch into the existing repository:\n%s", out2)
+	}
+	r := second.run("build_script", second.Script("git rev-parse HEAD\ngit rev-list --count HEAD\n"))
+	if r.Code != 0 || !strings.HasPrefix(r.Stdout, srv.SHA+"\n") {
+		t.Errorf("build sees %q, want HEAD %s", r.Stdout, srv.SHA)
+	}
+	// Figures only: on a repository this small the stage's fixed cost
+	// (exec, the script's git config calls) is most of it; see
+	// BenchmarkGitFetch for a larger one and the git part alone.
+	t.Logf("get_sources of %d commits (%d KiB each, depth 20): clone %v, fetch of one new commit %v",
+		historyCommits+1, historyFileSize>>10, cold.Round(time.Millisecond), warm.Round(time.Millisecond))
+
+	// cache ls shows the checkout, a cache the cleanups above left alone.
+	ls := second.call("cache", "ls")
+	row := regexp.MustCompile(`(?m)^` + vol1 + `\s+group/project\s+git\s+/builds\s+unprotected\s`)
+	if ls.Code != 0 || !row.MatchString(ls.Stdout) {
+		t.Errorf("cache ls has no row for the checkout %s:\n%s", vol1, ls)
+	}
+}
+
+// TestGitCheckoutTrust: an unprotected job that plants a hook, a config
+// entry and a file in its checkout reaches neither a protected job of the
+// project (which gets a checkout of its own, cloned afresh) nor, through
+// the hook and config, the next unprotected job: the runner's get_sources
+// removes .git/config and .git/hooks before it runs git.
+func TestGitCheckoutTrust(t *testing.T) {
+	srv := startGitServer(t, sampleToken, map[string]string{"main.go": "package main\n"})
+	project := nextJobID()
+	plant := "cd /builds/group/project\n" +
+		"mkdir -p .git/hooks\n" +
+		"printf '#!/bin/sh\\ntouch /builds/hook-ran\\n' > .git/hooks/post-checkout\nchmod +x .git/hooks/post-checkout\n" +
+		"git config core.planted yes\necho planted > planted.txt\n"
+	check := "cd /builds/group/project\nls /builds/hook-ran planted.txt 2>/dev/null || true\ngit config core.planted || true\n"
+
+	unprotected := gitJob(t, project, 0, false)
+	_, unprotectedVol, _, _ := sources(t, unprotected, srv)
+	if r := unprotected.run("build_script", unprotected.Script(plant)); r.Code != 0 {
+		t.Fatalf("planting: %s", r)
+	}
+	// The check sees what was planted where it is.
+	if r := unprotected.run("build_script", unprotected.Script(check)); r.Stdout != "planted.txt\nyes\n" {
+		t.Fatalf("the check does not see the planted file and config: %s", r)
+	}
+	if r := unprotected.cleanup(); r.Code != 0 {
+		t.Fatalf("cleanup: %s", r)
+	}
+
+	protected := gitJob(t, project, 0, true)
+	prep, protectedVol, out, _ := sources(t, protected, srv)
+	if protectedVol == unprotectedVol || !strings.Contains(prep, "Cache git /builds: cold") || !strings.Contains(out, freshLine) {
+		t.Errorf("the protected job shares %s or found a repository:\n%s\n%s", unprotectedVol, prep, out)
+	}
+	if r := protected.run("build_script", protected.Script(check)); r.Code != 0 || r.Stdout != "" {
+		t.Errorf("the protected job sees what the unprotected one planted: %s", r)
+	}
+
+	again := gitJob(t, project, 0, false)
+	_, vol, out, _ := sources(t, again, srv)
+	if vol != unprotectedVol || !strings.Contains(out, reusedLine) {
+		t.Fatalf("the next unprotected job got %s, want the warm %s:\n%s", vol, unprotectedVol, out)
+	}
+	// The planted file goes with git clean; the hook never runs; the
+	// config entry is gone with .git/config.
+	if r := again.run("build_script", again.Script(check)); r.Code != 0 || r.Stdout != "" {
+		t.Errorf("the next unprotected job sees what the last one planted: %s", r)
+	}
+}
+
+// TestGitCheckoutConcurrentSlots: two jobs of one project at once, on
+// project slots 0 and 1, each get a checkout of their own and both pass.
+func TestGitCheckoutConcurrentSlots(t *testing.T) {
+	srv := historyServer(t, historyCommits, historyFileSize)
+	project := nextJobID()
+	jobs := []*job{gitJob(t, project, 0, false), gitJob(t, project, 1, false)}
+	vols := make([]string, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Go(func() {
+			r := j.prepare()
+			if r.Code != 0 {
+				t.Errorf("slot %d prepare: %s", i, r)
+				return
+			}
+			if m := checkoutRE.FindStringSubmatch(r.Stderr); m != nil {
+				vols[i] = m[2]
+			}
+			if s := j.run("get_sources", sampleScript(t, "get_sources", srv)); s.Code != 0 || !strings.Contains(s.Stdout, "Checking out "+srv.SHA[:8]) {
+				t.Errorf("slot %d get_sources: %s", i, s)
+				return
+			}
+			if s := j.run("build_script", j.Script("test \"$(git rev-parse HEAD)\" = "+srv.SHA+"\n")); s.Code != 0 {
+				t.Errorf("slot %d build: %s", i, s)
+			}
+		})
+	}
+	wg.Wait()
+	if vols[0] == "" || vols[1] == "" || vols[0] == vols[1] {
+		t.Errorf("the slots mounted %v, want two checkouts", vols)
+	}
+}
+
+// TestGitCheckoutDamaged: a checkout left locked by an interrupted git
+// command is replaced by a fresh one, said in one line of the next job's
+// log, and that job passes.
+func TestGitCheckoutDamaged(t *testing.T) {
+	srv := startGitServer(t, sampleToken, map[string]string{"main.go": "package main\n"})
+	project := nextJobID()
+	first := gitJob(t, project, 0, false)
+	_, vol, _, _ := sources(t, first, srv)
+	if r := first.run("build_script", first.Script(": > /builds/group/project/.git/index.lock\necho stale > /builds/stale.txt\n")); r.Code != 0 {
+		t.Fatalf("locking: %s", r)
+	}
+	if r := first.cleanup(); r.Code != 0 {
+		t.Fatalf("cleanup: %s", r)
+	}
+
+	second := gitJob(t, project, 0, false)
+	prep, vol2, out, _ := sources(t, second, srv)
+	want := "Cache git /builds: damaged (group/project/.git/index.lock: a git command was interrupted): replaced by a fresh checkout"
+	if n := strings.Count(prep, want); n != 1 || vol2 != vol {
+		t.Errorf("prepare said %d times %q, claimed %s (want %s):\n%s", n, want, vol2, vol, prep)
+	}
+	if !strings.Contains(out, freshLine) {
+		t.Errorf("get_sources did not clone afresh:\n%s", out)
+	}
+	if r := second.run("build_script", second.Script("ls /builds/stale.txt 2>/dev/null || true\n")); r.Code != 0 || r.Stdout != "" {
+		t.Errorf("the fresh checkout holds the old one's files: %s", r)
+	}
+}
+
+// gitTrace makes the runner's get_sources script trace its commands with
+// timestamps, to time its git part alone.
+func gitTrace(script string) string {
+	return strings.Replace(script, "\n", "\nexec 2>&1; PS4='+ $EPOCHREALTIME '; set -x\n", 1)
+}
+
+// traceRE finds a traced command and its time.
+var traceRE = regexp.MustCompile(`(?m)^\++ (\d+\.\d+) (.*)$`)
+
+// gitPart is how long a traced get_sources spent from its git init to the
+// end of its checkout and clean (the next command after git clean).
+func gitPart(tb testing.TB, out string) time.Duration {
+	tb.Helper()
+	var from, to float64
+	clean := false
+	for _, m := range traceRE.FindAllStringSubmatch(out, -1) {
+		at, err := strconv.ParseFloat(m[1], 64)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		switch {
+		case strings.HasPrefix(m[2], "git init "):
+			from = at
+		case strings.HasPrefix(m[2], "git clean "):
+			clean = true
+		case clean && to == 0:
+			to = at
+		}
+	}
+	if from == 0 || to == 0 {
+		tb.Fatalf("no git init or git clean traced in:\n%s", out)
+	}
+	return time.Duration((to - from) * float64(time.Second))
+}
+
+// BenchmarkGitFetch: get_sources of a project's first job (a clone into a
+// new checkout) against its second's (a fetch of one new commit into the
+// warm checkout), on a repository of 300 commits of 128 KiB each (depth
+// 20: the tip's tree holds them all), side by side: the whole stage and
+// its git part (init to clean).
+func BenchmarkGitFetch(b *testing.B) {
+	srv := historyServer(b, 300, 128<<10)
+	var stage, git [2][]time.Duration
+	for i := 0; i < b.N; i++ {
+		project := nextJobID()
+		for n := range 2 {
+			j := gitJob(b, project, 0, false)
+			_, _, out, took := sourcesBy(b, j, srv, gitTrace(sampleScript(b, "get_sources", srv)))
+			if fresh := strings.Contains(out, freshLine); fresh != (n == 0) {
+				b.Fatalf("job %d: fresh clone %v:\n%s", n+1, fresh, out)
+			}
+			stage[n], git[n] = append(stage[n], took), append(git[n], gitPart(b, out))
+			mustPass(b, j.cleanup())
+			if err := srv.AddCommits(1, 128<<10); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, m := range []struct {
+		name string
+		d    [2][]time.Duration
+	}{{"get_sources", stage}, {"git", git}} {
+		clone, fetch := median(m.d[0]), median(m.d[1])
+		b.ReportMetric(float64(clone.Milliseconds()), "ms/"+m.name+"-clone")
+		b.ReportMetric(float64(fetch.Milliseconds()), "ms/"+m.name+"-fetch")
+		b.ReportMetric(clone.Seconds()/fetch.Seconds(), m.name+"-clone/fetch")
+	}
+}
+
+// TestGitCheckoutUsers: a job that runs as another user than root clones
+// into a builds directory of its own, and leaves the project's checkout as
+// the last root job left it, for the next one to fetch into.
+func TestGitCheckoutUsers(t *testing.T) {
+	srv := startGitServer(t, sampleToken, map[string]string{"main.go": "package main\n"})
+	project := nextJobID()
+	root := gitJob(t, project, 0, false)
+	_, vol, _, _ := sources(t, root, srv)
+	if r := root.cleanup(); r.Code != 0 {
+		t.Fatalf("cleanup: %s", r)
+	}
+
+	other := newJob(t, jobSpec{ProjectID: project, User: "ci", Config: gitConfig})
+	r := other.prepare()
+	if r.Code != 0 || strings.Contains(r.Stderr, "Cache git") {
+		t.Fatalf("prepare of a job as ci: %s", r)
+	}
+	s := other.run("get_sources", sampleScript(t, "get_sources", srv))
+	if s.Code != 0 || !strings.Contains(s.Stdout, freshLine) {
+		t.Fatalf("get_sources as ci: %s", s)
+	}
+	if r := other.run("build_script", other.Script("id -un\necho mine > mine.txt && git status --porcelain\n")); r.Code != 0 || r.Stdout != "ci\n?? mine.txt\n" {
+		t.Errorf("build as ci: %s", r)
+	}
+	if r := other.cleanup(); r.Code != 0 {
+		t.Fatalf("cleanup: %s", r)
+	}
+
+	again := gitJob(t, project, 0, false)
+	_, vol2, out, _ := sources(t, again, srv)
+	if vol2 != vol || !strings.Contains(out, reusedLine) {
+		t.Errorf("the next root job got %s, want the warm %s:\n%s", vol2, vol, out)
+	}
+}
