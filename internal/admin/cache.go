@@ -2,14 +2,18 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"text/tabwriter"
 	"time"
 
 	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/cache/gc"
 	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/human"
 )
 
 // CacheGC is `warmcache cache gc`: it evicts least recently used caches
@@ -48,7 +52,7 @@ func CacheGC(ctx context.Context, d Deps, dryRun bool) error {
 	for _, ev := range res.Evicted {
 		freed += ev.SizeBytes
 	}
-	fmt.Fprintf(d.Stdout, "%d cache volumes, %s; %d evicted (%s)\n", len(cands), cache.Bytes(total), len(res.Evicted), cache.Bytes(freed))
+	fmt.Fprintf(d.Stdout, "%d cache volumes, %s; %d evicted (%s)\n", len(cands), human.Bytes(total), len(res.Evicted), human.Bytes(freed))
 	if err != nil {
 		return fmt.Errorf("cache gc: %w", err)
 	}
@@ -58,10 +62,10 @@ func CacheGC(ctx context.Context, d Deps, dryRun bool) error {
 func describeEviction(ev gc.Eviction, now time.Time) string {
 	size := "size not measured"
 	if ev.SizeKnown {
-		size = cache.Bytes(ev.SizeBytes)
+		size = human.Bytes(ev.SizeBytes)
 	}
 	return fmt.Sprintf("%s (%s %s, %s, last used %s): %s", ev.Volume, ev.Project, ev.Profile,
-		size, cache.Ago(ev.LastUsed, now), ev.Reason)
+		size, human.Ago(ev.LastUsed, now), ev.Reason)
 }
 
 func skipReason(err error) string {
@@ -84,7 +88,31 @@ func CacheList(ctx context.Context, d Deps, asJSON bool) error {
 		return err
 	}
 	if asJSON {
-		return cache.WriteJSON(d.Stdout, entries)
+		return writeJSON(d.Stdout, entries)
 	}
-	return cache.WriteTable(d.Stdout, entries, time.Now())
+	return writeTable(d.Stdout, entries, time.Now())
+}
+
+// writeTable prints entries for people.
+func writeTable(w io.Writer, entries []cache.Entry, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VOLUME\tPROJECT\tPROFILE\tPATH\tTRUST\tSIZE\tLAST USED")
+	for _, e := range entries {
+		size := "?"
+		if e.SizeKnown {
+			size = human.Bytes(e.SizeBytes)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Volume, e.ProjectPath, e.Profile, e.Path, e.Trust, size, human.Ago(e.LastUsed, now))
+	}
+	return tw.Flush()
+}
+
+// writeJSON prints entries for scripts: one JSON array.
+func writeJSON(w io.Writer, entries []cache.Entry) error {
+	if entries == nil {
+		entries = []cache.Entry{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(entries)
 }

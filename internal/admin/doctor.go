@@ -8,10 +8,10 @@ import (
 	"os"
 	"time"
 
-	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/credentials"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/host"
+	"github.com/warmcache/warmcache/internal/human"
 	"github.com/warmcache/warmcache/internal/limits"
 	"github.com/warmcache/warmcache/internal/naming"
 	"github.com/warmcache/warmcache/internal/reap"
@@ -84,7 +84,7 @@ func Doctor(ctx context.Context, d Deps) error {
 		for _, e := range entries {
 			total += e.SizeBytes
 		}
-		add("ok", "caches: %d volumes, %s measured", len(entries), cache.Bytes(total))
+		add("ok", "caches: %d volumes, %s measured", len(entries), human.Bytes(total))
 	}
 	return report(d, found)
 }
@@ -143,7 +143,7 @@ func diskCheck(root string, add func(level, format string, args ...any)) {
 	case frac < diskWarnFraction:
 		level, hint = "warn", ": free space soon (warmcache cache ls)"
 	}
-	add(level, "disk: %s free of %s (%.0f%%) at %s%s", cache.Bytes(free), cache.Bytes(total), 100*frac, root, hint)
+	add(level, "disk: %s free of %s (%.0f%%) at %s%s", human.Bytes(free), human.Bytes(total), 100*frac, root, hint)
 }
 
 func report(d Deps, found []finding) error {

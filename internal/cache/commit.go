@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/internal/cache/overlay"
 	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/host"
@@ -126,17 +127,17 @@ func (m *Manager) makeCommitLayer(ctx context.Context, j job.Job, i int, st Stat
 	if m.host == nil {
 		return "", startSize{}, fmt.Errorf("cache.commit_on_success needs the driver beside a local engine (volume %s is not on this host)", st.Name)
 	}
-	ov := overlay{key: j.Key(), meta: j.Meta(now), index: i, lower: st.Name, commit: true}
-	layer, err := m.jobLayer(ctx, ov, naming.KindCommit, map[string]string{naming.LabelCommitTo: st.Name})
+	ov := overlay.Spec{Key: j.Key(), Meta: j.Meta(now), Index: i, Lower: st.Name, Commit: true}
+	layer, err := overlay.JobLayer(ctx, m.engine, ov, naming.KindCommit, map[string]string{naming.LabelCommitTo: st.Name})
 	if err != nil {
 		return "", startSize{}, err
 	}
-	ov.layer = layer
+	ov.Layer = layer
 	// Under the cache's lock: a commit applying a layer to it finishes
 	// before the overlay exists, or sees it and does not apply (commitLayer).
 	var name string
 	err = m.records.Update(st.Name, func(*record.Record) error {
-		name, err = m.createOverlay(ctx, ov)
+		name, err = overlay.Create(ctx, m.engine, m.host, ov)
 		return err
 	})
 	if err != nil {

@@ -8,8 +8,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/warmcache/warmcache/internal/cache/overlay"
 	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/human"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
 )
@@ -117,7 +119,7 @@ type jobFork struct {
 // makeFork creates the layer (the kept unprotected layer volume, or one of
 // the job's own) and the overlay volume of the job's i-th cache path.
 func (m *Manager) makeFork(ctx context.Context, j job.Job, i int, lc lowerCache, now time.Time) (jobFork, error) {
-	ov := overlay{key: j.Key(), meta: j.Meta(now), index: i, lower: lc.Lower.Name}
+	ov := overlay.Spec{Key: j.Key(), Meta: j.Meta(now), Index: i, Lower: lc.Lower.Name}
 	var name string
 	var size startSize
 	var layerSays string
@@ -129,16 +131,16 @@ func (m *Manager) makeFork(ctx context.Context, j job.Job, i int, lc lowerCache,
 		}
 	}
 	if name == "" {
-		layer, err := m.jobLayer(ctx, ov, naming.KindLayer, nil)
+		layer, err := overlay.JobLayer(ctx, m.engine, ov, naming.KindLayer, nil)
 		if err != nil {
 			return jobFork{}, err
 		}
-		ov.layer = layer
+		ov.Layer = layer
 		size = startSize{Volume: Volume{Name: layer, Profile: lc.Layer.Profile, Path: lc.Layer.Path}, Known: true, Job: true}
 		if layerSays == "" {
 			layerSays = "its writes discarded at the end of the job"
 		}
-		if name, err = m.createOverlay(ctx, ov); err != nil {
+		if name, err = overlay.Create(ctx, m.engine, m.host, ov); err != nil {
 			return jobFork{}, fmt.Errorf("creating the fork of %s: %w", lc.Lower.Name, err)
 		}
 	}
@@ -146,7 +148,7 @@ func (m *Manager) makeFork(ctx context.Context, j job.Job, i int, lc lowerCache,
 		SizeBytes: lc.record.SizeBytes, SizeKnown: !lc.record.Measured.IsZero()}
 	what := "size not measured yet"
 	if !lc.record.Measured.IsZero() {
-		what = Bytes(lc.record.SizeBytes)
+		what = human.Bytes(lc.record.SizeBytes)
 	}
 	line := fmt.Sprintf("Cache %s %s: forked from the protected cache (%s, %s), %s", lc.Lower.Profile, lc.Lower.Path, what, lc.Lower.Name, layerSays)
 	return jobFork{volume: name, lower: lower, size: size, line: line}, nil
@@ -162,13 +164,13 @@ var errLayerInUse = errors.New("kept layer in use by another job's fork")
 // name and a layer of its own, discarded with it. The check and the
 // creation of the fork volume happen under the layer's record lock, so
 // two prepares cannot both find the layer free.
-func (m *Manager) keptLayerFork(ctx context.Context, j job.Job, ov overlay, lc lowerCache, now time.Time) (name string, size startSize, says string, err error) {
+func (m *Manager) keptLayerFork(ctx context.Context, j job.Job, ov overlay.Spec, lc lowerCache, now time.Time) (name string, size startSize, says string, err error) {
 	sts, err := m.claimVolumes(ctx, []Volume{lc.Layer}, now)
 	if err != nil {
 		return "", startSize{}, "", fmt.Errorf("claiming the layer of a fork: %w", err)
 	}
 	st := sts[0]
-	ov.layer, ov.keptLayer = lc.Layer.Name, true
+	ov.Layer, ov.KeptLayer = lc.Layer.Name, true
 	err = m.records.Update(lc.Layer.Name, func(*record.Record) error {
 		forks, err := m.engine.List(ctx, map[string]string{naming.LabelKind: string(naming.KindFork), naming.LabelForkLayer: lc.Layer.Name})
 		if err != nil {
@@ -179,7 +181,7 @@ func (m *Manager) keptLayerFork(ctx context.Context, j job.Job, ov overlay, lc l
 		if slices.ContainsFunc(forks, func(r engine.Resource) bool { return r.Type == engine.Volume }) {
 			return errLayerInUse
 		}
-		name, err = m.createOverlay(ctx, ov)
+		name, err = overlay.Create(ctx, m.engine, m.host, ov)
 		return err
 	})
 	if errors.Is(err, errLayerInUse) {
@@ -191,60 +193,9 @@ func (m *Manager) keptLayerFork(ctx context.Context, j job.Job, ov overlay, lc l
 	size = sizeAtStart(st)
 	says = "its own writes kept from earlier unprotected jobs"
 	if st.Warm && !st.Record.Measured.IsZero() {
-		says += " (" + Bytes(st.Record.SizeBytes) + ")"
+		says += " (" + human.Bytes(st.Record.SizeBytes) + ")"
 	}
 	return name, size, says, nil
-}
-
-// overlay is the job's i-th overlay volume: a cache volume below (lower),
-// read only, and a layer of the job's writes on top. Forks and commit
-// layers are both made of it.
-type overlay struct {
-	key   naming.JobKey
-	meta  naming.JobMeta
-	index int
-	lower string // the cache volume below
-	layer string // the volume holding the writes
-	// keptLayer says the layer is a persistent cache volume: kept by the
-	// GC while the overlay lives.
-	keptLayer bool
-	// commit makes it a commit layer (see host.Host.OverlayOptions).
-	commit bool
-}
-
-// jobLayer creates a layer volume of the job's own, of kind, removed with
-// the job's other volumes.
-func (m *Manager) jobLayer(ctx context.Context, o overlay, kind naming.Kind, labels map[string]string) (string, error) {
-	name := o.key.IndexedName(kind, o.index)
-	all := o.key.Labels(kind, o.meta)
-	maps.Copy(all, labels)
-	if err := m.engine.EnsureVolume(ctx, engine.VolumeSpec{Name: name, Labels: all}); err != nil {
-		return "", err
-	}
-	return name, nil
-}
-
-// createOverlay prepares the layer's directories and creates the overlay
-// volume, labelled with what it stands on; Docker mounts it when a
-// container first mounts the volume.
-func (m *Manager) createOverlay(ctx context.Context, o overlay) (string, error) {
-	if err := m.host.PrepareLayer(ctx, o.layer); err != nil {
-		return "", err
-	}
-	opts, err := m.host.OverlayOptions(ctx, o.lower, o.layer, o.commit)
-	if err != nil {
-		return "", err
-	}
-	name := o.key.IndexedName(naming.KindFork, o.index)
-	labels := o.key.Labels(naming.KindFork, o.meta)
-	labels[naming.LabelForkLower] = o.lower
-	if o.keptLayer {
-		labels[naming.LabelForkLayer] = o.layer
-	}
-	if err := m.engine.EnsureVolume(ctx, engine.VolumeSpec{Name: name, Labels: labels, DriverOpts: opts}); err != nil {
-		return "", err
-	}
-	return name, nil
 }
 
 // forkLayers lists the kept layer volumes the job may have used, for

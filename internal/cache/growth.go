@@ -15,6 +15,7 @@ import (
 	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/host"
+	"github.com/warmcache/warmcache/internal/human"
 	"github.com/warmcache/warmcache/internal/naming"
 )
 
@@ -135,12 +136,12 @@ func growthLine(s startSize, size int64) string {
 	head := fmt.Sprintf("Cache %s %s:", s.Volume.Profile, s.Volume.Path)
 	switch {
 	case !s.Known:
-		return fmt.Sprintf("%s %s now (its size at the start was not measured)", head, Bytes(size))
+		return fmt.Sprintf("%s %s now (its size at the start was not measured)", head, human.Bytes(size))
 	case size > s.Bytes:
-		return fmt.Sprintf("%s grew by %s to %s", head, Bytes(size-s.Bytes), Bytes(size))
+		return fmt.Sprintf("%s grew by %s to %s", head, human.Bytes(size-s.Bytes), human.Bytes(size))
 	case size < s.Bytes:
-		return fmt.Sprintf("%s shrank by %s to %s", head, Bytes(s.Bytes-size), Bytes(size))
+		return fmt.Sprintf("%s shrank by %s to %s", head, human.Bytes(s.Bytes-size), human.Bytes(size))
 	default:
-		return fmt.Sprintf("%s unchanged, %s", head, Bytes(size))
+		return fmt.Sprintf("%s unchanged, %s", head, human.Bytes(size))
 	}
 }

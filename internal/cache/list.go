@@ -2,12 +2,9 @@ package cache
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/warmcache/warmcache/internal/engine"
@@ -66,28 +63,4 @@ func sortEntries(entries []Entry) {
 		}
 		return strings.Compare(a.Volume, b.Volume)
 	})
-}
-
-// WriteTable prints entries for people.
-func WriteTable(w io.Writer, entries []Entry, now time.Time) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "VOLUME\tPROJECT\tPROFILE\tPATH\tTRUST\tSIZE\tLAST USED")
-	for _, e := range entries {
-		size := "?"
-		if e.SizeKnown {
-			size = Bytes(e.SizeBytes)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Volume, e.ProjectPath, e.Profile, e.Path, e.Trust, size, Ago(e.LastUsed, now))
-	}
-	return tw.Flush()
-}
-
-// WriteJSON prints entries for scripts: one JSON array.
-func WriteJSON(w io.Writer, entries []Entry) error {
-	if entries == nil {
-		entries = []Entry{}
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(entries)
 }

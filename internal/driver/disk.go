@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/host"
+	"github.com/warmcache/warmcache/internal/human"
 )
 
 // Below these, a failing engine call is most likely a full disk.
@@ -42,5 +42,5 @@ func explainFullDisk(d Deps, err error) error {
 	// down to the admin's low-water mark, if one is set.
 	d.Caches.GCAtStage(ctx, nil)
 	return fmt.Errorf("%w (the Docker data root %s has only %s free of %s: free space with warmcache cache ls and docker system prune)",
-		err, info.RootDir, cache.Bytes(free), cache.Bytes(total))
+		err, info.RootDir, human.Bytes(free), human.Bytes(total))
 }

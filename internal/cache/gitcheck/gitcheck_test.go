@@ -1,4 +1,4 @@
-package cache
+package gitcheck
 
 import (
 	"io/fs"
@@ -49,8 +49,8 @@ func TestCheckoutDamage(t *testing.T) {
 		{".git as a link is not followed", fstest.MapFS{"group/project/.git": {Mode: fs.ModeSymlink, Data: []byte("/")}}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := CheckoutDamage(tt.fsys); got != tt.want {
-				t.Errorf("CheckoutDamage = %q, want %q", got, tt.want)
+			if got := Damage(tt.fsys); got != tt.want {
+				t.Errorf("Damage = %q, want %q", got, tt.want)
 			}
 		})
 	}
