@@ -50,6 +50,10 @@ func TestMemoryBytes(t *testing.T) {
 		{"1048576", 1 << 20, ""},
 		{"100b", 100, ""},
 		{"12 m", 12 << 20, ""},
+		{"20GB", 20 << 30, ""}, // binary whatever the spelling, as Docker reads it
+		{"1p", 1 << 50, ""},
+		{"1ib", 0, `"1ib" is not a size such as "512m" or "2g"`},
+		{"1mbb", 0, `"1mbb" is not a size such as "512m" or "2g"`},
 		{"-1m", 0, `"-1m" is not a size such as "512m" or "2g"`},
 		{"+1m", 0, `"+1m" is not a size such as "512m" or "2g"`},
 		{"2x", 0, `"2x" is not a size such as "512m" or "2g"`},
