@@ -207,12 +207,21 @@ func Load(path string, optional bool) (Config, error) {
 // Parse decodes TOML text over the defaults and validates the result,
 // reporting every problem at once in a single line.
 func Parse(text string) (Config, error) {
+	var raw map[string]any
+	if _, err := toml.Decode(text, &raw); err != nil {
+		return Config{}, oneLine(err)
+	}
+	// Numbers without a unit first: the decoder would take 720 as 720ns,
+	// or stop at the first one it cannot take (1.5 for a duration).
+	problems := unitProblems(raw)
 	cfg := Default()
 	md, err := toml.Decode(text, &cfg)
+	if len(problems) > 0 {
+		return Config{}, errors.New(strings.Join(problems, "; "))
+	}
 	if err != nil {
 		return Config{}, oneLine(err)
 	}
-	var problems []string
 	for _, k := range md.Undecoded() {
 		problems = append(problems, fmt.Sprintf("unknown key %s", k))
 	}
