@@ -233,6 +233,7 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 			d.Host = host.New(engine, &cg)
 		}
 		d.Caches = cache.New(cfg.Cache, engine, d.Host, d.Log)
+		d.Caches.SetVersion(version)
 	}
 	err = f(c, d)
 	if err != nil {

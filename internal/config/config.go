@@ -99,6 +99,7 @@ type Cache struct {
 	MetricsFile string `toml:"metrics_file"`
 	// GC bounds the disk the caches use.
 	GC CacheGC `toml:"gc"`
+	CacheMetrics
 }
 
 // CustomProfile is an admin-defined cache profile.

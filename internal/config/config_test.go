@@ -69,6 +69,7 @@ func TestParseFullFixture(t *testing.T) {
 			MetricsFile:     "/var/lib/node_exporter/textfile/warmcache.prom",
 			GC: CacheGC{MaxVolumeSize: 20 << 30, Budget: 100 << 30, MaxIdle: 720 * time.Hour,
 				MinFreeDisk: 10 << 30, AtStages: false},
+			CacheMetrics: CacheMetrics{MetricsPerProject: true},
 		},
 		Reap: Reap{Grace: 30 * time.Minute, AtPrepare: false},
 		Log:  Log{File: "/var/log/warmcache.log", Level: "debug"},
