@@ -149,11 +149,22 @@ type Registry struct {
 	PasswordFile string `toml:"password_file"`
 }
 
-// Log configures the structured log file; the job log is always stderr.
+// Log configures the structured log; the job log is always stderr and
+// never gets structured lines.
 type Log struct {
+	// File is appended to by every process. The default, DefaultLogFile,
+	// is used only when it can be opened (the package makes its
+	// directory); otherwise, and with File "", the admin commands (reap,
+	// cache gc, doctor...) log to their stderr and the job stages nowhere.
+	// A file the config names must open, or the command fails.
 	File  string `toml:"file"`
 	Level string `toml:"level"`
+	// FileInFile says the config file sets log.file. Not a key.
+	FileInFile bool `toml:"-"`
 }
+
+// DefaultLogFile is log.file's default; its directory is the package's.
+const DefaultLogFile = "/var/log/warmcache/warmcache.log"
 
 // Default returns the built-in configuration.
 func Default() Config {
@@ -168,7 +179,7 @@ func Default() Config {
 		},
 		Cache:  Cache{Enabled: true, Profiles: []string{"go"}, StateDir: "/var/lib/warmcache", Fork: "off", GC: CacheGC{AtStages: true}},
 		Reap:   Reap{Grace: time.Hour, AtPrepare: true},
-		Log:    Log{Level: "info"},
+		Log:    Log{File: DefaultLogFile, Level: "info"},
 		Limits: limits.Default(),
 
 		Services: Services{WaitTimeout: 30 * time.Second, MaxPerJob: 10},
@@ -227,6 +238,7 @@ func Parse(text string) (Config, error) {
 		problems = append(problems, fmt.Sprintf("unknown key %s", k))
 	}
 	cfg.Docker.HostInFile = md.IsDefined("docker", "host")
+	cfg.Log.FileInFile = md.IsDefined("log", "file")
 	problems = append(problems, cfg.validate()...)
 	if len(problems) > 0 {
 		return Config{}, errors.New(strings.Join(problems, "; "))

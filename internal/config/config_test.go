@@ -72,7 +72,7 @@ func TestParseFullFixture(t *testing.T) {
 			CacheMetrics: CacheMetrics{MetricsPerProject: true},
 		},
 		Reap: Reap{Grace: 30 * time.Minute, AtPrepare: false},
-		Log:  Log{File: "/var/log/warmcache.log", Level: "debug"},
+		Log:  Log{File: "/var/log/warmcache.log", Level: "debug", FileInFile: true},
 
 		Services: Services{WaitTimeout: 45 * time.Second, MaxPerJob: 3},
 		Env: Env{
