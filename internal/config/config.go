@@ -294,6 +294,9 @@ func (c Config) validate() []string {
 	if c.Reap.Grace < 15*time.Minute {
 		p = append(p, fmt.Sprintf("reap.grace: %s is too short (at least 15m, e.g. \"1h\")", c.Reap.Grace))
 	}
+	if c.Log.File != "" && !strings.HasPrefix(c.Log.File, "/") {
+		p = append(p, fmt.Sprintf("log.file: %q must be an absolute path (\"\" for none)", c.Log.File))
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -310,6 +310,7 @@ func TestParseInvalid(t *testing.T) {
 		{"NaN size", "[cache.gc]\nbudget = \"nan\"\n", `line 2, key cache.gc.budget: "nan" is not a size such as "512m" or "2g"`},
 		{"infinite size", "[cache.gc]\nmax_volume_size = \"inf\"\n", `line 2, key cache.gc.max_volume_size: "inf" is not a size such as "512m" or "2g"`},
 		{"negative size string", "[cache.gc]\nbudget = \"-1g\"\n", `line 2, key cache.gc.budget: "-1g" is not a size such as "512m" or "2g"`},
+		{"relative log file", "[log]\nfile = \"warmcache.log\"\n", `log.file: "warmcache.log" must be an absolute path ("" for none)`},
 		{"negative size", "[cache.gc]\nmin_free_disk = -1\n", `cache.gc.min_free_disk: -1 is not a size; write one with a unit such as "20g"`},
 		{"bad fork mode", "[cache]\nfork = \"yes\"\n", `cache.fork: "yes" is not one of off, keep, discard`},
 		{"volume limit over budget", "[cache.gc]\nbudget = \"1GiB\"\nmax_volume_size = \"2GiB\"\n",
