@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"syscall"
@@ -138,7 +139,8 @@ func detached(c *cli.Context, f func(context.Context, engine.Engine) error) erro
 	logger := zap.NewNop()
 	path, optional := config.Resolve(c.String("config"), os.Getenv)
 	if cfg, err := config.Load(path, optional); err == nil {
-		if l, closeLog, err := newLogger(cfg.Log); err == nil {
+		// Its stderr goes nowhere: a job stage's logger (the file, or none).
+		if l, closeLog, err := newLogger(cfg.Log, io.Discard, true); err == nil {
 			defer closeLog()
 			logger = l.With(zap.String("stage", c.Command.Name), zap.Strings("args", c.Args().Slice()))
 		}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -197,7 +198,7 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 	if err != nil {
 		return err
 	}
-	logger, closeLog, err := newLogger(cfg.Log)
+	logger, closeLog, err := newLogger(cfg.Log, stderr, slices.Contains(jobStages, c.Command.Name))
 	if err != nil && lenient {
 		fmt.Fprintf(stderr, "warmcache: %s; no structured log for this cleanup\n", oneLine(err))
 		logger, closeLog, err = zap.NewNop(), func() {}, nil
@@ -233,6 +234,7 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 			d.Host = host.New(engine, &cg)
 		}
 		d.Caches = cache.New(cfg.Cache, engine, d.Host, d.Log)
+		d.Caches.SetVersion(version)
 	}
 	err = f(c, d)
 	if err != nil {
@@ -274,26 +276,40 @@ func peakRSS() int64 {
 	return -1
 }
 
-// newLogger returns the structured JSON logger writing to cfg.File, or a
-// logger that discards everything when no file is configured: the job log
-// gets human lines only.
-func newLogger(cfg config.Log) (*zap.Logger, func(), error) {
-	if cfg.File == "" {
-		return zap.NewNop(), func() {}, nil
-	}
-	f, err := os.OpenFile(cfg.File, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, nil, fmt.Errorf("log.file: %w", err)
-	}
+// jobStages are the commands the runner calls for a job: their stderr is
+// the job log, which never gets structured lines.
+var jobStages = []string{"config", "prepare", "run", "cleanup"}
+
+// newLogger returns the structured JSON logger: to cfg.File when it opens;
+// else, when the file is the default (its directory is the package's) or
+// "", to stderr for the admin commands and nowhere for the job stages. A
+// file the config names that cannot be opened is an error.
+func newLogger(cfg config.Log, stderr io.Writer, jobStage bool) (*zap.Logger, func(), error) {
 	level, err := zapcore.ParseLevel(cfg.Level)
 	if err != nil {
-		f.Close()
 		return nil, nil, fmt.Errorf("log.level: %w", err)
 	}
-	enc := zap.NewProductionEncoderConfig()
-	enc.EncodeTime = zapcore.ISO8601TimeEncoder
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(f), level)
-	return zap.New(core).With(zap.Int("pid", os.Getpid())), func() { _ = f.Close() }, nil
+	build := func(w zapcore.WriteSyncer) *zap.Logger {
+		enc := zap.NewProductionEncoderConfig()
+		enc.EncodeTime = zapcore.ISO8601TimeEncoder
+		core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), w, level)
+		return zap.New(core).With(zap.Int("pid", os.Getpid()))
+	}
+	if cfg.File != "" {
+		// Appending, and opened by each process: logrotate may rename the
+		// file (no copytruncate needed); the next process makes a new one.
+		f, err := os.OpenFile(cfg.File, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err == nil {
+			return build(zapcore.AddSync(f)), func() { _ = f.Close() }, nil
+		}
+		if cfg.FileInFile {
+			return nil, nil, fmt.Errorf("log.file: %w", err)
+		}
+	}
+	if jobStage {
+		return zap.NewNop(), func() {}, nil
+	}
+	return build(zapcore.AddSync(stderr)), func() {}, nil
 }
 
 // oneLine keeps an error on one job-log line.

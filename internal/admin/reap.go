@@ -26,6 +26,7 @@ func Reap(ctx context.Context, d Deps, dryRun bool) error {
 		fmt.Fprintln(d.Stdout, "Nothing to reap.")
 	}
 	var strandedErrs []error
+	removed := reap.Removed{}
 	if !dryRun {
 		strandedErrs = reap.RemoveStranded(ctx, d.Engine, stranded)
 	}
@@ -37,6 +38,8 @@ func Reap(ctx context.Context, d Deps, dryRun bool) error {
 		case strandedErrs[i] != nil:
 			verb = "Failed to remove"
 			errs = append(errs, strandedErrs[i])
+		default:
+			removed.Add(n.Network)
 		}
 		fmt.Fprintf(d.Stdout, "%s the network of %s: no container of the job is left, created %s ago\n",
 			verb, n.Base, now.Sub(n.Created).Round(time.Second))
@@ -48,6 +51,8 @@ func Reap(ctx context.Context, d Deps, dryRun bool) error {
 		} else if err := reap.RemoveAll(ctx, d.Engine, j.Resources); err != nil {
 			errs = append(errs, err)
 			verb = "Failed to reap"
+		} else {
+			removed.Add(j.Resources...)
 		}
 		fmt.Fprintf(d.Stdout, "%s %s: %d resources, created %s ago, abandoned since %s ago\n",
 			verb, j.Base, len(j.Resources), now.Sub(j.Created).Round(time.Second), now.Sub(j.Deadline).Round(time.Second))
@@ -61,5 +66,10 @@ func Reap(ctx context.Context, d Deps, dryRun bool) error {
 		}
 		fmt.Fprintf(d.Stdout, "%s the cgroup of %s\n", verb, base)
 	}
-	return errors.Join(append(errs, err)...)
+	errs = append(errs, err)
+	if !dryRun {
+		removed["cgroup"] += int64(len(cgs))
+		d.Caches.RecordReap(removed, errors.Join(errs...) == nil)
+	}
+	return errors.Join(errs...)
 }

@@ -57,6 +57,9 @@ func (m *Manager) GC(ctx context.Context, dryRun bool, keep map[string]bool, onE
 		for _, ev := range res.Evicted {
 			s.Evicted(ev.Volume, ev.SizeBytes)
 		}
+		if err == nil {
+			s.GCSucceeded(time.Now())
+		}
 	})
 	return cands, res, err
 }

@@ -47,7 +47,33 @@ func New(cfg config.Cache, e Engine, h *host.Host, log *zap.Logger) *Manager {
 	return &Manager{
 		cfg: cfg, engine: e, host: h, log: log,
 		records: record.Records{Dir: filepath.Join(cfg.StateDir, "caches")},
-		metrics: record.Metrics{Path: cfg.MetricsFile, StateDir: cfg.StateDir},
+		metrics: record.Metrics{Path: cfg.MetricsFile, StateDir: cfg.StateDir, PerProject: cfg.MetricsPerProject},
+	}
+}
+
+// SetVersion names warmcache's version in the metrics' build info.
+func (m *Manager) SetVersion(v string) { m.metrics.Version = v }
+
+// RecordReap puts a reap pass's removals (by kind: container, volume,
+// network, cgroup) in the metrics, and its end when ok (no error).
+func (m *Manager) RecordReap(removed map[string]int64, ok bool) {
+	m.RecordMetrics(func(s *record.MetricsState) {
+		for kind, n := range removed {
+			s.ReapedResources(kind, n)
+		}
+		if ok {
+			s.ReapSucceeded(time.Now())
+		}
+	})
+}
+
+// RecordMetrics changes the metrics textfile (cache.metrics_file) with
+// fn, under its lock; a failure is logged, never the caller's: metrics
+// never fail a job or a pass.
+// A nil Manager (the config stage) records nothing.
+func (m *Manager) RecordMetrics(fn func(*record.MetricsState)) {
+	if m != nil {
+		m.updateMetrics(fn)
 	}
 }
 

@@ -100,6 +100,7 @@ type Cache struct {
 	MetricsFile string `toml:"metrics_file"`
 	// GC bounds the disk the caches use.
 	GC CacheGC `toml:"gc"`
+	CacheMetrics
 }
 
 // CustomProfile is an admin-defined cache profile.
@@ -149,11 +150,22 @@ type Registry struct {
 	PasswordFile string `toml:"password_file"`
 }
 
-// Log configures the structured log file; the job log is always stderr.
+// Log configures the structured log; the job log is always stderr and
+// never gets structured lines.
 type Log struct {
+	// File is appended to by every process. The default, DefaultLogFile,
+	// is used only when it can be opened (the package makes its
+	// directory); otherwise, and with File "", the admin commands (reap,
+	// cache gc, doctor...) log to their stderr and the job stages nowhere.
+	// A file the config names must open, or the command fails.
 	File  string `toml:"file"`
 	Level string `toml:"level"`
+	// FileInFile says the config file sets log.file. Not a key.
+	FileInFile bool `toml:"-"`
 }
+
+// DefaultLogFile is log.file's default; its directory is the package's.
+const DefaultLogFile = "/var/log/warmcache/warmcache.log"
 
 // Default returns the built-in configuration.
 func Default() Config {
@@ -168,7 +180,7 @@ func Default() Config {
 		},
 		Cache:  Cache{Enabled: true, Profiles: []string{"go"}, StateDir: "/var/lib/warmcache", Fork: "off", GC: CacheGC{AtStages: true}},
 		Reap:   Reap{Grace: time.Hour, AtPrepare: true},
-		Log:    Log{Level: "info"},
+		Log:    Log{File: DefaultLogFile, Level: "info"},
 		Limits: limits.Default(),
 
 		Services: Services{WaitTimeout: 30 * time.Second, MaxPerJob: 10},
@@ -208,16 +220,26 @@ func Load(path string, optional bool) (Config, error) {
 // Parse decodes TOML text over the defaults and validates the result,
 // reporting every problem at once in a single line.
 func Parse(text string) (Config, error) {
+	var raw map[string]any
+	if _, err := toml.Decode(text, &raw); err != nil {
+		return Config{}, oneLine(err)
+	}
+	// Numbers without a unit first: the decoder would take 720 as 720ns,
+	// or stop at the first one it cannot take (1.5 for a duration).
+	problems := unitProblems(raw)
 	cfg := Default()
 	md, err := toml.Decode(text, &cfg)
+	if len(problems) > 0 {
+		return Config{}, errors.New(strings.Join(problems, "; "))
+	}
 	if err != nil {
 		return Config{}, oneLine(err)
 	}
-	var problems []string
 	for _, k := range md.Undecoded() {
 		problems = append(problems, fmt.Sprintf("unknown key %s", k))
 	}
 	cfg.Docker.HostInFile = md.IsDefined("docker", "host")
+	cfg.Log.FileInFile = md.IsDefined("log", "file")
 	problems = append(problems, cfg.validate()...)
 	if len(problems) > 0 {
 		return Config{}, errors.New(strings.Join(problems, "; "))
@@ -272,6 +294,9 @@ func (c Config) validate() []string {
 	// A job past its timeout may still run after_script and cleanup.
 	if c.Reap.Grace < 15*time.Minute {
 		p = append(p, fmt.Sprintf("reap.grace: %s is too short (at least 15m, e.g. \"1h\")", c.Reap.Grace))
+	}
+	if c.Log.File != "" && !strings.HasPrefix(c.Log.File, "/") {
+		p = append(p, fmt.Sprintf("log.file: %q must be an absolute path (\"\" for none)", c.Log.File))
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

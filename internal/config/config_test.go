@@ -69,9 +69,10 @@ func TestParseFullFixture(t *testing.T) {
 			MetricsFile:     "/var/lib/node_exporter/textfile/warmcache.prom",
 			GC: CacheGC{MaxVolumeSize: 20 << 30, Budget: 100 << 30, MaxIdle: 720 * time.Hour,
 				MinFreeDisk: 10 << 30, AtStages: false},
+			CacheMetrics: CacheMetrics{MetricsPerProject: true},
 		},
 		Reap: Reap{Grace: 30 * time.Minute, AtPrepare: false},
-		Log:  Log{File: "/var/log/warmcache.log", Level: "debug"},
+		Log:  Log{File: "/var/log/warmcache.log", Level: "debug", FileInFile: true},
 
 		Services: Services{WaitTimeout: 45 * time.Second, MaxPerJob: 3},
 		Env: Env{
@@ -266,8 +267,8 @@ func TestParseInvalid(t *testing.T) {
 		// Durations.
 		{"unparsable duration", "[docker]\ncleanup_timeout = \"5 minutes\"\n",
 			`line 2, key docker.cleanup_timeout: invalid duration: "5 minutes"`},
-		{"integer duration is nanoseconds", "[docker]\ncleanup_timeout = 300\n",
-			`docker.cleanup_timeout: 300ns is too short (at least 1s, e.g. "5m")`},
+		{"integer duration has no unit", "[docker]\ncleanup_timeout = 300\n",
+			`docker.cleanup_timeout: 300 has no unit; write "5m"`},
 		{"negative duration", "[docker]\ncleanup_timeout = \"-1s\"\n",
 			`docker.cleanup_timeout: -1s is too short (at least 1s, e.g. "5m")`},
 		{"sub-second duration", "[docker]\ncleanup_timeout = \"999ms\"\n",
@@ -309,7 +310,8 @@ func TestParseInvalid(t *testing.T) {
 		{"NaN size", "[cache.gc]\nbudget = \"nan\"\n", `line 2, key cache.gc.budget: "nan" is not a size such as "512m" or "2g"`},
 		{"infinite size", "[cache.gc]\nmax_volume_size = \"inf\"\n", `line 2, key cache.gc.max_volume_size: "inf" is not a size such as "512m" or "2g"`},
 		{"negative size string", "[cache.gc]\nbudget = \"-1g\"\n", `line 2, key cache.gc.budget: "-1g" is not a size such as "512m" or "2g"`},
-		{"negative size", "[cache.gc]\nmin_free_disk = -1\n", "line 2, key cache.gc.min_free_disk: size -1 is negative"},
+		{"relative log file", "[log]\nfile = \"warmcache.log\"\n", `log.file: "warmcache.log" must be an absolute path ("" for none)`},
+		{"negative size", "[cache.gc]\nmin_free_disk = -1\n", `cache.gc.min_free_disk: -1 is not a size; write one with a unit such as "20g"`},
 		{"bad fork mode", "[cache]\nfork = \"yes\"\n", `cache.fork: "yes" is not one of off, keep, discard`},
 		{"volume limit over budget", "[cache.gc]\nbudget = \"1GiB\"\nmax_volume_size = \"2GiB\"\n",
 			"cache.gc.max_volume_size: must not exceed cache.gc.budget"},

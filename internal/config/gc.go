@@ -30,10 +30,11 @@ func (g CacheGC) Limited() bool {
 	return g.MaxVolumeSize > 0 || g.Budget > 0 || g.MaxIdle > 0 || g.MinFreeDisk > 0
 }
 
-// Size is a number of bytes, written in TOML as an integer or a string
-// with a unit: "512m", "20GiB", "1.5t". Units are binary whatever the
-// spelling ("20GB" is 20 GiB), read by limits.MemoryBytes as for every
-// other size in the config.
+// Size is a number of bytes, written in TOML as a string with a unit:
+// "512m", "20GiB", "1.5t". Units are binary whatever the spelling ("20GB"
+// is 20 GiB), read by limits.MemoryBytes as for every other size in the
+// config. A bare number, in TOML or in the string, is refused (units.go):
+// `budget = 100` meant 100 GiB, not 100 bytes.
 type Size int64
 
 // UnmarshalText implements encoding.TextUnmarshaler.
@@ -46,20 +47,18 @@ func (s *Size) UnmarshalText(text []byte) error {
 	return nil
 }
 
-// UnmarshalTOML accepts a bare integer as bytes.
+// UnmarshalTOML takes a string, or 0; Parse names the key of another
+// bare number before the decoder gets here.
 func (s *Size) UnmarshalTOML(v any) error {
-	switch x := v.(type) {
-	case int64:
-		if x < 0 {
-			return fmt.Errorf("size %d is negative", x)
-		}
-		*s = Size(x)
+	if v == int64(0) {
+		*s = 0
 		return nil
-	case string:
-		return s.UnmarshalText([]byte(x))
-	default:
-		return fmt.Errorf("size must be a string such as \"20g\" or a number of bytes, not %T", v)
 	}
+	x, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("size must be a string with a unit such as \"20g\", not %T", v)
+	}
+	return s.UnmarshalText([]byte(x))
 }
 
 // poolChars are the characters a pool name may use: it is a label value

@@ -2,13 +2,13 @@ package credentials
 
 import (
 	"maps"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/job"
+	"golang.org/x/mod/module"
 )
 
 // loopback is always in NO_PROXY: curl would otherwise send even
@@ -186,10 +186,10 @@ func goPrivate(cfg config.Env, j job.Job) []string {
 	if host = hostname(host); host == "" {
 		return list
 	}
-	for _, p := range list {
-		if ok, _ := path.Match(p, host); ok || p == host {
-			return list
-		}
+	// Covered already when a pattern matches it as the go command matches
+	// GOPRIVATE ("*.example.com", "gitlab.example.com/").
+	if module.MatchPrefixPatterns(strings.Join(list, ","), host) {
+		return list
 	}
 	return append(list, host)
 }

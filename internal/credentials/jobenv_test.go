@@ -60,6 +60,14 @@ func TestBuildEnv(t *testing.T) {
 			"GOPRIVATE=*.example.com", "NETRC=/run/warmcache/netrc",
 			"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=credential.helper", gitHelperEnv,
 		}},
+		{"job token, host private with the go command's trailing slash", config.Env{JobToken: true, GoPrivate: "gitlab.example.com/"}, sampleJob(), []string{
+			"GOPRIVATE=gitlab.example.com/", "NETRC=/run/warmcache/netrc",
+			"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=credential.helper", gitHelperEnv,
+		}},
+		{"job token, only a group of the host private", config.Env{JobToken: true, GoPrivate: "gitlab.example.com/group"}, sampleJob(), []string{
+			"GOPRIVATE=gitlab.example.com/group,gitlab.example.com", "NETRC=/run/warmcache/netrc",
+			"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=credential.helper", gitHelperEnv,
+		}},
 		{"proxies in both cases, npm and git; NO_PROXY extended", proxies, sampleJob(), []string{
 			"http_proxy=http://proxy.example:3128", "HTTP_PROXY=http://proxy.example:3128", "npm_config_proxy=http://proxy.example:3128",
 			"https_proxy=http://proxy.example:3128", "HTTPS_PROXY=http://proxy.example:3128", "npm_config_https_proxy=http://proxy.example:3128",

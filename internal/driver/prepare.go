@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/host"
@@ -83,7 +84,8 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 				d.Log.Error("reaper pass panicked", zap.Any("panic", p))
 			}
 		}()
-		reap.AtPrepare(ctx, reap.Deps{Engine: d.Engine, Config: d.Config.Reap, Cgroups: d.cgroups()}, d.Log)
+		removed, ok := reap.AtPrepare(ctx, reap.Deps{Engine: d.Engine, Config: d.Config.Reap, Cgroups: d.cgroups()}, d.Log)
+		d.Caches.RecordReap(removed, ok)
 		d.Caches.GCAtStage(ctx, d.Caches.Names(j))
 	}()
 	defer func() { <-reaped }()
@@ -97,6 +99,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	pull := images.Puller{Engine: d.Engine, Attempts: d.Config.Docker.PullAttempts, Say: d.say,
 		Auth: images.RegistryAuth(images.SourcesFor(j, d.Config, d.Getenv), d.say), Backoff: images.JitteredBackoff}
 	phases := []zap.Field{zap.Duration("leftovers", time.Since(start))}
+	pullStart := time.Now()
 	imageInfo, err := pull.Ensure(ctx, image, policies)
 	if err != nil {
 		return err
@@ -124,6 +127,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		}
 		user = imageInfo.User
 	}
+	pullTime := time.Since(pullStart)
 	caches, err := d.Caches.Claim(ctx, j, nonRoot(user), protocol.CacheDir, d.say)
 	if err != nil {
 		return err
@@ -231,6 +235,10 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	services.Wait(ctx, serviceDeps(d), helperSpec.Name, svcs, serviceSpecs)
 	d.Log.Debug("prepare timings (since start)", append(phases, zap.Duration("services", time.Since(start)))...)
 	d.say("Job containers ready in %.1fs", time.Since(start).Seconds())
+	d.Caches.RecordMetrics(func(s *record.MetricsState) {
+		s.Observe(record.StagePrepare, time.Since(start))
+		s.Observe(record.StagePull, pullTime)
+	})
 	return nil
 }
 

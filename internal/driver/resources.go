@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/limits"
@@ -154,6 +155,9 @@ func afterStep(d Deps, j job.Job, stage string, killedBefore uint64, result erro
 	if err != nil {
 		d.Log.Warn("reading the job's cgroup", zap.Error(err))
 		return result
+	}
+	if u.OOMKills > killedBefore {
+		d.Caches.RecordMetrics(func(s *record.MetricsState) { s.OOMKilled(int64(u.OOMKills - killedBefore)) })
 	}
 	var bf *protocol.BuildFailure
 	if errors.As(result, &bf) && bf.Reason == "" && u.OOMKills > killedBefore {

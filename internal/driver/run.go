@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
@@ -44,6 +45,12 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 		}
 	}()
 	defer d.Caches.MarkStep(j.Key(), stage, protocol.IsStep(stage))(&err)
+	if stage == protocol.StageRestoreCache {
+		start := time.Now()
+		defer func() {
+			d.Caches.RecordMetrics(func(s *record.MetricsState) { s.Observe(record.StageRestore, time.Since(start)) })
+		}()
+	}
 	// Held-back output is flushed when the exec has ended, before the
 	// cache report.
 	d, flushLog := masked(d, j)

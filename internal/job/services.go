@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/distribution/reference"
 	"github.com/warmcache/warmcache/internal/protocol"
 )
 
@@ -55,17 +56,24 @@ func ServiceAliases(img Image) []string {
 
 // imageName strips an image reference to its repository path without
 // tag, digest or registry port: "reg.example.com:5000/db/pg:16" gives
-// "reg.example.com/db/pg".
+// "reg.example.com/db/pg". The reference is read as the Docker executor
+// reads it (distribution/reference, not normalised: "postgres" stays
+// "postgres"); one it cannot read gives "".
 func imageName(ref string) string {
-	ref, _, _ = strings.Cut(strings.TrimSpace(ref), "@")
-	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
-		ref = ref[:i] // the tag
+	r, err := reference.Parse(strings.TrimSpace(ref))
+	if err != nil {
+		return ""
 	}
-	if host, path, ok := strings.Cut(ref, "/"); ok {
-		host, _, _ = strings.Cut(host, ":")
-		ref = host + "/" + path
+	named, ok := r.(reference.Named)
+	if !ok {
+		return ""
 	}
-	return ref
+	domain := reference.Domain(named)
+	if domain == "" {
+		return reference.Path(named)
+	}
+	host, _, _ := strings.Cut(domain, ":")
+	return host + "/" + reference.Path(named)
 }
 
 // validAlias accepts what Docker's embedded DNS can answer for: letters,

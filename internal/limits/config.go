@@ -2,9 +2,10 @@ package limits
 
 import (
 	"fmt"
-	"path"
 	"slices"
 	"strings"
+
+	"github.com/bmatcuk/doublestar/v4"
 )
 
 // Config is the [limits] section of warmcache's config.
@@ -48,7 +49,10 @@ type Set struct {
 // Project overrides limits for the projects it matches: by path glob, by
 // id, or (both set) by both. Only the keys it sets replace the general ones.
 type Project struct {
-	Path     string `toml:"path"` // glob on the project's full path, e.g. "group/*"
+	// Path is a glob on the project's full path with the runner's
+	// (doublestar) semantics: "group/*" is the group's own projects,
+	// "group/**" its subgroups' too.
+	Path     string `toml:"path"`
 	ID       int64  `toml:"id"`
 	Job      JobSet `toml:"job"`
 	Build    Set    `toml:"build"`
@@ -70,7 +74,7 @@ func (c Config) Problems() []string {
 	p = append(p, general...)
 	for i, o := range c.Projects {
 		key := fmt.Sprintf("limits.project[%d]", i)
-		if _, err := path.Match(o.Path, ""); err != nil {
+		if !doublestar.ValidatePattern(o.Path) {
 			p = append(p, fmt.Sprintf("%s.path: %q is not a valid glob", key, o.Path))
 		}
 		if o.Path == "" && o.ID == 0 {
@@ -205,7 +209,7 @@ func checkPids(n int64) error {
 // named under: "limits", or "limits.project[i]" for an override.
 func (c Config) forProject(projectPath string, projectID int64) (string, JobSet, Set, Set, Set) {
 	for i, o := range c.Projects {
-		pathOK, _ := path.Match(o.Path, projectPath)
+		pathOK, _ := doublestar.Match(o.Path, projectPath)
 		if (o.ID == 0 || o.ID == projectID) && (o.Path == "" || pathOK) {
 			return fmt.Sprintf("limits.project[%d]", i), o.Job.over(c.Job), o.Build.over(c.Build), o.Helper.over(c.Helper), o.Services.over(c.Services)
 		}

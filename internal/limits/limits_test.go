@@ -50,6 +50,10 @@ func TestMemoryBytes(t *testing.T) {
 		{"1048576", 1 << 20, ""},
 		{"100b", 100, ""},
 		{"12 m", 12 << 20, ""},
+		{"20GB", 20 << 30, ""}, // binary whatever the spelling, as Docker reads it
+		{"1p", 1 << 50, ""},
+		{"1ib", 0, `"1ib" is not a size such as "512m" or "2g"`},
+		{"1mbb", 0, `"1mbb" is not a size such as "512m" or "2g"`},
 		{"-1m", 0, `"-1m" is not a size such as "512m" or "2g"`},
 		{"+1m", 0, `"+1m" is not a size such as "512m" or "2g"`},
 		{"2x", 0, `"2x" is not a size such as "512m" or "2g"`},
@@ -195,6 +199,7 @@ func TestResolve(t *testing.T) {
 		{ID: 42, Job: JobSet{Memory: "6g"}},
 		{ID: 9, Path: "big/*", Job: JobSet{CPUs: "0.25"}},
 		{Path: "big/*", Job: JobSet{CPUs: "2"}, Build: Set{Memory: "4g"}},
+		{Path: "deep/**", Job: JobSet{CPUs: "0.5"}},
 	}
 	for _, tc := range []struct {
 		name    string
@@ -230,6 +235,9 @@ func TestResolve(t *testing.T) {
 		{"glob does not cross a slash", admin, "big/sub/app", 7, Request{}, Job{NanoCPUs: 1.5e9, Memory: 2 << 30, PidsLimit: 256},
 			Container{Memory: 2 << 30, ShmSize: 64 << 20},
 			"Resource limits for this job: 1.5 CPUs, 2 GiB memory, 256 processes"},
+		{"** crosses slashes", admin, "deep/sub/group/app", 7, Request{}, Job{NanoCPUs: 5e8, Memory: 2 << 30, PidsLimit: 256},
+			Container{Memory: 2 << 30, ShmSize: 64 << 20},
+			"Resource limits for this job: 0.5 CPUs, 2 GiB memory, 256 processes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			plan, err := Resolve(tc.cfg, tc.path, tc.id, host, tc.req)

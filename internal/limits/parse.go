@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/docker/go-units"
 )
 
 // maxCPUs bounds a CPU value: more than any host has, small enough that
@@ -41,31 +43,28 @@ func NanoCPUs(s string) (int64, error) {
 	return n, nil
 }
 
-// units are the binary multipliers of MemoryBytes, as Docker reads them.
-var units = map[string]int64{"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
 // MemoryBytes converts a size such as "512m", "2g", "1.5GiB" or "1048576"
-// to bytes; units are binary (k = 1024) whatever the spelling ("2GB" too),
-// as the Docker executor reads them. It is the one size parser of the
-// config (cache.gc sizes too). "" means no limit and gives 0; negative,
-// NaN and infinite sizes are refused.
+// to bytes with Docker's own parser (go-units RAMInBytes, which the Docker
+// CLI and the Docker executor use): units are binary (k = 1024) whatever
+// the spelling ("2GB" too), a number without a unit is bytes. It is the
+// one size parser of the config (cache.gc sizes too). "" means no limit and
+// gives 0; negative, signed and overflowing sizes are refused.
 func MemoryBytes(s string) (int64, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
+	t := strings.TrimSpace(s)
 	if t == "" {
 		return 0, nil
 	}
-	// Accept the spellings k, kb, kib (and so on): the unit is the letter.
-	num := strings.TrimRight(t, "kmgtib")
-	unit := strings.TrimSuffix(strings.TrimSuffix(t[len(num):], "b"), "i")
-	mult, ok := units[unit]
-	f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
-	if !ok || err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) || strings.HasPrefix(num, "+") {
+	n, err := units.RAMInBytes(t)
+	// RAMInBytes reads "+1m" as 1m; a sign is refused here as a typo.
+	if err != nil || strings.HasPrefix(t, "+") {
 		return 0, fmt.Errorf("%q is not a size such as \"512m\" or \"2g\"", s)
 	}
-	if f*float64(mult) >= math.MaxInt64/2 {
+	// RAMInBytes converts an overflowing float as the CPU does: a negative
+	// number on amd64, the largest int64 on arm64.
+	if n < 0 || n >= math.MaxInt64/2 {
 		return 0, fmt.Errorf("%q is too large", s)
 	}
-	return int64(math.Round(f * float64(mult))), nil
+	return n, nil
 }
 
 // checkCpuset validates a CPU list such as "0-3,6": what cgroups accept

@@ -6,6 +6,10 @@ import (
 	"github.com/warmcache/warmcache/internal/naming"
 )
 
+// StageRestoreCache is the runner's stage that restores the job's
+// `cache:` archive (its duration is a metric).
+const StageRestoreCache = "restore_cache"
+
 // helperStages run in the helper container, as under the Docker executor;
 // every other stage name, including ones a newer runner adds, runs in the
 // build container.

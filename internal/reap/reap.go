@@ -148,30 +148,57 @@ func RemoveStranded(ctx context.Context, e Engine, ns []StrandedNetwork) []error
 	return errs
 }
 
+// Removed counts what a pass removed, by kind: "container", "volume",
+// "network" (engine.ResourceType) and "cgroup".
+type Removed map[string]int64
+
+// Add counts the resources rs.
+func (r Removed) Add(rs ...engine.Resource) {
+	for _, x := range rs {
+		r[string(x.Type)]++
+	}
+}
+
 // AtPrepare is the bounded pass prepare makes, when reap.at_prepare is
-// set; it never fails the job, and says what it did in log only.
-func AtPrepare(ctx context.Context, d Deps, log *zap.Logger) {
+// set; it never fails the job, and says what it did in log only. It
+// returns what it removed, and whether a pass ran and ended without an
+// error.
+func AtPrepare(ctx context.Context, d Deps, log *zap.Logger) (removed Removed, ok bool) {
+	removed = Removed{}
 	if !d.Config.AtPrepare {
-		return
+		return removed, false
 	}
 	ctx, cancel := context.WithTimeout(ctx, prepareReapBudget)
 	defer cancel()
 	plan, rs, err := Plan(ctx, d)
 	if err != nil {
 		log.Warn("reaping abandoned jobs", zap.Error(err))
-		return
+		return removed, false
 	}
+	ok = true
 	now := time.Now()
 	stranded := Stranded(rs, now, d.Config.Grace, plan)
 	for i, err := range RemoveStranded(ctx, d.Engine, stranded) {
 		log.Info("removed the network of a job with no container left", zap.String("job", stranded[i].Base), zap.Error(err))
+		if err != nil {
+			ok = false
+		} else {
+			removed.Add(stranded[i].Network)
+		}
 	}
 	for _, j := range plan {
 		err := RemoveAll(ctx, d.Engine, j.Resources)
 		log.Info("reaped abandoned job", zap.String("job", j.Base), zap.Int("resources", len(j.Resources)), zap.Error(err))
+		if err != nil {
+			ok = false
+		} else {
+			removed.Add(j.Resources...)
+		}
 	}
 	cgs, err := RemoveCgroups(d, rs, plan, now, false)
 	log.Info("reaped job cgroups", zap.Strings("jobs", cgs), zap.Error(err))
+	removed["cgroup"] += int64(len(cgs))
+	return removed, ok && err == nil
 }
 
 // Plan lists warmcache's resources and returns the abandoned jobs among

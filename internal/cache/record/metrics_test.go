@@ -1,24 +1,39 @@
 package record
 
 import (
+	"flag"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/warmcache/warmcache/internal/naming"
 )
 
 func TestMetricsText(t *testing.T) {
 	dir := t.TempDir()
-	m := Metrics{Path: filepath.Join(dir, "warmcache.prom"), StateDir: filepath.Join(dir, "state")}
+	m := Metrics{Path: filepath.Join(dir, "warmcache.prom"), StateDir: filepath.Join(dir, "state"), Version: "1.2.3"}
 	vols := testVolumes()
 	warm := Use{Volume: vols[0].name, Labels: vols[0].labels, Warm: true, SizeBytes: 2048, SizeKnown: true}
 	cold := Use{Volume: vols[1].name, Labels: vols[1].labels}
+	other := Use{Volume: "warmcache-cache-npm", Labels: map[string]string{naming.LabelCacheProjectPath: "other/\"quoted\"", naming.LabelCacheProfile: "npm",
+		naming.LabelCachePath: "/root/.npm", naming.LabelCacheTrust: "protected"}, Warm: true, SizeBytes: 10, SizeKnown: true}
+	gcAt := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	steps := []func(*MetricsState){
 		func(s *MetricsState) { s.Claimed([]Use{warm, cold}) },
-		func(s *MetricsState) { s.Claimed([]Use{warm}); s.Sized(vols[1].name, vols[1].labels, 7) },
-		func(s *MetricsState) { s.Evicted(vols[1].name, 7) },
+		func(s *MetricsState) { s.Claimed([]Use{warm, other}); s.Sized(vols[1].name, vols[1].labels, 7) },
+		func(s *MetricsState) { s.Evicted(vols[1].name, 7); s.GCSucceeded(gcAt) },
+		func(s *MetricsState) {
+			s.Observe(StagePrepare, 1500*time.Millisecond)
+			s.Observe(StagePrepare, 700*time.Second)
+			s.Observe(StagePull, time.Second) // on a bound: in its bucket
+			s.OOMKilled(2)
+			s.ReapedResources("container", 3)
+			s.ReapedResources("network", 1)
+		},
 	}
 	for _, fn := range steps {
 		if err := m.Update(fn); err != nil {
@@ -29,20 +44,32 @@ func TestMetricsText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	labels := `{volume="` + vols[0].name + `",project="group/project",profile="go",path="/go/pkg/mod",trust="unprotected"}`
-	want := "# HELP warmcache_cache_hits_total Jobs that found the cache volume warm.\n# TYPE warmcache_cache_hits_total counter\n" +
-		"warmcache_cache_hits_total" + labels + " 2\n" +
-		"# HELP warmcache_cache_misses_total Jobs that found the cache volume cold.\n# TYPE warmcache_cache_misses_total counter\n" +
-		"warmcache_cache_misses_total" + labels + " 0\n" +
-		"# HELP warmcache_cache_size_bytes Size of the cache volume when last measured.\n# TYPE warmcache_cache_size_bytes gauge\n" +
-		"warmcache_cache_size_bytes" + labels + " 2048\n" +
-		"# HELP warmcache_cache_evictions_total Cache volumes evicted by the GC.\n# TYPE warmcache_cache_evictions_total counter\nwarmcache_cache_evictions_total 1\n" +
-		"# HELP warmcache_cache_evicted_bytes_total Bytes of the cache volumes evicted by the GC.\n# TYPE warmcache_cache_evicted_bytes_total counter\nwarmcache_cache_evicted_bytes_total 7\n"
-	if string(got) != want {
-		t.Errorf("textfile:\n%s\nwant:\n%s", got, want)
+	want := readGolden(t, "metrics.golden", strings.ReplaceAll(string(got), runtime.Version(), "GOVERSION"))
+	if strings.ReplaceAll(string(got), runtime.Version(), "GOVERSION") != want {
+		t.Errorf("textfile:\n%s\nwant (testdata/metrics.golden):\n%s", got, want)
 	}
 	if fi, err := os.Stat(m.Path); err != nil || fi.Mode().Perm() != 0o644 {
 		t.Errorf("textfile mode: %v, %v; want 0644 for node_exporter", fi, err)
+	}
+	// No volume and no path label by default; the project only when asked.
+	for _, label := range []string{"volume=", "path=", "project="} {
+		if strings.Contains(string(got), label) {
+			t.Errorf("default textfile has the unbounded label %s", label)
+		}
+	}
+	m.PerProject = true
+	if err := m.Update(func(*MetricsState) {}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = os.ReadFile(m.Path)
+	for _, line := range []string{
+		`warmcache_cache_hits_total{profile="go",project="group/project",trust="unprotected"} 2`,
+		`warmcache_cache_hits_total{profile="npm",project="other/\"quoted\"",trust="protected"} 1`,
+		`warmcache_cache_misses_total{profile="go",project="group/project",trust="unprotected"} 1`,
+	} {
+		if !strings.Contains(string(got), line+"\n") {
+			t.Errorf("per-project textfile lacks %s:\n%s", line, got)
+		}
 	}
 }
 
@@ -61,7 +88,7 @@ func TestMetricsConcurrentJobs(t *testing.T) {
 	}
 	wg.Wait()
 	var hits int64
-	if err := m.Update(func(s *MetricsState) { hits = s.Volumes[v.name].Hits }); err != nil {
+	if err := m.Update(func(s *MetricsState) { hits = s.Caches[0].Hits }); err != nil {
 		t.Fatal(err)
 	}
 	if hits != 20 {
@@ -92,4 +119,25 @@ func testVolumes() []testVolume {
 		{"warmcache-cache-go-mod", labels("/go/pkg/mod")},
 		{"warmcache-cache-go-build", labels("/root/.cache/go-build")},
 	}
+}
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+// readGolden returns testdata/name, rewritten with got under -update.
+func readGolden(t *testing.T, name, got string) string {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(want)
 }

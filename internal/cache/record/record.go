@@ -169,31 +169,56 @@ func (rs Records) write(name string, r Record) error {
 }
 
 // replaceFile writes data to a temporary file beside path and renames it
-// over path, so that no reader sees half of it. The temporary file is
-// changed only through its descriptor (by name, a job sharing the
-// directory could have swapped it for a link to a host file by then), and
-// the rename follows nothing: it replaces whatever entry has path's name.
-// The temporary name is hidden: path's base with a dot in front (unless it
-// has one) and a random suffix.
+// over path, so that no reader sees half of it, and makes the result
+// durable: the file's data is synced before the rename and the directory
+// after it, so that a crash leaves the old file or the new one, never an
+// empty one (ext4 and xfs may otherwise commit the rename before the data).
+// The temporary file is changed only through its descriptor (by name, a
+// job sharing the directory could have swapped it for a link to a host
+// file by then), and the rename follows nothing: it replaces whatever
+// entry has path's name. The temporary name is hidden: path's base with a
+// dot in front (unless it has one) and a random suffix.
+//
+// It is not moby/sys/atomicwriter: that one chmods the temporary file by
+// name (following a swapped-in link), refuses to replace a link planted at
+// path instead of replacing it, and does not sync the directory.
 func replaceFile(path string, data []byte, mode os.FileMode) error {
 	base := filepath.Base(path)
 	if !strings.HasPrefix(base, ".") {
 		base = "." + base
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), base+".*")
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, base+".*")
 	if err != nil {
 		return err
 	}
 	_, werr := tmp.Write(data)
 	merr := tmp.Chmod(mode)
+	serr := tmp.Sync()
 	cerr := tmp.Close()
-	if err := errors.Join(werr, merr, cerr); err != nil {
+	if err := errors.Join(werr, merr, serr, cerr); err != nil {
 		os.Remove(tmp.Name())
 		return err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		os.Remove(tmp.Name())
 		return err
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes the directory's entries (a rename into it) durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
 	}
 	return nil
 }

@@ -1,9 +1,7 @@
 package docker
 
 import (
-	"bufio"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,7 +24,9 @@ import (
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
+	"github.com/docker/docker/pkg/jsonmessage"
 	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-connections/nat"
 	"github.com/warmcache/warmcache/internal/engine"
 )
 
@@ -104,15 +104,13 @@ func (d *Docker) InspectImage(ctx context.Context, ref string) (engine.ImageInfo
 func exposedPorts(m map[string]struct{}) []engine.Port {
 	var ports []engine.Port
 	for k := range m {
-		num, proto, found := strings.Cut(k, "/")
-		if !found {
-			proto = "tcp"
-		}
-		n, err := strconv.Atoi(num)
-		if err != nil || n < 1 || n > 65535 {
+		// nat reads the keys as the engine writes them; a bare number is tcp.
+		p := nat.Port(k)
+		n, err := nat.ParsePort(p.Port())
+		if err != nil || n < 1 {
 			continue
 		}
-		ports = append(ports, engine.Port{Number: n, Protocol: strings.ToLower(proto)})
+		ports = append(ports, engine.Port{Number: n, Protocol: strings.ToLower(p.Proto())})
 	}
 	slices.SortFunc(ports, func(a, b engine.Port) int {
 		if a.Number != b.Number {
@@ -156,31 +154,28 @@ func resources(c engine.ContainerSpec) container.Resources {
 	return r
 }
 
-// pullMessage is one JSON line of the pull progress stream.
-type pullMessage struct {
-	ID          string `json:"id"`
-	Status      string `json:"status"`
-	Error       string `json:"error"`
-	ErrorDetail *struct {
-		Message string `json:"message"`
-	} `json:"errorDetail"`
-}
-
-// readPullStream turns the pull progress stream into short status lines:
-// per-layer progress ticks ("Downloading", "Extracting") are dropped, every
-// other event becomes one line.
+// readPullStream turns the pull progress stream (jsonmessage.JSONMessage
+// values, as the engine sends them) into short status lines: per-layer
+// progress ticks ("Downloading", "Extracting") are dropped, every other
+// event becomes one line. jsonmessage's own renderer is not used: it draws
+// a terminal's progress bars, or on a non-terminal every tick.
 func readPullStream(r io.Reader, status func(string)) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var m pullMessage
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+	dec := json.NewDecoder(r)
+	for {
+		var m jsonmessage.JSONMessage
+		err := dec.Decode(&m)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
 			return fmt.Errorf("reading pull progress: %w", err)
 		}
-		if m.Error != "" || m.ErrorDetail != nil {
-			msg := m.Error
-			if msg == "" {
-				msg = m.ErrorDetail.Message
+		// ErrorMessage ("error") is deprecated but still sent beside
+		// errorDetail; a proxy may send only it.
+		if m.Error != nil || m.ErrorMessage != "" {
+			msg := m.ErrorMessage
+			if m.Error != nil {
+				msg = m.Error.Message
 			}
 			return fmt.Errorf("pull failed: %s", msg)
 		}
@@ -196,20 +191,16 @@ func readPullStream(r io.Reader, status func(string)) error {
 			}
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("reading pull progress: %w", err)
-	}
-	return nil
 }
 
 func encodeAuth(a engine.RegistryAuth) (string, error) {
-	b, err := json.Marshal(registry.AuthConfig{
+	enc, err := registry.EncodeAuthConfig(registry.AuthConfig{
 		Username: a.Username, Password: a.Password, ServerAddress: a.Server, IdentityToken: a.IdentityToken, RegistryToken: a.RegistryToken,
 	})
 	if err != nil {
 		return "", fmt.Errorf("encoding registry login: %w", err)
 	}
-	return base64.URLEncoding.EncodeToString(b), nil
+	return enc, nil
 }
 
 // EnsureVolume implements engine.Engine. Creating an existing volume with the
