@@ -50,6 +50,12 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 
 	var stageErr error
 	app := newApp(stdout, stderr, &stageErr)
+	if len(args) > 0 && args[len(args)-1] == "--generate-bash-completion" {
+		// The shell completion scripts read the candidates from stdout;
+		// everything else cli prints goes to stderr (stdout is the
+		// protocol's channel).
+		app.Writer = stdout
+	}
 	if err := app.RunContext(ctx, args); err != nil {
 		// Usage errors (unknown subcommand or flag) are the admin's
 		// configuration: a system failure.
@@ -87,6 +93,8 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 		Writer:          stderr,
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
+		// The packaged bash and zsh completions ask the binary itself.
+		EnableBashCompletion: true,
 		ExitErrHandler:  func(*cli.Context, error) {},
 		OnUsageError:    usageError,
 		CommandNotFound: func(_ *cli.Context, name string) {
@@ -131,6 +139,19 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 			migrateCommand(stdout, stderr, stageErr),
 			startContainerCommand(stageErr),
 			removeNetworkCommand(stageErr),
+			{
+				Name:   "manpage",
+				Usage:  "print the man page (roff), for the package",
+				Hidden: true,
+				Action: func(c *cli.Context) error {
+					man, err := c.App.ToMan()
+					if err == nil {
+						_, err = io.WriteString(stdout, man)
+					}
+					*stageErr = err
+					return nil
+				},
+			},
 			{
 				Name:  "doctor",
 				Usage: "check the engine, storage, cgroups, config, images and free disk; print what to fix",
