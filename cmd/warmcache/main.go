@@ -95,8 +95,8 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 		HideHelpCommand: true,
 		// The packaged bash and zsh completions ask the binary itself.
 		EnableBashCompletion: true,
-		ExitErrHandler:  func(*cli.Context, error) {},
-		OnUsageError:    usageError,
+		ExitErrHandler:       func(*cli.Context, error) {},
+		OnUsageError:         usageError,
 		CommandNotFound: func(_ *cli.Context, name string) {
 			*stageErr = fmt.Errorf("unknown command %q: use config, prepare, run, cleanup, cache, reap, doctor or migrate", name)
 		},
