@@ -98,7 +98,7 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 		ExitErrHandler:       func(*cli.Context, error) {},
 		OnUsageError:         usageError,
 		CommandNotFound: func(_ *cli.Context, name string) {
-			*stageErr = fmt.Errorf("unknown command %q: use config, prepare, run, cleanup, cache, reap, doctor or migrate", name)
+			*stageErr = fmt.Errorf("unknown command %q: use config, prepare, run, cleanup, cache, reap, doctor, migrate or register", name)
 		},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "TOML config `FILE` (default $WARMCACHE_CONFIG, else " + config.DefaultPath + ")"},
@@ -137,6 +137,7 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 				}, true),
 			},
 			migrateCommand(stdout, stderr, stageErr),
+			registerCommand(stdout, stageErr),
 			startContainerCommand(stageErr),
 			removeNetworkCommand(stageErr),
 			{
