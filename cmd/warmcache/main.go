@@ -155,9 +155,12 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 			},
 			{
 				Name:  "doctor",
-				Usage: "check the engine, storage, cgroups, config, images and free disk; print what to fix",
+				Usage: "check the engine, storage, cgroups, config, gitlab-runner's config, images and free disk; print what to fix",
+				Flags: []cli.Flag{&cli.StringFlag{Name: "runner-config", Value: admin.DefaultRunnerConfig, Usage: "gitlab-runner's config.toml `FILE` (\"\" skips its check)"}},
 				Action: stage(func(c *cli.Context, d driver.Deps) error {
-					return admin.Doctor(c.Context, adminDeps(d))
+					ad := adminDeps(d)
+					ad.RunnerConfig = c.String("runner-config")
+					return admin.Doctor(c.Context, ad)
 				}, true),
 			},
 			{

@@ -62,7 +62,7 @@ type Timeout struct {
 // that config: prepare gets the runner's default (an hour, for pulls of
 // large images and service starts), cleanup outlasts docker.cleanup_timeout.
 func For(exe, configPath string, cfg config.Config) Settings {
-	cleanup := cfg.Docker.CleanupTimeout + cleanupMargin
+	cleanup := Cleanup(cfg)
 	return Settings{Exe: exe, ConfigPath: configPath, Timeouts: []Timeout{
 		{"config_exec_timeout", seconds(configExecTimeout), "the config stage only reads " + configPath},
 		{"prepare_exec_timeout", seconds(RunnerDefaultTimeout), "image pulls and service starts; the runner's default"},
@@ -79,6 +79,12 @@ func (s *Settings) SetPrepare(d time.Duration, why string) {
 			s.Timeouts[i] = Timeout{"prepare_exec_timeout", seconds(d), why}
 		}
 	}
+}
+
+// Cleanup is the cleanup_exec_timeout warmcache registers with: a minute
+// more than docker.cleanup_timeout.
+func Cleanup(cfg config.Config) time.Duration {
+	return cfg.Docker.CleanupTimeout + cleanupMargin
 }
 
 // MinPrepare is the least prepare_exec_timeout prepare needs: the service
