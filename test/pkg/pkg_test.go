@@ -37,8 +37,10 @@ func TestDebianPackage(t *testing.T) {
 	s := newSystem(t, debs)
 	s.run(t, "dpkg", "-i", "/tmp/debs/"+deb)
 
+	// The packaged binary by its path: one installed by hand in
+	// /usr/local/bin comes first on PATH.
 	t.Run("version", func(t *testing.T) {
-		if got, want := s.run(t, "warmcache", "--version"), "warmcache version "+version+"\n"; got != want {
+		if got, want := s.run(t, "/usr/bin/warmcache", "--version"), "warmcache version "+version+"\n"; got != want {
 			t.Errorf("warmcache --version printed %q, want %q", got, want)
 		}
 		if got, want := s.run(t, "dpkg-query", "-W", "-f", "${Status} ${Version}", "warmcache"), "install ok installed "+debVersion; got != want {
@@ -58,7 +60,7 @@ func TestDebianPackage(t *testing.T) {
 		}
 		// The installed binary loads the installed file (named, so it
 		// must exist) and prints the config stage's JSON.
-		if out := s.run(t, "warmcache", "--config", "/etc/warmcache/config.toml", "config"); !strings.Contains(out, `"builds_dir":"/builds"`) {
+		if out := s.run(t, "/usr/bin/warmcache", "--config", "/etc/warmcache/config.toml", "config"); !strings.Contains(out, `"builds_dir":"/builds"`) {
 			t.Errorf("warmcache config with the packaged file: %s", out)
 		}
 	})
@@ -95,7 +97,7 @@ func TestDebianPackage(t *testing.T) {
 		if out := s.run(t, "bash", "-c", "source /usr/share/bash-completion/completions/warmcache && complete -p warmcache"); !strings.Contains(out, "_cli_bash_autocomplete warmcache") {
 			t.Errorf("bash completion registers: %q", out)
 		}
-		out, err := s.command("warmcache", "cache", "--generate-bash-completion").Output()
+		out, err := s.command("/usr/bin/warmcache", "cache", "--generate-bash-completion").Output()
 		if err != nil || !slices.Contains(strings.Fields(string(out)), "gc") {
 			t.Errorf("completion candidates for `warmcache cache` on stdout: %q, %v", out, err)
 		}
