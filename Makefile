@@ -6,10 +6,24 @@ export PATH := $(PATH):/usr/local/go/bin
 BIN     := bin/warmcache
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build check-repo test unit e2e bench soak demo deps images fmt vet clean
+.PHONY: build check-repo test unit e2e pkgtest deb bench soak demo deps images fmt vet clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/warmcache
+
+# The Debian package, bin/warmcache_<version>_<arch>.deb (DEB_DIR). nfpm is
+# built from the module proxy (packaging/nfpm, its own module); the version
+# is git describe's, as for build; file times are the commit's.
+DEB_DIR ?= bin
+deb: build
+	rm -rf bin/pkg
+	$(GO) run ./packaging/stage -version '$(VERSION)' -bin $(BIN) -out bin/pkg \
+		-urfave "$$($(GO) list -m -f '{{.Dir}}' github.com/urfave/cli/v2)"
+	$(GO) -C packaging/nfpm build -o $(CURDIR)/bin/nfpm .
+	mkdir -p $(DEB_DIR)
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || date +%s) \
+		bin/nfpm -config packaging/nfpm.yaml -version "$$(cat bin/pkg/debversion)" \
+		-arch "$$($(GO) env GOARCH)" -target $(DEB_DIR)
 
 # Installs and starts what the tests need (Docker engine, job images).
 deps:
@@ -29,7 +43,12 @@ unit: check-repo
 e2e: build images
 	$(GO) test -count=1 -timeout 15m ./test/e2e/...
 
-test: unit e2e
+# Builds the package and installs, checks and removes it in a throwaway
+# overlay of this host's root (needs root): the host itself is never changed.
+pkgtest:
+	$(GO) test -count=1 -timeout 10m ./test/pkg/
+
+test: unit pkgtest e2e
 
 # Figures are measured side by side in one run and printed as ratios.
 bench: build images

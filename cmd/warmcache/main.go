@@ -51,6 +51,12 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 
 	var stageErr error
 	app := newApp(stdout, stderr, &stageErr)
+	if len(args) > 0 && args[len(args)-1] == "--generate-bash-completion" {
+		// The shell completion scripts read the candidates from stdout;
+		// everything else cli prints goes to stderr (stdout is the
+		// protocol's channel).
+		app.Writer = stdout
+	}
 	if err := app.RunContext(ctx, args); err != nil {
 		// Usage errors (unknown subcommand or flag) are the admin's
 		// configuration: a system failure.
@@ -88,10 +94,12 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 		Writer:          stderr,
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
-		ExitErrHandler:  func(*cli.Context, error) {},
-		OnUsageError:    usageError,
+		// The packaged bash and zsh completions ask the binary itself.
+		EnableBashCompletion: true,
+		ExitErrHandler:       func(*cli.Context, error) {},
+		OnUsageError:         usageError,
 		CommandNotFound: func(_ *cli.Context, name string) {
-			*stageErr = fmt.Errorf("unknown command %q: use config, prepare, run, cleanup, cache, reap, doctor or migrate", name)
+			*stageErr = fmt.Errorf("unknown command %q: use config, prepare, run, cleanup, cache, reap, doctor, migrate or register", name)
 		},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "TOML config `FILE` (default $WARMCACHE_CONFIG, else " + config.DefaultPath + ")"},
@@ -130,13 +138,30 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 				}, true),
 			},
 			migrateCommand(stdout, stderr, stageErr),
+			registerCommand(stdout, stageErr),
 			startContainerCommand(stageErr),
 			removeNetworkCommand(stageErr),
 			{
+				Name:   "manpage",
+				Usage:  "print the man page (roff), for the package",
+				Hidden: true,
+				Action: func(c *cli.Context) error {
+					man, err := c.App.ToMan()
+					if err == nil {
+						_, err = io.WriteString(stdout, man)
+					}
+					*stageErr = err
+					return nil
+				},
+			},
+			{
 				Name:  "doctor",
-				Usage: "check the engine, storage, cgroups, config, images and free disk; print what to fix",
+				Usage: "check the engine, storage, cgroups, config, gitlab-runner's config, images and free disk; print what to fix",
+				Flags: []cli.Flag{&cli.StringFlag{Name: "runner-config", Value: admin.DefaultRunnerConfig, Usage: "gitlab-runner's config.toml `FILE` (\"\" skips its check)"}},
 				Action: stage(func(c *cli.Context, d driver.Deps) error {
-					return admin.Doctor(c.Context, adminDeps(d))
+					ad := adminDeps(d)
+					ad.RunnerConfig = c.String("runner-config")
+					return admin.Doctor(c.Context, ad)
 				}, true),
 			},
 			{

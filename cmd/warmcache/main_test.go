@@ -89,7 +89,7 @@ func TestUsageErrors(t *testing.T) {
 		args    []string
 		mention string
 	}{
-		{"unknown subcommand", []string{"--config", "testdata/valid.toml", "bogus"}, `unknown command "bogus": use config, prepare, run, cleanup, cache, reap, doctor or migrate`},
+		{"unknown subcommand", []string{"--config", "testdata/valid.toml", "bogus"}, `unknown command "bogus": use config, prepare, run, cleanup, cache, reap, doctor, migrate or register`},
 		{"unknown flag", []string{"--config", "testdata/valid.toml", "--bogus", "config"}, "flag provided but not defined: -bogus"},
 		{"unknown flag on a command", []string{"--config", "testdata/valid.toml", "run", "--config", "x", "a", "b"}, "flag provided but not defined: -config"},
 		{"run without its arguments", []string{"--config", "testdata/valid.toml", "run"}, "run needs 2 arguments, SCRIPT and STAGE; got 0"},

@@ -23,6 +23,9 @@ type Deps struct {
 	// Cgroups manages the jobs' cgroups on the engine's host; nil when
 	// the driver does not run beside the engine.
 	Cgroups *cgroup.Host
+	// RunnerConfig is gitlab-runner's config.toml, which doctor checks
+	// against warmcache's config when it can read it; "" skips the check.
+	RunnerConfig string
 }
 
 // Engine is what the admin commands need from the container engine (see

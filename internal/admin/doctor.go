@@ -40,6 +40,7 @@ func Doctor(ctx context.Context, d Deps) error {
 	}
 	add("ok", "config: valid")
 	tokenFilesCheck(d, add)
+	runnerCheck(d, d.RunnerConfig, add)
 
 	info, err := d.Engine.Ping(ctx)
 	if err != nil {
