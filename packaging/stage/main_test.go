@@ -83,6 +83,12 @@ func TestReadmeConfigBlockIsTheDefaults(t *testing.T) {
 		t.Error("the README's block sets docker.host, but the loader did not see it")
 	}
 	cfg.Docker.HostInFile = false
+	// Naming log.file makes a file that does not open an error instead of
+	// a fallback to stderr: the block names the default file.
+	if !cfg.Log.FileInFile {
+		t.Error("the README's block sets log.file, but the loader did not see it")
+	}
+	cfg.Log.FileInFile = false
 	// "allowed_images = []" decodes as an empty list, the default is nil:
 	// the same config, and the same when printed.
 	if got, want := fmt.Sprintf("%+v", cfg), fmt.Sprintf("%+v", config.Default()); got != want {
