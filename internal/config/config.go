@@ -135,6 +135,9 @@ type Docker struct {
 	CleanupTimeout time.Duration `toml:"cleanup_timeout"`
 	// Registries are logins the admin provides for private job images.
 	Registries []Registry `toml:"registry"`
+	// ContainerOptions are the runner's container and network options
+	// (privileged, volumes, cap_add, dns, ...), keys of [docker] itself.
+	ContainerOptions
 }
 
 // Registry is one registry login. The password lives in a file so that no
@@ -257,6 +260,7 @@ func (c Config) validate() []string {
 			p = append(p, key+".password_file: must name a file holding the password")
 		}
 	}
+	p = append(p, c.validateOptions()...)
 	p = append(p, c.Cache.validate()...)
 	if c.Services.WaitTimeout < 0 || c.Services.WaitTimeout > time.Hour {
 		p = append(p, fmt.Sprintf("services.wait_timeout: %s is out of range 0s..1h (0s skips the wait)", c.Services.WaitTimeout))
