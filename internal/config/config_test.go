@@ -31,7 +31,7 @@ func TestParseFullFixture(t *testing.T) {
 			HelperImage:         "registry.example.com/gitlab-runner-helper:x86_64-v19.4.0",
 			PullPolicy:          []string{PullAlways, PullIfNotPresent},
 			AllowedPullPolicies: []string{PullAlways, PullIfNotPresent},
-			NetworkMode:         "host",
+			NetworkMode:         "ci-jobs",
 			PullAttempts:        5,
 			CleanupTimeout:      90 * time.Second,
 			Registries: []Registry{

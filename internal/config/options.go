@@ -274,6 +274,9 @@ func (c Config) validateOptions() []string {
 			p = append(p, fmt.Sprintf("docker.mac_address: %q is not a MAC address such as 92:d0:c6:0a:29:33", o.MacAddress))
 		}
 	}
+	if o.MacAddress != "" && c.Docker.NetworkMode == "host" {
+		p = append(p, "docker.mac_address: the host's network (docker.network_mode = \"host\") has no MAC address of its own to set")
+	}
 	return p
 }
 

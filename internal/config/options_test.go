@@ -179,6 +179,8 @@ func TestParseOptionsInvalid(t *testing.T) {
 		{"bad tmpfs", "[docker]\ntmpfs = { \"rel\" = \"\", \"/builds\" = \"rw\", \"/x\" = \"rw, size=1m\" }\nservices_tmpfs = { \"/\" = \"\" }\n",
 			`docker.tmpfs: "/builds" would hide or bind /builds, which warmcache mounts itself; docker.tmpfs: "/x": the options "rw, size=1m" must be comma-separated, such as rw,size=64m; docker.tmpfs: "rel" must be an absolute directory other than /; docker.services_tmpfs: "/" must be an absolute directory other than /`},
 		{"bad mac", "[docker]\nmac_address = \"92:d0:c6\"\n", `docker.mac_address: "92:d0:c6" is not a MAC address such as 92:d0:c6:0a:29:33`},
+		{"mac on the host network", "[docker]\nnetwork_mode = \"host\"\nmac_address = \"92:d0:c6:0a:29:33\"\n",
+			`docker.mac_address: the host's network (docker.network_mode = "host") has no MAC address of its own to set`},
 		{"wrong type", "[docker]\nprivileged = \"true\"\n",
 			`toml: line 2 (last key "docker.privileged"): incompatible types: TOML value has type string; destination has type boolean`},
 		{"misspelt option", "[docker]\ncap_adds = [\"NET_ADMIN\"]\n", "unknown key docker.cap_adds"},
