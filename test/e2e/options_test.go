@@ -60,7 +60,7 @@ if echo changed 2>/dev/null > /hostdir/bound.txt; then echo "bound-write=allowed
 echo kept > /named/x && echo "named=$(cat /named/x)"
 echo "job-volume=$(grep -c ' /job-volume ' /proc/mounts)"
 echo "mtu=$(cat /sys/class/net/eth0/mtu)"
-timeout 3 getent hosts ` + probe + ` >/dev/null || true
+timeout 3 getent hosts `+probe+` >/dev/null || true
 `))
 	if r.Code != 0 {
 		t.Fatalf("build_script: %s", r)
