@@ -180,7 +180,7 @@ func everyOption() config.ContainerOptions {
 		ServicesDevices:     map[string][]string{"registry.example.com/emulator:*": {"/dev/kvm"}, "docker:*": {"/dev/fuse"}, "nomatch/*": {"/dev/null"}},
 		DeviceCgroupRules:   []string{"c 10:232 rwm"},
 		Runtime:             "runc",
-		Gpus:                "device=0,1",
+		Gpus:                `"device=0,1"`,
 		GroupAdd:            []string{"kvm", "993"},
 		UsernsMode:          "host",
 		Sysctls:             map[string]string{"net.ipv4.ip_forward": "1", "kernel.msgmax": "65536"},

@@ -347,7 +347,7 @@ func (d *Docker) StartContainer(ctx context.Context, name string) error {
 // operation not permitted".
 func (d *Docker) privilegedRefused(ctx context.Context, name string, err error) (string, bool) {
 	msg := err.Error()
-	if !strings.Contains(msg, "operation not permitted") && !strings.Contains(msg, "permission denied") {
+	if !strings.Contains(msg, "operation not permitted") {
 		return "", false
 	}
 	ins, ierr := d.api.ContainerInspect(ctx, name)
