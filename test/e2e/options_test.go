@@ -18,6 +18,7 @@ import (
 
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/test/runnersim"
 )
 
 // capNetAdmin is CAP_NET_ADMIN's bit in /proc/self/status's CapEff.
@@ -191,44 +192,66 @@ func (l *dnsListener) heard(label string) bool {
 }
 
 // TestPrivilegedJob: with privileged = true the build container is
-// created privileged, the helper is not. This engine (Docker 20.10 in a
-// container whose bounding set lacks capabilities) cannot start a
-// privileged container: prepare then fails as a system failure with one
-// line naming the cause, not the runtime's raw error. Where the engine
-// can, the job runs with every capability.
+// created privileged, the helper is not; with services_privileged = true
+// a service is. This engine (Docker 20.10 in a container whose bounding
+// set lacks capabilities) cannot start a privileged container: prepare
+// then fails as a system failure with one line naming the container and
+// the cause, not the runtime's raw error. Where the engine can, the job
+// runs with every capability.
 func TestPrivilegedJob(t *testing.T) {
-	j := newJob(t, jobSpec{Config: defaultConfig + "privileged = true\n"})
-	r := j.prepare()
-	key := loadJob(t, j).Key()
-	api := dockerAPI(t)
-	for name, want := range map[string]bool{key.Name(naming.KindBuild): true, key.Name(naming.KindHelper): false} {
-		ins, err := api.ContainerInspect(context.Background(), name)
-		if err != nil {
-			t.Fatalf("inspecting %s after prepare: %v", name, err)
-		}
-		if ins.HostConfig.Privileged != want {
-			t.Errorf("%s: HostConfig.Privileged = %v, want %v", name, ins.HostConfig.Privileged, want)
-		}
-	}
-	if r.Code == 0 {
-		t.Logf("this engine runs privileged containers")
-		out := j.run("build_script", runnerScript("grep '^CapEff:' /proc/self/status\n"))
-		if out.Code != 0 || !strings.Contains(out.Stdout, "000001ff") && !strings.Contains(out.Stdout, "0000003f") {
-			t.Errorf("a privileged build container without every capability: %s", out)
-		}
-		return
-	}
-	if r.Code != systemFailureCode {
-		t.Fatalf("prepare: want exit %d (system failure), got %s", systemFailureCode, r)
-	}
-	want := "warmcache: the engine refused a privileged container: the build container (unable to apply caps: operation not permitted); " +
-		"this host's Docker cannot run privileged containers"
-	last := lastLine(r.Stderr)
-	if !strings.HasPrefix(last, want) {
-		t.Errorf("last job-log line = %q\nwant it to start with %q", last, want)
-	}
-	if strings.Contains(r.Stderr, "OCI runtime") || strings.Contains(r.Stderr, "shim task") {
-		t.Errorf("the runtime's raw error reached the job log:\n%s", r.Stderr)
+	for _, tt := range []struct {
+		name, config string
+		services     []runnersim.Service
+		privileged   func(naming.JobKey) map[string]bool
+		refused      string
+	}{
+		{
+			name:   "build container",
+			config: "privileged = true\nservices_privileged = false\n",
+			privileged: func(k naming.JobKey) map[string]bool {
+				return map[string]bool{k.Name(naming.KindBuild): true, k.Name(naming.KindHelper): false}
+			},
+			refused: "the build container",
+		},
+		{
+			name:     "service",
+			config:   "services_privileged = true\n",
+			services: []runnersim.Service{{Name: httpdImage}},
+			privileged: func(k naming.JobKey) map[string]bool {
+				return map[string]bool{k.ServiceName(0): true, k.Name(naming.KindHelper): false}
+			},
+			refused: "service " + httpdImage,
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			j := newJob(t, jobSpec{Config: defaultConfig + tt.config, Services: tt.services})
+			r := j.prepare()
+			api := dockerAPI(t)
+			for name, want := range tt.privileged(loadJob(t, j).Key()) {
+				ins, err := api.ContainerInspect(context.Background(), name)
+				if err != nil {
+					t.Fatalf("inspecting %s after prepare: %v", name, err)
+				}
+				if ins.HostConfig.Privileged != want {
+					t.Errorf("%s: HostConfig.Privileged = %v, want %v", name, ins.HostConfig.Privileged, want)
+				}
+			}
+			if r.Code == 0 {
+				t.Logf("this engine runs privileged containers")
+				return
+			}
+			if r.Code != systemFailureCode {
+				t.Fatalf("prepare: want exit %d (system failure), got %s", systemFailureCode, r)
+			}
+			want := "warmcache: the engine refused a privileged container: " + tt.refused +
+				" (unable to apply caps: operation not permitted); this host's Docker cannot run privileged containers"
+			if last := lastLine(r.Stderr); !strings.HasPrefix(last, want) {
+				t.Errorf("last job-log line = %q\nwant it to start with %q", last, want)
+			}
+			if strings.Contains(r.Stderr, "OCI runtime") || strings.Contains(r.Stderr, "shim task") {
+				t.Errorf("the runtime's raw error reached the job log:\n%s", r.Stderr)
+			}
+		})
 	}
 }
 
