@@ -140,6 +140,9 @@ type Docker struct {
 	// Rules: allowed images, services and users, admin services (rules.go).
 	Rules
 	EngineTLS
+	// ContainerOptions are the runner's container and network options
+	// (privileged, volumes, cap_add, dns, ...), keys of [docker] itself.
+	ContainerOptions
 }
 
 // Registry is one registry login. The password lives in a file so that no
@@ -282,6 +285,7 @@ func (c Config) validate() []string {
 		}
 	}
 	p = append(p, d.Rules.validate()...)
+	p = append(p, c.validateOptions()...)
 	p = append(p, c.Cache.validate()...)
 	if c.Services.WaitTimeout < 0 || c.Services.WaitTimeout > time.Hour {
 		p = append(p, fmt.Sprintf("services.wait_timeout: %s is out of range 0s..1h (0s skips the wait)", c.Services.WaitTimeout))

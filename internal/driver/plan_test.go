@@ -92,6 +92,31 @@ func TestPlanGolden(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "docker executor options",
+			job: func(j map[string]any) {
+				j["services"] = []any{
+					map[string]any{"name": "docker:27-dind", "alias": "docker"},
+					map[string]any{"name": "registry.example.com/emulator:3"},
+				}
+			},
+			cfg: func(c *config.Config) { c.Docker.ContainerOptions = everyOption() },
+			facts: func(j job.Job, f *facts) {
+				for _, s := range j.Services {
+					f.Services = append(f.Services, services.Service{Image: s, Aliases: job.ServiceAliases(s)})
+				}
+				f.SecurityOpt = []string{"seccomp=unconfined", "no-new-privileges"}
+				f.ServicesSecurityOpt = []string{"apparmor=unconfined"}
+			},
+		},
+		{
+			name: "docker executor options on the host network",
+			cfg: func(c *config.Config) {
+				c.Docker.NetworkMode = "host"
+				c.Docker.DNS, c.Docker.ExtraHosts, c.Docker.MacAddress = []string{"10.0.0.53"}, []string{"gitlab.corp.example:10.0.0.7"}, "92:d0:c6:0a:29:33"
+			},
+			facts: func(_ job.Job, f *facts) { f.Network = "host" },
+		},
 	}
 	var out strings.Builder
 	for _, tt := range tests {
@@ -113,6 +138,13 @@ func TestPlanGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(&out, "== %s\n%s\n", tt.name, data)
+		if n := networkPlan(sampleKey, h.cfg, meta); n.MTU != 0 || n.EnableIPv6 {
+			data, err := json.MarshalIndent(n, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&out, "-- the job's network\n%s\n", data)
+		}
 	}
 	const golden = "testdata/plan.golden"
 	if *update {
@@ -137,4 +169,38 @@ func setJobUser(j map[string]any, user string) {
 		j["image"] = img
 	}
 	img["executor_opts"] = map[string]any{"docker": map[string]any{"user": user}}
+}
+
+// everyOption sets every container and network option of the runner.
+func everyOption() config.ContainerOptions {
+	no := false
+	return config.ContainerOptions{
+		Privileged:          true,
+		ServicesPrivileged:  &no,
+		Volumes:             []string{"/var/run/docker.sock:/var/run/docker.sock", "/usr/bin/docker:/usr/bin/docker:ro", "/srv/ref:/ref:ro,z,rslave", "ccache:/ccache", "/scratch", "/certs/client"},
+		VolumeDriver:        "local",
+		CapAdd:              []string{"NET_ADMIN", "SYS_PTRACE"},
+		CapDrop:             []string{"MKNOD"},
+		SecurityOpt:         []string{"seccomp=unconfined", "no-new-privileges"},
+		ServicesSecurityOpt: []string{"apparmor=unconfined"},
+		Devices:             []string{"/dev/kvm", "/dev/sda:/dev/xvda:r"},
+		ServicesDevices:     map[string][]string{"registry.example.com/emulator:*": {"/dev/kvm"}, "docker:*": {"/dev/fuse"}, "nomatch/*": {"/dev/null"}},
+		DeviceCgroupRules:   []string{"c 10:232 rwm"},
+		Runtime:             "runc",
+		Gpus:                `"device=0,1"`,
+		GroupAdd:            []string{"kvm", "993"},
+		UsernsMode:          "host",
+		Sysctls:             map[string]string{"net.ipv4.ip_forward": "1", "kernel.msgmax": "65536"},
+		Ulimit:              map[string]string{"nofile": "1024:2048", "core": "0"},
+		OomKillDisable:      true,
+		OomScoreAdjust:      500,
+		DNS:                 []string{"10.0.0.53", "fd00::53"},
+		DNSSearch:           []string{"corp.example"},
+		ExtraHosts:          []string{"gitlab.corp.example:10.0.0.7"},
+		NetworkMTU:          1400,
+		EnableIPv6:          true,
+		Tmpfs:               map[string]string{"/var/lib/mysql": "rw,noexec"},
+		ServicesTmpfs:       map[string]string{"/var/lib/docker": "rw,size=1g"},
+		MacAddress:          "92:d0:c6:0a:29:33",
+	}
 }

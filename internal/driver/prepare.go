@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,17 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	defer flushLog(&err)
 	key := j.Key()
 	d.Log.Info("prepare", zap.String("job", key.Base()), zap.Int64("project_id", j.ProjectID))
+	if err := checkVolumeTargets(d.Config); err != nil {
+		return err
+	}
+	secOpts, err := securityOpts("docker.security_opt", d.Config.Docker.SecurityOpt)
+	if err != nil {
+		return err
+	}
+	svcSecOpts, err := securityOpts("docker.services_security_opt", d.Config.Docker.ServicesSecurityOpt)
+	if err != nil {
+		return err
+	}
 
 	image := images.Build(j, d.Config, d.Getenv)
 	if j, err = checkRules(d, j, image); err != nil {
@@ -93,7 +105,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	meta := j.Meta(time.Now())
 	// The job's network is made while the images and volumes are checked:
 	// it is needed only when the containers are created.
-	network, networkMade := services.MakeNetwork(ctx, serviceDeps(d), key, meta)
+	network, networkMade := services.MakeNetwork(ctx, serviceDeps(d), networkPlan(key, d.Config, meta))
 	defer networkMade() // a failed prepare leaves no call in flight
 
 	pull := images.Puller{Engine: d.Engine, Attempts: d.Config.Docker.PullAttempts, Say: d.say,
@@ -157,8 +169,25 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	p := plan(j, d.Config, facts{
 		Image: image, Helper: helper, User: user, Network: network, Services: svcs,
 		Caches: caches, NetEnv: netenv, Limits: limitsPlan, CgroupParent: parent, Meta: meta,
+		SecurityOpt: secOpts, ServicesSecurityOpt: svcSecOpts,
 	})
 	helperSpec, build, serviceSpecs := p.Helper, p.Build, p.Services
+	defer func() {
+		err = explainPrivileged(err, func(name string) string {
+			if i := slices.IndexFunc(serviceSpecs, func(s engine.ContainerSpec) bool { return s.Name == name }); i >= 0 {
+				return "service " + svcs[i].Image.Name
+			}
+			if name == build.Name {
+				return "the build container"
+			}
+			return name
+		})
+	}()
+	for _, v := range p.Volumes {
+		if err := d.Engine.EnsureVolume(ctx, v); err != nil {
+			return err
+		}
+	}
 	phases = append(phases, zap.Duration("caches", time.Since(start)))
 	// The services start beside the job's own containers. The build
 	// container joins the helper's network namespace, so it is created
@@ -194,7 +223,9 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	// The first stages (prepare_script, get_sources, caches, artifacts) run
 	// in the helper: the build container starts meanwhile, in the
 	// background, and the run stage finishes the job if it is not done.
-	if err := startBuild(ctx, d, build.Name, nonRoot(user)); err != nil {
+	// A privileged build container starts now, so that an engine that
+	// refuses it fails prepare with its reason.
+	if err := startBuild(ctx, d, build.Name, nonRoot(user) || build.Privileged); err != nil {
 		return err
 	}
 	if nonRoot(user) {

@@ -131,12 +131,18 @@ type VolumeSpec struct {
 	// DriverOpts are options of the local volume driver, e.g. an overlay
 	// mount (type, device, o) made when a container first mounts it.
 	DriverOpts map[string]string
+	// Driver is the volume driver; "" is the engine's default (local).
+	Driver string `json:",omitempty"`
 }
 
 // NetworkSpec describes a network to create.
 type NetworkSpec struct {
 	Name   string
 	Labels map[string]string
+	// MTU of the network's interfaces; 0 keeps the engine's default.
+	MTU int `json:",omitempty"`
+	// EnableIPv6 gives the network IPv6 addresses besides IPv4 ones.
+	EnableIPv6 bool `json:",omitempty"`
 }
 
 // VolumeInfo describes an existing volume.
@@ -191,6 +197,72 @@ type ContainerSpec struct {
 	PidsLimit         int64
 	ShmSize           int64
 	CgroupParent      string
+
+	// The container options of gitlab-runner's [runners.docker] (package
+	// config's ContainerOptions), as package driver's plan gives them to
+	// each container; zero values set none.
+	Privileged        bool              `json:",omitempty"`
+	CapAdd            []string          `json:",omitempty"`
+	CapDrop           []string          `json:",omitempty"`
+	SecurityOpt       []string          `json:",omitempty"`
+	Devices           []Device          `json:",omitempty"`
+	DeviceCgroupRules []string          `json:",omitempty"`
+	GPUs              *GPURequest       `json:",omitempty"`
+	Runtime           string            `json:",omitempty"`
+	GroupAdd          []string          `json:",omitempty"`
+	UsernsMode        string            `json:",omitempty"`
+	Sysctls           map[string]string `json:",omitempty"`
+	Ulimits           []Ulimit          `json:",omitempty"`
+	OomKillDisable    bool              `json:",omitempty"`
+	OomScoreAdj       int               `json:",omitempty"`
+	// DNS, DNSSearch, ExtraHosts and MacAddress belong to a container's
+	// own network stack: a container in another's ("container:<name>")
+	// has them from that one, and the engine refuses them.
+	DNS        []string `json:",omitempty"`
+	DNSSearch  []string `json:",omitempty"`
+	ExtraHosts []string `json:",omitempty"`
+	MacAddress string   `json:",omitempty"`
+	// Tmpfs mounts a tmpfs at each key, with the value's mount options.
+	Tmpfs map[string]string `json:",omitempty"`
+	// Binds mount host paths and named volumes (see Bind).
+	Binds []Bind `json:",omitempty"`
+	// VolumeDriver creates the named volumes of Binds that do not exist.
+	VolumeDriver string `json:",omitempty"`
+}
+
+// Bind mounts a host path (Source absolute) or a named volume (Source a
+// name; the engine creates it if absent, and keeps it after the
+// container), as `docker run -v Source:Target[:options]` does.
+type Bind struct {
+	Source   string
+	Target   string
+	ReadOnly bool `json:",omitempty"`
+	// Options are the other -v options: an SELinux label (z, Z) and a
+	// bind propagation (shared, rslave, ...).
+	Options []string `json:",omitempty"`
+}
+
+// Device makes a host device available in a container.
+type Device struct {
+	Host, Container string
+	// Permissions are the cgroup permissions: a subset of "rwm".
+	Permissions string
+}
+
+// GPURequest asks for GPUs, as `docker run --gpus` does.
+type GPURequest struct {
+	// Count is -1 for every GPU; 0 when DeviceIDs name them.
+	Count        int
+	Driver       string            `json:",omitempty"`
+	DeviceIDs    []string          `json:",omitempty"`
+	Capabilities []string          `json:",omitempty"`
+	Options      map[string]string `json:",omitempty"`
+}
+
+// Ulimit is a resource limit of a container's processes.
+type Ulimit struct {
+	Name       string
+	Soft, Hard int64
 }
 
 // Exit is how a process in a container ended.
@@ -213,6 +285,28 @@ var ErrInUse = errors.New("in use")
 // ErrDenied is returned (wrapped) when the engine or a registry refuses
 // the credentials; retrying cannot help.
 var ErrDenied = errors.New("access denied")
+
+// ErrPrivilegedRefused is returned (wrapped) by StartContainer when the
+// engine cannot run a privileged container: it gives such a container
+// every capability, and an engine that itself lacks some (in a container,
+// or under a restricted bounding set) fails to start it.
+var ErrPrivilegedRefused = errors.New("the engine refused a privileged container")
+
+// PrivilegedRefusedError is StartContainer's error for a privileged
+// container the engine cannot run; it wraps ErrPrivilegedRefused.
+type PrivilegedRefusedError struct {
+	Container string
+	// Cause is the runtime's reason, e.g. "unable to apply caps:
+	// operation not permitted".
+	Cause string
+}
+
+func (e *PrivilegedRefusedError) Error() string {
+	return fmt.Sprintf("starting container %s: %v: %s", e.Container, ErrPrivilegedRefused, e.Cause)
+}
+
+// Unwrap makes errors.Is(err, ErrPrivilegedRefused) hold.
+func (e *PrivilegedRefusedError) Unwrap() error { return ErrPrivilegedRefused }
 
 // ErrUnreachable is returned (wrapped) when the engine cannot be reached.
 var ErrUnreachable = errors.New("docker engine unreachable")

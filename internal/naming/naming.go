@@ -78,6 +78,7 @@ const (
 	KindFork    Kind = "fork"    // overlay volume: a cache read-only below, a layer of writes on top
 	KindLayer   Kind = "layer"   // volume holding the writes of a fork that is discarded
 	KindCommit  Kind = "commit"  // volume holding a job's writes to a shared cache until it succeeds
+	KindVolume  Kind = "volume"  // volume of the job's own that docker.volumes asks for ("/dst")
 )
 
 // JobKey identifies one job on one runner host. Instance, ProjectID and

@@ -150,7 +150,7 @@ func (h *harness) start(t *testing.T, j job.Job, ports map[string][]engine.Port)
 		h.f.AddImage(s.Image.Name)
 		svcs[i].Info = &engine.ImageInfo{ExposedPorts: ports[s.Image.Name]}
 	}
-	network, made := MakeNetwork(ctx, d, sampleKey, sampleMeta)
+	network, made := MakeNetwork(ctx, d, ownNetwork())
 	if err := made(); err != nil {
 		t.Fatalf("MakeNetwork: %v", err)
 	}
@@ -179,4 +179,9 @@ func methods(f *fake.Engine, name string) []string {
 		}
 	}
 	return out
+}
+
+// ownNetwork is the sample job's own network.
+func ownNetwork() engine.NetworkSpec {
+	return engine.NetworkSpec{Name: sampleKey.Name(naming.KindNetwork), Labels: sampleKey.Labels(naming.KindNetwork, sampleMeta)}
 }

@@ -132,27 +132,18 @@ func Plan(d Deps, j job.Job, pullPolicies func(jobPolicies []string) ([]string, 
 	return out, nil
 }
 
-// jobNetwork returns the network the helper (and with it the build
-// container) and the services join, and whether it is the job's own:
-// the admin's network_mode if set, else a bridge network per job, so that
-// service aliases resolve and two jobs using one alias never meet.
-func jobNetwork(cfg config.Docker, key naming.JobKey) (string, bool) {
-	if cfg.NetworkMode != "" {
-		return cfg.NetworkMode, false
-	}
-	return key.Name(naming.KindNetwork), true
-}
-
-// MakeNetwork starts creating the job's own network, if it has one,
-// and returns the network to join and a function that waits for the
+// MakeNetwork starts creating the job's own network, as own says: a
+// bridge network per job, so that service aliases resolve and two jobs
+// using one alias never meet; unless the admin's network_mode names a
+// network for the helper (and with it the build container) and the
+// services to join instead. It returns the network to join and a function that waits for the
 // creation and gives its error.
-func MakeNetwork(ctx context.Context, d Deps, key naming.JobKey, meta naming.JobMeta) (string, func() error) {
-	network, own := jobNetwork(d.Docker, key)
-	return network, parallel.Go(func() error {
-		if !own {
-			return nil
-		}
-		if err := d.Engine.CreateNetwork(ctx, engine.NetworkSpec{Name: network, Labels: key.Labels(naming.KindNetwork, meta)}); err != nil {
+func MakeNetwork(ctx context.Context, d Deps, own engine.NetworkSpec) (string, func() error) {
+	if d.Docker.NetworkMode != "" {
+		return d.Docker.NetworkMode, func() error { return nil }
+	}
+	return own.Name, parallel.Go(func() error {
+		if err := d.Engine.CreateNetwork(ctx, own); err != nil {
 			return fmt.Errorf("creating the job's network: %w", err)
 		}
 		return nil

@@ -159,7 +159,7 @@ func TestMakeNetwork(t *testing.T) {
 	for _, mode := range []string{"", "host", "ci-services"} {
 		h := newHarness()
 		h.cfg.Docker.NetworkMode = mode
-		network, made := MakeNetwork(context.Background(), h.deps(), sampleKey, sampleMeta)
+		network, made := MakeNetwork(context.Background(), h.deps(), ownNetwork())
 		if err := made(); err != nil {
 			t.Fatalf("network_mode %q: %v", mode, err)
 		}
@@ -177,7 +177,7 @@ func TestMakeNetwork(t *testing.T) {
 
 	h := newHarness()
 	h.f.FailNext(fake.MethodCreateNetwork, errors.New("no address pool left"))
-	_, made := MakeNetwork(context.Background(), h.deps(), sampleKey, sampleMeta)
+	_, made := MakeNetwork(context.Background(), h.deps(), ownNetwork())
 	if err := made(); err == nil || err.Error() != "creating the job's network: no address pool left" {
 		t.Errorf("MakeNetwork = %v", err)
 	}

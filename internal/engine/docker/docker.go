@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/api/types/versions"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
@@ -142,16 +143,77 @@ func (d *Docker) PullImage(ctx context.Context, ref string, auth *engine.Registr
 	return nil
 }
 
-// resources maps a spec's limits to the engine's.
+// resources maps a spec's limits and devices to the engine's.
 func resources(c engine.ContainerSpec) container.Resources {
 	r := container.Resources{
 		CgroupParent: c.CgroupParent, NanoCPUs: c.NanoCPUs, CpusetCpus: c.CpusetCpus,
 		Memory: c.Memory, MemorySwap: c.MemorySwap, MemoryReservation: c.MemoryReservation,
+		DeviceCgroupRules: c.DeviceCgroupRules,
 	}
 	if c.PidsLimit > 0 {
 		r.PidsLimit = &c.PidsLimit
 	}
+	if c.OomKillDisable {
+		r.OomKillDisable = &c.OomKillDisable
+	}
+	for _, dev := range c.Devices {
+		r.Devices = append(r.Devices, container.DeviceMapping{PathOnHost: dev.Host, PathInContainer: dev.Container, CgroupPermissions: dev.Permissions})
+	}
+	if g := c.GPUs; g != nil {
+		r.DeviceRequests = []container.DeviceRequest{{Driver: g.Driver, Count: g.Count, DeviceIDs: g.DeviceIDs,
+			Capabilities: [][]string{g.Capabilities}, Options: g.Options}}
+	}
+	for _, u := range c.Ulimits {
+		r.Ulimits = append(r.Ulimits, &container.Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
+	}
 	return r
+}
+
+// hostConfig maps a spec's mounts, network and container options to the
+// engine's: one line for each option.
+func hostConfig(c engine.ContainerSpec) *container.HostConfig {
+	host := &container.HostConfig{
+		NetworkMode:  container.NetworkMode(c.NetworkMode),
+		ShmSize:      c.ShmSize,
+		Resources:    resources(c),
+		Privileged:   c.Privileged,
+		CapAdd:       c.CapAdd,
+		CapDrop:      c.CapDrop,
+		SecurityOpt:  c.SecurityOpt,
+		Runtime:      c.Runtime,
+		GroupAdd:     c.GroupAdd,
+		UsernsMode:   container.UsernsMode(c.UsernsMode),
+		Sysctls:      c.Sysctls,
+		OomScoreAdj:  c.OomScoreAdj,
+		DNS:          c.DNS,
+		DNSSearch:    c.DNSSearch,
+		ExtraHosts:   c.ExtraHosts,
+		Tmpfs:        c.Tmpfs,
+		VolumeDriver: c.VolumeDriver,
+	}
+	for _, m := range c.Mounts {
+		mt := mount.Mount{Type: mount.TypeVolume, Source: m.Volume, Target: m.Target, ReadOnly: m.ReadOnly}
+		if m.NoCopy {
+			mt.VolumeOptions = &mount.VolumeOptions{NoCopy: true}
+		}
+		host.Mounts = append(host.Mounts, mt)
+	}
+	for _, b := range c.Binds {
+		host.Binds = append(host.Binds, bindSpec(b))
+	}
+	return host
+}
+
+// bindSpec spells a bind as `docker run -v` does: source:target[:options].
+func bindSpec(b engine.Bind) string {
+	opts := slices.Clone(b.Options)
+	if b.ReadOnly {
+		opts = append([]string{"ro"}, opts...)
+	}
+	if len(opts) == 0 {
+		return b.Source + ":" + b.Target
+	}
+	return b.Source + ":" + b.Target + ":" + strings.Join(opts, ",")
 }
 
 // readPullStream turns the pull progress stream (jsonmessage.JSONMessage
@@ -206,7 +268,7 @@ func encodeAuth(a engine.RegistryAuth) (string, error) {
 // EnsureVolume implements engine.Engine. Creating an existing volume with the
 // local driver returns the existing one, so this is idempotent.
 func (d *Docker) EnsureVolume(ctx context.Context, v engine.VolumeSpec) error {
-	opts := volume.CreateOptions{Name: v.Name, Labels: v.Labels, DriverOpts: v.DriverOpts}
+	opts := volume.CreateOptions{Name: v.Name, Labels: v.Labels, DriverOpts: v.DriverOpts, Driver: v.Driver}
 	if v.Tmpfs {
 		opts.DriverOpts = map[string]string{"type": "tmpfs", "device": "tmpfs", "o": tmpfsOptions}
 	}
@@ -253,18 +315,29 @@ func (d *Docker) CreateContainer(ctx context.Context, c engine.ContainerSpec) er
 			cfg.Entrypoint = []string{""}
 		}
 	}
-	host := &container.HostConfig{NetworkMode: container.NetworkMode(c.NetworkMode), ShmSize: c.ShmSize}
-	host.Resources = resources(c)
-	for _, m := range c.Mounts {
-		mt := mount.Mount{Type: mount.TypeVolume, Source: m.Volume, Target: m.Target, ReadOnly: m.ReadOnly}
-		if m.NoCopy {
-			mt.VolumeOptions = &mount.VolumeOptions{NoCopy: true}
-		}
-		host.Mounts = append(host.Mounts, mt)
-	}
+	host := hostConfig(c)
 	nets := &network.NetworkingConfig{}
 	if len(c.NetworkAliases) > 0 {
 		nets.EndpointsConfig = map[string]*network.EndpointSettings{c.NetworkMode: {Aliases: c.NetworkAliases}}
+	}
+	if c.MacAddress != "" {
+		// Before API 1.44 the address is the container's; since, its
+		// endpoint's (the client drops the container's then).
+		cfg.MacAddress = c.MacAddress //nolint:staticcheck // still the field before API 1.44
+		d.api.NegotiateAPIVersion(ctx)
+		if versions.GreaterThanOrEqualTo(d.api.ClientVersion(), "1.44") {
+			on := c.NetworkMode
+			if on == "" {
+				on = network.NetworkDefault
+			}
+			if nets.EndpointsConfig == nil {
+				nets.EndpointsConfig = map[string]*network.EndpointSettings{}
+			}
+			if nets.EndpointsConfig[on] == nil {
+				nets.EndpointsConfig[on] = &network.EndpointSettings{}
+			}
+			nets.EndpointsConfig[on].MacAddress = c.MacAddress
+		}
 	}
 	if _, err := d.api.ContainerCreate(ctx, cfg, host, nets, nil, c.Name); err != nil {
 		return classify(err, "creating container "+c.Name)
@@ -277,15 +350,52 @@ func (d *Docker) StartContainer(ctx context.Context, name string) error {
 	// Starting a running container is a no-op for the engine, so a retry
 	// after a lost answer is safe.
 	if err := retry(ctx, func() error { return d.api.ContainerStart(ctx, name, container.StartOptions{}) }); err != nil {
+		if cause, ok := d.privilegedRefused(ctx, name, err); ok {
+			return &engine.PrivilegedRefusedError{Container: name, Cause: cause}
+		}
 		return classify(err, "starting container "+name)
 	}
 	return nil
 }
 
+// privilegedRefused says whether a failed start is the engine refusing
+// a privileged container (runc cannot grant it every capability), with
+// the cause in the runtime's words, e.g. "unable to apply caps:
+// operation not permitted".
+func (d *Docker) privilegedRefused(ctx context.Context, name string, err error) (string, bool) {
+	msg := err.Error()
+	if !strings.Contains(msg, "operation not permitted") {
+		return "", false
+	}
+	ins, ierr := d.api.ContainerInspect(ctx, name)
+	if ierr != nil || ins.HostConfig == nil || !ins.HostConfig.Privileged {
+		return "", false
+	}
+	return runtimeCause(msg), true
+}
+
+// runtimeCause keeps the end of an OCI runtime error, past the layers
+// that wrap it ("failed to create shim task: OCI runtime create failed:
+// runc create failed: unable to start container process: ...: unknown").
+func runtimeCause(msg string) string {
+	const marker = "unable to start container process: "
+	if i := strings.LastIndex(msg, marker); i >= 0 {
+		msg = msg[i+len(marker):]
+	}
+	return strings.TrimSuffix(strings.TrimSpace(msg), ": unknown")
+}
+
 // CreateNetwork implements engine.Engine. It is not retried: a retry after a
 // lost answer would fail on the name the first call created.
 func (d *Docker) CreateNetwork(ctx context.Context, n engine.NetworkSpec) error {
-	if _, err := d.api.NetworkCreate(ctx, n.Name, network.CreateOptions{Driver: "bridge", Labels: n.Labels}); err != nil {
+	opts := network.CreateOptions{Driver: "bridge", Labels: n.Labels}
+	if n.MTU != 0 {
+		opts.Options = map[string]string{"com.docker.network.driver.mtu": strconv.Itoa(n.MTU)}
+	}
+	if n.EnableIPv6 {
+		opts.EnableIPv6 = &n.EnableIPv6
+	}
+	if _, err := d.api.NetworkCreate(ctx, n.Name, opts); err != nil {
 		return classify(err, "creating network "+n.Name)
 	}
 	return nil

@@ -90,7 +90,7 @@ func Run(t *testing.T, newEngine func(t *testing.T) engine.Engine, opts Options)
 		opts.Timeout = 2 * time.Minute
 	}
 	checks := slices.Concat(imageChecks(opts), volumeChecks(), containerChecks(), execChecks(),
-		networkChecks(), logChecks(), listChecks(), removeChecks())
+		networkChecks(), logChecks(), listChecks(), removeChecks(), optionChecks())
 	for _, c := range checks {
 		if c.run == nil {
 			t.Logf("not checked on this engine: %s %s", c.method, c.behaviour)

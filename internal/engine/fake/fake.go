@@ -96,6 +96,9 @@ type Engine struct {
 	containers map[string]*Container
 	networks   map[string]map[string]string
 	networkIDs map[string]string // network name -> its id, fresh for each network made
+	netSpecs   map[string]engine.NetworkSpec
+	volDrivers map[string]string // volume -> the driver it was created with
+	refusePriv bool
 	lastID     int
 	failNext   map[string][]error
 	hook       Hook
@@ -125,6 +128,8 @@ func New() *Engine {
 		containers: map[string]*Container{},
 		networks:   map[string]map[string]string{},
 		networkIDs: map[string]string{},
+		netSpecs:   map[string]engine.NetworkSpec{},
+		volDrivers: map[string]string{},
 		failNext:   map[string][]error{},
 		pullAuth:   map[string]*engine.RegistryAuth{},
 		ips:        map[string]string{},
@@ -340,7 +345,25 @@ func (f *Engine) EnsureVolume(ctx context.Context, v engine.VolumeSpec) error {
 	}
 	f.volumes[v.Name] = info
 	f.volumeOpts[v.Name] = maps.Clone(v.DriverOpts)
+	f.volDrivers[v.Name] = v.Driver
 	return nil
+}
+
+// VolumeDriver returns the driver a volume was created with ("" for the
+// default one).
+func (f *Engine) VolumeDriver(name string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.volDrivers[name]
+}
+
+// RefusePrivileged makes StartContainer of a privileged container fail,
+// as an engine that lacks capabilities itself does (see
+// engine.ErrPrivilegedRefused).
+func (f *Engine) RefusePrivileged(refuse bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refusePriv = refuse
 }
 
 // VolumeDriverOpts returns the driver options a volume was created with.
@@ -393,7 +416,61 @@ func (f *Engine) CreateContainer(ctx context.Context, c engine.ContainerSpec) er
 	if len(c.NetworkAliases) > 0 && !userDefined {
 		return fmt.Errorf("creating container %s: network-scoped aliases need a user-defined network, not %q", c.Name, c.NetworkMode)
 	}
+	if err := checkOptions(c); err != nil {
+		return fmt.Errorf("creating container %s: %w", c.Name, err)
+	}
+	// As Docker, a named volume that a bind names is created (without
+	// labels) if it does not exist, and kept after the container.
+	for _, b := range c.Binds {
+		if _, ok := f.volumes[b.Source]; !ok && !strings.HasPrefix(b.Source, "/") {
+			f.volumes[b.Source] = engine.VolumeInfo{Name: b.Source, CreatedAt: f.now()}
+			f.volDrivers[b.Source] = c.VolumeDriver
+		}
+	}
 	f.containers[c.Name] = &Container{Spec: cloneSpec(c), State: Created}
+	return nil
+}
+
+// checkOptions refuses what Docker refuses at create: network options of
+// a container in another's network stack, a MAC address on the host's,
+// two volumes or binds at one path, a bind without a source or with a
+// relative target.
+func checkOptions(c engine.ContainerSpec) error {
+	shared := strings.HasPrefix(c.NetworkMode, "container:")
+	switch {
+	case shared && len(c.DNS) > 0:
+		return errors.New("conflicting options: dns and the network mode")
+	case shared && len(c.ExtraHosts) > 0:
+		return errors.New("conflicting options: custom host-to-IP mapping and the network mode")
+	case (shared || c.NetworkMode == "host") && c.MacAddress != "":
+		return errors.New("conflicting options: mac-address and the network mode")
+	}
+	targets := map[string]bool{}
+	taken := func(target string) error {
+		t := filepath.Clean(target)
+		if !filepath.IsAbs(t) {
+			return fmt.Errorf("invalid mount config: mount path %q must be absolute", target)
+		}
+		if targets[t] {
+			return fmt.Errorf("Duplicate mount point: %s", t)
+		}
+		targets[t] = true
+		return nil
+	}
+	for _, m := range c.Mounts {
+		if err := taken(m.Target); err != nil {
+			return err
+		}
+	}
+	for _, b := range c.Binds {
+		if b.Source == "" {
+			return fmt.Errorf("invalid volume specification: %q", b.Source+":"+b.Target)
+		}
+		if err := taken(b.Target); err != nil {
+			return err
+		}
+	}
+	// Docker takes a tmpfs at a volume's path (the tmpfs wins).
 	return nil
 }
 
@@ -410,6 +487,9 @@ func (f *Engine) StartContainer(ctx context.Context, name string) error {
 	c, err := f.existing(name, "starting container")
 	if err != nil {
 		return err
+	}
+	if c.Spec.Privileged && f.refusePriv {
+		return &engine.PrivilegedRefusedError{Container: name, Cause: "unable to apply caps: operation not permitted"}
 	}
 	if _, ok := f.addrs[name]; !ok && f.hasAddress(c.Spec.NetworkMode) {
 		f.lastAddr++
@@ -500,7 +580,8 @@ func (f *Engine) Remove(ctx context.Context, r engine.Resource) error {
 			return nil
 		}
 		if user := f.userOf(func(s engine.ContainerSpec) bool {
-			return slices.ContainsFunc(s.Mounts, func(m engine.Mount) bool { return m.Volume == r.Name })
+			return slices.ContainsFunc(s.Mounts, func(m engine.Mount) bool { return m.Volume == r.Name }) ||
+				slices.ContainsFunc(s.Binds, func(b engine.Bind) bool { return b.Source == r.Name })
 		}); user != "" {
 			return fmt.Errorf("removing volume %s: %w by container %s", r.Name, engine.ErrInUse, user)
 		}
@@ -511,6 +592,7 @@ func (f *Engine) Remove(ctx context.Context, r engine.Resource) error {
 			}
 		}
 		delete(f.volumes, r.Name)
+		delete(f.volDrivers, r.Name)
 	case engine.Network:
 		name := f.networkNamed(r.Name)
 		if name == "" {
@@ -521,6 +603,7 @@ func (f *Engine) Remove(ctx context.Context, r engine.Resource) error {
 		}
 		delete(f.networks, name)
 		delete(f.networkIDs, name)
+		delete(f.netSpecs, name)
 	default:
 		return fmt.Errorf("removing %s: unknown resource type %q", r.Name, r.Type)
 	}
@@ -567,5 +650,28 @@ func cloneSpec(s engine.ContainerSpec) engine.ContainerSpec {
 	s.Labels = maps.Clone(s.Labels)
 	s.Mounts = slices.Clone(s.Mounts)
 	s.NetworkAliases = slices.Clone(s.NetworkAliases)
+	s.CapAdd = slices.Clone(s.CapAdd)
+	s.CapDrop = slices.Clone(s.CapDrop)
+	s.SecurityOpt = slices.Clone(s.SecurityOpt)
+	s.Devices = slices.Clone(s.Devices)
+	s.DeviceCgroupRules = slices.Clone(s.DeviceCgroupRules)
+	if s.GPUs != nil {
+		g := *s.GPUs
+		g.DeviceIDs = slices.Clone(g.DeviceIDs)
+		g.Capabilities = slices.Clone(g.Capabilities)
+		g.Options = maps.Clone(g.Options)
+		s.GPUs = &g
+	}
+	s.GroupAdd = slices.Clone(s.GroupAdd)
+	s.Sysctls = maps.Clone(s.Sysctls)
+	s.Ulimits = slices.Clone(s.Ulimits)
+	s.DNS = slices.Clone(s.DNS)
+	s.DNSSearch = slices.Clone(s.DNSSearch)
+	s.ExtraHosts = slices.Clone(s.ExtraHosts)
+	s.Tmpfs = maps.Clone(s.Tmpfs)
+	s.Binds = slices.Clone(s.Binds)
+	for i := range s.Binds {
+		s.Binds[i].Options = slices.Clone(s.Binds[i].Options)
+	}
 	return s
 }

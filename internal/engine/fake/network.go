@@ -87,7 +87,18 @@ func (f *Engine) CreateNetwork(ctx context.Context, n engine.NetworkSpec) error 
 		return fmt.Errorf("creating network %s: network with name %s already exists", n.Name, n.Name)
 	}
 	f.addNetwork(n.Name, n.Labels)
+	f.netSpecs[n.Name] = engine.NetworkSpec{Name: n.Name, Labels: maps.Clone(n.Labels), MTU: n.MTU, EnableIPv6: n.EnableIPv6}
 	return nil
+}
+
+// Network returns the spec a network was created with by CreateNetwork,
+// and whether it was.
+func (f *Engine) Network(name string) (engine.NetworkSpec, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, ok := f.netSpecs[name]
+	n.Labels = maps.Clone(n.Labels)
+	return n, ok
 }
 
 // ContainerIP implements engine.Engine: while the container runs, its
