@@ -10,6 +10,7 @@ import (
 	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/images"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/limits"
 	"github.com/warmcache/warmcache/internal/naming"
@@ -56,6 +57,9 @@ type jobPlan struct {
 	// credentials are delivered, and the builds directory marked, as
 	// that user.
 	NonRoot bool
+	// Notes are job-log lines about what the plan decided (a container
+	// that runs unprivileged although the config asks for privileged).
+	Notes []string `json:",omitempty"`
 }
 
 // plan decides the job's containers. The build container gets the builds
@@ -105,8 +109,14 @@ func plan(j job.Job, cfg config.Config, f facts) jobPlan {
 		Volumes:  vols.specs,
 		NonRoot:  nonRoot(f.User),
 	}
+	if _, note := privilegedBuild(cfg, f); note != "" {
+		p.Notes = append(p.Notes, note)
+	}
 	for i := range p.Services {
 		p.Services[i] = withLimits(serviceOptions(p.Services[i], cfg, f, f.Services[i], vols), f.Limits.Services, f.CgroupParent)
+		if _, note := privilegedService(cfg, f.Services[i]); note != "" {
+			p.Notes = append(p.Notes, note)
+		}
 	}
 	return p
 }
@@ -139,22 +149,27 @@ func networkPlan(key naming.JobKey, cfg config.Config, meta naming.JobMeta) engi
 // (the build container sees its /etc/resolv.conf and /etc/hosts), and the
 // build container's own only on the host network.
 
-// privilegedBuild says whether the job's build container runs privileged.
+// privilegedBuild says whether the job's build container runs privileged:
+// when docker.privileged asks for it and its image is in
+// docker.allowed_privileged_images (empty: every image), as the Docker
+// executor decides. note is the job-log line when the list says no.
 // The one place that decides it: allow-lists gate it here.
-func privilegedBuild(cfg config.Config, _ facts) bool {
-	return cfg.Docker.Privileged
+func privilegedBuild(cfg config.Config, f facts) (privileged bool, note string) {
+	return images.Privileged(cfg.Docker.Privileged, "image", f.Image, "docker.allowed_privileged_images", cfg.Docker.AllowedPrivilegedImages)
 }
 
-// privilegedService says whether a service of that image runs privileged.
-func privilegedService(cfg config.Config, _ services.Service) bool {
-	return cfg.Docker.ServicesArePrivileged()
+// privilegedService says whether a service of that image runs privileged:
+// docker.services_privileged (unset: docker.privileged), gated by
+// docker.allowed_privileged_services.
+func privilegedService(cfg config.Config, svc services.Service) (privileged bool, note string) {
+	return images.Privileged(cfg.Docker.ServicesArePrivileged(), "service", svc.Image.Name, "docker.allowed_privileged_services", cfg.Docker.AllowedPrivilegedServices)
 }
 
 // buildOptions gives the build container the runner's options.
 func buildOptions(s engine.ContainerSpec, cfg config.Config, f facts, v volumes) engine.ContainerSpec {
 	o := cfg.Docker.ContainerOptions
 	s = withHostOptions(s, o, f, v)
-	s.Privileged = privilegedBuild(cfg, f)
+	s.Privileged, _ = privilegedBuild(cfg, f)
 	if !sharesNetwork(s.NetworkMode) {
 		s.DNS, s.DNSSearch, s.ExtraHosts = o.DNS, o.DNSSearch, o.ExtraHosts
 	}
@@ -192,7 +207,7 @@ func withHostOptions(s engine.ContainerSpec, o config.ContainerOptions, f facts,
 // serviceOptions gives a service the runner's options for services.
 func serviceOptions(s engine.ContainerSpec, cfg config.Config, f facts, svc services.Service, v volumes) engine.ContainerSpec {
 	o := cfg.Docker.ContainerOptions
-	s.Privileged = privilegedService(cfg, svc)
+	s.Privileged, _ = privilegedService(cfg, svc)
 	s.SecurityOpt = f.ServicesSecurityOpt
 	s.Devices = serviceDevices(o.ServicesDevices, svc.Image.Name)
 	s.Runtime, s.UsernsMode = o.Runtime, o.UsernsMode

@@ -110,6 +110,27 @@ func TestPlanGolden(t *testing.T) {
 			},
 		},
 		{
+			// The build image and the second service are not in the
+			// allow-lists: they run unprivileged, and the plan says so.
+			name: "privileged, gated by allowed_privileged_images and _services",
+			job: func(j map[string]any) {
+				j["services"] = []any{
+					map[string]any{"name": "docker:27-dind", "alias": "docker"},
+					map[string]any{"name": "redis:7"},
+				}
+			},
+			cfg: func(c *config.Config) {
+				c.Docker.Privileged = true
+				c.Docker.AllowedPrivilegedImages = []string{"docker:*"}
+				c.Docker.AllowedPrivilegedServices = []string{"docker:*-dind"}
+			},
+			facts: func(j job.Job, f *facts) {
+				for _, s := range j.Services {
+					f.Services = append(f.Services, services.Service{Image: s, Aliases: job.ServiceAliases(s)})
+				}
+			},
+		},
+		{
 			name: "docker executor options on the host network",
 			cfg: func(c *config.Config) {
 				c.Docker.NetworkMode = "host"

@@ -172,6 +172,9 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		SecurityOpt: secOpts, ServicesSecurityOpt: svcSecOpts,
 	})
 	helperSpec, build, serviceSpecs := p.Helper, p.Build, p.Services
+	for _, note := range p.Notes {
+		d.say("%s", note)
+	}
 	defer func() {
 		err = explainPrivileged(err, func(name string) string {
 			if i := slices.IndexFunc(serviceSpecs, func(s engine.ContainerSpec) bool { return s.Name == name }); i >= 0 {
