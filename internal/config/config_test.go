@@ -54,6 +54,7 @@ func TestParseFullFixture(t *testing.T) {
 			EngineTLS: EngineTLS{TLSVerify: true, TLSCertPath: "/etc/warmcache/docker-certs", HostInFile: true},
 			ContainerOptions: ContainerOptions{
 				Privileged:          true,
+				User:                "1000:1000",
 				ServicesPrivileged:  new(false),
 				Volumes:             []string{"/var/run/docker.sock:/var/run/docker.sock", "/srv/ref:/ref:ro", "ccache:/ccache", "/scratch"},
 				VolumeDriver:        "local",
@@ -194,6 +195,8 @@ func TestParseInvalid(t *testing.T) {
 			"unknown key docker.registry.password"},
 		{"every problem at once", "[docker]\nhots = \"x\"\npull_attempts = 0\n[log]\nlevel = \"verbose\"\n",
 			`unknown key docker.hots; docker.pull_attempts: 0 is out of range 1..10; log.level: "verbose" is not one of debug, info, warn, error`},
+
+		{"docker.user with a space", "[docker]\nuser = \"ci user\"\n", `docker.user: "ci user" is not a user; write a name, a uid or uid:gid`},
 
 		// Pull policies.
 		{"bad pull policy", "[docker]\npull_policy = [\"sometimes\"]\n",

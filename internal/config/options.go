@@ -29,6 +29,10 @@ type ContainerOptions struct {
 	Privileged bool `toml:"privileged"`
 	// ServicesPrivileged, when set, overrides Privileged for services.
 	ServicesPrivileged *bool `toml:"services_privileged"`
+	// User runs the build container as this user ("name", "uid" or
+	// "uid:gid") whatever the job's image:docker:user says; with no
+	// docker.allowed_users it is also the only user a job may name.
+	User string `toml:"user"`
 
 	// Volumes are mounted into the build container and the services, as
 	// the runner parses them: "/host:/dst[:ro|rw]" binds a host path,
@@ -173,6 +177,9 @@ var (
 func (c Config) validateOptions() []string {
 	o := c.Docker.ContainerOptions
 	var p []string
+	if strings.ContainsAny(o.User, " \t\n") || strings.Count(o.User, ":") > 1 {
+		p = append(p, fmt.Sprintf("docker.user: %q is not a user; write a name, a uid or uid:gid", o.User))
+	}
 	reserved := append([]string(nil), ReservedVolumeTargets...)
 	for _, cp := range c.Cache.Custom {
 		reserved = append(reserved, cp.Paths...)

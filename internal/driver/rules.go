@@ -12,7 +12,8 @@ import (
 // checkRules applies the admin's rules (config.Rules) to the job's build
 // container before anything is created, as the Docker executor applies
 // them: the image must be in docker.allowed_images (the default image
-// always is), image:docker:user in docker.allowed_users. A job that
+// always is), image:docker:user in docker.allowed_users; docker.user,
+// when set, is the build container's user whatever the job says. A job that
 // breaks one fails as a build failure with one line naming the rule.
 // Under docker.disable_entrypoint_overwrite the job's image:entrypoint
 // is dropped, with a warning, and the job goes on (services.Plan does
@@ -22,9 +23,13 @@ func checkRules(d Deps, j job.Job, image string) (job.Job, error) {
 	if image != d.Config.Docker.DefaultImage && !images.Allowed(image, r.AllowedImages) {
 		return j, &protocol.BuildFailure{Reason: images.NotAllowed("image", image, "docker.allowed_images", r.AllowedImages)}
 	}
-	if _, err := buildUser("", j.Image.ExecutorOpts.Docker.User, r.AllowedUsers); err != nil {
+	user, err := buildUser(d.Config.Docker.User, j.Image.ExecutorOpts.Docker.User, r.AllowedUsers)
+	if err != nil {
 		return j, err
 	}
+	// The job as the rules leave it: prepare and the plan read the build
+	// container's user from here.
+	j.Image.ExecutorOpts.Docker.User = user
 	if r.DisableEntrypointOverwrite && len(j.Image.Entrypoint) > 0 {
 		d.say("WARNING: image:entrypoint %q is ignored: docker.disable_entrypoint_overwrite is set", j.Image.Entrypoint)
 		j.Image.Entrypoint = nil

@@ -112,3 +112,47 @@ func TestBuildUser(t *testing.T) {
 		}
 	}
 }
+
+// TestPrepareAdminUser: docker.user is the build container's user whatever
+// the job's image:docker:user says (as under the Docker executor), and must
+// itself be in docker.allowed_users when that is set.
+func TestPrepareAdminUser(t *testing.T) {
+	tests := []struct {
+		name     string
+		jobUser  string
+		allowed  []string
+		wantUser string
+		wantErr  string
+	}{
+		{"the job names none", "", nil, "1000:1000", ""},
+		{"the job names the same", "1000:1000", nil, "1000:1000", ""},
+		{"the job names another: the admin's wins", "root", nil, "1000:1000", ""},
+		{"the admin's user outside allowed_users", "", []string{"build"}, "", `user "1000:1000" is not allowed by docker.allowed_users (allowed: "build")`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, func(j map[string]any) {
+				if tt.jobUser != "" {
+					setUser(j, tt.jobUser)
+				}
+			})
+			h.cfg.Docker.User = "1000:1000"
+			h.cfg.Docker.AllowedUsers = tt.allowed
+			h.f.AddImage("golang:1.26", testHelperImage)
+			err := Prepare(context.Background(), h.deps())
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("Prepare = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Prepare: %v", err)
+			}
+			c, ok := h.f.Container(sampleKey.Name(naming.KindBuild))
+			if !ok || c.Spec.User != tt.wantUser {
+				t.Errorf("build container user %q (%v), want %q", c.Spec.User, ok, tt.wantUser)
+			}
+		})
+	}
+}
