@@ -9,6 +9,10 @@
 #   warmcache-test/entrypoint:1  busybox + /entrypoint.sh as ENTRYPOINT
 #   warmcache-test/httpd:1       busybox httpd on port 8080 (EXPOSEd), a service
 #   warmcache-test/silent:1      a service that EXPOSEs 9999 but never listens
+#   warmcache-test/dind:1        Debian's docker.io: dockerd on tcp 2375 (no TLS), a
+#                                docker:dind service; not in "all" (it needs a
+#                                privileged container: TestDindService builds it
+#                                only where the engine can start one)
 #
 # Usage: test/images/build.sh [all|debian|busybox|entrypoint|httpd|silent|<tag>]...
 #
@@ -34,6 +38,7 @@ BUSYBOX_REV=1
 ENTRYPOINT_REV=1
 HTTPD_REV=1
 SILENT_REV=1
+DIND_REV=1
 
 LABEL_KEY=io.warmcache.testimage.version
 TAG_DEBIAN=warmcache-test/debian:1
@@ -41,6 +46,7 @@ TAG_BUSYBOX=warmcache-test/busybox:1
 TAG_ENTRYPOINT=warmcache-test/entrypoint:1
 TAG_HTTPD=warmcache-test/httpd:1
 TAG_SILENT=warmcache-test/silent:1
+TAG_DIND=warmcache-test/dind:1
 SUITE=bookworm
 
 CACHE_DIR=${WARMCACHE_IMAGE_CACHE:-/var/cache/warmcache-test-images}
@@ -64,7 +70,7 @@ EOF
 }
 
 # ---------------------------------------------------------------- arguments
-want_debian=0 want_busybox=0 want_entrypoint=0 want_httpd=0 want_silent=0
+want_debian=0 want_busybox=0 want_entrypoint=0 want_httpd=0 want_silent=0 want_dind=0
 [[ $# -eq 0 ]] && set -- all
 for arg in "$@"; do
 	case $arg in
@@ -75,6 +81,7 @@ for arg in "$@"; do
 	entrypoint | "$TAG_ENTRYPOINT") want_entrypoint=1 ;;
 	httpd | "$TAG_HTTPD") want_httpd=1 ;;
 	silent | "$TAG_SILENT") want_silent=1 ;;
+	dind | "$TAG_DIND") want_dind=1 ;;
 	*) usage >&2; die "unknown image '$arg'" ;;
 	esac
 done
@@ -338,8 +345,38 @@ build_silent() {
 exec 9>>"$CACHE_DIR/.lock" || die "cannot open lock file in $CACHE_DIR"
 flock 9
 
+# ---------------------------------------------------------------- dind
+build_dind() {
+	local tag=$TAG_DIND version="$DIND_REV-$SUITE" tarball start mirror sec logf partial
+	up_to_date "$tag" "$version" && return 0
+	start=$SECONDS
+	tarball="$CACHE_DIR/dind-$version.tar"
+	if [[ ! -s $tarball ]]; then
+		ensure_mmdebstrap
+		mirror=$(host_mirror)
+		sec="${mirror%/debian}/debian-security"
+		partial="$CACHE_DIR/.dind-$version.partial.tar"
+		logf="$CACHE_DIR/mmdebstrap-dind.log"
+		if ! "${SUDO[@]}" mmdebstrap --mode=root --variant=minbase --format=tar \
+			--include=docker.io,iptables,ca-certificates,procps \
+			--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
+			--customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
+			"$SUITE" "$partial" "deb $mirror $SUITE main" "deb $sec $SUITE-security main" >"$logf" 2>&1; then
+			tail -n 40 "$logf" >&2
+			rm -f "$partial"
+			die "mmdebstrap (dind) failed (last 40 lines above, full log in $logf)"
+		fi
+		mv -f "$partial" "$tarball"
+	fi
+	import_image "$tag" "$version" "$tarball" \
+		'EXPOSE 2375' \
+		'ENTRYPOINT ["dockerd", "--host=tcp://0.0.0.0:2375", "--tls=false"]'
+	log "$tag: built in $((SECONDS - start))s"
+}
+
 if [[ $want_debian -eq 1 ]]; then build_debian; fi
 if [[ $want_busybox -eq 1 ]]; then build_busybox; fi
 if [[ $want_entrypoint -eq 1 ]]; then build_entrypoint; fi
 if [[ $want_httpd -eq 1 ]]; then build_httpd; fi
 if [[ $want_silent -eq 1 ]]; then build_silent; fi
+if [[ $want_dind -eq 1 ]]; then build_dind; fi
