@@ -26,6 +26,10 @@ type Entry struct {
 	SizeBytes   int64     `json:"size_bytes"`
 	SizeKnown   bool      `json:"size_known"`
 	LastUsed    time.Time `json:"last_used,omitzero"`
+	// QuotaBytes is the volume's hard limit (cache.quota when it was
+	// made), 0 for none; QuotaUsedBytes is what its filesystem holds.
+	QuotaBytes     int64 `json:"quota_bytes,omitempty"`
+	QuotaUsedBytes int64 `json:"quota_used_bytes,omitempty"`
 }
 
 // List returns every cache volume on the engine, most recently used
@@ -52,6 +56,12 @@ func (m *Manager) List(ctx context.Context) ([]Entry, error) {
 			en.LastUsed = rec.LastUsed
 			en.SizeBytes, en.SizeKnown = rec.SizeBytes, !rec.Measured.IsZero()
 		}
+		if m.cfg.Quota > 0 {
+			// One stat and statfs per volume, only with quotas on.
+			if q, _, err := m.host.Quota(ctx, r.Name); err == nil {
+				en.QuotaBytes, en.QuotaUsedBytes = q.Limit, q.Used
+			}
+		}
 		out = append(out, en)
 	}
 	sortEntries(out)
@@ -71,13 +81,23 @@ func sortEntries(entries []Entry) {
 // WriteTable prints entries for people.
 func WriteTable(w io.Writer, entries []Entry, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "VOLUME\tPROJECT\tPROFILE\tPATH\tTRUST\tSIZE\tLAST USED")
+	// The QUOTA column only where some cache has one.
+	quotas := slices.ContainsFunc(entries, func(e Entry) bool { return e.QuotaBytes > 0 })
+	head := "VOLUME\tPROJECT\tPROFILE\tPATH\tTRUST\tSIZE\tLAST USED"
+	if quotas {
+		head += "\tQUOTA"
+	}
+	fmt.Fprintln(tw, head)
 	for _, e := range entries {
 		size := "?"
 		if e.SizeKnown {
 			size = Bytes(e.SizeBytes)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Volume, e.ProjectPath, e.Profile, e.Path, e.Trust, size, Ago(e.LastUsed, now))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", e.Volume, e.ProjectPath, e.Profile, e.Path, e.Trust, size, Ago(e.LastUsed, now))
+		if quotas {
+			fmt.Fprintf(tw, "\t%s", quotaColumn(e))
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }
@@ -90,4 +110,13 @@ func WriteJSON(w io.Writer, entries []Entry) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(entries)
+}
+
+// quotaColumn is a cache's use of its quota: "12.0 MiB of 100 MiB", or "-"
+// for none.
+func quotaColumn(e Entry) string {
+	if e.QuotaBytes == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%s of %s", Bytes(e.QuotaUsedBytes), QuotaBytes(e.QuotaBytes))
 }
