@@ -129,3 +129,12 @@ func (m *Manager) resetIfFull(ctx context.Context, v Volume) (string, error) {
 	}
 	return fmt.Sprintf("Cache %s %s was full at %s (cache.quota): emptied, since its last files may be half written", v.Profile, v.Path, QuotaBytes(q.Limit)), nil
 }
+
+// QuotaSupport says, for doctor, whether cache.quota is enforced on this
+// host: nil when it is, or when no quota is set.
+func (m *Manager) QuotaSupport() error {
+	if m.cfg.Quota == 0 {
+		return nil
+	}
+	return m.host.QuotaSupport()
+}

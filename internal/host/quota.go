@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -316,21 +317,42 @@ func unmountImage(image *os.File, dir, volume string) error {
 	if err := unix.Unmount(dir, 0); err != nil {
 		return fmt.Errorf("quota of %s: unmounting: %w", volume, err)
 	}
-	dev, err := attachedLoop(image)
+	dev, err := stillMounted(image)
 	if err != nil || dev == "" {
 		return err
-	}
-	// Still attached: a container's mount holds it (or its autoclear
-	// has not run yet). A mounted device cannot be opened exclusively.
-	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
-	if err == nil {
-		unix.Close(fd)
-		return nil
 	}
 	if err := unix.Mount(dev, dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
 		return fmt.Errorf("quota of %s: mounting back %s: %w", volume, dev, err)
 	}
 	return fmt.Errorf("quota of %s: %w", volume, engine.ErrInUse)
+}
+
+// releaseWait bounds how long an unmounted filesystem's loop device may
+// take to be released by the kernel: the device clears itself a moment
+// after the unmount returns, not always before.
+const releaseWait = 2 * time.Second
+
+// stillMounted is the loop device of image if its filesystem is still
+// mounted somewhere (a container's mount holds it), "" if not. A mounted
+// device cannot be opened exclusively; one being released may refuse as
+// well for a moment, so a refusal is believed only after releaseWait.
+func stillMounted(image *os.File) (string, error) {
+	deadline := time.Now().Add(releaseWait)
+	for {
+		dev, err := attachedLoop(image)
+		if err != nil || dev == "" {
+			return "", err
+		}
+		fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(fd)
+			return "", nil
+		}
+		if time.Now().After(deadline) {
+			return dev, nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // ResetQuota empties a quota'd volume by making its filesystem anew: for
