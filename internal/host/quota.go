@@ -89,7 +89,7 @@ func (h *Host) CreateQuota(ctx context.Context, volume string, limit int64) erro
 	if err := h.QuotaSupport(); err != nil {
 		return err
 	}
-	_, image, err := h.quotaPaths(ctx, volume)
+	dir, image, err := h.quotaPaths(ctx, volume)
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,17 @@ func (h *Host) CreateQuota(ctx context.Context, volume string, limit int64) erro
 	if _, err := h.MountQuota(ctx, volume); err != nil {
 		return err
 	}
-	return nil
+	return freshRoot(dir)
+}
+
+// freshRoot makes the root of a new filesystem look like a new volume's:
+// no lost+found among a cache's files (fsck makes one again if it needs
+// one), writable by every job user.
+func freshRoot(dir string) error {
+	if err := os.Remove(filepath.Join(dir, "lost+found")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return openToAllUsers(dir)
 }
 
 // mkfs makes an empty ext4 filesystem in image: no blocks reserved for
@@ -382,7 +392,7 @@ func (h *Host) ResetQuota(ctx context.Context, volume string) error {
 	if err := mountImage(f, dir); err != nil {
 		return fmt.Errorf("quota of %s: %w", volume, err)
 	}
-	return openToAllUsers(dir)
+	return freshRoot(dir)
 }
 
 // QuotaSpace is what a quota'd volume holds: its limit (the image's size)

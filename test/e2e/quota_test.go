@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/host"
 )
 
@@ -199,4 +201,103 @@ func dataRoot(t *testing.T) string {
 		t.Fatalf("engine data root: %+v, %v", info, err)
 	}
 	return info.RootDir
+}
+
+// TestQuotaFork: a fork of a quota'd cache reads the cache's filesystem
+// through the overlay, in the same time whatever the cache's size (as
+// TestForkVsCopy measures it for plain caches); and the cost of making a
+// quota'd volume, up to a 20 GiB one, is logged.
+func TestQuotaFork(t *testing.T) {
+	requireQuotas(t)
+	ctx := t.Context()
+	local := host.New(eng, nil)
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())) + fmt.Sprint("-", os.Getpid())
+	var volumes []string
+	t.Cleanup(func() {
+		for i := len(volumes) - 1; i >= 0; i-- {
+			if err := local.ReleaseQuota(context.Background(), volumes[i]); err != nil {
+				t.Errorf("releasing %s: %v", volumes[i], err)
+			}
+			if err := eng.Remove(context.Background(), engine.Resource{Type: engine.Volume, Name: volumes[i]}); err != nil {
+				t.Errorf("removing %s: %v", volumes[i], err)
+			}
+		}
+	})
+	volume := func(v string, opts map[string]string) string {
+		t.Helper()
+		v = name + "-" + v
+		volumes = append(volumes, v)
+		if err := eng.EnsureVolume(ctx, engine.VolumeSpec{Name: v, DriverOpts: opts}); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	seq := 0
+	run := func(script string, mounts ...engine.Mount) string {
+		t.Helper()
+		seq++
+		c := fmt.Sprintf("%s-c%d", name, seq)
+		t.Cleanup(func() { eng.Remove(context.Background(), engine.Resource{Type: engine.Container, Name: c}) })
+		spec := engine.ContainerSpec{Name: c, Image: busyboxImage, Cmd: []string{"sleep", "300"}, Mounts: mounts}
+		if err := eng.CreateContainer(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		if err := eng.StartContainer(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		exit, err := eng.Exec(ctx, c, []string{"sh", "-c", script}, nil, &out, &out)
+		if err != nil || exit.Code != 0 {
+			t.Fatalf("%s: exit %d, %v: %s", script, exit.Code, err, out.String())
+		}
+		if err := eng.Remove(ctx, engine.Resource{Type: engine.Container, Name: c}); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	quotad := func(v string, limit int64) (string, time.Duration) {
+		t.Helper()
+		v = volume(v, nil)
+		start := time.Now()
+		if err := local.CreateQuota(ctx, v, limit); err != nil {
+			t.Fatal(err)
+		}
+		return v, time.Since(start)
+	}
+	_, make20G := quotad("huge", 20<<30)
+	big, makeBig := quotad("big", 512*mib)
+	small, _ := quotad("small", 512*mib)
+	for v, n := range map[string]int{big: 250, small: 25} {
+		run(fmt.Sprintf("for i in $(seq %d); do head -c 1048576 /dev/urandom > /c/f$i; done", n), engine.Mount{Volume: v, Target: "/c"})
+	}
+	fork := func(lower string, i int) time.Duration {
+		start := time.Now()
+		layer := volume(fmt.Sprintf("layer%d", i), nil)
+		if err := local.PrepareLayer(ctx, layer); err != nil {
+			t.Fatal(err)
+		}
+		opts, err := local.OverlayOptions(ctx, lower, layer, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := volume(fmt.Sprintf("fork%d", i), opts)
+		out := run("ls /c | wc -l && echo new > /c/new", engine.Mount{Volume: f, Target: "/c"})
+		took := time.Since(start)
+		if n := strings.TrimSpace(out); n != "250" && n != "25" {
+			t.Fatalf("the fork of %s lists %s files, want the cache's", lower, n)
+		}
+		return took
+	}
+	var forkBig, forkSmall []time.Duration
+	for i := range 3 {
+		forkBig = append(forkBig, fork(big, i))
+		forkSmall = append(forkSmall, fork(small, 10+i))
+	}
+	if out := run("ls /c | wc -l", engine.Mount{Volume: big, Target: "/c"}); strings.TrimSpace(out) != "250" {
+		t.Errorf("the forks wrote into the quota'd cache: it lists %s files", out)
+	}
+	med := func(ds []time.Duration) time.Duration { slices.Sort(ds); return ds[len(ds)/2] }
+	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	t.Logf("quota'd volume made in %s (512 MiB), %s (20 GiB); medians of 3 forks of a quota'd cache: 250 MB %s, 25 MB %s",
+		ms(makeBig), ms(make20G), ms(med(forkBig)), ms(med(forkSmall)))
 }
