@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -93,18 +94,37 @@ func CacheList(ctx context.Context, d Deps, asJSON bool) error {
 	return writeTable(d.Stdout, entries, time.Now())
 }
 
-// writeTable prints entries for people.
+// writeTable prints entries for people; the QUOTA column only where some
+// cache has a quota.
 func writeTable(w io.Writer, entries []cache.Entry, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "VOLUME\tPROJECT\tPROFILE\tPATH\tTRUST\tSIZE\tLAST USED")
+	quotas := slices.ContainsFunc(entries, func(e cache.Entry) bool { return e.QuotaBytes > 0 })
+	head := "VOLUME\tPROJECT\tPROFILE\tPATH\tTRUST\tSIZE\tLAST USED"
+	if quotas {
+		head += "\tQUOTA"
+	}
+	fmt.Fprintln(tw, head)
 	for _, e := range entries {
 		size := "?"
 		if e.SizeKnown {
 			size = human.Bytes(e.SizeBytes)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Volume, e.ProjectPath, e.Profile, e.Path, e.Trust, size, human.Ago(e.LastUsed, now))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", e.Volume, e.ProjectPath, e.Profile, e.Path, e.Trust, size, human.Ago(e.LastUsed, now))
+		if quotas {
+			fmt.Fprintf(tw, "\t%s", quotaColumn(e))
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
+}
+
+// quotaColumn is a cache's use of its quota: "12.0 MiB of 100 MiB", or "-"
+// for none.
+func quotaColumn(e cache.Entry) string {
+	if e.QuotaBytes == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%s of %s", human.Bytes(e.QuotaUsedBytes), cache.QuotaBytes(e.QuotaBytes))
 }
 
 // writeJSON prints entries for scripts: one JSON array.

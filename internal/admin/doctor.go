@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/credentials"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/host"
@@ -75,6 +76,7 @@ func Doctor(ctx context.Context, d Deps) error {
 	}
 
 	diskCheck(info.RootDir, add)
+	quotaCheck(d, add)
 	networksCheck(ctx, d, add)
 
 	entries, err := d.Caches.List(ctx)
@@ -145,6 +147,19 @@ func diskCheck(root string, add func(level, format string, args ...any)) {
 		level, hint = "warn", ": free space soon (warmcache cache ls)"
 	}
 	add(level, "disk: %s free of %s (%.0f%%) at %s%s", human.Bytes(free), human.Bytes(total), 100*frac, root, hint)
+}
+
+// quotaCheck says whether cache.quota, when set, is enforced here.
+func quotaCheck(d Deps, add func(level, format string, args ...any)) {
+	q := int64(d.Config.Cache.Quota)
+	if q == 0 {
+		return
+	}
+	if err := d.Caches.QuotaSupport(); err != nil {
+		add("warn", "cache quota: %s not enforced, caches have no size limit: %v", cache.QuotaBytes(q), err)
+		return
+	}
+	add("ok", "cache quota: %s per cache volume created from now on (an ext4 image on a loop device each)", cache.QuotaBytes(q))
 }
 
 func report(d Deps, found []finding) error {

@@ -133,3 +133,28 @@ func TestWriteErrors(t *testing.T) {
 }
 
 var t0 = time.Date(2026, 11, 26, 21, 31, 10, 0, time.UTC)
+
+func TestWriteTableQuotaColumn(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	entries := []cache.Entry{
+		{Volume: "a", ProjectPath: "g/p", Profile: "go", Path: "/go/pkg/mod", Trust: "protected", SizeBytes: 5 << 20, SizeKnown: true,
+			LastUsed: now.Add(-time.Hour), QuotaBytes: 100 << 20, QuotaUsedBytes: 6 << 20},
+		{Volume: "b", ProjectPath: "g/p", Profile: "npm", Path: "/root/.npm", Trust: "protected", LastUsed: now.Add(-2 * time.Hour)},
+	}
+	var b strings.Builder
+	if err := writeTable(&b, entries, now); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if !strings.HasSuffix(lines[0], "QUOTA") || !strings.HasSuffix(lines[1], "6.0 MiB of 100 MiB") || !strings.HasSuffix(lines[2], "-") {
+		t.Errorf("table:\n%s", b.String())
+	}
+	b.Reset()
+	entries[0].QuotaBytes = 0
+	if err := writeTable(&b, entries, now); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "QUOTA") {
+		t.Errorf("a QUOTA column with no quota:\n%s", b.String())
+	}
+}

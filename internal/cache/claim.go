@@ -26,6 +26,9 @@ type Status struct {
 	// RecordErr is set when the claim could not be recorded in the state
 	// directory (no lease: the GC cannot run either without it).
 	RecordErr error
+	// QuotaLine is for the job log: what the claim did about the
+	// volume's quota ("" most often).
+	QuotaLine string
 }
 
 // SizeKnown says whether Record.SizeBytes is the volume's size: a new
@@ -37,19 +40,25 @@ func (s Status) SizeKnown() bool {
 // claimVolumes makes sure every volume exists, first leasing each in its
 // record (so that no GC removes it between here and the creation of the
 // job's containers) and marking it used now. It reports what the records
-// said before.
+// said before. The volumes it creates get no quota (see claimLimited).
 func (m *Manager) claimVolumes(ctx context.Context, vols []Volume, now time.Time) ([]Status, error) {
+	return m.claimLimited(ctx, vols, func(Volume) bool { return false }, now)
+}
+
+// claimLimited is claimVolumes where a volume it creates gets a quota
+// when cache.quota is set and limited says so for it.
+func (m *Manager) claimLimited(ctx context.Context, vols []Volume, limited func(Volume) bool, now time.Time) ([]Status, error) {
 	out := make([]Status, len(vols))
 	errs := make([]error, len(vols))
 	var wg sync.WaitGroup
 	for i, v := range vols {
-		wg.Go(func() { out[i], errs[i] = m.claimVolume(ctx, v, now) })
+		wg.Go(func() { out[i], errs[i] = m.claimVolume(ctx, v, limited(v), now) })
 	}
 	wg.Wait()
 	return out, errors.Join(errs...)
 }
 
-func (m *Manager) claimVolume(ctx context.Context, v Volume, now time.Time) (Status, error) {
+func (m *Manager) claimVolume(ctx context.Context, v Volume, limited bool, now time.Time) (Status, error) {
 	// The lease comes before the volume is made sure of: a GC that took
 	// the lock first has removed the volume by the time the lease is
 	// written, and ensureVolume below creates it anew.
@@ -63,7 +72,11 @@ func (m *Manager) claimVolume(ctx context.Context, v Volume, now time.Time) (Sta
 	if err != nil {
 		return Status{}, err
 	}
-	st := Status{Volume: v, Warm: existed, Record: prev, RecordErr: recErr}
+	line, err := m.ensureQuota(ctx, v, !existed, limited)
+	if err != nil {
+		return Status{}, err
+	}
+	st := Status{Volume: v, Warm: existed, Record: prev, RecordErr: recErr, QuotaLine: line}
 	if recErr == nil && !existed && !prev.LastUsed.IsZero() {
 		// Removed by hand since its last use and made anew: empty, so
 		// the record's size no longer holds.

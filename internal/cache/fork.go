@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/warmcache/warmcache/internal/cache/overlay"
+	"go.uber.org/zap"
+
 	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/human"
@@ -96,6 +98,12 @@ func (m *Manager) findForks(ctx context.Context, j job.Job, profiles []Profile, 
 		if err != nil || !m.isCache(ctx, f.Lower.Name) || !m.host.Has(ctx, f.Lower.Name) {
 			continue
 		}
+		// The overlay reads the cache's directory: a quota'd cache's
+		// filesystem must be mounted there (it is not after a reboot).
+		if _, err := m.host.MountQuota(ctx, f.Lower.Name); err != nil {
+			m.log.Warn("mounting the filesystem of a protected cache", zap.String("volume", f.Lower.Name), zap.Error(err))
+			continue
+		}
 		out[i] = &lowerCache{Fork: f, record: rec}
 	}
 	return out
@@ -165,6 +173,8 @@ var errLayerInUse = errors.New("kept layer in use by another job's fork")
 // creation of the fork volume happen under the layer's record lock, so
 // two prepares cannot both find the layer free.
 func (m *Manager) keptLayerFork(ctx context.Context, j job.Job, ov overlay.Spec, lc lowerCache, now time.Time) (name string, size startSize, says string, err error) {
+	// A layer holds the fork's upper and work directories, which must be
+	// on one filesystem: it has no quota of its own.
 	sts, err := m.claimVolumes(ctx, []Volume{lc.Layer}, now)
 	if err != nil {
 		return "", startSize{}, "", fmt.Errorf("claiming the layer of a fork: %w", err)

@@ -52,7 +52,7 @@ func (m *Manager) GC(ctx context.Context, dryRun bool, keep map[string]bool, onE
 	if dryRun {
 		return cands, gc.Result{Evicted: gc.Plan(cands, m.limits(), free, now, keep)}, nil
 	}
-	res, err := gc.Run(ctx, m.engine, m.records, cands, m.limits(), free, now, keep, onEvict)
+	res, err := gc.Run(ctx, m.evicting(), m.records, cands, m.limits(), free, now, keep, onEvict)
 	m.updateMetrics(func(s *record.MetricsState) {
 		for _, ev := range res.Evicted {
 			s.Evicted(ev.Volume, ev.SizeBytes)

@@ -108,6 +108,9 @@ func (m *Manager) ReportGrowth(key naming.JobKey, say Say) {
 			}
 			measured[i] = size
 			lines[i] = growthLine(s, size)
+			if q, ok, err := m.host.Quota(ctx, s.Volume.Name); err == nil && ok && q.Full() {
+				lines[i] += "\n" + quotaFullLine(s.Volume, q.Limit)
+			}
 			if s.Job {
 				return
 			}

@@ -23,6 +23,10 @@ type Entry struct {
 	SizeBytes   int64     `json:"size_bytes"`
 	SizeKnown   bool      `json:"size_known"`
 	LastUsed    time.Time `json:"last_used,omitzero"`
+	// QuotaBytes is the volume's hard limit (cache.quota when it was
+	// made), 0 for none; QuotaUsedBytes is what its filesystem holds.
+	QuotaBytes     int64 `json:"quota_bytes,omitempty"`
+	QuotaUsedBytes int64 `json:"quota_used_bytes,omitempty"`
 }
 
 // List returns every cache volume on the engine, most recently used
@@ -48,6 +52,12 @@ func (m *Manager) List(ctx context.Context) ([]Entry, error) {
 		if rec, err := m.records.Get(r.Name); err == nil {
 			en.LastUsed = rec.LastUsed
 			en.SizeBytes, en.SizeKnown = rec.SizeBytes, !rec.Measured.IsZero()
+		}
+		if m.cfg.Quota > 0 {
+			// One stat and statfs per volume, only with quotas on.
+			if q, _, err := m.host.Quota(ctx, r.Name); err == nil {
+				en.QuotaBytes, en.QuotaUsedBytes = q.Limit, q.Used
+			}
 		}
 		out = append(out, en)
 	}

@@ -173,7 +173,8 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 			plain = append(plain, v)
 		}
 	}
-	statuses, err := m.claimVolumes(ctx, plain, now)
+	limited := func(v Volume) bool { return m.cfg.Quota > 0 && !commits[v.Profile] }
+	statuses, err := m.claimLimited(ctx, plain, limited, now)
 	if err != nil {
 		return JobCaches{}, fmt.Errorf("claiming cache volumes: %w", err)
 	}
@@ -199,6 +200,9 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 			}
 		}
 		say("%s", Describe(st, now))
+		if st.QuotaLine != "" {
+			say("%s", st.QuotaLine)
+		}
 		if st.RecordErr != nil {
 			m.log.Warn("cache claim not recorded: no lease against the GC", zap.String("volume", st.Name), zap.Error(st.RecordErr))
 		}

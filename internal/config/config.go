@@ -101,6 +101,7 @@ type Cache struct {
 	// GC bounds the disk the caches use.
 	GC CacheGC `toml:"gc"`
 	CacheMetrics
+	CacheQuota
 }
 
 // CustomProfile is an admin-defined cache profile.
@@ -395,6 +396,7 @@ func (c Cache) validate() []string {
 		}
 	}
 	p = append(p, c.validateGC()...)
+	p = append(p, c.CacheQuota.validate()...)
 	for i, name := range c.Profiles {
 		if slices.Index(c.Profiles, name) < i {
 			p = append(p, fmt.Sprintf("cache.profiles[%d]: %q is listed twice", i, name))

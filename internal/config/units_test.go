@@ -31,6 +31,8 @@ func unitRows() []unitRow {
 			"[reap]\ngrace = \"60m\"\n", func(c Config) any { return c.Reap.Grace }, time.Hour},
 		{"cache.gc.max_volume_size", "[cache.gc]\nmax_volume_size = 20\n", `cache.gc.max_volume_size: 20 has no unit; write "20g" or "20m"`,
 			"[cache.gc]\nmax_volume_size = \"20g\"\n", func(c Config) any { return c.Cache.GC.MaxVolumeSize }, Size(20 << 30)},
+		{"cache.quota", "[cache]\nquota = 21474836480\n", `cache.quota: 21474836480 has no unit; write "20g"`,
+			"[cache]\nquota = \"20g\"\n", func(c Config) any { return int64(c.Cache.Quota) }, int64(20 << 30)},
 		{"cache.gc.budget", "[cache.gc]\nbudget = 107374182400\n", `cache.gc.budget: 107374182400 has no unit; write "100g"`,
 			"[cache.gc]\nbudget = \"100GB\"\n", func(c Config) any { return c.Cache.GC.Budget }, Size(100 << 30)},
 		{"cache.gc.min_free_disk", "[cache.gc]\nmin_free_disk = \"10\"\n", `cache.gc.min_free_disk: "10" has no unit; write "10g" or "10m"`,

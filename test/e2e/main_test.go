@@ -17,6 +17,7 @@ import (
 
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/docker"
+	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/naming"
 )
 
@@ -140,6 +141,10 @@ func removeProjectCaches(t testing.TB, projectID int64) {
 		t.Fatal(err)
 	}
 	for _, r := range rs {
+		// A quota'd cache's filesystem is unmounted first, as the GC does.
+		if err := host.New(eng, nil).ReleaseQuota(ctx, r.Name); err != nil {
+			t.Errorf("releasing the quota of test cache: %v", err)
+		}
 		if err := eng.Remove(ctx, r); err != nil {
 			t.Errorf("removing test cache: %v", err)
 		}
