@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/internal/cache/profile"
 	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
@@ -53,12 +54,12 @@ func newManager(t *testing.T, f *fake.Engine, cfg config.Cache, local bool) *Man
 }
 
 // goVolumes is the plan of testKey for the go profile: two volumes.
-func goVolumes() []Volume { return Plan(testKey, []Profile{wantGo}) }
+func goVolumes() []Volume { return profile.Plan(testKey, []Profile{wantGo}) }
 
 func TestClaimColdThenWarm(t *testing.T) {
 	f, root := localEngine(t)
 	m := newManager(t, f, config.Cache{}, true)
-	vols := Plan(testKey, []Profile{wantCacheDir, wantGo})
+	vols := profile.Plan(testKey, []Profile{wantCacheDir, wantGo})
 	orig := make([]map[string]string, len(vols))
 	for i, v := range vols {
 		orig[i] = maps.Clone(v.Labels)
@@ -265,7 +266,7 @@ func TestClaimEngineErrors(t *testing.T) {
 func TestClaimSeveral(t *testing.T) {
 	f, _ := localEngine(t)
 	m := newManager(t, f, config.Cache{}, true)
-	vols := Plan(testKey, []Profile{wantCacheDir, wantGo, wantNpm})
+	vols := profile.Plan(testKey, []Profile{wantCacheDir, wantGo, wantNpm})
 	if len(vols) != 4 {
 		t.Fatalf("planned %d volumes, want 4", len(vols))
 	}

@@ -19,19 +19,6 @@ import (
 	"github.com/warmcache/warmcache/internal/naming"
 )
 
-// SharedProfiles returns profiles with every one marked safe for
-// concurrent writers: under commit-on-success, jobs never write the shared
-// volume itself, only layers of their own, so one volume serves every
-// concurrency slot.
-func SharedProfiles(profiles []Profile) []Profile {
-	out := make([]Profile, len(profiles))
-	for i, p := range profiles {
-		p.ConcurrentSafe = !p.ProjectSlot // a checkout is never layered
-		out[i] = p
-	}
-	return out
-}
-
 // stepsFile records, at the root of each of the job's commit layer
 // volumes (beside the layer's upper and work directories, which the job
 // sees only through its overlay), when each step started and whether it

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/warmcache/warmcache/internal/cache/overlay"
+	"github.com/warmcache/warmcache/internal/cache/profile"
 	"go.uber.org/zap"
 
 	"github.com/warmcache/warmcache/internal/cache/record"
@@ -46,8 +47,8 @@ type Fork struct {
 func ForkPlan(key Key, profiles []Profile) []Fork {
 	lowerKey := key
 	lowerKey.Trust = Protected
-	lowers := Plan(lowerKey, profiles)
-	layers := Plan(key, profiles)
+	lowers := profile.Plan(lowerKey, profiles)
+	layers := profile.Plan(key, profiles)
 	out := make([]Fork, len(layers))
 	for i, l := range layers {
 		l.Labels = maps.Clone(l.Labels)
@@ -81,7 +82,7 @@ func (m *Manager) findForks(ctx context.Context, j job.Job, profiles []Profile, 
 	for i, f := range plan {
 		// A commit layer already keeps the job's writes apart; a git
 		// checkout is never read across trust classes.
-		if commits[f.Lower.Profile] || f.Lower.Profile == GitProfile.Name || !m.isCache(ctx, f.Lower.Name) {
+		if commits[f.Lower.Profile] || f.Lower.Profile == profile.Git.Name || !m.isCache(ctx, f.Lower.Name) {
 			continue
 		}
 		// The lease first, then a second look: a GC may have removed the
@@ -216,7 +217,7 @@ func (m *Manager) forkLayers(j job.Job, profiles []Profile) []Volume {
 	}
 	var out []Volume
 	for _, f := range ForkPlan(m.key(j), profiles) {
-		if f.Layer.Profile != GitProfile.Name {
+		if f.Layer.Profile != profile.Git.Name {
 			out = append(out, f.Layer)
 		}
 	}

@@ -3,15 +3,16 @@ package cache
 import (
 	"testing"
 
+	"github.com/warmcache/warmcache/internal/cache/profile"
 	"github.com/warmcache/warmcache/internal/naming"
 )
 
 func TestForkPlan(t *testing.T) {
 	forks := ForkPlan(testKey, []Profile{wantGo})
-	plain := Plan(testKey, []Profile{wantGo})
+	plain := profile.Plan(testKey, []Profile{wantGo})
 	protKey := testKey
 	protKey.Trust = Protected
-	prot := Plan(protKey, []Profile{wantGo})
+	prot := profile.Plan(protKey, []Profile{wantGo})
 	for i, f := range forks {
 		if f.Lower.Name != prot[i].Name {
 			t.Errorf("fork %d lower %s, want the protected %s", i, f.Lower.Name, prot[i].Name)

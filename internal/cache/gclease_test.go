@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/warmcache/warmcache/internal/cache/gc"
+	"github.com/warmcache/warmcache/internal/cache/profile"
 	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
@@ -20,7 +21,7 @@ import (
 // TestClaimAndGCInterleaved drives a prepare's claim and a GC into each
 // other at the two dangerous points, with the fake engine's hooks.
 func TestClaimAndGCInterleaved(t *testing.T) {
-	vol := Plan(testKey, []Profile{wantGo})[0]
+	vol := profile.Plan(testKey, []Profile{wantGo})[0]
 	setup := func(t *testing.T) (*fake.Engine, record.Records) {
 		f, _ := localEngine(t)
 		f.AddImage("img")

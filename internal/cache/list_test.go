@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warmcache/warmcache/internal/cache/profile"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/fake"
@@ -21,7 +22,7 @@ func TestList(t *testing.T) {
 	ctx := t.Context()
 
 	// Project A: three volumes claimed at t0, cache-dir measured.
-	volsA := Plan(testKey, []Profile{wantCacheDir, wantGo})
+	volsA := profile.Plan(testKey, []Profile{wantCacheDir, wantGo})
 	if _, err := m.claimVolumes(ctx, volsA, t0); err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +32,7 @@ func TestList(t *testing.T) {
 	// Project B: one volume used later, holding 1000 bytes, measured; and
 	// a stamp an older version (or a job) left claiming other figures.
 	keyB := Key{Instance: "gitlab.example.com", ProjectID: 2002, ProjectPath: "group/other", Trust: Protected}
-	volsB := Plan(keyB, []Profile{wantNpm})
+	volsB := profile.Plan(keyB, []Profile{wantNpm})
 	if _, err := m.claimVolumes(ctx, volsB, t1); err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +46,7 @@ func TestList(t *testing.T) {
 	}
 	// A cache volume without a record (made by an older version): it
 	// sorts last although its name sorts first, its size not measured.
-	unrecorded := Plan(Key{Instance: "gitlab.example.com", ProjectID: 3003, ProjectPath: "g/p", Trust: Unprotected}, []Profile{wantPip})[0]
+	unrecorded := profile.Plan(Key{Instance: "gitlab.example.com", ProjectID: 3003, ProjectPath: "g/p", Trust: Unprotected}, []Profile{wantPip})[0]
 	if err := f.EnsureVolume(ctx, engine.VolumeSpec{Name: "aaa-unrecorded", Labels: unrecorded.Labels}); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/internal/cache/profile"
 	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
@@ -94,7 +95,7 @@ type JobCaches struct {
 
 // key is the job's cache key in the configured pool.
 func (m *Manager) key(j job.Job) Key {
-	key := KeyFor(j)
+	key := profile.KeyFor(j)
 	key.Pool = m.cfg.Pool
 	return key
 }
@@ -104,7 +105,7 @@ func (m *Manager) key(j job.Job) Key {
 // for the git checkout, on whether the job runs as root: cleanup and the
 // GC, which do not know, count the checkout in).
 func (m *Manager) planned(j job.Job, nonRoot bool) ([]Volume, []Profile, error) {
-	profiles, err := Profiles(m.cfg)
+	profiles, err := profile.Load(m.cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -119,9 +120,9 @@ func (m *Manager) planned(j job.Job, nonRoot bool) ([]Volume, []Profile, error) 
 	}
 	named := profiles
 	if m.cfg.CommitOnSuccess {
-		named = SharedProfiles(profiles)
+		named = profile.Shared(profiles)
 	}
-	return Plan(m.key(j), named), profiles, nil
+	return profile.Plan(m.key(j), named), profiles, nil
 }
 
 // Names names the cache volumes a prepare of j may claim or fork: its
@@ -134,7 +135,7 @@ func (m *Manager) Names(j job.Job) map[string]bool {
 	}
 	if m.cfg.Fork != ForkOff && !j.Protected {
 		for _, f := range ForkPlan(m.key(j), profiles) {
-			if f.Lower.Profile != GitProfile.Name {
+			if f.Lower.Profile != profile.Git.Name {
 				vols = append(vols, f.Lower, f.Layer)
 			}
 		}
@@ -187,13 +188,13 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 				return JobCaches{}, fmt.Errorf("forking the protected cache of %s: %w", v.Path, err)
 			}
 			say("%s", f.line)
-			c.Mounts = append(c.Mounts, engine.Mount{Volume: f.volume, Target: Target(v.Path, nonRoot), NoCopy: true})
+			c.Mounts = append(c.Mounts, engine.Mount{Volume: f.volume, Target: profile.Target(v.Path, nonRoot), NoCopy: true})
 			uses, c.sizes = append(uses, f.lower), append(c.sizes, f.size)
 			continue
 		}
 		st := statuses[0]
 		statuses = statuses[1:]
-		if v.Profile == GitProfile.Name {
+		if v.Profile == profile.Git.Name {
 			var ok bool
 			if st, ok = m.checkCheckout(ctx, st, now, say); !ok {
 				continue // the job's own builds volume instead
@@ -213,12 +214,12 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 			}
 			say("Cache %s %s: the job writes to a layer of its own, applied to the cache only if its steps succeed", v.Profile, v.Path)
 		}
-		c.Mounts = append(c.Mounts, engine.Mount{Volume: mount, Target: Target(st.Path, nonRoot), NoCopy: true})
+		c.Mounts = append(c.Mounts, engine.Mount{Volume: mount, Target: profile.Target(st.Path, nonRoot), NoCopy: true})
 		c.persistent = append(c.persistent, st.Name)
 		uses, c.sizes = append(uses, use(st)), append(c.sizes, size)
 	}
 	m.updateMetrics(func(s *record.MetricsState) { s.Claimed(uses) })
-	c.Env = Env(profiles, nonRoot)
+	c.Env = profile.Env(profiles, nonRoot)
 	return c, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/cache/profile"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
@@ -42,11 +43,11 @@ func checkoutVolume(t *testing.T, h *harness) cache.Volume {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := cache.KeyFor(j)
+	key := profile.KeyFor(j)
 	if key.ProjectSlot != 1 {
 		t.Fatalf("project slot %d, want 1 from CI_CONCURRENT_PROJECT_ID", key.ProjectSlot)
 	}
-	return cache.Plan(key, []cache.Profile{cache.GitProfile})[0]
+	return profile.Plan(key, []cache.Profile{profile.Git})[0]
 }
 
 // TestPrepareWarmCheckout: a fetch job mounts its project slot's checkout

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/cache/profile"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
 )
@@ -22,7 +22,7 @@ import (
 // profiles' paths, and where they move for a job that does not run as
 // root, are known here.
 func checkVolumeTargets(cfg config.Config) error {
-	profiles, err := cache.Profiles(cfg.Cache)
+	profiles, err := profile.Load(cfg.Cache)
 	if err != nil {
 		return err
 	}
@@ -30,7 +30,7 @@ func checkVolumeTargets(cfg config.Config) error {
 	for _, p := range profiles {
 		for _, path := range p.Paths {
 			for _, nonRoot := range []bool{false, true} {
-				if t := cache.Target(path, nonRoot); !slices.Contains(targets, t) {
+				if t := profile.Target(path, nonRoot); !slices.Contains(targets, t) {
 					targets = append(targets, t)
 				}
 			}

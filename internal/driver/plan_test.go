@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/cache/profile"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/credentials"
 	"github.com/warmcache/warmcache/internal/engine"
@@ -24,13 +25,13 @@ import (
 func TestPlanGolden(t *testing.T) {
 	meta := naming.JobMeta{PipelineID: 7, RunnerID: "12", TimeoutSeconds: 3600, Created: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
 	goCaches := func(nonRoot bool) cache.JobCaches {
-		profiles := []cache.Profile{cache.CacheDirProfile, {Name: "go", Paths: []string{"/go/pkg/mod", "/root/.cache/go-build"},
+		profiles := []cache.Profile{profile.CacheDir, {Name: "go", Paths: []string{"/go/pkg/mod", "/root/.cache/go-build"},
 			Env: map[string]string{"GOMODCACHE": "/go/pkg/mod", "GOCACHE": "/root/.cache/go-build"}, ConcurrentSafe: true}}
 		var c cache.JobCaches
 		for i, path := range []string{"/cache", "/go/pkg/mod", "/root/.cache/go-build"} {
-			c.Mounts = append(c.Mounts, engine.Mount{Volume: fmt.Sprintf("warmcache-cache-%d", i), Target: cache.Target(path, nonRoot), NoCopy: true})
+			c.Mounts = append(c.Mounts, engine.Mount{Volume: fmt.Sprintf("warmcache-cache-%d", i), Target: profile.Target(path, nonRoot), NoCopy: true})
 		}
-		c.Env = cache.Env(profiles, nonRoot)
+		c.Env = profile.Env(profiles, nonRoot)
 		return c
 	}
 	ownNetwork := sampleKey.Name(naming.KindNetwork)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/cache/profile"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/job"
@@ -173,11 +173,11 @@ func TestPrepareWithCaches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	profiles, err := cache.Profiles(h.cfg.Cache)
+	profiles, err := profile.Load(h.cfg.Cache)
 	if err != nil {
 		t.Fatal(err)
 	}
-	planned := cache.Plan(cache.KeyFor(j), profiles)
+	planned := profile.Plan(profile.KeyFor(j), profiles)
 
 	builds := engine.Mount{Volume: sampleKey.Name(naming.KindBuilds), Target: protocol.BuildsDir}
 	wantBuild := []engine.Mount{builds}
@@ -204,7 +204,7 @@ func TestPrepareWithCaches(t *testing.T) {
 	if !reflect.DeepEqual(helper.Spec.Mounts, wantHelper) {
 		t.Errorf("helper mounts =\n%+v\nwant\n%+v", helper.Spec.Mounts, wantHelper)
 	}
-	if want := cache.Env(profiles, false); !slices.Equal(build.Spec.Env, want) || len(want) == 0 {
+	if want := profile.Env(profiles, false); !slices.Equal(build.Spec.Env, want) || len(want) == 0 {
 		t.Errorf("build env = %q, want %q", build.Spec.Env, want)
 	}
 	if _, ok := h.f.Volume(sampleKey.Name("cachedir")); ok {
@@ -398,14 +398,14 @@ func TestPrepareNonRootUser(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			profiles, _ := cache.Profiles(h.cfg.Cache)
-			for _, v := range cache.Plan(cache.KeyFor(j), profiles) {
-				want := engine.Mount{Volume: v.Name, Target: cache.Target(v.Path, tt.wantNonRoot), NoCopy: true}
+			profiles, _ := profile.Load(h.cfg.Cache)
+			for _, v := range profile.Plan(profile.KeyFor(j), profiles) {
+				want := engine.Mount{Volume: v.Name, Target: profile.Target(v.Path, tt.wantNonRoot), NoCopy: true}
 				if !slices.Contains(build.Spec.Mounts, want) {
 					t.Errorf("build mounts %+v lack %+v", build.Spec.Mounts, want)
 				}
 			}
-			if want := cache.Env(profiles, tt.wantNonRoot); !slices.Equal(build.Spec.Env, want) {
+			if want := profile.Env(profiles, tt.wantNonRoot); !slices.Equal(build.Spec.Env, want) {
 				t.Errorf("build env = %q, want %q", build.Spec.Env, want)
 			}
 		})

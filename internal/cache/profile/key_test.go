@@ -1,4 +1,4 @@
-package cache
+package profile
 
 import (
 	"encoding/json"
@@ -400,7 +400,7 @@ func TestPlanIsolation(t *testing.T) {
 			for i := range a {
 				want := tt.safe
 				switch {
-				case a[i].Profile == GitProfile.Name:
+				case a[i].Profile == Git.Name:
 					want = tt.git
 				case !isConcurrentSafe(t, profiles, a[i].Profile):
 					want = tt.unsafe

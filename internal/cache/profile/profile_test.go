@@ -1,4 +1,4 @@
-package cache
+package profile
 
 import (
 	"reflect"
@@ -32,7 +32,7 @@ var (
 // config.BuiltinProfiles lists them.
 func allProfiles(t *testing.T) []Profile {
 	t.Helper()
-	ps, err := Profiles(config.Cache{Enabled: true, Profiles: config.BuiltinProfiles})
+	ps, err := Load(config.Cache{Enabled: true, Profiles: config.BuiltinProfiles})
 	if err != nil {
 		t.Fatalf("Profiles: %v", err)
 	}
@@ -91,7 +91,7 @@ func TestProfiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Profiles(tt.cfg)
+			got, err := Load(tt.cfg)
 			if tt.wantErr != "" {
 				if err == nil || err.Error() != tt.wantErr {
 					t.Fatalf("Profiles error = %v, want %q", err, tt.wantErr)
@@ -315,7 +315,7 @@ func TestProfilesRejectSharedPaths(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Profiles(tt.cfg)
+			got, err := Load(tt.cfg)
 			if tt.wantErr == "" {
 				if err != nil || len(got) == 0 {
 					t.Errorf("Profiles = %+v, %v; want profiles", got, err)
@@ -329,5 +329,20 @@ func TestProfilesRejectSharedPaths(t *testing.T) {
 				t.Errorf("Profiles = %+v with an error, want nil", got)
 			}
 		})
+	}
+}
+
+func TestEnvRewritesOnlyRootPaths(t *testing.T) {
+	p := Profile{Env: map[string]string{
+		"A": "/opt/root/cache",
+		"B": "/root/x:/srv/root/y:/root/z",
+		"C": "-Dk=/root/m2 -Dother=/home/root/q",
+	}}
+	got := strings.Join(Env([]Profile{p}, true), "\n")
+	want := "A=/opt/root/cache\n" +
+		"B=/var/cache/warmcache/root/x:/srv/root/y:/var/cache/warmcache/root/z\n" +
+		"C=-Dk=/var/cache/warmcache/root/m2 -Dother=/home/root/q"
+	if got != want {
+		t.Errorf("Env:\n got %q\nwant %q", got, want)
 	}
 }

@@ -1,8 +1,8 @@
-// Package cache plans, claims and reports the persistent cache volumes
-// that make a job's second run warm: which volumes a job mounts (keyed by
-// GitLab instance, project, trust class and profile), their stamps (last
-// use, size) and the job-log report.
-package cache
+// Package profile says which directories of a job are cached, by
+// ecosystem: the built-in profiles (go, npm, pip, maven, gradle, cargo, git
+// and the runner's cache_dir) and the admin's own, where each is mounted
+// for a root or non-root job, and the variables that point the tools at it.
+package profile
 
 import (
 	"fmt"
@@ -33,15 +33,15 @@ type Profile struct {
 	ProjectSlot bool
 }
 
-// CacheDirProfile is the runner's own cache_dir, where GitLab's `cache:`
+// CacheDir is the runner's own cache_dir, where GitLab's `cache:`
 // keyword keeps its archives; it gets the same isolation as tool caches.
-var CacheDirProfile = Profile{Name: "cache-dir", Paths: []string{protocol.CacheDir}, ConcurrentSafe: true}
+var CacheDir = Profile{Name: "cache-dir", Paths: []string{protocol.CacheDir}, ConcurrentSafe: true}
 
-// GitProfile is the warm git checkout: the builds directory itself, kept
+// Git is the warm git checkout: the builds directory itself, kept
 // for each project, trust class and project concurrency slot, so that
 // GIT_STRATEGY=fetch fetches into the checkout an earlier job left. Only
 // jobs whose strategy is fetch mount it (Manager.planned).
-var GitProfile = Profile{Name: "git", Paths: []string{protocol.BuildsDir}, ProjectSlot: true}
+var Git = Profile{Name: "git", Paths: []string{protocol.BuildsDir}, ProjectSlot: true}
 
 // builtins are the profiles known by name. Go's caches and npm's cacache
 // are built for concurrent use; Maven's local repository is not.
@@ -59,16 +59,16 @@ var builtins = map[string]Profile{
 		Env: map[string]string{"GRADLE_USER_HOME": "/root/.gradle"}, ConcurrentSafe: true},
 	"cargo": {Name: "cargo", Paths: []string{"/usr/local/cargo/registry"},
 		Env: map[string]string{"CARGO_HOME": "/usr/local/cargo"}, ConcurrentSafe: false},
-	GitProfile.Name: GitProfile,
+	Git.Name: Git,
 }
 
-// Profiles resolves the enabled profile names of cfg, plus the cache_dir
+// Load resolves the enabled profile names of cfg, plus the cache_dir
 // profile, or nothing when caches are off.
-func Profiles(cfg config.Cache) ([]Profile, error) {
+func Load(cfg config.Cache) ([]Profile, error) {
 	if !cfg.Enabled {
 		return nil, nil
 	}
-	out := []Profile{CacheDirProfile}
+	out := []Profile{CacheDir}
 	for _, name := range cfg.Profiles {
 		if p, ok := builtins[name]; ok {
 			out = append(out, p)
@@ -153,4 +153,17 @@ func Env(profiles []Profile, nonRoot bool) []string {
 		}
 	}
 	return env
+}
+
+// Shared returns profiles with every one marked safe for concurrent
+// writers: under commit-on-success, jobs never write the shared volume
+// itself, only layers of their own, so one volume serves every concurrency
+// slot.
+func Shared(profiles []Profile) []Profile {
+	out := make([]Profile, len(profiles))
+	for i, p := range profiles {
+		p.ConcurrentSafe = !p.ProjectSlot // a checkout is never layered
+		out[i] = p
+	}
+	return out
 }
