@@ -100,26 +100,6 @@ func writeIntoTmpfs(ctx context.Context, h *host.Host, volume string, files []cr
 	return ok, nil
 }
 
-// withEnv returns base with over's variables added, an entry of over
-// replacing one of base with the same name.
-func withEnv(base, over []string) []string {
-	if len(over) == 0 {
-		return base
-	}
-	out := make([]string, 0, len(base)+len(over))
-	names := map[string]bool{}
-	for _, kv := range over {
-		name, _, _ := strings.Cut(kv, "=")
-		names[name] = true
-	}
-	for _, kv := range base {
-		if name, _, _ := strings.Cut(kv, "="); !names[name] {
-			out = append(out, kv)
-		}
-	}
-	return append(out, over...)
-}
-
 // masked returns d with the job log's writers masking every secret of the
 // job, and a function to call when the stage's output has ended: it
 // flushes what they hold back and masks the text of the stage's error

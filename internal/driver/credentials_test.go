@@ -166,14 +166,6 @@ func TestRunMasksSecrets(t *testing.T) {
 	}
 }
 
-func TestWithEnv(t *testing.T) {
-	got := withEnv([]string{"A=1", "GOFLAGS=-x", "B=2"}, []string{"GOFLAGS=-mod=mod", "C=3"})
-	want := []string{"A=1", "B=2", "GOFLAGS=-mod=mod", "C=3"}
-	if !slices.Equal(got, want) {
-		t.Errorf("withEnv = %q, want %q", got, want)
-	}
-}
-
 // TestRunMasksDeliveredTokenAfterRotation: a token rotated on the runner
 // host after prepare is masked in later stages in both versions: the new
 // one from the file, the old one from what the job was given.

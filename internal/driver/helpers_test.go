@@ -144,3 +144,13 @@ func methods(f *fake.Engine, name string) []string {
 func cacheRecords(d Deps) *record.Records {
 	return &record.Records{Dir: filepath.Join(d.Config.Cache.StateDir, "caches")}
 }
+
+// setJobUser sets the job's image:docker:user.
+func setJobUser(j map[string]any, user string) {
+	img, _ := j["image"].(map[string]any)
+	if img == nil {
+		img = map[string]any{}
+		j["image"] = img
+	}
+	img["executor_opts"] = map[string]any{"docker": map[string]any{"user": user}}
+}

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/credentials"
 	"github.com/warmcache/warmcache/internal/engine"
@@ -215,20 +213,5 @@ func TestSecurityOpts(t *testing.T) {
 	}
 	if _, err := securityOpts("docker.security_opt", []string{"seccomp=" + filepath.Join(dir, "none")}); err == nil || !strings.HasPrefix(err.Error(), "docker.security_opt: reading the seccomp profile: ") {
 		t.Errorf("missing profile: %v", err)
-	}
-}
-
-// The golden case's options are a config warmcache loads.
-func TestEveryOptionLoads(t *testing.T) {
-	var text strings.Builder
-	if err := toml.NewEncoder(&text).Encode(map[string]any{"docker": everyOption()}); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse(text.String())
-	if err != nil {
-		t.Fatalf("Parse:\n%s\n%v", text.String(), err)
-	}
-	if !reflect.DeepEqual(cfg.Docker.ContainerOptions, everyOption()) {
-		t.Errorf("loaded %+v\nwant %+v", cfg.Docker.ContainerOptions, everyOption())
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -18,6 +17,7 @@ import (
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
 	"github.com/warmcache/warmcache/internal/parallel"
+	"github.com/warmcache/warmcache/internal/plan"
 	"github.com/warmcache/warmcache/internal/protocol"
 	"github.com/warmcache/warmcache/internal/reap"
 	"github.com/warmcache/warmcache/internal/services"
@@ -105,7 +105,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	meta := j.Meta(time.Now())
 	// The job's network is made while the images and volumes are checked:
 	// it is needed only when the containers are created.
-	network, networkMade := services.MakeNetwork(ctx, serviceDeps(d), networkPlan(key, d.Config, meta))
+	network, networkMade := services.MakeNetwork(ctx, serviceDeps(d), plan.Network(key, d.Config, meta))
 	defer networkMade() // a failed prepare leaves no call in flight
 
 	pull := images.Puller{Engine: d.Engine, Attempts: d.Config.Docker.PullAttempts, Say: d.say,
@@ -140,7 +140,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		user = imageInfo.User
 	}
 	pullTime := time.Since(pullStart)
-	caches, err := d.Caches.Claim(ctx, j, nonRoot(user), protocol.CacheDir, d.say)
+	caches, err := d.Caches.Claim(ctx, j, plan.NonRoot(user), protocol.CacheDir, d.say)
 	if err != nil {
 		return err
 	}
@@ -150,7 +150,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		if err := d.Engine.EnsureVolume(ctx, engine.VolumeSpec{Name: builds, Labels: key.Labels(naming.KindBuilds, meta)}); err != nil {
 			return err
 		}
-		if nonRoot(user) && d.Host != nil {
+		if plan.NonRoot(user) && d.Host != nil {
 			if err := d.Host.OpenToAllUsers(ctx, builds); err != nil && !errors.Is(err, host.ErrNotLocal) {
 				return fmt.Errorf("opening volume %s to the job's user: %w", builds, err)
 			}
@@ -166,9 +166,9 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	if err != nil {
 		return err
 	}
-	p := plan(j, d.Config, facts{
+	p := plan.Make(j, d.Config, plan.Facts{
 		Image: image, Helper: helper, User: user, Network: network, Services: svcs,
-		Caches: caches, NetEnv: netenv, Limits: limitsPlan, CgroupParent: parent, Meta: meta,
+		Caches: caches, Env: netenv.plan.Env, Secrets: netenv.mount, Limits: limitsPlan, CgroupParent: parent, Meta: meta,
 		SecurityOpt: secOpts, ServicesSecurityOpt: svcSecOpts,
 	})
 	helperSpec, build, serviceSpecs := p.Helper, p.Build, p.Services
@@ -228,10 +228,10 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	// background, and the run stage finishes the job if it is not done.
 	// A privileged build container starts now, so that an engine that
 	// refuses it fails prepare with its reason.
-	if err := startBuild(ctx, d, build.Name, nonRoot(user) || build.Privileged); err != nil {
+	if err := startBuild(ctx, d, build.Name, plan.NonRoot(user) || build.Privileged); err != nil {
 		return err
 	}
-	if nonRoot(user) {
+	if plan.NonRoot(user) {
 		// The runner's scripts hand /builds to the owner of this file after
 		// fetching sources, as under the Docker executor; creating it as the
 		// job's user gives it that user's uid and gid.
@@ -249,13 +249,13 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		// container can go on starting in the background; another user
 		// writes its own, to own them.
 		delivered := false
-		if !nonRoot(user) {
+		if !plan.NonRoot(user) {
 			if delivered, err = writeIntoTmpfs(ctx, d.Host, netenv.mount.Volume, netenv.plan.Files); err != nil {
 				return err
 			}
 		}
 		target := helperSpec.Name
-		if nonRoot(user) {
+		if plan.NonRoot(user) {
 			target = build.Name
 		}
 		if !delivered {
@@ -276,17 +276,6 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	return nil
 }
 
-// buildNetwork puts the build container in the helper's network
-// namespace: both see the same network (as in a Kubernetes pod), and the
-// engine sets up one network stack per job instead of two, which is a good
-// part of a job's start and removal time. Host networking is shared anyway.
-func buildNetwork(mode, helper string) string {
-	if mode == "host" {
-		return mode
-	}
-	return "container:" + helper
-}
-
 // startBuild starts the build container in the background when the entry
 // point can, else now. A job whose user is not root needs it at once: the
 // builds directory is marked for that user from inside it.
@@ -299,11 +288,4 @@ func startBuild(ctx context.Context, d Deps, name string, now bool) error {
 		d.Log.Warn("starting the build container in the background", zap.Error(err))
 	}
 	return d.Engine.StartContainer(ctx, name)
-}
-
-// nonRoot says whether a container user ("name", "uid" or "uid:gid") is
-// someone other than root.
-func nonRoot(user string) bool {
-	name, _, _ := strings.Cut(user, ":")
-	return name != "" && name != "root" && name != "0"
 }

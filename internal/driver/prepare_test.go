@@ -17,6 +17,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/plan"
 	"github.com/warmcache/warmcache/internal/protocol"
 )
 
@@ -103,7 +104,7 @@ func TestPrepare(t *testing.T) {
 		checkLabels(t, c.name, got.Spec.Labels, c.kind, from, to)
 		got.Spec.Labels = nil
 		want := engine.ContainerSpec{
-			Name: c.name, Image: c.image, Entrypoint: c.entrypoint, Cmd: keepAlive,
+			Name: c.name, Image: c.image, Entrypoint: c.entrypoint, Cmd: plan.KeepAlive,
 			Mounts: mounts, NetworkMode: "host", KeepStdinOpen: true,
 		}
 		if !reflect.DeepEqual(got.Spec, want) {

@@ -9,7 +9,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/warmcache/warmcache/internal/cache/record"
-	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/limits"
 	"github.com/warmcache/warmcache/internal/limits/cgroup"
@@ -87,34 +86,6 @@ func setUpCgroup(d Deps, key naming.JobKey, plan limits.Plan, driver func() (str
 		return "", err
 	}
 	return cg.Parent(key.Base()), nil
-}
-
-// withLimits sets a container's limits and cgroup parent on its spec.
-func withLimits(s engine.ContainerSpec, c limits.Container, parent string) engine.ContainerSpec {
-	s.NanoCPUs, s.CpusetCpus, s.Memory, s.MemorySwap = c.NanoCPUs, c.CpusetCpus, c.Memory, c.MemorySwap
-	s.MemoryReservation, s.PidsLimit, s.ShmSize, s.CgroupParent = c.MemoryReservation, c.PidsLimit, c.ShmSize, parent
-	return s
-}
-
-// withinJob caps a container's limits at the job's. For the build container
-// this keeps the job's limits where the job's cgroup cannot hold them, and
-// makes a container's OOM kill name the limit the job was granted.
-func withinJob(c limits.Container, j limits.Job) limits.Container {
-	lower := func(v *int64, max int64) {
-		if max > 0 && (*v == 0 || *v > max) {
-			*v = max
-		}
-	}
-	lower(&c.NanoCPUs, j.NanoCPUs)
-	lower(&c.Memory, j.Memory)
-	lower(&c.PidsLimit, j.PidsLimit)
-	if c.MemoryReservation > c.Memory && c.Memory > 0 {
-		c.MemoryReservation = c.Memory
-	}
-	if c.MemorySwap > 0 && c.MemorySwap < c.Memory {
-		c.MemorySwap = c.Memory
-	}
-	return c
 }
 
 // removeCgroup removes the job's cgroup; cleanup calls it once the job's

@@ -52,27 +52,6 @@ func TestLastStepStage(t *testing.T) {
 	}
 }
 
-func TestWithinJob(t *testing.T) {
-	j := limits.Job{NanoCPUs: 1e9, Memory: 1 << 30, PidsLimit: 100}
-	for _, tc := range []struct{ in, want limits.Container }{
-		{limits.Container{}, limits.Container{NanoCPUs: 1e9, Memory: 1 << 30, PidsLimit: 100}},
-		{limits.Container{NanoCPUs: 5e8, Memory: 2 << 30, PidsLimit: 50, ShmSize: 64 << 20},
-			limits.Container{NanoCPUs: 5e8, Memory: 1 << 30, PidsLimit: 50, ShmSize: 64 << 20}},
-		// Swap and reservation follow a lowered memory limit.
-		{limits.Container{Memory: 4 << 30, MemorySwap: 2 << 30, MemoryReservation: 3 << 30},
-			limits.Container{NanoCPUs: 1e9, Memory: 1 << 30, MemorySwap: 2 << 30, MemoryReservation: 1 << 30, PidsLimit: 100}},
-		{limits.Container{Memory: 4 << 30, MemorySwap: -1},
-			limits.Container{NanoCPUs: 1e9, Memory: 1 << 30, MemorySwap: -1, PidsLimit: 100}},
-	} {
-		if got := withinJob(tc.in, j); got != tc.want {
-			t.Errorf("withinJob(%+v) = %+v, want %+v", tc.in, got, tc.want)
-		}
-	}
-	if got := withinJob(limits.Container{Memory: 1 << 20}, limits.Job{}); got != (limits.Container{Memory: 1 << 20}) {
-		t.Errorf("no job limits changed the container: %+v", got)
-	}
-}
-
 // syntheticCgroups is a cgroup v2 tree in a temp dir (the kernel's files
 // written by hand), so the stages run against a real cgroup.Host.
 func syntheticCgroups(t *testing.T) *cgroup.Host {

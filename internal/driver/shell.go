@@ -35,15 +35,6 @@ var detectShell = func() string {
 const helperPrelude = `if ! command -v gitlab-runner >/dev/null 2>&1; then ` +
 	`h=$(command -v gitlab-runner-helper 2>/dev/null) && ln -sf "$h" /usr/local/bin/gitlab-runner 2>/dev/null; fi; `
 
-// keepAlive is the main process of every job container: it blocks on the
-// container's stdin (kept open, never written) so the container lives until
-// cleanup, and it needs nothing but a POSIX shell.
-// If stdin ever reaches end of file it falls back to sleeping. It ignores
-// SIGTERM: a cancelled stage's processes are signalled with kill -1, which
-// spares only PID 1, and under an init (dumb-init, tini) the keep-alive is
-// not PID 1.
-var keepAlive = []string{"sh", "-c", "trap '' TERM; while :; do read _ || sleep 3600 || exit 0; done"}
-
 // stageCommand is the command one stage's script is piped into.
 func stageCommand(target naming.Kind) []string {
 	if target == naming.KindHelper {

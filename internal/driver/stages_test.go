@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/plan"
 )
 
 func TestStageCommand(t *testing.T) {
@@ -30,7 +31,7 @@ func TestStageCommand(t *testing.T) {
 		t.Errorf("helper command = %q", helper)
 	}
 	// The programs must at least parse as POSIX sh.
-	for _, prog := range []string{detectShell, helper[2], keepAlive[2]} {
+	for _, prog := range []string{detectShell, helper[2], plan.KeepAlive[2]} {
 		if out, err := exec.Command("sh", "-n", "-c", prog).CombinedOutput(); err != nil {
 			t.Errorf("sh -n rejects %q: %v: %s", prog, err, out)
 		}

@@ -1,9 +1,11 @@
-package driver
+package plan
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +21,7 @@ import (
 	"github.com/warmcache/warmcache/internal/services"
 )
 
-// TestPlanGolden: a table of jobs, configs and facts in, every container
+// TestPlanGolden: a table of jobs, configs and Facts in, every container
 // prepare creates out, with every option, compared with
 // testdata/plan.golden (rewrite it with -update and read the diff).
 func TestPlanGolden(t *testing.T) {
@@ -39,22 +41,22 @@ func TestPlanGolden(t *testing.T) {
 		name  string
 		job   func(map[string]any)
 		cfg   func(*config.Config)
-		facts func(j job.Job, f *facts)
+		Facts func(j job.Job, f *Facts)
 	}{
 		{name: "defaults: caches off, own network, root"},
 		{
 			name:  "caches, non-root user from the job",
 			job:   func(j map[string]any) { setJobUser(j, "1000:1000") },
-			facts: func(_ job.Job, f *facts) { f.User, f.Caches = "1000:1000", goCaches(true) },
+			Facts: func(_ job.Job, f *Facts) { f.User, f.Caches = "1000:1000", goCaches(true) },
 		},
 		{
 			name:  "non-root user from the image",
-			facts: func(_ job.Job, f *facts) { f.User, f.Caches = "nobody", goCaches(false) },
+			Facts: func(_ job.Job, f *Facts) { f.User, f.Caches = "nobody", goCaches(false) },
 		},
 		{
 			name:  "host network",
 			cfg:   func(c *config.Config) { c.Docker.NetworkMode = "host" },
-			facts: func(_ job.Job, f *facts) { f.Network = "host" },
+			Facts: func(_ job.Job, f *Facts) { f.Network = "host" },
 		},
 		{
 			name: "services on the job's network, with limits under the job's cgroup",
@@ -64,7 +66,7 @@ func TestPlanGolden(t *testing.T) {
 					map[string]any{"name": "registry.example.com:5000/team/cache:1", "entrypoint": []any{"/bin/sh", "-c"}, "command": []any{"redis-server"}},
 				}
 			},
-			facts: func(j job.Job, f *facts) {
+			Facts: func(j job.Job, f *Facts) {
 				for _, s := range j.Services {
 					f.Services = append(f.Services, services.Service{Image: s, Aliases: job.ServiceAliases(s)})
 				}
@@ -79,18 +81,16 @@ func TestPlanGolden(t *testing.T) {
 		},
 		{
 			name: "warm git checkout at builds_dir, in both containers",
-			facts: func(_ job.Job, f *facts) {
+			Facts: func(_ job.Job, f *Facts) {
 				f.Caches = goCaches(false)
 				f.Caches.Mounts = append(f.Caches.Mounts, engine.Mount{Volume: "warmcache-git-0123456789ab", Target: "/builds", NoCopy: true})
 			},
 		},
 		{
 			name: "credentials in the job's tmpfs",
-			facts: func(_ job.Job, f *facts) {
-				f.NetEnv = jobNetEnv{
-					plan:  credentials.Plan{Env: []string{"NETRC=/run/warmcache/netrc", "HTTPS_PROXY=http://proxy.example:3128"}},
-					mount: &engine.Mount{Volume: sampleKey.Name(naming.KindSecrets), Target: credentials.SecretsDir, NoCopy: true},
-				}
+			Facts: func(_ job.Job, f *Facts) {
+				f.Env = []string{"NETRC=/run/warmcache/netrc", "HTTPS_PROXY=http://proxy.example:3128"}
+				f.Secrets = &engine.Mount{Volume: sampleKey.Name(naming.KindSecrets), Target: credentials.SecretsDir, NoCopy: true}
 			},
 		},
 		{
@@ -102,7 +102,7 @@ func TestPlanGolden(t *testing.T) {
 				}
 			},
 			cfg: func(c *config.Config) { c.Docker.ContainerOptions = everyOption() },
-			facts: func(j job.Job, f *facts) {
+			Facts: func(j job.Job, f *Facts) {
 				for _, s := range j.Services {
 					f.Services = append(f.Services, services.Service{Image: s, Aliases: job.ServiceAliases(s)})
 				}
@@ -125,7 +125,7 @@ func TestPlanGolden(t *testing.T) {
 				c.Docker.AllowedPrivilegedImages = []string{"docker:*"}
 				c.Docker.AllowedPrivilegedServices = []string{"docker:*-dind"}
 			},
-			facts: func(j job.Job, f *facts) {
+			Facts: func(j job.Job, f *Facts) {
 				for _, s := range j.Services {
 					f.Services = append(f.Services, services.Service{Image: s, Aliases: job.ServiceAliases(s)})
 				}
@@ -137,30 +137,30 @@ func TestPlanGolden(t *testing.T) {
 				c.Docker.NetworkMode = "host"
 				c.Docker.DNS, c.Docker.ExtraHosts, c.Docker.MacAddress = []string{"10.0.0.53"}, []string{"gitlab.corp.example:10.0.0.7"}, "92:d0:c6:0a:29:33"
 			},
-			facts: func(_ job.Job, f *facts) { f.Network = "host" },
+			Facts: func(_ job.Job, f *Facts) { f.Network = "host" },
 		},
 	}
 	var out strings.Builder
 	for _, tt := range tests {
-		h := newHarness(t, tt.job)
+		cfg := testConfig()
 		if tt.cfg != nil {
-			tt.cfg(&h.cfg)
+			tt.cfg(&cfg)
 		}
-		j, err := job.Load(h.deps().Getenv)
+		j, err := job.Load(sampleEnv(t, tt.job))
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := facts{Image: "golang:1.26", Helper: testHelperImage, Network: ownNetwork, Meta: meta,
+		f := Facts{Image: "golang:1.26", Helper: testHelperImage, Network: ownNetwork, Meta: meta,
 			Caches: cache.JobCaches{Mounts: []engine.Mount{{Volume: sampleKey.Name("cachedir"), Target: "/cache"}}}}
-		if tt.facts != nil {
-			tt.facts(j, &f)
+		if tt.Facts != nil {
+			tt.Facts(j, &f)
 		}
-		data, err := json.MarshalIndent(plan(j, h.cfg, f), "", "  ")
+		data, err := json.MarshalIndent(Make(j, cfg, f), "", "  ")
 		if err != nil {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(&out, "== %s\n%s\n", tt.name, data)
-		if n := networkPlan(sampleKey, h.cfg, meta); n.MTU != 0 || n.EnableIPv6 {
+		if n := Network(sampleKey, cfg, meta); n.MTU != 0 || n.EnableIPv6 {
 			data, err := json.MarshalIndent(n, "", "  ")
 			if err != nil {
 				t.Fatal(err)
@@ -225,4 +225,57 @@ func everyOption() config.ContainerOptions {
 		ServicesTmpfs:       map[string]string{"/var/lib/docker": "rw,size=1g"},
 		MacAddress:          "92:d0:c6:0a:29:33",
 	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// sampleJob is the job response a real gitlab-runner 19.4 wrote (image
+// golang:1.26 with entrypoint [""], project 1001, job 22961).
+const sampleJob = "../job/testdata/job_response.json"
+
+// sampleKey is the JobKey of sampleJob under sampleEnv.
+var sampleKey = naming.JobKey{Runner: "t3st", Instance: "127.0.0.1:42891", ProjectID: 1001, Slot: 2, JobID: 22961}
+
+const testHelperImage = "registry.example.com/gitlab-runner-helper:test"
+
+// testConfig is the default config with a fixed helper image and caches
+// off, as the driver's stage tests use.
+func testConfig() config.Config {
+	cfg := config.Default()
+	cfg.Docker.HelperImage = testHelperImage
+	cfg.Cache.Enabled = false
+	return cfg
+}
+
+// sampleEnv is the runner's environment for sampleJob without its
+// services, changed by edit (nil for none).
+func sampleEnv(t *testing.T, edit func(job map[string]any)) func(string) string {
+	t.Helper()
+	data, err := os.ReadFile(sampleJob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["services"] = []any{}
+	if edit != nil {
+		edit(m)
+	}
+	if data, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "response.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"JOB_RESPONSE_FILE":                path,
+		"CUSTOM_ENV_CI_RUNNER_SHORT_TOKEN": "t3st",
+		"CUSTOM_ENV_CI_RUNNER_ID":          "12",
+		"CUSTOM_ENV_CI_RUNNER_VERSION":     "19.4.0",
+		"CUSTOM_ENV_CI_CONCURRENT_ID":      "2",
+	}
+	return func(k string) string { return env[k] }
 }

@@ -1,4 +1,11 @@
-package driver
+// Package plan decides every container (and the network) warmcache
+// creates for a job, with every option, as a pure function of the job,
+// the admin's config and the Facts prepare found (images, user, caches,
+// credentials, limits, cgroup): package driver carries the plan out. A
+// new container option is a field of engine.ContainerSpec and a line here;
+// plan_test.go golden-tests the whole plan over a table of jobs and
+// configs.
+package plan
 
 import (
 	"maps"
@@ -18,11 +25,11 @@ import (
 	"github.com/warmcache/warmcache/internal/services"
 )
 
-// facts are what prepare has found out, and made sure of, by the time it
+// Facts are what prepare has found out, and made sure of, by the time it
 // decides the job's containers: the images, the user the build runs as,
 // the network to join, the caches claimed, the credentials planned, the
 // limits granted and the cgroup made.
-type facts struct {
+type Facts struct {
 	Image, Helper string
 	// User is the build container's user: the job's, else its image's.
 	User string
@@ -31,8 +38,11 @@ type facts struct {
 	Network  string
 	Services []services.Service
 	Caches   cache.JobCaches
-	NetEnv   jobNetEnv
-	Limits   limits.Plan
+	// Env is what the [env] section gives the job's containers, and
+	// Secrets the job's tmpfs volume of credential files (nil: none).
+	Env     []string
+	Secrets *engine.Mount
+	Limits  limits.Plan
 	// CgroupParent is the job's cgroup, "" when it has none.
 	CgroupParent string
 	Meta         naming.JobMeta
@@ -42,11 +52,11 @@ type facts struct {
 	SecurityOpt, ServicesSecurityOpt []string
 }
 
-// jobPlan is every container prepare creates for a job, with every
+// JobPlan is every container prepare creates for a job, with every
 // option: plan decides it, a pure function of the job, the config and
-// the facts, and Prepare carries it out. A new container option is a
+// the Facts, and Prepare carries it out. A new container option is a
 // field of engine.ContainerSpec and a line here.
-type jobPlan struct {
+type JobPlan struct {
 	Helper   engine.ContainerSpec
 	Build    engine.ContainerSpec
 	Services []engine.ContainerSpec
@@ -62,14 +72,14 @@ type jobPlan struct {
 	Notes []string `json:",omitempty"`
 }
 
-// plan decides the job's containers. The build container gets the builds
+// Make decides the job's containers. The build container gets the builds
 // volume (the warm git checkout when the job has one), the credentials'
 // tmpfs and every cache; the helper (which runs git, the cache and
 // artifact stages) gets the builds volume, the credentials and cache_dir;
 // each is limited as the plan of limits says, under the job's cgroup, and
 // gets the runner's container options as the Docker executor gives them
 // (see withOptions).
-func plan(j job.Job, cfg config.Config, f facts) jobPlan {
+func Make(j job.Job, cfg config.Config, f Facts) JobPlan {
 	key := j.Key()
 	builds, ok := f.Caches.Checkout()
 	if !ok {
@@ -77,9 +87,9 @@ func plan(j job.Job, cfg config.Config, f facts) jobPlan {
 	}
 	buildMounts := []engine.Mount{builds}
 	helperMounts := []engine.Mount{builds}
-	if f.NetEnv.mount != nil {
-		buildMounts = append(buildMounts, *f.NetEnv.mount)
-		helperMounts = append(helperMounts, *f.NetEnv.mount)
+	if f.Secrets != nil {
+		buildMounts = append(buildMounts, *f.Secrets)
+		helperMounts = append(helperMounts, *f.Secrets)
 	}
 	for _, c := range f.Caches.Mounts {
 		if c.Target == protocol.BuildsDir {
@@ -91,23 +101,23 @@ func plan(j job.Job, cfg config.Config, f facts) jobPlan {
 		}
 	}
 	helper := engine.ContainerSpec{
-		Name: key.Name(naming.KindHelper), Image: f.Helper, Cmd: keepAlive,
-		Labels: key.Labels(naming.KindHelper, f.Meta), Mounts: helperMounts, Env: f.NetEnv.plan.Env,
+		Name: key.Name(naming.KindHelper), Image: f.Helper, Cmd: KeepAlive,
+		Labels: key.Labels(naming.KindHelper, f.Meta), Mounts: helperMounts, Env: f.Env,
 		NetworkMode: f.Network, KeepStdinOpen: true,
 	}
 	build := engine.ContainerSpec{
-		Name: key.Name(naming.KindBuild), Image: f.Image, Cmd: keepAlive,
+		Name: key.Name(naming.KindBuild), Image: f.Image, Cmd: KeepAlive,
 		Entrypoint: j.Image.Entrypoint, Labels: f.Caches.Labels(key.Labels(naming.KindBuild, f.Meta)),
-		User: j.Image.ExecutorOpts.Docker.User, Env: withEnv(f.Caches.Env, f.NetEnv.plan.Env), Mounts: buildMounts,
+		User: j.Image.ExecutorOpts.Docker.User, Env: withEnv(f.Caches.Env, f.Env), Mounts: buildMounts,
 		NetworkMode: buildNetwork(cfg.Docker.NetworkMode, helper.Name), KeepStdinOpen: true,
 	}
 	vols := userVolumes(key, cfg.Docker.ContainerOptions, f.Meta)
-	p := jobPlan{
+	p := JobPlan{
 		Helper:   withLimits(helperOptions(helper, cfg.Docker.ContainerOptions, f, vols), f.Limits.Helper, f.CgroupParent),
 		Build:    withLimits(buildOptions(build, cfg, f, vols), withinJob(f.Limits.Build, f.Limits.Job), f.CgroupParent),
 		Services: services.ContainerSpecs(key, j, f.Services, f.Network, f.Meta),
 		Volumes:  vols.specs,
-		NonRoot:  nonRoot(f.User),
+		NonRoot:  NonRoot(f.User),
 	}
 	if _, note := privilegedBuild(cfg, f); note != "" {
 		p.Notes = append(p.Notes, note)
@@ -121,10 +131,10 @@ func plan(j job.Job, cfg config.Config, f facts) jobPlan {
 	return p
 }
 
-// networkPlan is the job's own network (when the admin's network_mode
+// Network is the job's own network (when the admin's network_mode
 // names none): a bridge with docker.network_mtu and docker.enable_ipv6,
 // as the Docker executor's per-build network.
-func networkPlan(key naming.JobKey, cfg config.Config, meta naming.JobMeta) engine.NetworkSpec {
+func Network(key naming.JobKey, cfg config.Config, meta naming.JobMeta) engine.NetworkSpec {
 	return engine.NetworkSpec{
 		Name: key.Name(naming.KindNetwork), Labels: key.Labels(naming.KindNetwork, meta),
 		MTU: cfg.Docker.NetworkMTU, EnableIPv6: cfg.Docker.EnableIPv6,
@@ -154,7 +164,7 @@ func networkPlan(key naming.JobKey, cfg config.Config, meta naming.JobMeta) engi
 // docker.allowed_privileged_images (empty: every image), as the Docker
 // executor decides. note is the job-log line when the list says no.
 // The one place that decides it: allow-lists gate it here.
-func privilegedBuild(cfg config.Config, f facts) (privileged bool, note string) {
+func privilegedBuild(cfg config.Config, f Facts) (privileged bool, note string) {
 	return images.Privileged(cfg.Docker.Privileged, "image", f.Image, "docker.allowed_privileged_images", cfg.Docker.AllowedPrivilegedImages)
 }
 
@@ -166,7 +176,7 @@ func privilegedService(cfg config.Config, svc services.Service) (privileged bool
 }
 
 // buildOptions gives the build container the runner's options.
-func buildOptions(s engine.ContainerSpec, cfg config.Config, f facts, v volumes) engine.ContainerSpec {
+func buildOptions(s engine.ContainerSpec, cfg config.Config, f Facts, v volumes) engine.ContainerSpec {
 	o := cfg.Docker.ContainerOptions
 	s = withHostOptions(s, o, f, v)
 	s.Privileged, _ = privilegedBuild(cfg, f)
@@ -178,7 +188,7 @@ func buildOptions(s engine.ContainerSpec, cfg config.Config, f facts, v volumes)
 
 // helperOptions gives the helper the runner's options, its network
 // stack's included.
-func helperOptions(s engine.ContainerSpec, o config.ContainerOptions, f facts, v volumes) engine.ContainerSpec {
+func helperOptions(s engine.ContainerSpec, o config.ContainerOptions, f Facts, v volumes) engine.ContainerSpec {
 	s = withHostOptions(s, o, f, v)
 	if !sharesNetwork(s.NetworkMode) {
 		s.DNS, s.DNSSearch, s.ExtraHosts = o.DNS, o.DNSSearch, o.ExtraHosts
@@ -191,7 +201,7 @@ func helperOptions(s engine.ContainerSpec, o config.ContainerOptions, f facts, v
 
 // withHostOptions sets what the Docker executor's build and helper
 // containers share.
-func withHostOptions(s engine.ContainerSpec, o config.ContainerOptions, f facts, v volumes) engine.ContainerSpec {
+func withHostOptions(s engine.ContainerSpec, o config.ContainerOptions, f Facts, v volumes) engine.ContainerSpec {
 	s.CapAdd, s.CapDrop, s.SecurityOpt = o.CapAdd, o.CapDrop, f.SecurityOpt
 	s.Devices = devices(o.Devices)
 	s.DeviceCgroupRules = o.DeviceCgroupRules
@@ -205,7 +215,7 @@ func withHostOptions(s engine.ContainerSpec, o config.ContainerOptions, f facts,
 }
 
 // serviceOptions gives a service the runner's options for services.
-func serviceOptions(s engine.ContainerSpec, cfg config.Config, f facts, svc services.Service, v volumes) engine.ContainerSpec {
+func serviceOptions(s engine.ContainerSpec, cfg config.Config, f Facts, svc services.Service, v volumes) engine.ContainerSpec {
 	o := cfg.Docker.ContainerOptions
 	s.Privileged, _ = privilegedService(cfg, svc)
 	s.SecurityOpt = f.ServicesSecurityOpt
@@ -305,3 +315,78 @@ func ulimits(m map[string]string) []engine.Ulimit {
 	}
 	return out
 }
+
+// buildNetwork puts the build container in the helper's network
+// namespace: both see the same network (as in a Kubernetes pod), and the
+// engine sets up one network stack per job instead of two, which is a good
+// part of a job's start and removal time. Host networking is shared anyway.
+func buildNetwork(mode, helper string) string {
+	if mode == "host" {
+		return mode
+	}
+	return "container:" + helper
+}
+
+// NonRoot says whether a container user ("name", "uid" or "uid:gid") is
+// someone other than root.
+func NonRoot(user string) bool {
+	name, _, _ := strings.Cut(user, ":")
+	return name != "" && name != "root" && name != "0"
+}
+
+// withEnv returns base with over's variables added, an entry of over
+// replacing one of base with the same name.
+func withEnv(base, over []string) []string {
+	if len(over) == 0 {
+		return base
+	}
+	out := make([]string, 0, len(base)+len(over))
+	names := map[string]bool{}
+	for _, kv := range over {
+		name, _, _ := strings.Cut(kv, "=")
+		names[name] = true
+	}
+	for _, kv := range base {
+		if name, _, _ := strings.Cut(kv, "="); !names[name] {
+			out = append(out, kv)
+		}
+	}
+	return append(out, over...)
+}
+
+// withLimits sets a container's limits and cgroup parent on its spec.
+func withLimits(s engine.ContainerSpec, c limits.Container, parent string) engine.ContainerSpec {
+	s.NanoCPUs, s.CpusetCpus, s.Memory, s.MemorySwap = c.NanoCPUs, c.CpusetCpus, c.Memory, c.MemorySwap
+	s.MemoryReservation, s.PidsLimit, s.ShmSize, s.CgroupParent = c.MemoryReservation, c.PidsLimit, c.ShmSize, parent
+	return s
+}
+
+// withinJob caps a container's limits at the job's. For the build container
+// this keeps the job's limits where the job's cgroup cannot hold them, and
+// makes a container's OOM kill name the limit the job was granted.
+func withinJob(c limits.Container, j limits.Job) limits.Container {
+	lower := func(v *int64, max int64) {
+		if max > 0 && (*v == 0 || *v > max) {
+			*v = max
+		}
+	}
+	lower(&c.NanoCPUs, j.NanoCPUs)
+	lower(&c.Memory, j.Memory)
+	lower(&c.PidsLimit, j.PidsLimit)
+	if c.MemoryReservation > c.Memory && c.Memory > 0 {
+		c.MemoryReservation = c.Memory
+	}
+	if c.MemorySwap > 0 && c.MemorySwap < c.Memory {
+		c.MemorySwap = c.Memory
+	}
+	return c
+}
+
+// KeepAlive is the main process of every job container: it blocks on the
+// container's stdin (kept open, never written) so the container lives until
+// cleanup, and it needs nothing but a POSIX shell.
+// If stdin ever reaches end of file it falls back to sleeping. It ignores
+// SIGTERM: a cancelled stage's processes are signalled with kill -1, which
+// spares only PID 1, and under an init (dumb-init, tini) the keep-alive is
+// not PID 1.
+var KeepAlive = []string{"sh", "-c", "trap '' TERM; while :; do read _ || sleep 3600 || exit 0; done"}
