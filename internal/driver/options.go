@@ -11,6 +11,7 @@ import (
 
 	"github.com/warmcache/warmcache/internal/cache/profile"
 	"github.com/warmcache/warmcache/internal/config"
+	"github.com/warmcache/warmcache/internal/dockerflag"
 	"github.com/warmcache/warmcache/internal/engine"
 )
 
@@ -39,14 +40,14 @@ func checkVolumeTargets(cfg config.Config) error {
 	o := cfg.Docker.ContainerOptions
 	check := func(key, spec, dst string) error {
 		for _, t := range targets {
-			if config.Overlaps(dst, t) {
+			if dockerflag.Overlaps(dst, t) {
 				return fmt.Errorf("%s: %q would hide or bind the cache mounted at %s (cache.profiles); mount it elsewhere", key, spec, t)
 			}
 		}
 		return nil
 	}
 	for i, spec := range o.Volumes {
-		v, err := config.ParseVolume(spec)
+		v, err := dockerflag.ParseVolume(spec)
 		if err != nil {
 			return fmt.Errorf("docker.volumes[%d]: %w", i, err)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/config"
+	"github.com/warmcache/warmcache/internal/dockerflag"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/images"
 	"github.com/warmcache/warmcache/internal/job"
@@ -243,7 +244,7 @@ type volumes struct {
 func userVolumes(key naming.JobKey, o config.ContainerOptions, meta naming.JobMeta) volumes {
 	var v volumes
 	for _, spec := range o.Volumes {
-		vol, err := config.ParseVolume(spec)
+		vol, err := dockerflag.ParseVolume(spec)
 		if err != nil {
 			continue
 		}
@@ -280,7 +281,7 @@ func (v volumes) mount(s engine.ContainerSpec, driver string) engine.ContainerSp
 func devices(list []string) []engine.Device {
 	var out []engine.Device
 	for _, d := range list {
-		if p, err := config.ParseDevice(d); err == nil {
+		if p, err := dockerflag.ParseDevice(d); err == nil {
 			out = append(out, engine.Device{Host: p.Host, Container: p.Container, Permissions: p.Permissions})
 		}
 	}
@@ -300,7 +301,7 @@ func serviceDevices(m map[string][]string, image string) []engine.Device {
 }
 
 func gpus(s string) *engine.GPURequest {
-	g, err := config.ParseGpus(s)
+	g, err := dockerflag.ParseGpus(s)
 	if err != nil || g == nil {
 		return nil
 	}
@@ -308,7 +309,7 @@ func gpus(s string) *engine.GPURequest {
 }
 
 func ulimits(m map[string]string) []engine.Ulimit {
-	us, _ := config.Ulimits(m)
+	us, _ := dockerflag.Ulimits(m)
 	var out []engine.Ulimit
 	for _, u := range us {
 		out = append(out, engine.Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
