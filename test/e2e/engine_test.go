@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
 	"testing"
 
 	"github.com/warmcache/warmcache/internal/engine"
@@ -11,7 +13,8 @@ import (
 // (internal/engine/fake), with the test images.
 func TestEngineConformance(t *testing.T) {
 	enginetest.Run(t, func(*testing.T) engine.Engine { return eng }, enginetest.Options{
-		Prefix: "e2e-enginetest",
+		// The process id keeps two runs of the suite on one engine apart.
+		Prefix: fmt.Sprintf("e2e-enginetest-%d", os.Getpid()),
 		Image:  busyboxImage,
 		// busybox runs as root and EXPOSEs nothing.
 		ImageInfo: engine.ImageInfo{},
