@@ -31,6 +31,10 @@ type startSize struct {
 	// Job says the volume is one of the job's own (a layer that goes with
 	// the job): it has no record and no metrics series.
 	Job bool `json:"job,omitempty"`
+	// Quota says the volume is quota'd, and QuotaUsed is its use then, as
+	// its filesystem reported it (for the free-space guard).
+	Quota     bool  `json:"quota,omitempty"`
+	QuotaUsed int64 `json:"quota_used,omitempty"`
 }
 
 // sizeAtStart is what prepare knows of the size of a claimed cache.

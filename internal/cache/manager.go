@@ -216,7 +216,7 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 		}
 		c.Mounts = append(c.Mounts, engine.Mount{Volume: mount, Target: profile.Target(st.Path, nonRoot), NoCopy: true})
 		c.persistent = append(c.persistent, st.Name)
-		uses, c.sizes = append(uses, use(st)), append(c.sizes, size)
+		uses, c.sizes = append(uses, use(st)), append(c.sizes, m.withQuotaUse(ctx, size))
 	}
 	m.updateMetrics(func(s *record.MetricsState) { s.Claimed(uses) })
 	c.Env = profile.Env(profiles, nonRoot)
