@@ -95,6 +95,7 @@ func (m *Manager) ReportGrowth(key naming.JobKey, say Say) {
 	now := time.Now()
 	lines := make([]string, len(sizes))
 	measured := make([]int64, len(sizes))
+	quotas := make([]quotaUse, len(sizes))
 	var wg sync.WaitGroup
 	for i, s := range sizes {
 		wg.Go(func() {
@@ -112,9 +113,11 @@ func (m *Manager) ReportGrowth(key naming.JobKey, say Say) {
 			}
 			measured[i] = size
 			lines[i] = growthLine(s, size)
-			if q, ok, err := m.host.Quota(ctx, s.Volume.Name); err == nil && ok && q.Full() {
+			q, ok, err := m.host.Quota(ctx, s.Volume.Name)
+			if err == nil && ok && q.Full() {
 				lines[i] += "\n" + quotaFullLine(s.Volume, q.Limit)
 			}
+			quotas[i] = quotaOf(q, ok, err)
 			if s.Job {
 				return
 			}
@@ -133,6 +136,7 @@ func (m *Manager) ReportGrowth(key naming.JobKey, say Say) {
 		for i, s := range sizes {
 			if measured[i] >= 0 && !s.Job {
 				st.Sized(s.Volume.Name, s.Volume.Labels, measured[i])
+				quotas[i].record(st, s.Volume)
 			}
 		}
 	})

@@ -286,10 +286,15 @@ func (m *Manager) Measure(ctx context.Context, j job.Job) {
 	if err := m.measureVolumes(ctx, vols, time.Now()); err != nil {
 		m.log.Warn("measuring cache volumes", zap.Error(err))
 	}
+	quotas := make([]quotaUse, len(vols))
+	for i, v := range vols {
+		quotas[i] = quotaOf(m.host.Quota(ctx, v.Name))
+	}
 	m.updateMetrics(func(s *record.MetricsState) {
-		for _, v := range vols {
+		for i, v := range vols {
 			if r, err := m.records.Get(v.Name); err == nil && !r.Measured.IsZero() {
 				s.Sized(v.Name, v.Labels, r.SizeBytes)
+				quotas[i].record(s, v)
 			}
 		}
 	})
