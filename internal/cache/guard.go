@@ -114,8 +114,11 @@ func (m *Manager) Guard(ctx context.Context, key naming.JobKey) *Guard {
 
 // withQuotaUse adds to a cache's size at the start its use as its quota'd
 // filesystem reports it (a statfs), for the guard to compare like with
-// like.
+// like; only with a guard to run.
 func (m *Manager) withQuotaUse(ctx context.Context, s startSize) startSize {
+	if m.cfg.GC.MinFreeDisk <= 0 {
+		return s
+	}
 	if q, ok, err := m.host.Quota(ctx, s.Volume.Name); err == nil && ok {
 		s.Quota, s.QuotaUsed = true, q.Used
 	}

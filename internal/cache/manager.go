@@ -288,7 +288,9 @@ func (m *Manager) Measure(ctx context.Context, j job.Job) {
 	}
 	quotas := make([]quotaUse, len(vols))
 	for i, v := range vols {
-		quotas[i] = quotaOf(m.host.Quota(ctx, v.Name))
+		if m.cfg.MetricsFile != "" {
+			quotas[i] = quotaOf(m.host.Quota(ctx, v.Name))
+		}
 	}
 	m.updateMetrics(func(s *record.MetricsState) {
 		for i, v := range vols {
