@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"go.uber.org/zap"
 
@@ -23,8 +24,8 @@ import (
 //
 // What "grew" compares, cheaply: a quota'd cache's use as its own
 // filesystem reports it (a statfs), against its use at prepare;
-// a plain volume's files, walked as the growth report walks them (bounded
-// to growthBudget, and only under the floor), against its size at prepare,
+// a plain volume's files, walked as the growth report walks them (all at
+// once, bounded to growthBudget, and only under the floor), against its size at prepare,
 // or, not measured then, against the guard's first walk. A cache whose
 // walk does not end in time is not counted.
 
@@ -126,25 +127,34 @@ func (m *Manager) withQuotaUse(ctx context.Context, s startSize) startSize {
 }
 
 // Check reads the data root's free space and, under the floor, how much
-// each of the job's caches grew; it returns StopLine's verdict.
+// each of the job's caches grew (measured at once, within growthBudget
+// together); it returns StopLine's verdict.
 func (g *Guard) Check(ctx context.Context) (string, bool) {
 	floor := int64(g.m.cfg.GC.MinFreeDisk)
 	free, _, err := host.DiskSpace(g.root)
 	if err != nil || free >= floor {
 		return "", false
 	}
+	ctx, cancel := context.WithTimeout(ctx, growthBudget)
+	defer cancel()
+	sizes := make([]int64, len(g.caches))
+	measured := make([]bool, len(g.caches))
+	var wg sync.WaitGroup
+	for i, c := range g.caches {
+		wg.Go(func() { sizes[i], measured[i] = g.size(ctx, c) })
+	}
+	wg.Wait()
 	var grown []CacheGrowth
 	for i := range g.caches {
 		c := &g.caches[i]
-		size, ok := g.size(ctx, *c)
 		switch {
-		case !ok:
+		case !measured[i]:
 			continue
 		case !c.known:
-			c.base, c.known = size, true
+			c.base, c.known = sizes[i], true
 			continue
 		}
-		grown = append(grown, CacheGrowth{Profile: c.vol.Profile, Path: c.vol.Path, Bytes: size - c.base})
+		grown = append(grown, CacheGrowth{Profile: c.vol.Profile, Path: c.vol.Path, Bytes: sizes[i] - c.base})
 	}
 	return StopLine(free, floor, grown)
 }
@@ -155,8 +165,6 @@ func (g *Guard) size(ctx context.Context, c guarded) (int64, bool) {
 		q, ok, err := g.m.host.Quota(ctx, c.vol.Name)
 		return q.Used, err == nil && ok
 	}
-	ctx, cancel := context.WithTimeout(ctx, growthBudget)
-	defer cancel()
 	size, err := g.m.host.Size(ctx, c.vol.Name)
 	if err != nil {
 		g.m.log.Debug("free-space guard: cache not measured", zap.String("volume", c.vol.Name), zap.Error(err))
