@@ -21,17 +21,26 @@ func (m *Manager) limits() gc.Limits {
 		MaxIdle: g.MaxIdle, MinFreeBytes: int64(g.MinFreeDisk)}
 }
 
+// dataRoot is the engine's data root, "" when it does not say.
+func (m *Manager) dataRoot(ctx context.Context) string {
+	info, err := m.engine.Ping(ctx)
+	if err != nil {
+		return ""
+	}
+	return info.RootDir
+}
+
 // dataRootFree is the free space of the engine's data root, or -1 when it
 // is not wanted (no low-water mark) or not readable from here.
 func (m *Manager) dataRootFree(ctx context.Context) int64 {
 	if m.cfg.GC.MinFreeDisk == 0 || m.host == nil {
 		return -1
 	}
-	info, err := m.engine.Ping(ctx)
-	if err != nil || info.RootDir == "" {
+	root := m.dataRoot(ctx)
+	if root == "" {
 		return -1
 	}
-	free, _, err := host.DiskSpace(info.RootDir)
+	free, _, err := host.DiskSpace(root)
 	if err != nil {
 		return -1
 	}
@@ -68,7 +77,16 @@ func (m *Manager) GC(ctx context.Context, dryRun bool, keep map[string]bool, onE
 // when a limit is set; it never fails the job. It leaves the volumes in
 // keep alone: in prepare, those the job is about to claim (Names).
 func (m *Manager) GCAtStage(ctx context.Context, keep map[string]bool) {
-	if !m.cfg.Enabled || !m.cfg.GC.AtStages || !m.cfg.GC.Limited() {
+	if m.cfg.GC.AtStages {
+		m.GCNow(ctx, keep)
+	}
+}
+
+// GCNow is GCAtStage's pass whatever cache.gc.at_stages says: the
+// free-space guard's, once it stopped a job, for the data root is under
+// its floor now and the next periodic pass may be minutes away.
+func (m *Manager) GCNow(ctx context.Context, keep map[string]bool) {
+	if !m.cfg.Enabled || !m.cfg.GC.Limited() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, stageGCBudget)

@@ -31,6 +31,10 @@ type startSize struct {
 	// Job says the volume is one of the job's own (a layer that goes with
 	// the job): it has no record and no metrics series.
 	Job bool `json:"job,omitempty"`
+	// Quota says the volume is quota'd, and QuotaUsed is its use then, as
+	// its filesystem reported it (for the free-space guard).
+	Quota     bool  `json:"quota,omitempty"`
+	QuotaUsed int64 `json:"quota_used,omitempty"`
 }
 
 // sizeAtStart is what prepare knows of the size of a claimed cache.
@@ -91,6 +95,7 @@ func (m *Manager) ReportGrowth(key naming.JobKey, say Say) {
 	now := time.Now()
 	lines := make([]string, len(sizes))
 	measured := make([]int64, len(sizes))
+	quotas := make([]quotaUse, len(sizes))
 	var wg sync.WaitGroup
 	for i, s := range sizes {
 		wg.Go(func() {
@@ -108,9 +113,11 @@ func (m *Manager) ReportGrowth(key naming.JobKey, say Say) {
 			}
 			measured[i] = size
 			lines[i] = growthLine(s, size)
-			if q, ok, err := m.host.Quota(ctx, s.Volume.Name); err == nil && ok && q.Full() {
+			q, ok, err := m.host.Quota(ctx, s.Volume.Name)
+			if err == nil && ok && q.Full() {
 				lines[i] += "\n" + quotaFullLine(s.Volume, q.Limit)
 			}
+			quotas[i] = quotaOf(q, ok, err)
 			if s.Job {
 				return
 			}
@@ -129,6 +136,7 @@ func (m *Manager) ReportGrowth(key naming.JobKey, say Say) {
 		for i, s := range sizes {
 			if measured[i] >= 0 && !s.Job {
 				st.Sized(s.Volume.Name, s.Volume.Labels, measured[i])
+				quotas[i].record(st, s.Volume)
 			}
 		}
 	})

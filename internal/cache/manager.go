@@ -216,7 +216,7 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 		}
 		c.Mounts = append(c.Mounts, engine.Mount{Volume: mount, Target: profile.Target(st.Path, nonRoot), NoCopy: true})
 		c.persistent = append(c.persistent, st.Name)
-		uses, c.sizes = append(uses, use(st)), append(c.sizes, size)
+		uses, c.sizes = append(uses, use(st)), append(c.sizes, m.withQuotaUse(ctx, size))
 	}
 	m.updateMetrics(func(s *record.MetricsState) { s.Claimed(uses) })
 	c.Env = profile.Env(profiles, nonRoot)
@@ -286,10 +286,17 @@ func (m *Manager) Measure(ctx context.Context, j job.Job) {
 	if err := m.measureVolumes(ctx, vols, time.Now()); err != nil {
 		m.log.Warn("measuring cache volumes", zap.Error(err))
 	}
+	quotas := make([]quotaUse, len(vols))
+	for i, v := range vols {
+		if m.cfg.MetricsFile != "" {
+			quotas[i] = quotaOf(m.host.Quota(ctx, v.Name))
+		}
+	}
 	m.updateMetrics(func(s *record.MetricsState) {
-		for _, v := range vols {
+		for i, v := range vols {
 			if r, err := m.records.Get(v.Name); err == nil && !r.Measured.IsZero() {
 				s.Sized(v.Name, v.Labels, r.SizeBytes)
+				quotas[i].record(s, v)
 			}
 		}
 	})

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/human"
@@ -138,4 +139,30 @@ func (m *Manager) QuotaSupport() error {
 		return nil
 	}
 	return m.host.QuotaSupport()
+}
+
+// quotaUse is a volume's quota and use for the metrics, when known.
+type quotaUse struct {
+	limit, used int64
+	known       bool
+}
+
+// quotaOf reads host.Quota's answer for the metrics: a volume without a
+// quota has none (0, 0); one whose filesystem is not mounted, or that
+// could not be read, is not known (its series keep what they had).
+func quotaOf(q host.QuotaSpace, ok bool, err error) quotaUse {
+	switch {
+	case err != nil || !ok && q.Limit > 0:
+		return quotaUse{}
+	case !ok:
+		return quotaUse{known: true}
+	}
+	return quotaUse{limit: q.Limit, used: q.Used, known: true}
+}
+
+// record puts the quota of v in the metrics, when known.
+func (u quotaUse) record(s *record.MetricsState, v Volume) {
+	if u.known {
+		s.Quota(v.Name, v.Labels, u.limit, u.used)
+	}
 }

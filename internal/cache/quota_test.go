@@ -2,6 +2,8 @@ package cache
 
 import (
 	"testing"
+
+	"github.com/warmcache/warmcache/internal/host"
 )
 
 func TestQuotaBytes(t *testing.T) {
@@ -15,5 +17,26 @@ func TestQuotaBytes(t *testing.T) {
 	v := Volume{Profile: "go", Path: "/root/.cache/go-build"}
 	if got, want := quotaFullLine(v, 20<<30), "Cache go /root/.cache/go-build is full at 20 GiB (cache.quota)"; got != want {
 		t.Errorf("quotaFullLine = %q, want %q", got, want)
+	}
+}
+
+// TestQuotaOf: what the metrics take of host.Quota's answer.
+func TestQuotaOf(t *testing.T) {
+	mounted := host.QuotaSpace{Limit: 100 << 20, Used: 3 << 20, Free: 80 << 20}
+	for _, tt := range []struct {
+		name string
+		q    host.QuotaSpace
+		ok   bool
+		err  error
+		want quotaUse
+	}{
+		{"quota'd", mounted, true, nil, quotaUse{limit: 100 << 20, used: 3 << 20, known: true}},
+		{"no quota", host.QuotaSpace{}, false, nil, quotaUse{known: true}},
+		{"not mounted", host.QuotaSpace{Limit: 100 << 20}, false, nil, quotaUse{}},
+		{"error", host.QuotaSpace{}, false, errBoom, quotaUse{}},
+	} {
+		if got := quotaOf(tt.q, tt.ok, tt.err); got != tt.want {
+			t.Errorf("%s: quotaOf = %+v, want %+v", tt.name, got, tt.want)
+		}
 	}
 }

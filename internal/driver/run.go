@@ -99,12 +99,28 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 		}
 	}()
 
+	var stopped <-chan string // nil: never fires
+	if target == naming.KindBuild {
+		var stopGuard func()
+		stopped, stopGuard = watchDisk(d, j.Key())
+		defer stopGuard()
+	}
 	var r execResult
+	var guarded bool
 	select {
 	case r = <-done:
 	case <-ctx.Done():
 		d.say("Job cancelled: sending SIGTERM to the %s stage's processes", stage)
 		r = terminate(d, name, done)
+	case line := <-stopped:
+		select {
+		case r = <-done: // ended meanwhile: its own result stands
+		default:
+			guarded = true
+			d.say("%s", line)
+			r = terminate(d, name, done)
+			afterGuard(d)
+		}
 	}
 	if r.err != nil {
 		if errors.Is(r.err, engine.ErrNotRunning) || errors.Is(r.err, engine.ErrNotFound) {
@@ -113,8 +129,12 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 		return fmt.Errorf("running stage %s: %w", stage, r.err)
 	}
 	var result error
-	if r.exit.Code != 0 {
+	switch {
+	case r.exit.Code != 0:
 		result = &protocol.BuildFailure{Code: r.exit.Code}
+	case guarded:
+		// A script that traps SIGTERM and exits 0 still failed.
+		result = &protocol.BuildFailure{Code: 1}
 	}
 	if target == naming.KindBuild {
 		result = afterStep(d, j, stage, killedBefore, result)

@@ -32,16 +32,31 @@ var (
 		"Bytes of the cache volumes evicted by the GC.", nil, nil)
 )
 
-// cacheDescs are the cache series, whose labels depend on PerProject.
-func cacheDescs(perProject bool) (hits, misses, size, volumes *prometheus.Desc) {
+// cacheLabels are the labels of the cache series, which depend on
+// PerProject.
+func cacheLabels(perProject bool) []string {
 	labels := []string{"profile", "trust"}
 	if perProject {
 		labels = append(labels, "project")
 	}
+	return labels
+}
+
+// cacheDescs are the cache series.
+func cacheDescs(perProject bool) (hits, misses, size, volumes *prometheus.Desc) {
+	labels := cacheLabels(perProject)
 	return prometheus.NewDesc("warmcache_cache_hits_total", "Jobs that found a cache warm.", labels, nil),
 		prometheus.NewDesc("warmcache_cache_misses_total", "Jobs that found a cache cold.", labels, nil),
 		prometheus.NewDesc("warmcache_cache_size_bytes", "Size of the cache volumes when last measured.", labels, nil),
 		prometheus.NewDesc("warmcache_cache_volumes", "Cache volumes known to the metrics.", labels, nil)
+}
+
+// quotaDescs are the quota series, of the label sets with a quota'd
+// volume only: none at all without cache.quota.
+func quotaDescs(perProject bool) (quota, used *prometheus.Desc) {
+	labels := cacheLabels(perProject)
+	return prometheus.NewDesc("warmcache_cache_quota_bytes", "Hard size limits (cache.quota) of the quota'd cache volumes.", labels, nil),
+		prometheus.NewDesc("warmcache_cache_quota_used_bytes", "Space used in the filesystems of the quota'd cache volumes when last measured.", labels, nil)
 }
 
 // collector presents a MetricsState to a registry as constant metrics:
@@ -69,7 +84,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return []string{profile, trust}
 	}
-	type sum struct{ hits, misses, size, volumes float64 }
+	quota, quotaUsed := quotaDescs(c.m.PerProject)
+	type sum struct {
+		hits, misses, size, volumes float64
+		quota, quotaUsed            float64
+		quotaVolumes                int
+	}
 	sums := map[string]*sum{}
 	at := func(labels []string) *sum {
 		k := strings.Join(labels, "\x00")
@@ -87,6 +107,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		x := at(key(v.Profile, v.Trust, v.Project))
 		x.size += float64(v.SizeBytes)
 		x.volumes++
+		if v.QuotaBytes > 0 {
+			x.quota += float64(v.QuotaBytes)
+			x.quotaUsed += float64(v.QuotaUsedBytes)
+			x.quotaVolumes++
+		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(sums)) {
 		labels, x := strings.Split(k, "\x00"), sums[k]
@@ -94,6 +119,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(misses, prometheus.CounterValue, x.misses, labels...)
 		ch <- prometheus.MustNewConstMetric(size, prometheus.GaugeValue, x.size, labels...)
 		ch <- prometheus.MustNewConstMetric(volumes, prometheus.GaugeValue, x.volumes, labels...)
+		if x.quotaVolumes > 0 {
+			ch <- prometheus.MustNewConstMetric(quota, prometheus.GaugeValue, x.quota, labels...)
+			ch <- prometheus.MustNewConstMetric(quotaUsed, prometheus.GaugeValue, x.quotaUsed, labels...)
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(evictions, prometheus.CounterValue, float64(s.Evictions))
 	ch <- prometheus.MustNewConstMetric(evictedBytes, prometheus.CounterValue, float64(s.EvictedBytes))

@@ -79,6 +79,10 @@ type VolumeMetrics struct {
 	Path      string `json:"path"`
 	Trust     string `json:"trust"`
 	SizeBytes int64  `json:"size_bytes"`
+	// QuotaBytes is the volume's hard limit (cache.quota), 0 for none;
+	// QuotaUsedBytes is what its filesystem holds.
+	QuotaBytes     int64 `json:"quota_bytes,omitempty"`
+	QuotaUsedBytes int64 `json:"quota_used_bytes,omitempty"`
 }
 
 // CacheCounts are the hit and miss counters of one label set.
@@ -151,6 +155,12 @@ func (s *MetricsState) Claimed(uses []Use) {
 // Sized sets the size of a volume.
 func (s *MetricsState) Sized(volume string, labels map[string]string, size int64) {
 	s.volume(volume, labels).SizeBytes = size
+}
+
+// Quota sets the hard limit of a volume and its use (0, 0: none).
+func (s *MetricsState) Quota(volume string, labels map[string]string, limit, used int64) {
+	v := s.volume(volume, labels)
+	v.QuotaBytes, v.QuotaUsedBytes = limit, used
 }
 
 // Evicted counts the eviction of a volume of size bytes and drops its

@@ -24,7 +24,15 @@ func TestMetricsText(t *testing.T) {
 	gcAt := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	steps := []func(*MetricsState){
 		func(s *MetricsState) { s.Claimed([]Use{warm, cold}) },
-		func(s *MetricsState) { s.Claimed([]Use{warm, other}); s.Sized(vols[1].name, vols[1].labels, 7) },
+		func(s *MetricsState) {
+			s.Claimed([]Use{warm, other})
+			s.Sized(vols[1].name, vols[1].labels, 7)
+			// Summed per label set; none for the npm cache, with none.
+			s.Quota(vols[0].name, vols[0].labels, 100<<20, 2<<20)
+			s.Quota(vols[1].name, vols[1].labels, 100<<20, 1<<20) // evicted next
+			s.Quota("warmcache-cache-go-mod-slot1", vols[0].labels, 50<<20, 3<<20)
+			s.Quota(other.Volume, other.Labels, 0, 0)
+		},
 		func(s *MetricsState) { s.Evicted(vols[1].name, 7); s.GCSucceeded(gcAt) },
 		func(s *MetricsState) {
 			s.Observe(StagePrepare, 1500*time.Millisecond)
