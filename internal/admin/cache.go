@@ -124,7 +124,7 @@ func quotaColumn(e cache.Entry) string {
 	if e.QuotaBytes == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%s of %s", human.Bytes(e.QuotaUsedBytes), cache.QuotaBytes(e.QuotaBytes))
+	return fmt.Sprintf("%s of %s", human.Bytes(e.QuotaUsedBytes), human.Limit(e.QuotaBytes))
 }
 
 // writeJSON prints entries for scripts: one JSON array.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/credentials"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/host"
@@ -156,10 +155,10 @@ func quotaCheck(d Deps, add func(level, format string, args ...any)) {
 		return
 	}
 	if err := d.Caches.QuotaSupport(); err != nil {
-		add("warn", "cache quota: %s not enforced, caches have no size limit: %v", cache.QuotaBytes(q), err)
+		add("warn", "cache quota: %s not enforced, caches have no size limit: %v", human.Limit(q), err)
 		return
 	}
-	add("ok", "cache quota: %s per cache volume created from now on (an ext4 image on a loop device each)", cache.QuotaBytes(q))
+	add("ok", "cache quota: %s per cache volume created from now on (an ext4 image on a loop device each)", human.Limit(q))
 }
 
 func report(d Deps, found []finding) error {

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/internal/cache/growth"
 	"github.com/warmcache/warmcache/internal/cache/overlay"
 	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/engine"
@@ -110,14 +111,14 @@ func (m *Manager) commitProfiles(profiles []Profile) map[string]bool {
 
 // makeCommitLayer creates the job's i-th commit layer over the shared
 // cache st and the overlay volume the job mounts instead of st.
-func (m *Manager) makeCommitLayer(ctx context.Context, j job.Job, i int, st Status, now time.Time) (string, startSize, error) {
+func (m *Manager) makeCommitLayer(ctx context.Context, j job.Job, i int, st Status, now time.Time) (string, growth.Start, error) {
 	if m.host == nil {
-		return "", startSize{}, fmt.Errorf("cache.commit_on_success needs the driver beside a local engine (volume %s is not on this host)", st.Name)
+		return "", growth.Start{}, fmt.Errorf("cache.commit_on_success needs the driver beside a local engine (volume %s is not on this host)", st.Name)
 	}
 	ov := overlay.Spec{Key: j.Key(), Meta: j.Meta(now), Index: i, Lower: st.Name, Commit: true}
 	layer, err := overlay.JobLayer(ctx, m.engine, ov, naming.KindCommit, map[string]string{naming.LabelCommitTo: st.Name})
 	if err != nil {
-		return "", startSize{}, err
+		return "", growth.Start{}, err
 	}
 	ov.Layer = layer
 	// Under the cache's lock: a commit applying a layer to it finishes
@@ -128,9 +129,9 @@ func (m *Manager) makeCommitLayer(ctx context.Context, j job.Job, i int, st Stat
 		return err
 	})
 	if err != nil {
-		return "", startSize{}, fmt.Errorf("creating the commit layer of %s: %w", st.Name, err)
+		return "", growth.Start{}, fmt.Errorf("creating the commit layer of %s: %w", st.Name, err)
 	}
-	return name, startSize{Volume: Volume{Name: layer, Profile: st.Profile, Path: st.Path}, Known: true, Job: true}, nil
+	return name, growth.Start{Volume: Volume{Name: layer, Profile: st.Profile, Path: st.Path}, Known: true, Job: true}, nil
 }
 
 // Commit, at cleanup, removes the job's containers with removeContainers

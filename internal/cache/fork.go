@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/warmcache/warmcache/internal/cache/growth"
 	"github.com/warmcache/warmcache/internal/cache/overlay"
 	"github.com/warmcache/warmcache/internal/cache/profile"
 	"go.uber.org/zap"
@@ -119,10 +120,10 @@ func (m *Manager) isCache(ctx context.Context, name string) bool {
 
 // jobFork is a fork made for a job.
 type jobFork struct {
-	volume string     // the overlay volume the job mounts
-	lower  record.Use // the protected cache, for the metrics (a hit)
-	size   startSize  // the layer, for the growth report
-	line   string     // for the job log
+	volume string       // the overlay volume the job mounts
+	lower  record.Use   // the protected cache, for the metrics (a hit)
+	size   growth.Start // the layer, for the growth report
+	line   string       // for the job log
 }
 
 // makeFork creates the layer (the kept unprotected layer volume, or one of
@@ -130,7 +131,7 @@ type jobFork struct {
 func (m *Manager) makeFork(ctx context.Context, j job.Job, i int, lc lowerCache, now time.Time) (jobFork, error) {
 	ov := overlay.Spec{Key: j.Key(), Meta: j.Meta(now), Index: i, Lower: lc.Lower.Name}
 	var name string
-	var size startSize
+	var size growth.Start
 	var layerSays string
 	if m.cfg.Fork == ForkKeep {
 		var err error
@@ -145,7 +146,7 @@ func (m *Manager) makeFork(ctx context.Context, j job.Job, i int, lc lowerCache,
 			return jobFork{}, err
 		}
 		ov.Layer = layer
-		size = startSize{Volume: Volume{Name: layer, Profile: lc.Layer.Profile, Path: lc.Layer.Path}, Known: true, Job: true}
+		size = growth.Start{Volume: Volume{Name: layer, Profile: lc.Layer.Profile, Path: lc.Layer.Path}, Known: true, Job: true}
 		if layerSays == "" {
 			layerSays = "its writes discarded at the end of the job"
 		}
@@ -173,12 +174,12 @@ var errLayerInUse = errors.New("kept layer in use by another job's fork")
 // name and a layer of its own, discarded with it. The check and the
 // creation of the fork volume happen under the layer's record lock, so
 // two prepares cannot both find the layer free.
-func (m *Manager) keptLayerFork(ctx context.Context, j job.Job, ov overlay.Spec, lc lowerCache, now time.Time) (name string, size startSize, says string, err error) {
+func (m *Manager) keptLayerFork(ctx context.Context, j job.Job, ov overlay.Spec, lc lowerCache, now time.Time) (name string, size growth.Start, says string, err error) {
 	// A layer holds the fork's upper and work directories, which must be
 	// on one filesystem: it has no quota of its own.
 	sts, err := m.claimVolumes(ctx, []Volume{lc.Layer}, now)
 	if err != nil {
-		return "", startSize{}, "", fmt.Errorf("claiming the layer of a fork: %w", err)
+		return "", growth.Start{}, "", fmt.Errorf("claiming the layer of a fork: %w", err)
 	}
 	st := sts[0]
 	ov.Layer, ov.KeptLayer = lc.Layer.Name, true
@@ -196,10 +197,10 @@ func (m *Manager) keptLayerFork(ctx context.Context, j job.Job, ov overlay.Spec,
 		return err
 	})
 	if errors.Is(err, errLayerInUse) {
-		return "", startSize{}, "its writes discarded at the end of the job (another job is using the kept layer " + lc.Layer.Name + ")", nil
+		return "", growth.Start{}, "its writes discarded at the end of the job (another job is using the kept layer " + lc.Layer.Name + ")", nil
 	}
 	if err != nil {
-		return "", startSize{}, "", fmt.Errorf("creating the fork of %s: %w", lc.Lower.Name, err)
+		return "", growth.Start{}, "", fmt.Errorf("creating the fork of %s: %w", lc.Lower.Name, err)
 	}
 	size = sizeAtStart(st)
 	says = "its own writes kept from earlier unprotected jobs"

@@ -6,52 +6,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/warmcache/warmcache/internal/cache/growth"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/naming"
 )
 
-func TestStopLine(t *testing.T) {
-	const gib, mib = 1 << 30, 1 << 20
-	mod := CacheGrowth{Profile: "go", Path: "/go/pkg/mod"}
-	build := CacheGrowth{Profile: "go", Path: "/root/.cache/go-build"}
-	grew := func(c CacheGrowth, n int64) CacheGrowth { c.Bytes = n; return c }
-	tests := []struct {
-		name        string
-		free, floor int64
-		grown       []CacheGrowth
-		want        string
-	}{
-		{name: "no floor", free: 0, floor: 0, grown: []CacheGrowth{grew(mod, 5*gib)}},
-		{name: "above the floor", free: 2 * gib, floor: gib, grown: []CacheGrowth{grew(mod, 5*gib)}},
-		{name: "at the floor", free: gib, floor: gib, grown: []CacheGrowth{grew(mod, 5*gib)}},
-		{name: "under the floor, no cache", free: 812 * mib, floor: gib},
-		{name: "under the floor, caches unchanged or shrunk", free: 812 * mib, floor: gib,
-			grown: []CacheGrowth{grew(mod, 0), grew(build, -gib)}},
-		{name: "under the floor, a build's ordinary writes", free: 812 * mib, floor: gib,
-			grown: []CacheGrowth{grew(mod, 64*mib-1)}},
-		{name: "under the floor, one cache grew", free: 812 * mib, floor: gib,
-			grown: []CacheGrowth{grew(build, mib), grew(mod, 2254857830)},
-			want:  "WARNING: stopping the job: the Docker data root has 812.0 MiB free, under cache.gc.min_free_disk (1 GiB), and this job's cache go /go/pkg/mod grew by 2.1 GiB"},
-		{name: "under the floor, at the threshold", free: 812 * mib, floor: gib,
-			grown: []CacheGrowth{grew(mod, 64*mib)},
-			want:  "WARNING: stopping the job: the Docker data root has 812.0 MiB free, under cache.gc.min_free_disk (1 GiB), and this job's cache go /go/pkg/mod grew by 64.0 MiB"},
-		{name: "under the floor, two caches grew", free: 0, floor: 20 * gib,
-			grown: []CacheGrowth{grew(mod, 300*mib), grew(build, 3*gib)},
-			want:  "WARNING: stopping the job: the Docker data root has 0 B free, under cache.gc.min_free_disk (20 GiB), and this job's caches go /go/pkg/mod grew by 300.0 MiB, go /root/.cache/go-build grew by 3.0 GiB"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			line, stop := StopLine(tt.free, tt.floor, tt.grown)
-			if line != tt.want || stop != (tt.want != "") {
-				t.Errorf("StopLine = %q, %v; want %q, %v", line, stop, tt.want, tt.want != "")
-			}
-		})
-	}
-}
-
 // TestGuard: under the floor, the guard stops the job once a cache grew
-// by guardMinGrowth since prepare, or, for a cache not measured then,
+// by growth.MinGrowth since prepare, or, for a cache not measured then,
 // since its first measure; not before, and not above the floor.
 func TestGuard(t *testing.T) {
 	f, root := localEngine(t)
@@ -67,7 +29,7 @@ func TestGuard(t *testing.T) {
 	writeFile(t, filepath.Join(mod, "old"), 1000)
 	writeFile(t, filepath.Join(build, "old"), 1000)
 	key := naming.JobKey{Runner: "r", ProjectID: 1, JobID: 1}
-	caches := JobCaches{sizes: []startSize{{Volume: vols[0], Bytes: 1000, Known: true}, {Volume: vols[1]}}}
+	caches := JobCaches{sizes: []growth.Start{{Volume: vols[0], Bytes: 1000, Known: true}, {Volume: vols[1]}}}
 	if err := f.CreateContainer(t.Context(), engine.ContainerSpec{Name: key.Name(naming.KindBuild), Image: "img",
 		Labels: caches.Labels(key.Labels(naming.KindBuild, naming.JobMeta{}))}); err != nil {
 		t.Fatal(err)
@@ -87,7 +49,7 @@ func TestGuard(t *testing.T) {
 	// guard's first measure: not counted.
 	grow(t, filepath.Join(build, "big"), 1<<30)
 	check("")
-	grow(t, filepath.Join(mod, "almost"), guardMinGrowth-1000)
+	grow(t, filepath.Join(mod, "almost"), growth.MinGrowth-1000)
 	check("")
 	grow(t, filepath.Join(mod, "more"), 1000)
 	grow(t, filepath.Join(build, "bigger"), 100<<20)
@@ -95,6 +57,7 @@ func TestGuard(t *testing.T) {
 
 	// Above the floor, whatever the caches did.
 	m.cfg.GC.MinFreeDisk = 1
+	g = m.Guard(t.Context(), key)
 	check("")
 
 	for name, cfg := range map[string]config.Cache{

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/internal/cache/growth"
 	"github.com/warmcache/warmcache/internal/cache/profile"
 	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/config"
@@ -90,7 +91,7 @@ type JobCaches struct {
 	// persistent names the claimed cache volumes, for Verify.
 	persistent []string
 	// sizes are the sizes at the start of the volumes the job writes to.
-	sizes []startSize
+	sizes []growth.Start
 }
 
 // key is the job's cache key in the configured pool.
@@ -286,17 +287,17 @@ func (m *Manager) Measure(ctx context.Context, j job.Job) {
 	if err := m.measureVolumes(ctx, vols, time.Now()); err != nil {
 		m.log.Warn("measuring cache volumes", zap.Error(err))
 	}
-	quotas := make([]quotaUse, len(vols))
+	quotas := make([]growth.QuotaUse, len(vols))
 	for i, v := range vols {
 		if m.cfg.MetricsFile != "" {
-			quotas[i] = quotaOf(m.host.Quota(ctx, v.Name))
+			quotas[i] = growth.QuotaOf(m.host.Quota(ctx, v.Name))
 		}
 	}
 	m.updateMetrics(func(s *record.MetricsState) {
 		for i, v := range vols {
 			if r, err := m.records.Get(v.Name); err == nil && !r.Measured.IsZero() {
 				s.Sized(v.Name, v.Labels, r.SizeBytes)
-				quotas[i].record(s, v)
+				quotas[i].Record(s, v)
 			}
 		}
 	})

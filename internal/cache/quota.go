@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/human"
@@ -52,24 +51,6 @@ func (m *Manager) evicting() Engine {
 		return m.engine
 	}
 	return quotaEngine{Engine: m.engine, host: m.host}
-}
-
-// QuotaBytes prints a quota as the config spells it: "20 GiB".
-func QuotaBytes(n int64) string {
-	for _, u := range []struct {
-		unit string
-		size int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}} {
-		if n >= u.size && n%u.size == 0 {
-			return fmt.Sprintf("%d %s", n/u.size, u.unit)
-		}
-	}
-	return human.Bytes(n)
-}
-
-// quotaFullLine is the job-log line for a cache the job filled.
-func quotaFullLine(v Volume, limit int64) string {
-	return fmt.Sprintf("Cache %s %s is full at %s (cache.quota)", v.Profile, v.Path, QuotaBytes(limit))
 }
 
 // noQuotaOnce says once per process (one stage of one job) why quotas
@@ -122,14 +103,14 @@ func (m *Manager) resetIfFull(ctx context.Context, v Volume) (string, error) {
 	err = m.host.ResetQuota(ctx, v.Name)
 	switch {
 	case errors.Is(err, engine.ErrInUse):
-		return fmt.Sprintf("Cache %s %s is full at %s (cache.quota); another job holds it, so it stays full for this job", v.Profile, v.Path, QuotaBytes(q.Limit)), nil
+		return fmt.Sprintf("Cache %s %s is full at %s (cache.quota); another job holds it, so it stays full for this job", v.Profile, v.Path, human.Limit(q.Limit)), nil
 	case err != nil:
 		return "", err
 	}
 	if err := m.records.SetSize(v.Name, 0, time.Now()); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("Cache %s %s was full at %s (cache.quota): emptied, since its last files may be half written", v.Profile, v.Path, QuotaBytes(q.Limit)), nil
+	return fmt.Sprintf("Cache %s %s was full at %s (cache.quota): emptied, since its last files may be half written", v.Profile, v.Path, human.Limit(q.Limit)), nil
 }
 
 // QuotaSupport says, for doctor, whether cache.quota is enforced on this
@@ -139,30 +120,4 @@ func (m *Manager) QuotaSupport() error {
 		return nil
 	}
 	return m.host.QuotaSupport()
-}
-
-// quotaUse is a volume's quota and use for the metrics, when known.
-type quotaUse struct {
-	limit, used int64
-	known       bool
-}
-
-// quotaOf reads host.Quota's answer for the metrics: a volume without a
-// quota has none (0, 0); one whose filesystem is not mounted, or that
-// could not be read, is not known (its series keep what they had).
-func quotaOf(q host.QuotaSpace, ok bool, err error) quotaUse {
-	switch {
-	case err != nil || !ok && q.Limit > 0:
-		return quotaUse{}
-	case !ok:
-		return quotaUse{known: true}
-	}
-	return quotaUse{limit: q.Limit, used: q.Used, known: true}
-}
-
-// record puts the quota of v in the metrics, when known.
-func (u quotaUse) record(s *record.MetricsState, v Volume) {
-	if u.known {
-		s.Quota(v.Name, v.Labels, u.limit, u.used)
-	}
 }

@@ -76,3 +76,13 @@ func TestFormattingEdges(t *testing.T) {
 }
 
 var t0 = time.Date(2026, 11, 26, 21, 31, 10, 0, time.UTC)
+
+func TestLimit(t *testing.T) {
+	for n, want := range map[int64]string{
+		20 << 30: "20 GiB", 100 << 20: "100 MiB", 1 << 40: "1 TiB", 1536 << 20: "1536 MiB", 100<<20 + 1: "100.0 MiB",
+	} {
+		if got := Limit(n); got != want {
+			t.Errorf("Limit(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
