@@ -1,0 +1,249 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	"github.com/minio/minio-go/v7"
+	"go.uber.org/zap"
+
+	"github.com/warmcache/warmcache/internal/config"
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/host"
+	"github.com/warmcache/warmcache/internal/naming"
+)
+
+// dirs is an engine whose volumes are temporary directories.
+type dirs map[string]string
+
+func (d dirs) InspectVolume(_ context.Context, name string) (engine.VolumeInfo, error) {
+	dir, ok := d[name]
+	if !ok {
+		return engine.VolumeInfo{}, engine.ErrNotFound
+	}
+	return engine.VolumeInfo{Name: name, Mountpoint: dir}, nil
+}
+
+type fixture struct {
+	tier *Tier
+	dirs dirs
+	s3   *minio.Client
+}
+
+// newFixture is a tier on an in-process fake S3 store.
+func newFixture(t *testing.T) fixture {
+	t.Helper()
+	srv := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
+	t.Cleanup(srv.Close)
+	keys := t.TempDir()
+	os.WriteFile(filepath.Join(keys, "access"), []byte("AKID\n"), 0o600)
+	os.WriteFile(filepath.Join(keys, "secret"), []byte("SECRET\n"), 0o600)
+	cfg := config.Default().Cache.Remote
+	cfg.URL, cfg.Prefix = srv.URL, "fleet"
+	cfg.AccessKeyFile, cfg.SecretKeyFile = filepath.Join(keys, "access"), filepath.Join(keys, "secret")
+	d := dirs{}
+	tier := New(cfg, host.New(d, nil), zap.NewNop())
+	tier.TempDir = t.TempDir()
+	c, err := tier.client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fixture{tier: tier, dirs: d, s3: c}
+}
+
+// volume makes a volume of trust with files in it.
+func (f fixture) volume(t *testing.T, name, trust string, files map[string]string) Volume {
+	dir := t.TempDir()
+	f.dirs[name] = dir
+	for n, content := range files {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, n)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return Volume{Name: name, Profile: "go", Path: "/go/pkg/mod", Labels: map[string]string{
+		naming.LabelCacheInstance: "gitlab.example.com", naming.LabelCacheProjectID: "42",
+		naming.LabelCacheTrust: trust,
+	}}
+}
+
+func entries(t *testing.T, dir string) []string {
+	var out []string
+	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			b, _ := os.ReadFile(p)
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, rel+"="+string(b))
+		}
+		return nil
+	})
+	return out
+}
+
+func TestPublishRestore(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	src := f.volume(t, "src", "protected", map[string]string{"cache/download/a/@v/v1.zip": strings.Repeat("z", 100000), "b": "bee"})
+	if _, err := f.tier.Publish(ctx, src, 100003); err != nil {
+		t.Fatal(err)
+	}
+	dst := f.volume(t, "dst", "protected", nil)
+	line, ok := f.tier.Restore(ctx, dst)
+	if !ok || !strings.Contains(line, "Cache go /go/pkg/mod: restored 97.7 KiB from the fleet cache in ") {
+		t.Fatalf("restore: %v %q", ok, line)
+	}
+	if got, want := entries(t, f.dirs["dst"]), entries(t, f.dirs["src"]); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("restored %v, want %v", got, want)
+	}
+
+	// An unprotected job seeds from the protected snapshot; its own
+	// publish goes under its own trust class and changes nothing there.
+	un := f.volume(t, "un", "unprotected", nil)
+	if line, ok := f.tier.Restore(ctx, un); !ok || !strings.Contains(line, "read-only seeding") {
+		t.Fatalf("unprotected restore: %v %q", ok, line)
+	}
+	os.WriteFile(filepath.Join(f.dirs["un"], "poison"), []byte("x"), 0o644)
+	if _, err := f.tier.Publish(ctx, un, 1); err != nil {
+		t.Fatal(err)
+	}
+	again := f.volume(t, "again", "protected", nil)
+	if _, ok := f.tier.Restore(ctx, again); !ok {
+		t.Fatal("protected restore after an unprotected publish failed")
+	}
+	if _, err := os.Stat(filepath.Join(f.dirs["again"], "poison")); err == nil {
+		t.Fatal("a protected job restored what an unprotected job published")
+	}
+}
+
+func TestRestoreNothingThere(t *testing.T) {
+	f := newFixture(t)
+	// The unprotected snapshot never seeds a protected cache.
+	un := f.volume(t, "un", "unprotected", map[string]string{"a": "a"})
+	if _, err := f.tier.Publish(context.Background(), un, 1); err != nil {
+		t.Fatal(err)
+	}
+	p := f.volume(t, "p", "protected", nil)
+	line, ok := f.tier.Restore(context.Background(), p)
+	if ok || line != "Cache go /go/pkg/mod: no snapshot in the fleet cache yet" {
+		t.Fatalf("%v %q", ok, line)
+	}
+}
+
+func TestRestoreTamperedSnapshotIsCold(t *testing.T) {
+	for _, tc := range []struct {
+		name, want string
+		tamper     func(data []byte) []byte
+	}{
+		{"flipped byte", "sha256 is not its pointer's", func(b []byte) []byte { b[len(b)/2] ^= 1; return b }},
+		{"truncated", "its pointer says", func(b []byte) []byte { return b[:len(b)/2] }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			src := f.volume(t, "src", "protected", map[string]string{"a": strings.Repeat("a", 50000)})
+			if _, err := f.tier.Publish(ctx, src, 50000); err != nil {
+				t.Fatal(err)
+			}
+			p, err := f.tier.readPointer(ctx, f.s3, f.tier.base(src, "protected"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			obj, _ := f.s3.GetObject(ctx, "warmcache", p.Snapshot, minio.GetObjectOptions{})
+			var buf bytes.Buffer
+			buf.ReadFrom(obj)
+			data := tc.tamper(buf.Bytes())
+			if _, err := f.s3.PutObject(ctx, "warmcache", p.Snapshot, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			dst := f.volume(t, "dst", "protected", nil)
+			line, ok := f.tier.Restore(ctx, dst)
+			if ok || !strings.Contains(line, "fleet cache not used") || !strings.Contains(line, tc.want) || !strings.HasSuffix(line, "; starting cold") {
+				t.Fatalf("%v %q", ok, line)
+			}
+			if e := entries(t, f.dirs["dst"]); len(e) != 0 {
+				t.Fatalf("volume kept %v", e)
+			}
+		})
+	}
+}
+
+func TestRestoreStoreDownIsCold(t *testing.T) {
+	f := newFixture(t)
+	f.tier.cfg.URL = "http://127.0.0.1:1"
+	line, ok := f.tier.Restore(context.Background(), f.volume(t, "v", "protected", nil))
+	if ok || !strings.Contains(line, "fleet cache not used") {
+		t.Fatalf("%v %q", ok, line)
+	}
+	if strings.Contains(line, "SECRET") || strings.Contains(line, "AKID") {
+		t.Fatalf("a credential in the job log: %q", line)
+	}
+}
+
+func TestPublishKeepsTheNewestTwo(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	v := f.volume(t, "v", "protected", map[string]string{"a": "a"})
+	for range 4 {
+		if _, err := f.tier.Publish(ctx, v, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	for o := range f.s3.ListObjects(ctx, "warmcache", minio.ListObjectsOptions{Prefix: f.tier.base(v, "protected") + "/snapshots/", Recursive: true}) {
+		if o.Err != nil {
+			t.Fatal(o.Err)
+		}
+		n++
+	}
+	if n != keep {
+		t.Fatalf("%d snapshots kept, want %d", n, keep)
+	}
+	if !strings.HasPrefix(f.tier.base(v, "protected"), "fleet/v1/-/gitlab.example.com/42/protected/go/%2Fgo%2Fpkg%2Fmod") {
+		t.Fatalf("base %q", f.tier.base(v, "protected"))
+	}
+}
+
+func TestShouldPublish(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		publish, trust string
+		size           int64
+		last           time.Time
+		lastSize       int64
+		want           bool
+	}{
+		{"protected", "protected", 10, time.Time{}, 0, true},
+		{"protected", "unprotected", 10, time.Time{}, 0, false},
+		{"all", "unprotected", 10, time.Time{}, 0, true},
+		{"none", "protected", 10, time.Time{}, 0, false},
+		{"all", "protected", 10, now.Add(-time.Hour), 10, false},   // unchanged
+		{"all", "protected", 11, now.Add(-time.Minute), 10, false}, // too soon
+		{"all", "protected", 11, now.Add(-11 * time.Minute), 10, true},
+		{"all", "protected", 0, time.Time{}, 0, false}, // empty
+	} {
+		tier := &Tier{cfg: config.CacheRemote{Publish: tc.publish, MinInterval: 10 * time.Minute}}
+		if got := tier.ShouldPublish(tc.trust, tc.size, tc.last, tc.lastSize, now); got != tc.want {
+			t.Errorf("%+v: %v", tc, got)
+		}
+	}
+}
+
+func TestCredentialsReadAtEachUse(t *testing.T) {
+	f := newFixture(t)
+	os.WriteFile(f.tier.cfg.SecretKeyFile, nil, 0o600)
+	if _, err := f.tier.client(); err == nil || strings.Contains(err.Error(), "SECRET") {
+		t.Fatalf("empty secret file: %v", err)
+	}
+	os.Remove(f.tier.cfg.AccessKeyFile)
+	if _, err := f.tier.Publish(context.Background(), f.volume(t, "v", "protected", nil), 1); err == nil {
+		t.Fatal("published without credentials")
+	}
+}
