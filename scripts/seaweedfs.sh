@@ -3,9 +3,12 @@
 #
 #   scripts/seaweedfs.sh build              build (or reuse) the pinned weed binary;
 #                                           prints its path
-#   scripts/seaweedfs.sh start <dir> <port> start `weed server -s3` on 127.0.0.1 with
-#                                           its data in <dir>, S3 on <port>; waits
-#                                           until the S3 port answers; prints the pid
+#   scripts/seaweedfs.sh start <dir> <port> [s3.json]
+#                                           start `weed server -s3` on 127.0.0.1 with
+#                                           its data in <dir>, S3 on <port> (the
+#                                           identities of s3.json, SeaweedFS's
+#                                           -s3.config, if given); waits until
+#                                           the S3 port answers; prints the pid
 #
 # The module is downloaded through the Go module proxy at a pinned version
 # (`go install` refuses it: its go.mod has a replace directive), copied to a
@@ -47,7 +50,7 @@ build() {
 }
 
 start() {
-	local dir=$1 port=$2 bin
+	local dir=$1 port=$2 s3config=${3:-} bin
 	bin=$(build)
 	mkdir -p "$dir"
 	# Every port explicit and derived from <port>, so parallel stores do not
@@ -57,8 +60,8 @@ start() {
 		-master.port=$master -volume.port=$volume -filer.port=$filer \
 		-master.port.grpc=$((master + 10000)) -volume.port.grpc=$((volume + 10000)) \
 		-filer.port.grpc=$((filer + 10000)) \
-		-s3 -s3.port="$port" -s3.port.grpc=$((port + 10000)) \
-		-master.volumeSizeLimitMB=64 -volume.max=0 \
+		-s3 -s3.port="$port" -s3.port.grpc=$((port + 10000)) -s3.port.iceberg=0 -s3.port.lance=0 \
+		-master.volumeSizeLimitMB=64 -volume.max=0 ${s3config:+-s3.config="$s3config"} \
 		>"$dir/weed.log" 2>&1 </dev/null &
 	local pid=$!
 	local deadline=$((SECONDS + 60))
@@ -82,8 +85,8 @@ start() {
 case "${1:-build}" in
 build) build ;;
 start)
-	[ $# -eq 3 ] || { echo "usage: $0 start <dir> <port>" >&2; exit 2; }
-	start "$2" "$3"
+	[ $# -ge 3 ] || { echo "usage: $0 start <dir> <port> [s3.json]" >&2; exit 2; }
+	start "$2" "$3" "${4:-}"
 	;;
-*) echo "usage: $0 build | start <dir> <port>" >&2; exit 2 ;;
+*) echo "usage: $0 build | start <dir> <port> [s3.json]" >&2; exit 2 ;;
 esac

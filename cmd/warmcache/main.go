@@ -20,6 +20,7 @@ import (
 
 	"github.com/warmcache/warmcache/internal/admin"
 	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/cache/remote"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/driver"
 	"github.com/warmcache/warmcache/internal/engine/docker"
@@ -141,6 +142,7 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 			registerCommand(stdout, stageErr),
 			startContainerCommand(stageErr),
 			removeNetworkCommand(stageErr),
+			publishCachesCommand(stageErr),
 			{
 				Name:   "manpage",
 				Usage:  "print the man page (roff), for the package",
@@ -260,6 +262,9 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 		}
 		d.Caches = cache.New(cfg.Cache, engine, d.Host, d.Log)
 		d.Caches.SetVersion(version)
+		if t := remote.New(cfg.Cache.Remote, d.Host, d.Log); t != nil && d.Host != nil {
+			d.Caches.SetRemote(t)
+		}
 	}
 	err = f(c, d)
 	if err != nil {

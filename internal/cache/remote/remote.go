@@ -50,11 +50,12 @@ import (
 )
 
 // Volumes is what the tier needs from the host: a volume's content as a
-// tar stream, and a fresh volume filled from one (see host.Archive and
-// host.Restore).
+// tar stream, a fresh volume filled from one, its size (see host.Archive,
+// host.Restore, host.Size).
 type Volumes interface {
 	Archive(ctx context.Context, volume string, w io.Writer) error
 	Restore(ctx context.Context, volume string, r io.Reader) error
+	Size(ctx context.Context, volume string) (int64, error)
 }
 
 // Volume is a cache volume: its name and its labels (the cache key).
