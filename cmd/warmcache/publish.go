@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
@@ -60,9 +61,12 @@ func publishCaches(c *cli.Context) error {
 		return nil
 	}
 	records := record.Records{Dir: filepath.Join(cfg.Cache.StateDir, "caches")}
+	start := time.Now()
 	err = tier.PublishVolumes(context.Background(), e, records, c.String(trustFlag), c.Args().Slice())
 	if err != nil {
 		logger.Error("stage failed", zap.Error(err))
+	} else {
+		logger.Info("stage finished", zap.Duration("took", time.Since(start)))
 	}
 	return err
 }

@@ -391,8 +391,13 @@ func (t *Tier) ShouldPublish(trust string, size int64, last time.Time, lastSize 
 	return last.IsZero() || now.Sub(last) >= t.cfg.MinInterval || now.Before(last)
 }
 
-// oneLine keeps an error to its first line, for the job log.
+// oneLine keeps an error to its first line, for the job log; of a
+// failed request, what failed (not the request's whole URL).
 func oneLine(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
 	s, _, _ := strings.Cut(err.Error(), "\n")
 	return s
 }
