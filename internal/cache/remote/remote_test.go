@@ -15,6 +15,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/host"
@@ -245,5 +246,63 @@ func TestCredentialsReadAtEachUse(t *testing.T) {
 	os.Remove(f.tier.cfg.AccessKeyFile)
 	if _, err := f.tier.Publish(context.Background(), f.volume(t, "v", "protected", nil), 1); err == nil {
 		t.Fatal("published without credentials")
+	}
+}
+
+// labelled is an engine whose volumes have the labels of f's volumes.
+type labelled map[string]Volume
+
+func (l labelled) InspectVolume(_ context.Context, name string) (engine.VolumeInfo, error) {
+	v, ok := l[name]
+	if !ok {
+		return engine.VolumeInfo{}, engine.ErrNotFound
+	}
+	return engine.VolumeInfo{Name: name, Labels: v.Labels}, nil
+}
+
+// PublishVolumes publishes a changed cache of the job's trust class once
+// per min_interval, reserving it in the cache's record.
+func TestPublishVolumes(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	vols := labelled{}
+	for name, trust := range map[string]string{"p": "protected", "u": "unprotected"} {
+		v := f.volume(t, name, trust, map[string]string{"a": "first"})
+		v.Labels[naming.LabelKind] = string(naming.KindCache)
+		v.Labels[naming.LabelCacheProfile] = v.Profile
+		v.Labels[naming.LabelCachePath] = v.Path
+		vols[name] = v
+	}
+	records := record.Records{Dir: t.TempDir()}
+	f.tier.cfg.Publish = config.PublishAll
+	published := func(name string) int64 {
+		r, err := records.Get(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.PublishedBytes
+	}
+	if err := f.tier.PublishVolumes(ctx, vols, records, "protected", []string{"p", "u", "missing"}); err == nil {
+		t.Fatal("a missing volume was not reported")
+	}
+	if published("p") != 5 || published("u") != 0 {
+		t.Fatalf("published p %d, u %d: want p only (the job's trust class)", published("p"), published("u"))
+	}
+	// Changed, but within min_interval: not again.
+	os.WriteFile(filepath.Join(f.dirs["p"], "a"), []byte("second"), 0o644)
+	f.tier.cfg.MinInterval = time.Hour
+	if err := f.tier.PublishVolumes(ctx, vols, records, "protected", []string{"p"}); err != nil || published("p") != 5 {
+		t.Fatalf("published again within min_interval: %v %d", err, published("p"))
+	}
+	f.tier.cfg.MinInterval = 0
+	if err := f.tier.PublishVolumes(ctx, vols, records, "protected", []string{"p"}); err != nil || published("p") != 6 {
+		t.Fatalf("a changed cache was not published: %v %d", err, published("p"))
+	}
+	dst := f.volume(t, "dst", "protected", nil)
+	if _, ok := f.tier.Restore(ctx, dst); !ok {
+		t.Fatal("restore failed")
+	}
+	if b, _ := os.ReadFile(filepath.Join(f.dirs["dst"], "a")); string(b) != "second" {
+		t.Fatalf("restored %q, want the newest snapshot", b)
 	}
 }
