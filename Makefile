@@ -55,6 +55,7 @@ bench: build images
 	$(GO) test -count=1 -timeout 30m -run '^$$' -bench BareJob -benchtime 10x ./test/e2e/
 	$(GO) test -count=1 -timeout 30m -run '^$$' -bench GoProject -benchtime 1x ./test/e2e/
 	$(GO) test -count=1 -timeout 30m -run '^$$' -bench GitFetch -benchtime 3x ./test/e2e/
+	$(GO) test -count=1 -timeout 30m -run '^$$' -bench FleetCache -benchtime 1x ./test/e2e/
 
 # 8 concurrent jobs of two projects, SOAK_ROUNDS rounds (default 25).
 soak: build images

@@ -2,9 +2,11 @@ package driver
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/warmcache/warmcache/internal/cache/remote"
 	"github.com/warmcache/warmcache/internal/engine"
 )
 
@@ -58,5 +60,41 @@ func TestRunPublishesAfterSuccessfulSteps(t *testing.T) {
 				t.Fatalf("published %q, want the job's go caches as %s", rec.published, tc.want)
 			}
 		})
+	}
+}
+
+// fakeRemote is a fleet cache tier that restores nothing and says so.
+type fakeRemote struct{ asked []string }
+
+func (r *fakeRemote) Restore(_ context.Context, v remote.Volume) (string, bool) {
+	r.asked = append(r.asked, v.Path)
+	return "Cache " + v.Profile + " " + v.Path + ": restored 1.0 MiB from the fleet cache in 0.1 s", true
+}
+
+// Prepare asks the fleet cache for the caches new on this host only, and
+// its line replaces the cold one.
+func TestPrepareRestoresNewCachesFromTheFleet(t *testing.T) {
+	h := newHarness(t, nil)
+	h.cfg.Cache.Enabled = true
+	h.f.SetVolumeRoot(t.TempDir())
+	r := &fakeRemote{}
+	for i := range 2 {
+		d := h.deps()
+		d.Caches.SetRemote(r)
+		if err := Prepare(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if err := Cleanup(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if want := []string{"/cache", "/go/pkg/mod", "/root/.cache/go-build"}; !slices.Equal(r.asked, want) {
+		t.Fatalf("restores asked for %q, want %q once (then warm)", r.asked, want)
+	}
+	log := h.stderr.String()
+	if !strings.Contains(log, "Cache go /go/pkg/mod: restored 1.0 MiB from the fleet cache") || strings.Contains(log, "/go/pkg/mod: cold") {
+		t.Fatalf("job log:\n%s", log)
 	}
 }
