@@ -181,12 +181,15 @@ func (t *Tier) Restore(ctx context.Context, v Volume) (line string, ok bool) {
 		t.log.Warn("restoring a cache from the fleet cache", zap.String("volume", v.Name), zap.Error(err))
 		return fmt.Sprintf("%s: fleet cache not used (%v); starting cold", head, oneLine(err)), false
 	}
+	took := time.Since(start)
+	t.log.Info("restored a cache from the fleet cache", zap.String("volume", v.Name), zap.String("snapshot", p.Snapshot),
+		zap.Int64("content_bytes", p.Content), zap.Int64("snapshot_bytes", p.Size), zap.Duration("took", took))
 	seed := ""
 	if from != v.Labels[naming.LabelCacheTrust] {
 		seed = " (the protected snapshot, read-only seeding)"
 	}
 	return fmt.Sprintf("%s: restored %s from the fleet cache in %.1f s%s", head,
-		human.Bytes(p.Content), time.Since(start).Seconds(), seed), true
+		human.Bytes(p.Content), took.Seconds(), seed), true
 }
 
 var errNoSnapshot = errors.New("no snapshot")
@@ -359,7 +362,7 @@ func (t *Tier) prune(ctx context.Context, c *minio.Client, base string) {
 func (t *Tier) ensureBucket(ctx context.Context, c *minio.Client) error {
 	ok, err := c.BucketExists(ctx, t.cfg.Bucket)
 	if err != nil {
-		return fmt.Errorf("bucket %s: %w", t.cfg.Bucket, err)
+		return fmt.Errorf("bucket %s: %v", t.cfg.Bucket, oneLine(err))
 	}
 	if ok {
 		return nil
@@ -368,7 +371,7 @@ func (t *Tier) ensureBucket(ctx context.Context, c *minio.Client) error {
 		if code := minio.ToErrorResponse(err).Code; code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" {
 			return nil
 		}
-		return fmt.Errorf("bucket %s does not exist and could not be created: %w", t.cfg.Bucket, err)
+		return fmt.Errorf("bucket %s does not exist and could not be created: %v", t.cfg.Bucket, oneLine(err))
 	}
 	return nil
 }
@@ -400,4 +403,35 @@ func oneLine(err error) string {
 	}
 	s, _, _ := strings.Cut(err.Error(), "\n")
 	return s
+}
+
+// Probe checks the store as doctor does: reachable with the credentials,
+// the bucket there (created if it is not and the credentials allow), and
+// a small object written, read back and deleted.
+func (t *Tier) Probe(ctx context.Context) error {
+	c, err := t.client()
+	if err != nil {
+		return err
+	}
+	if err := t.ensureBucket(ctx, c); err != nil {
+		return err
+	}
+	key := strings.Trim(t.cfg.Prefix+"/doctor-probe", "/")
+	body := "warmcache doctor " + time.Now().UTC().Format(time.RFC3339Nano)
+	if _, err := c.PutObject(ctx, t.cfg.Bucket, key, strings.NewReader(body), int64(len(body)), minio.PutObjectOptions{}); err != nil {
+		return fmt.Errorf("writing %s: %v", key, oneLine(err))
+	}
+	obj, err := c.GetObject(ctx, t.cfg.Bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return fmt.Errorf("reading %s: %v", key, oneLine(err))
+	}
+	got, err := io.ReadAll(obj)
+	obj.Close()
+	if err != nil || string(got) != body {
+		return fmt.Errorf("reading %s: not what was written (%v)", key, err)
+	}
+	if err := c.RemoveObject(ctx, t.cfg.Bucket, key, minio.RemoveObjectOptions{}); err != nil {
+		return fmt.Errorf("deleting %s: %v", key, oneLine(err))
+	}
+	return nil
 }

@@ -306,3 +306,24 @@ func TestPublishVolumes(t *testing.T) {
 		t.Fatalf("restored %q, want the newest snapshot", b)
 	}
 }
+
+// Probe creates the bucket, and writes, reads and deletes an object;
+// without credentials, it says so.
+func TestProbe(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.tier.cfg.Bucket = "fresh-bucket"
+	if err := f.tier.Probe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := f.s3.BucketExists(ctx, "fresh-bucket"); !ok || err != nil {
+		t.Fatalf("bucket not created: %v", err)
+	}
+	for o := range f.s3.ListObjects(ctx, "fresh-bucket", minio.ListObjectsOptions{Recursive: true}) {
+		t.Errorf("probe left %q", o.Key)
+	}
+	os.Remove(f.tier.cfg.AccessKeyFile)
+	if err := f.tier.Probe(ctx); err == nil || !strings.Contains(err.Error(), "reading the store's credentials") {
+		t.Fatalf("probe without credentials: %v", err)
+	}
+}
