@@ -62,7 +62,8 @@ func publishCaches(c *cli.Context) error {
 	}
 	records := record.Records{Dir: filepath.Join(cfg.Cache.StateDir, "caches")}
 	start := time.Now()
-	err = tier.PublishVolumes(context.Background(), e, records, c.String(trustFlag), c.Args().Slice())
+	metrics := record.Metrics{Path: cfg.Cache.MetricsFile, StateDir: cfg.Cache.StateDir, PerProject: cfg.Cache.MetricsPerProject, Version: version}
+	err = tier.PublishVolumes(context.Background(), e, records, metrics, c.String(trustFlag), c.Args().Slice())
 	if err != nil {
 		logger.Error("stage failed", zap.Error(err))
 	} else {

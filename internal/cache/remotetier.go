@@ -4,13 +4,14 @@ import (
 	"context"
 
 	"github.com/warmcache/warmcache/internal/cache/profile"
+	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/cache/remote"
 )
 
 // Remote is the fleet cache tier (package remote), which fills a cache
 // volume new on this host from the newest snapshot of its cache key.
 type Remote interface {
-	Restore(ctx context.Context, v remote.Volume) (line string, ok bool)
+	Restore(ctx context.Context, v remote.Volume) remote.Restored
 }
 
 // SetRemote gives the manager the fleet cache tier ([cache.remote]).
@@ -22,6 +23,9 @@ func (m *Manager) restore(ctx context.Context, st Status) string {
 	if m.remote == nil || m.host == nil || st.Warm || st.Profile == profile.Git.Name {
 		return ""
 	}
-	line, _ := m.remote.Restore(ctx, remote.Volume(st.Volume))
-	return line
+	r := m.remote.Restore(ctx, remote.Volume(st.Volume))
+	if r.OK || r.Failed {
+		m.updateMetrics(func(s *record.MetricsState) { s.FleetRestored(r.OK, r.Bytes, r.Took) })
+	}
+	return r.Line
 }

@@ -66,9 +66,9 @@ func TestRunPublishesAfterSuccessfulSteps(t *testing.T) {
 // fakeRemote is a fleet cache tier that restores nothing and says so.
 type fakeRemote struct{ asked []string }
 
-func (r *fakeRemote) Restore(_ context.Context, v remote.Volume) (string, bool) {
+func (r *fakeRemote) Restore(_ context.Context, v remote.Volume) remote.Restored {
 	r.asked = append(r.asked, v.Path)
-	return "Cache " + v.Profile + " " + v.Path + ": restored 1.0 MiB from the fleet cache in 0.1 s", true
+	return remote.Restored{Line: "Cache " + v.Profile + " " + v.Path + ": restored 1.0 MiB from the fleet cache in 0.1 s", OK: true, Bytes: 1 << 20}
 }
 
 // Prepare asks the fleet cache for the caches new on this host only, and

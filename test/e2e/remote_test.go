@@ -37,7 +37,7 @@ const (
 
 // startSeaweed starts a store with one identity and stops it when the
 // test ends.
-func startSeaweed(t *testing.T) *seaweed {
+func startSeaweed(t testing.TB) *seaweed {
 	t.Helper()
 	dir := t.TempDir()
 	conf := fmt.Sprintf(`{"identities":[{"name":"ci","credentials":[{"accessKey":%q,"secretKey":%q}],"actions":["Admin","Read","Write","List","Tagging"]}]}`,
@@ -72,7 +72,7 @@ func startSeaweed(t *testing.T) *seaweed {
 }
 
 // stop ends the store and waits until it is gone.
-func (s *seaweed) stop(t *testing.T) {
+func (s *seaweed) stop(t testing.TB) {
 	p, err := os.FindProcess(s.pid)
 	if err != nil {
 		return
@@ -87,7 +87,7 @@ func (s *seaweed) stop(t *testing.T) {
 
 // freePortRange picks a port p with p..p+5 and their +10000 gRPC ports
 // free (the store's S3, master, volume and filer ports).
-func freePortRange(t *testing.T) int {
+func freePortRange(t testing.TB) int {
 	t.Helper()
 	for range 50 {
 		p := 20000 + rand.IntN(9000)
@@ -119,7 +119,7 @@ type fleetHost struct {
 	interval string
 }
 
-func newFleetHost(t *testing.T, pool string, store *seaweed) fleetHost {
+func newFleetHost(t testing.TB, pool string, store *seaweed) fleetHost {
 	return fleetHost{pool: gcPool{name: pool, stateDir: t.TempDir()}, log: filepath.Join(t.TempDir(), "warmcache.log"),
 		store: store, secret: "secret", publish: "protected", interval: "0s"}
 }
@@ -145,7 +145,7 @@ func (h fleetHost) publishesDone() int {
 }
 
 // waitPublishes waits until n publish-caches processes of the host ended.
-func (h fleetHost) waitPublishes(t *testing.T, n int) {
+func (h fleetHost) waitPublishes(t testing.TB, n int) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for h.publishesDone() < n {
@@ -225,7 +225,7 @@ func TestFleetCache(t *testing.T) {
 }
 
 // logRestore logs the restore's figures from the prepare log.
-func logRestore(t *testing.T, prepare string) {
+func logRestore(t testing.TB, prepare string) {
 	for _, line := range strings.Split(prepare, "\n") {
 		if strings.Contains(line, "from the fleet cache in") {
 			t.Log(strings.TrimSpace(line))
@@ -301,4 +301,85 @@ func TestFleetCacheFailuresAreCold(t *testing.T) {
 	store.stop(t)
 	down := newFleetHost(t, pool, store)
 	coldJob(down, "fleet cache not used (")
+}
+
+// BenchmarkFleetCache compares, on the sample Go project: the cold job
+// (which publishes), the warm job on the same host, and the job on a
+// fresh host restored from the store (GOPROXY=off: it cannot download);
+// with the restore's throughput and the publish's time.
+func BenchmarkFleetCache(b *testing.B) {
+	proxy, srv := goModProxy(b), sampleGitServer(b)
+	store := startSeaweed(b)
+	build := "go build -o /dev/null ./...\n"
+	onHostNetwork := func(h fleetHost) string { return strings.Replace(h.config(), defaultConfig, hostNetworkConfig, 1) }
+	for i := 0; i < b.N; i++ {
+		project := nextJobID()
+		pool := fmt.Sprintf("e2e-fleetbench-%d", project)
+		a := newFleetHost(b, pool, store)
+		cold := goProjectJob(b, srv, proxy, jobSpec{ProjectID: project, Protected: true, Config: onHostNetwork(a)}, "", build, "")
+		a.waitPublishes(b, 1)
+		publish := publishTook(b, a.log)
+		quiet := newFleetHost(b, pool, store)
+		quiet.publish = "none"
+		warm := goProjectJob(b, srv, proxy, jobSpec{ProjectID: project, Protected: true, Config: onHostNetwork(quiet), Vars: map[string]string{"GOPROXY": "off"}}, "", build, "")
+
+		removeProjectCaches(b, project)
+		fresh := newFleetHost(b, pool, store)
+		fresh.publish = "none"
+		j := goProjectJob(b, srv, proxy, jobSpec{ProjectID: project, Protected: true, Config: onHostNetwork(fresh), Vars: map[string]string{"GOPROXY": "off"}}, "", build, "")
+		b.ReportMetric(cold["job"].Seconds(), "s/cold-job")
+		b.ReportMetric(warm["job"].Seconds(), "s/warm-job")
+		b.ReportMetric(j["job"].Seconds(), "s/fresh-host-job")
+		b.ReportMetric(j["prepare"].Seconds(), "s/fresh-host-prepare")
+		b.ReportMetric(float64(j["job"])/float64(cold["job"]), "fresh-host-job/cold-job")
+		b.ReportMetric(publish.Seconds(), "s/publish")
+		bytes, took := restoreTook(b, fresh.log)
+		b.ReportMetric(float64(bytes)/1e6/took.Seconds(), "restore-MB/s")
+		b.ReportMetric(float64(bytes)/1e6, "MB/restored")
+		removeProjectCaches(b, project)
+	}
+}
+
+// publishTook is how long the publish-caches processes in log took, in all.
+func publishTook(b testing.TB, log string) time.Duration {
+	data, err := os.ReadFile(log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total time.Duration
+	for _, line := range strings.Split(string(data), "\n") {
+		var entry struct {
+			Stage, Msg string
+			Took       float64
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Stage == "publish-caches" && entry.Msg == "stage finished" {
+			total += time.Duration(entry.Took * float64(time.Second))
+		}
+	}
+	return total
+}
+
+// restoreTook is what the restores in log restored, and in how long.
+func restoreTook(b testing.TB, log string) (int64, time.Duration) {
+	data, err := os.ReadFile(log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var bytes int64
+	var total time.Duration
+	for _, line := range strings.Split(string(data), "\n") {
+		var entry struct {
+			Msg          string
+			ContentBytes int64 `json:"content_bytes"`
+			Took         float64
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "restored a cache from the fleet cache" {
+			bytes += entry.ContentBytes
+			total += time.Duration(entry.Took * float64(time.Second))
+		}
+	}
+	if total == 0 {
+		b.Fatalf("no restore in %s", log)
+	}
+	return bytes, total
 }

@@ -26,12 +26,13 @@ type Inspector interface {
 // PublishTimeout. Volumes of another trust class, the git checkout and
 // anything not a cache volume are left alone. Each failure is logged and
 // the others still published.
-func (t *Tier) PublishVolumes(ctx context.Context, e Inspector, records record.Records, trust string, names []string) error {
+// Each publish is counted in metrics (cache.metrics_file).
+func (t *Tier) PublishVolumes(ctx context.Context, e Inspector, records record.Records, metrics record.Metrics, trust string, names []string) error {
 	ctx, cancel := context.WithTimeout(ctx, PublishTimeout)
 	defer cancel()
 	var errs []error
 	for _, name := range names {
-		if err := t.publishVolume(ctx, e, records, trust, name); err != nil {
+		if err := t.publishVolume(ctx, e, records, metrics, trust, name); err != nil {
 			t.log.Warn("publishing a cache to the fleet cache", zap.String("volume", name), zap.Error(err))
 			errs = append(errs, err)
 		}
@@ -39,7 +40,7 @@ func (t *Tier) PublishVolumes(ctx context.Context, e Inspector, records record.R
 	return errors.Join(errs...)
 }
 
-func (t *Tier) publishVolume(ctx context.Context, e Inspector, records record.Records, trust, name string) error {
+func (t *Tier) publishVolume(ctx context.Context, e Inspector, records record.Records, metrics record.Metrics, trust, name string) error {
 	info, err := e.InspectVolume(ctx, name)
 	if err != nil {
 		return err
@@ -77,6 +78,9 @@ func (t *Tier) publishVolume(ctx context.Context, e Inspector, records record.Re
 		return nil
 	}); uerr != nil && err == nil {
 		err = uerr
+	}
+	if merr := metrics.Update(func(s *record.MetricsState) { s.FleetPublished(err == nil, size, time.Since(start)) }); merr != nil {
+		t.log.Warn("updating the metrics file", zap.Error(merr))
 	}
 	if err == nil {
 		t.log.Info("published a cache snapshot to the fleet cache", zap.String("volume", name),

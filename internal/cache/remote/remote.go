@@ -160,36 +160,44 @@ func (t *Tier) base(v Volume, trust string) string {
 // protected is the protected trust class's label (profile.Protected).
 const protected = "protected"
 
+// Restored is what a restore did.
+type Restored struct {
+	Line   string // for the job log
+	OK     bool   // the volume holds the snapshot
+	Failed bool   // a failure left the volume cold (not: no snapshot yet)
+	Bytes  int64  // of cache content restored
+	Took   time.Duration
+}
+
 // Restore fills v, a cache volume new on this host (empty), from the
-// newest snapshot of its cache key, bounded by RestoreTimeout. It returns
-// the job log's line, and whether the volume now holds the snapshot. Any
+// newest snapshot of its cache key, bounded by RestoreTimeout. Any
 // failure leaves the volume empty (a cold cache) and says so in the line:
 // it never fails the job.
-func (t *Tier) Restore(ctx context.Context, v Volume) (line string, ok bool) {
+func (t *Tier) Restore(ctx context.Context, v Volume) Restored {
 	ctx, cancel := context.WithTimeout(ctx, RestoreTimeout)
 	defer cancel()
 	start := time.Now()
 	head := fmt.Sprintf("Cache %s %s", v.Profile, v.Path)
 	p, from, err := t.restore(ctx, v)
+	took := time.Since(start)
 	switch {
 	case errors.Is(err, errNoSnapshot):
-		return fmt.Sprintf("%s: no snapshot in the fleet cache yet", head), false
+		return Restored{Line: fmt.Sprintf("%s: no snapshot in the fleet cache yet", head), Took: took}
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		err = fmt.Errorf("gave up after %s", RestoreTimeout)
 	}
 	if err != nil {
 		t.log.Warn("restoring a cache from the fleet cache", zap.String("volume", v.Name), zap.Error(err))
-		return fmt.Sprintf("%s: fleet cache not used (%v); starting cold", head, oneLine(err)), false
+		return Restored{Line: fmt.Sprintf("%s: fleet cache not used (%v); starting cold", head, oneLine(err)), Failed: true, Took: took}
 	}
-	took := time.Since(start)
 	t.log.Info("restored a cache from the fleet cache", zap.String("volume", v.Name), zap.String("snapshot", p.Snapshot),
 		zap.Int64("content_bytes", p.Content), zap.Int64("snapshot_bytes", p.Size), zap.Duration("took", took))
 	seed := ""
 	if from != v.Labels[naming.LabelCacheTrust] {
 		seed = " (the protected snapshot, read-only seeding)"
 	}
-	return fmt.Sprintf("%s: restored %s from the fleet cache in %.1f s%s", head,
-		human.Bytes(p.Content), took.Seconds(), seed), true
+	return Restored{Line: fmt.Sprintf("%s: restored %s from the fleet cache in %.1f s%s", head,
+		human.Bytes(p.Content), took.Seconds(), seed), OK: true, Bytes: p.Content, Took: took}
 }
 
 var errNoSnapshot = errors.New("no snapshot")

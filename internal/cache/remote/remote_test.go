@@ -97,7 +97,8 @@ func TestPublishRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := f.volume(t, "dst", "protected", nil)
-	line, ok := f.tier.Restore(ctx, dst)
+	r := f.tier.Restore(ctx, dst)
+	line, ok := r.Line, r.OK
 	if !ok || !strings.Contains(line, "Cache go /go/pkg/mod: restored 97.7 KiB from the fleet cache in ") {
 		t.Fatalf("restore: %v %q", ok, line)
 	}
@@ -108,15 +109,15 @@ func TestPublishRestore(t *testing.T) {
 	// An unprotected job seeds from the protected snapshot; its own
 	// publish goes under its own trust class and changes nothing there.
 	un := f.volume(t, "un", "unprotected", nil)
-	if line, ok := f.tier.Restore(ctx, un); !ok || !strings.Contains(line, "read-only seeding") {
-		t.Fatalf("unprotected restore: %v %q", ok, line)
+	if r := f.tier.Restore(ctx, un); !r.OK || !strings.Contains(r.Line, "read-only seeding") {
+		t.Fatalf("unprotected restore: %+v", r)
 	}
 	os.WriteFile(filepath.Join(f.dirs["un"], "poison"), []byte("x"), 0o644)
 	if _, err := f.tier.Publish(ctx, un, 1); err != nil {
 		t.Fatal(err)
 	}
 	again := f.volume(t, "again", "protected", nil)
-	if _, ok := f.tier.Restore(ctx, again); !ok {
+	if r := f.tier.Restore(ctx, again); !r.OK {
 		t.Fatal("protected restore after an unprotected publish failed")
 	}
 	if _, err := os.Stat(filepath.Join(f.dirs["again"], "poison")); err == nil {
@@ -132,7 +133,8 @@ func TestRestoreNothingThere(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := f.volume(t, "p", "protected", nil)
-	line, ok := f.tier.Restore(context.Background(), p)
+	r := f.tier.Restore(context.Background(), p)
+	line, ok := r.Line, r.OK
 	if ok || line != "Cache go /go/pkg/mod: no snapshot in the fleet cache yet" {
 		t.Fatalf("%v %q", ok, line)
 	}
@@ -165,7 +167,8 @@ func TestRestoreTamperedSnapshotIsCold(t *testing.T) {
 				t.Fatal(err)
 			}
 			dst := f.volume(t, "dst", "protected", nil)
-			line, ok := f.tier.Restore(ctx, dst)
+			r := f.tier.Restore(ctx, dst)
+			line, ok := r.Line, r.OK
 			if ok || !strings.Contains(line, "fleet cache not used") || !strings.Contains(line, tc.want) || !strings.HasSuffix(line, "; starting cold") {
 				t.Fatalf("%v %q", ok, line)
 			}
@@ -179,7 +182,8 @@ func TestRestoreTamperedSnapshotIsCold(t *testing.T) {
 func TestRestoreStoreDownIsCold(t *testing.T) {
 	f := newFixture(t)
 	f.tier.cfg.URL = "http://127.0.0.1:1"
-	line, ok := f.tier.Restore(context.Background(), f.volume(t, "v", "protected", nil))
+	r := f.tier.Restore(context.Background(), f.volume(t, "v", "protected", nil))
+	line, ok := r.Line, r.OK
 	if ok || !strings.Contains(line, "fleet cache not used") {
 		t.Fatalf("%v %q", ok, line)
 	}
@@ -274,6 +278,7 @@ func TestPublishVolumes(t *testing.T) {
 		vols[name] = v
 	}
 	records := record.Records{Dir: t.TempDir()}
+	metrics := record.Metrics{Path: filepath.Join(t.TempDir(), "warmcache.prom"), StateDir: t.TempDir()}
 	f.tier.cfg.Publish = config.PublishAll
 	published := func(name string) int64 {
 		r, err := records.Get(name)
@@ -282,7 +287,7 @@ func TestPublishVolumes(t *testing.T) {
 		}
 		return r.PublishedBytes
 	}
-	if err := f.tier.PublishVolumes(ctx, vols, records, "protected", []string{"p", "u", "missing"}); err == nil {
+	if err := f.tier.PublishVolumes(ctx, vols, records, metrics, "protected", []string{"p", "u", "missing"}); err == nil {
 		t.Fatal("a missing volume was not reported")
 	}
 	if published("p") != 5 || published("u") != 0 {
@@ -291,19 +296,25 @@ func TestPublishVolumes(t *testing.T) {
 	// Changed, but within min_interval: not again.
 	os.WriteFile(filepath.Join(f.dirs["p"], "a"), []byte("second"), 0o644)
 	f.tier.cfg.MinInterval = time.Hour
-	if err := f.tier.PublishVolumes(ctx, vols, records, "protected", []string{"p"}); err != nil || published("p") != 5 {
+	if err := f.tier.PublishVolumes(ctx, vols, records, metrics, "protected", []string{"p"}); err != nil || published("p") != 5 {
 		t.Fatalf("published again within min_interval: %v %d", err, published("p"))
 	}
 	f.tier.cfg.MinInterval = 0
-	if err := f.tier.PublishVolumes(ctx, vols, records, "protected", []string{"p"}); err != nil || published("p") != 6 {
+	if err := f.tier.PublishVolumes(ctx, vols, records, metrics, "protected", []string{"p"}); err != nil || published("p") != 6 {
 		t.Fatalf("a changed cache was not published: %v %d", err, published("p"))
 	}
 	dst := f.volume(t, "dst", "protected", nil)
-	if _, ok := f.tier.Restore(ctx, dst); !ok {
+	if r := f.tier.Restore(ctx, dst); !r.OK {
 		t.Fatal("restore failed")
 	}
 	if b, _ := os.ReadFile(filepath.Join(f.dirs["dst"], "a")); string(b) != "second" {
 		t.Fatalf("restored %q, want the newest snapshot", b)
+	}
+	prom, _ := os.ReadFile(metrics.Path)
+	for _, want := range []string{`warmcache_fleet_cache_publishes_total{result="ok"} 2`, "warmcache_fleet_cache_published_bytes_total 11"} {
+		if !strings.Contains(string(prom), want) {
+			t.Errorf("metrics lack %q:\n%s", want, prom)
+		}
 	}
 }
 
