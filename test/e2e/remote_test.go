@@ -233,8 +233,8 @@ func logRestore(t testing.TB, prepare string) {
 	}
 }
 
-// TestFleetCacheFailuresAreCold: a tampered checksum, wrong credentials
-// and a stopped store each give a cold cache, one clear line, and a job
+// TestFleetCacheFailuresAreCold: wrong credentials, a truncated
+// snapshot, a tampered checksum and a stopped store each give a cold cache, one clear line, and a job
 // that passes.
 func TestFleetCacheFailuresAreCold(t *testing.T) {
 	store := startSeaweed(t)
@@ -288,11 +288,31 @@ func TestFleetCacheFailuresAreCold(t *testing.T) {
 	if err := json.Unmarshal(data, &ptr); err != nil {
 		t.Fatal(err)
 	}
-	ptr["sha256"] = strings.Repeat("0", 64)
-	data, _ = json.Marshal(ptr)
-	if _, err := store.client.PutObject(ctx, "warmcache-e2e", latest, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+	put := func(key string, data []byte) {
+		t.Helper()
+		if _, err := store.client.PutObject(ctx, "warmcache-e2e", key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A truncated snapshot.
+	snapshot := ptr["snapshot"].(string)
+	obj, err = store.client.GetObject(ctx, "warmcache-e2e", snapshot, minio.GetObjectOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
+	full, err := io.ReadAll(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(snapshot, full[:len(full)/2])
+	truncated := newFleetHost(t, pool, store)
+	truncated.publish = "none"
+	coldJob(truncated, "its pointer says")
+	put(snapshot, full)
+
+	ptr["sha256"] = strings.Repeat("0", 64)
+	data, _ = json.Marshal(ptr)
+	put(latest, data)
 	tampered := newFleetHost(t, pool, store)
 	tampered.publish = "none"
 	coldJob(tampered, "sha256 is not its pointer's")
