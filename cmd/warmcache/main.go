@@ -181,8 +181,12 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 					{
 						Name:  "ls",
 						Usage: "list cache volumes: project, profile, trust, size, last use",
-						Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON for scripts"}},
+						Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON for scripts"},
+							&cli.BoolFlag{Name: "remote", Usage: "list the fleet cache's snapshots (cache.remote) instead"}},
 						Action: stage(func(c *cli.Context, d driver.Deps) error {
+							if c.Bool("remote") {
+								return admin.CacheListRemote(c.Context, adminDeps(d), c.Bool("json"))
+							}
 							return admin.CacheList(c.Context, adminDeps(d), c.Bool("json"))
 						}, true),
 					},

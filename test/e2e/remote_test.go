@@ -213,6 +213,17 @@ func TestFleetCache(t *testing.T) {
 	if n == 0 {
 		t.Fatal("the unprotected job published nothing under its own trust class")
 	}
+	// The admin's view, and doctor's probe of the store.
+	admin := newJob(t, jobSpec{ProjectID: project, Config: c.config()})
+	ls := admin.call("cache", "ls", "--remote")
+	for _, want := range []string{"TRUST", fmt.Sprint(project), "/go/pkg/mod", "protected", "unprotected"} {
+		if ls.Code != 0 || !strings.Contains(ls.Stdout, want) {
+			t.Fatalf("cache ls --remote lacks %q: %s", want, ls)
+		}
+	}
+	if doc := admin.call("doctor"); !strings.Contains(doc.Stdout, "ok   fleet cache: "+store.url+" bucket warmcache-e2e: reachable, write/read/delete ok") {
+		t.Fatalf("doctor: %s", doc)
+	}
 
 	removeProjectCaches(t, project)
 	d := newFleetHost(t, pool, store)
@@ -321,6 +332,9 @@ func TestFleetCacheFailuresAreCold(t *testing.T) {
 	store.stop(t)
 	down := newFleetHost(t, pool, store)
 	coldJob(down, "fleet cache not used (")
+	if doc := newJob(t, jobSpec{ProjectID: project, Config: down.config()}).call("doctor"); !strings.Contains(doc.Stdout, "FAIL fleet cache: "+store.url) {
+		t.Fatalf("doctor with the store down: %s", doc)
+	}
 }
 
 // BenchmarkFleetCache compares, on the sample Go project: the cold job

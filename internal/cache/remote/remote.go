@@ -443,3 +443,57 @@ func (t *Tier) Probe(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Snapshot is the newest snapshot of one cache key, as `cache ls
+// --remote` shows it.
+type Snapshot struct {
+	Key          string    `json:"key"` // the key prefix in the bucket
+	Pool         string    `json:"pool"`
+	Instance     string    `json:"instance"`
+	ProjectID    string    `json:"project_id"`
+	Trust        string    `json:"trust"`
+	Profile      string    `json:"profile"`
+	Path         string    `json:"path"`
+	ContentBytes int64     `json:"content_bytes"`
+	StoredBytes  int64     `json:"stored_bytes"`
+	Created      time.Time `json:"created"`
+}
+
+// List reads the pointer of every cache key in the store.
+func (t *Tier) List(ctx context.Context) ([]Snapshot, error) {
+	c, err := t.client()
+	if err != nil {
+		return nil, err
+	}
+	root := "v1/"
+	if t.cfg.Prefix != "" {
+		root = strings.Trim(t.cfg.Prefix, "/") + "/" + root
+	}
+	var out []Snapshot
+	for o := range c.ListObjects(ctx, t.cfg.Bucket, minio.ListObjectsOptions{Prefix: root, Recursive: true}) {
+		if o.Err != nil {
+			return nil, fmt.Errorf("listing bucket %s: %v", t.cfg.Bucket, oneLine(o.Err))
+		}
+		base, ok := strings.CutSuffix(o.Key, "/latest")
+		if !ok {
+			continue
+		}
+		parts := strings.Split(strings.TrimPrefix(base, root), "/")
+		if len(parts) != 6 {
+			continue
+		}
+		for i, p := range parts {
+			if u, err := url.PathUnescape(p); err == nil {
+				parts[i] = u
+			}
+		}
+		p, err := t.readPointer(ctx, c, base)
+		if err != nil {
+			t.log.Warn("reading a snapshot pointer", zap.String("key", o.Key), zap.Error(err))
+			continue
+		}
+		out = append(out, Snapshot{Key: base, Pool: parts[0], Instance: parts[1], ProjectID: parts[2], Trust: parts[3],
+			Profile: parts[4], Path: parts[5], ContentBytes: p.Content, StoredBytes: p.Size, Created: p.Created})
+	}
+	return out, nil
+}

@@ -338,3 +338,28 @@ func TestProbe(t *testing.T) {
 		t.Fatalf("probe without credentials: %v", err)
 	}
 }
+
+// List finds the newest snapshot of each cache key.
+func TestList(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for name, trust := range map[string]string{"p": "protected", "u": "unprotected"} {
+		v := f.volume(t, name, trust, map[string]string{"a": "abc"})
+		v.Labels[naming.LabelCachePool] = "team-a"
+		if _, err := f.tier.Publish(ctx, v, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snaps, err := f.tier.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snaps) != 2 {
+		t.Fatalf("snapshots %+v", snaps)
+	}
+	s := snaps[0]
+	if s.Pool != "team-a" || s.Instance != "gitlab.example.com" || s.ProjectID != "42" || s.Trust != "protected" ||
+		s.Profile != "go" || s.Path != "/go/pkg/mod" || s.ContentBytes != 3 || s.StoredBytes == 0 || s.Created.IsZero() {
+		t.Fatalf("snapshot %+v", s)
+	}
+}
