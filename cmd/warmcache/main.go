@@ -193,8 +193,12 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 					{
 						Name:  "gc",
 						Usage: "evict least recently used caches until every cache.gc limit holds (never one in use)",
-						Flags: []cli.Flag{&cli.BoolFlag{Name: "dry-run", Usage: "print the plan, remove nothing"}},
+						Flags: []cli.Flag{&cli.BoolFlag{Name: "dry-run", Usage: "print the plan, remove nothing"},
+							&cli.BoolFlag{Name: "remote", Usage: "bound the fleet cache (cache.remote) instead: old snapshots, keys idle over cache.gc.max_idle"}},
 						Action: stage(func(c *cli.Context, d driver.Deps) error {
+							if c.Bool("remote") {
+								return admin.CacheGCRemote(c.Context, adminDeps(d), c.Bool("dry-run"))
+							}
 							return admin.CacheGC(c.Context, adminDeps(d), c.Bool("dry-run"))
 						}, true),
 					},

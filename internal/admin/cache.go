@@ -168,3 +168,22 @@ func CacheListRemote(ctx context.Context, d Deps, asJSON bool) error {
 	}
 	return tw.Flush()
 }
+
+// CacheGCRemote is `warmcache cache gc --remote`: it bounds the fleet
+// cache (see remote.GC) and says what it removed (with dryRun, would).
+func CacheGCRemote(ctx context.Context, d Deps, dryRun bool) error {
+	tier := remote.New(d.Config.Cache.Remote, nil, zap.NewNop())
+	if tier == nil {
+		return errors.New("no fleet cache: cache.remote.url is not set")
+	}
+	removed, err := tier.GC(ctx, d.Config.Cache.GC.MaxIdle, dryRun, time.Now())
+	verb := "removed"
+	if dryRun {
+		verb = "would remove"
+	}
+	for _, r := range removed {
+		fmt.Fprintf(d.Stdout, "%s %s: %s\n", verb, r.Key, r.Reason)
+	}
+	fmt.Fprintf(d.Stdout, "fleet cache: %s %d objects\n", verb, len(removed))
+	return err
+}

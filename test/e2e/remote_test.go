@@ -221,6 +221,9 @@ func TestFleetCache(t *testing.T) {
 			t.Fatalf("cache ls --remote lacks %q: %s", want, ls)
 		}
 	}
+	if gc := admin.call("cache", "gc", "--remote", "--dry-run"); gc.Code != 0 || !strings.Contains(gc.Stdout, "fleet cache: would remove 0 objects") {
+		t.Fatalf("cache gc --remote: %s", gc)
+	}
 	if doc := admin.call("doctor"); !strings.Contains(doc.Stdout, "ok   fleet cache: "+store.url+" bucket warmcache-e2e: reachable, write/read/delete ok") {
 		t.Fatalf("doctor: %s", doc)
 	}

@@ -363,3 +363,40 @@ func TestList(t *testing.T) {
 		t.Fatalf("snapshot %+v", s)
 	}
 }
+
+// GC removes the snapshots beyond the newest two of a key, never the
+// pointed one, and whole keys idle over max_idle; a dry run removes nothing.
+func TestGC(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	v := f.volume(t, "p", "protected", map[string]string{"a": "abc"})
+	if _, err := f.tier.Publish(ctx, v, 3); err != nil {
+		t.Fatal(err)
+	}
+	base := f.tier.base(v, "protected")
+	for _, old := range []string{"00000000000000000001-a.tar.zst", "00000000000000000002-b.tar.zst"} {
+		if _, err := f.s3.PutObject(ctx, "warmcache", base+"/snapshots/"+old, strings.NewReader("x"), 1, minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() int {
+		n := 0
+		for range f.s3.ListObjects(ctx, "warmcache", minio.ListObjectsOptions{Prefix: base + "/", Recursive: true}) {
+			n++
+		}
+		return n
+	}
+	now := time.Now()
+	if rs, err := f.tier.GC(ctx, 0, true, now); err != nil || len(rs) != 1 || count() != 4 {
+		t.Fatalf("dry run: %v %v, %d objects", rs, err, count())
+	}
+	if rs, err := f.tier.GC(ctx, 0, false, now); err != nil || len(rs) != 1 || !strings.HasSuffix(rs[0].Key, "-a.tar.zst") || count() != 3 {
+		t.Fatalf("gc: %v %v, %d objects", rs, err, count())
+	}
+	if r := f.tier.Restore(ctx, f.volume(t, "d", "protected", nil)); !r.OK {
+		t.Fatalf("restore after gc: %+v", r)
+	}
+	if rs, err := f.tier.GC(ctx, time.Hour, false, now.Add(2*time.Hour)); err != nil || len(rs) != 3 || count() != 0 {
+		t.Fatalf("idle gc: %v %v, %d objects", rs, err, count())
+	}
+}
