@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -73,6 +74,10 @@ type Tier struct {
 	log     *zap.Logger
 	// TempDir holds a snapshot while it is verified ("" os.TempDir).
 	TempDir string
+	// unreachable is set once the store could not be reached (or gave
+	// up in time): the process's next restores do not wait for it again,
+	// so a prepare waits RestoreTimeout at most, not once per cache.
+	unreachable error
 }
 
 // RestoreTimeout bounds a restore: past it, the job starts cold.
@@ -178,13 +183,20 @@ func (t *Tier) Restore(ctx context.Context, v Volume) Restored {
 	defer cancel()
 	start := time.Now()
 	head := fmt.Sprintf("Cache %s %s", v.Profile, v.Path)
-	p, from, err := t.restore(ctx, v)
+	p, from, err := pointer{}, "", t.unreachable
+	if err == nil {
+		p, from, err = t.restore(ctx, v)
+	}
 	took := time.Since(start)
+	var netErr net.Error
 	switch {
 	case errors.Is(err, errNoSnapshot):
 		return Restored{Line: fmt.Sprintf("%s: no snapshot in the fleet cache yet", head), Took: took}
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		err = fmt.Errorf("gave up after %s", RestoreTimeout)
+		t.unreachable = err
+	case errors.As(err, &netErr):
+		t.unreachable = err
 	}
 	if err != nil {
 		t.log.Warn("restoring a cache from the fleet cache", zap.String("volume", v.Name), zap.Error(err))

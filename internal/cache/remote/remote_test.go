@@ -190,6 +190,11 @@ func TestRestoreStoreDownIsCold(t *testing.T) {
 	if strings.Contains(line, "SECRET") || strings.Contains(line, "AKID") {
 		t.Fatalf("a credential in the job log: %q", line)
 	}
+	// The next cache of the same prepare does not wait for it again.
+	start := time.Now()
+	if r := f.tier.Restore(context.Background(), f.volume(t, "w", "protected", nil)); !r.Failed || r.Line != line || time.Since(start) > 100*time.Millisecond {
+		t.Fatalf("second restore with the store down: %+v after %s", r, time.Since(start))
+	}
 }
 
 func TestPublishKeepsTheNewestTwo(t *testing.T) {
