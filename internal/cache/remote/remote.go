@@ -349,19 +349,25 @@ func (t *Tier) Publish(ctx context.Context, v Volume, size int64) (int64, error)
 		return 0, fmt.Errorf("uploading the snapshot: %w", err)
 	}
 	p := pointer{Snapshot: name, SHA256: hex.EncodeToString(h.Sum(nil)), Size: n, Content: size, Created: time.Now().UTC()}
+	if cur, err := t.readPointer(ctx, c, base); err == nil && cur.Created.After(p.Created) {
+		// Another host made a newer snapshot visible meanwhile: it stays.
+		_ = c.RemoveObject(ctx, t.cfg.Bucket, name, minio.RemoveObjectOptions{})
+		return n, nil
+	}
 	b, _ := json.Marshal(p)
 	if _, err := c.PutObject(ctx, t.cfg.Bucket, base+"/latest", strings.NewReader(string(b)), int64(len(b)),
 		minio.PutObjectOptions{ContentType: "application/json"}); err != nil {
 		_ = c.RemoveObject(ctx, t.cfg.Bucket, name, minio.RemoveObjectOptions{})
 		return 0, fmt.Errorf("updating the snapshot pointer: %w", err)
 	}
-	t.prune(ctx, c, base)
+	t.prune(ctx, c, base, name)
 	return n, nil
 }
 
 // prune removes the snapshots of base older than the newest keep (their
-// names sort by time); a failure is only logged.
-func (t *Tier) prune(ctx context.Context, c *minio.Client, base string) {
+// names sort by time), never current (the one just made visible); a
+// failure is only logged.
+func (t *Tier) prune(ctx context.Context, c *minio.Client, base, current string) {
 	var names []string
 	for o := range c.ListObjects(ctx, t.cfg.Bucket, minio.ListObjectsOptions{Prefix: base + "/snapshots/", Recursive: true}) {
 		if o.Err != nil {
@@ -372,6 +378,9 @@ func (t *Tier) prune(ctx context.Context, c *minio.Client, base string) {
 	}
 	slices.Sort(names)
 	for _, n := range names[:max(0, len(names)-keep)] {
+		if n == current {
+			continue
+		}
 		if err := c.RemoveObject(ctx, t.cfg.Bucket, n, minio.RemoveObjectOptions{}); err != nil {
 			t.log.Warn("removing an old snapshot", zap.String("key", n), zap.Error(err))
 		}
