@@ -420,3 +420,47 @@ func restoreTook(b testing.TB, log string) (int64, time.Duration) {
 	}
 	return bytes, total
 }
+
+// TestFleetCacheSampleApp: host A builds the sample Go project (modules
+// from the loopback proxy) and publishes; on a fresh host the next job,
+// with GOPROXY=off, builds from the caches restored from the store.
+func TestFleetCacheSampleApp(t *testing.T) {
+	proxy, srv := goModProxy(t), sampleGitServer(t)
+	store := startSeaweed(t)
+	project := nextJobID()
+	pool := fmt.Sprintf("e2e-fleetapp-%d", project)
+	job := func(h fleetHost, goproxy string) (prepare string, took time.Duration) {
+		t.Helper()
+		start := time.Now()
+		j := newJob(t, jobSpec{ProjectID: project, Protected: true,
+			Config: strings.Replace(h.config(), defaultConfig, hostNetworkConfig, 1),
+			Vars:   map[string]string{"GOPROXY": goproxy, "GOSUMDB": "off", "GOFLAGS": "-mod=mod"}})
+		p := j.prepare()
+		if p.Code != 0 {
+			t.Fatalf("prepare: %s", p)
+		}
+		if r := j.run("get_sources", sampleScript(t, "get_sources", srv)); r.Code != 0 {
+			t.Fatalf("get_sources: %s", r)
+		}
+		if r := j.run("build_script", j.Script("go build -o /dev/null ./...\n")); r.Code != 0 {
+			t.Fatalf("build_script (GOPROXY=%s): %s\nprepare: %s", goproxy, r, p.Stderr)
+		}
+		if c := j.cleanup(); c.Code != 0 {
+			t.Fatalf("cleanup: %s", c)
+		}
+		return p.Stderr, time.Since(start)
+	}
+	a := newFleetHost(t, pool, store)
+	_, cold := job(a, proxy)
+	a.waitPublishes(t, 1)
+
+	removeProjectCaches(t, project)
+	b := newFleetHost(t, pool, store)
+	b.publish = "none"
+	p, fresh := job(b, "off")
+	if !strings.Contains(p, fleetMod+"restored ") || !strings.Contains(p, "Cache go /root/.cache/go-build: restored ") {
+		t.Fatalf("fresh host: want both Go caches restored:\n%s", p)
+	}
+	logRestore(t, p)
+	t.Logf("cold job %s, fresh-host job %s (%.2fx)", cold.Round(time.Millisecond), fresh.Round(time.Millisecond), float64(fresh)/float64(cold))
+}
