@@ -3,6 +3,8 @@ package remote
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -404,4 +406,48 @@ func TestGC(t *testing.T) {
 	if rs, err := f.tier.GC(ctx, time.Hour, false, now.Add(2*time.Hour)); err != nil || len(rs) != 3 || count() != 0 {
 		t.Fatalf("idle gc: %v %v, %d objects", rs, err, count())
 	}
+}
+
+// A store that stops in the middle of sending the snapshot gives a cold
+// cache, and nothing of the snapshot in the volume.
+func TestRestoreStoreStopsMidway(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	src := f.volume(t, "src", "protected", map[string]string{"a": strings.Repeat("a", 1<<20)})
+	if _, err := f.tier.Publish(ctx, src, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	// A proxy that sends half of every snapshot, then drops the connection.
+	backend := f.tier.cfg.URL
+	cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, backend+r.URL.RequestURI(), r.Body)
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		if !strings.Contains(r.URL.Path, "/snapshots/") {
+			io.Copy(w, resp.Body)
+			return
+		}
+		io.CopyN(w, resp.Body, resp.ContentLength/2)
+		conn, _, _ := w.(http.Hijacker).Hijack()
+		conn.Close()
+	}))
+	t.Cleanup(cut.Close)
+	f.tier.cfg.URL = cut.URL
+	r := f.tier.Restore(ctx, f.volume(t, "dst", "protected", nil))
+	if r.OK || !r.Failed || !strings.HasSuffix(r.Line, "; starting cold") {
+		t.Fatalf("%+v", r)
+	}
+	if e := entries(t, f.dirs["dst"]); len(e) != 0 {
+		t.Fatalf("volume kept %v", e)
+	}
+	t.Log(r.Line)
 }
