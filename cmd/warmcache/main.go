@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -271,6 +272,7 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 		d.Caches = cache.New(cfg.Cache, engine, d.Host, d.Log)
 		d.Caches.SetVersion(version)
 		if t := remote.New(cfg.Cache.Remote, d.Host, d.Log); t != nil && d.Host != nil {
+			t.TempDir = filepath.Join(cfg.Cache.StateDir, "tmp")
 			d.Caches.SetRemote(t)
 		}
 	}

@@ -60,6 +60,7 @@ func publishCaches(c *cli.Context) error {
 	if tier == nil {
 		return nil
 	}
+	tier.TempDir = filepath.Join(cfg.Cache.StateDir, "tmp")
 	records := record.Records{Dir: filepath.Join(cfg.Cache.StateDir, "caches")}
 	start := time.Now()
 	metrics := record.Metrics{Path: cfg.Cache.MetricsFile, StateDir: cfg.Cache.StateDir, PerProject: cfg.Cache.MetricsPerProject, Version: version}

@@ -72,7 +72,9 @@ type Tier struct {
 	cfg     config.CacheRemote
 	volumes Volumes
 	log     *zap.Logger
-	// TempDir holds a snapshot while it is verified ("" os.TempDir).
+	// TempDir holds a snapshot while it is verified or uploaded ("":
+	// os.TempDir); main sets the state directory, on disk, as /tmp may be
+	// a tmpfs too small for a cache.
 	TempDir string
 	// unreachable is set once the store could not be reached (or gave
 	// up in time): the process's next restores do not wait for it again,
@@ -267,7 +269,7 @@ func (t *Tier) fetch(ctx context.Context, c *minio.Client, v Volume, p pointer) 
 		return err
 	}
 	defer obj.Close()
-	tmp, err := os.CreateTemp(t.TempDir, "warmcache-snapshot-*")
+	tmp, err := t.createTemp("warmcache-snapshot-*")
 	if err != nil {
 		return err
 	}
@@ -298,6 +300,16 @@ func (t *Tier) fetch(ctx context.Context, c *minio.Client, v Volume, p pointer) 
 	return nil
 }
 
+// createTemp makes a temporary file in TempDir, made if missing.
+func (t *Tier) createTemp(pattern string) (*os.File, error) {
+	if t.TempDir != "" {
+		if err := os.MkdirAll(t.TempDir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	return os.CreateTemp(t.TempDir, pattern)
+}
+
 // Publish uploads a snapshot of v, of size bytes of content, under its
 // own trust class and makes it the newest; then removes all but the
 // newest keep snapshots of the key. It returns the snapshot's size in
@@ -319,7 +331,7 @@ func (t *Tier) Publish(ctx context.Context, v Volume, size int64) (int64, error)
 	// before the upload, which is then one plain PUT (or multipart) that
 	// every S3-compatible store takes, and the archive does not wait on
 	// the network.
-	tmp, err := os.CreateTemp(t.TempDir, "warmcache-publish-*")
+	tmp, err := t.createTemp("warmcache-publish-*")
 	if err != nil {
 		return 0, err
 	}
