@@ -65,7 +65,8 @@ start() {
 		>"$dir/weed.log" 2>&1 </dev/null &
 	local pid=$!
 	local deadline=$((SECONDS + 60))
-	until curl -s -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null; do
+	# bash's /dev/tcp: no curl needed on a fresh machine.
+	until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			echo "seaweedfs: weed exited; last log lines:" >&2
 			tail -n 20 "$dir/weed.log" >&2
