@@ -236,6 +236,17 @@ func TestFleetCache(t *testing.T) {
 		t.Fatalf("protected job after an unprotected publish:\n%s\nstdout: %s", p, out)
 	}
 	d.waitPublishes(t, 1)
+
+	// The store's credentials reach no job output, container or log.
+	e := newFleetHost(t, pool, store)
+	j := newJob(t, jobSpec{ProjectID: project, Protected: true, Config: e.config()})
+	pr := j.prepare()
+	r := j.run("build_script", runnerScript("env; echo more > /go/pkg/mod/more.txt\n"))
+	if pr.Code != 0 || r.Code != 0 {
+		t.Fatalf("job: %s\n%s", pr, r)
+	}
+	e.waitPublishes(t, 1)
+	noSecretsAnywhere(t, j, e.log, []result{pr, r}, seaweedSecret, seaweedAccess)
 }
 
 // logRestore logs the restore's figures from the prepare log.
