@@ -177,7 +177,7 @@ func TestFleetCache(t *testing.T) {
 	write := "mkdir -p /go/pkg/mod/cache/download/example.com && head -c 8388608 /dev/urandom > /go/pkg/mod/cache/download/example.com/v1.zip && " +
 		"echo " + marker + " > /go/pkg/mod/cache/download/marker.txt\n"
 	p, _ := runStep(t, jobSpec{ProjectID: project, Protected: true, Config: a.config()}, write)
-	if !strings.Contains(p, fleetMod+"no snapshot in the fleet cache yet") {
+	if !strings.Contains(p, fleetMod+"cold, no snapshot in the fleet cache yet") {
 		t.Fatalf("first job of the fleet should find no snapshot:\n%s", p)
 	}
 	a.waitPublishes(t, 1)

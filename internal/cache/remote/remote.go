@@ -193,7 +193,7 @@ func (t *Tier) Restore(ctx context.Context, v Volume) Restored {
 	var netErr net.Error
 	switch {
 	case errors.Is(err, errNoSnapshot):
-		return Restored{Line: fmt.Sprintf("%s: no snapshot in the fleet cache yet", head), Took: took}
+		return Restored{Line: fmt.Sprintf("%s: cold, no snapshot in the fleet cache yet", head), Took: took}
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		err = fmt.Errorf("gave up after %s", RestoreTimeout)
 		t.unreachable = err

@@ -137,7 +137,7 @@ func TestRestoreNothingThere(t *testing.T) {
 	p := f.volume(t, "p", "protected", nil)
 	r := f.tier.Restore(context.Background(), p)
 	line, ok := r.Line, r.OK
-	if ok || line != "Cache go /go/pkg/mod: no snapshot in the fleet cache yet" {
+	if ok || line != "Cache go /go/pkg/mod: cold, no snapshot in the fleet cache yet" {
 		t.Fatalf("%v %q", ok, line)
 	}
 }
