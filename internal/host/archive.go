@@ -168,16 +168,22 @@ func extract(ctx context.Context, root *os.Root, r io.Reader) error {
 			if err != nil {
 				return err
 			}
+			// Owner, then mode (a chown clears setgid), on the open file:
+			// no second lookup of its path.
 			_, err = io.Copy(f, tr)
+			if err == nil {
+				err = f.Chown(hdr.Uid, hdr.Gid)
+			}
+			if err == nil {
+				err = f.Chmod(mode)
+			}
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
 			if err != nil {
 				return err
 			}
-			if err := root.Chmod(name, mode); err != nil {
-				return err
-			}
+			continue
 		case tar.TypeSymlink:
 			if !localLink(name, hdr.Linkname) {
 				return fmt.Errorf("archive link %q -> %q leads out of the volume", hdr.Name, hdr.Linkname)
