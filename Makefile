@@ -55,6 +55,7 @@ bench: build images
 	$(GO) test -count=1 -timeout 30m -run '^$$' -bench BareJob -benchtime 10x ./test/e2e/
 	$(GO) test -count=1 -timeout 30m -run '^$$' -bench GoProject -benchtime 1x ./test/e2e/
 	$(GO) test -count=1 -timeout 30m -run '^$$' -bench GitFetch -benchtime 3x ./test/e2e/
+	$(GO) test -count=1 -timeout 30m -run '^$$' -bench FleetCache -benchtime 1x ./test/e2e/
 	# Forks of a plain and of a quota'd cache at 25 MB and 250 MB (printed by the tests).
 	$(GO) test -count=1 -timeout 30m -run 'TestForkVsCopy|TestQuotaFork' -v ./test/e2e/ | grep -E 'medians|quota.d volume made|^(ok|FAIL|---)'
 

@@ -36,3 +36,8 @@ if ! docker info >/dev/null 2>&1; then
 	fi
 fi
 echo "setup-host: docker $(docker version --format '{{.Server.Version}}') ready"
+
+# SeaweedFS, the S3 store of the fleet-cache tests: built once from the
+# module proxy (a few minutes), then reused from its cache directory.
+"$(dirname "$0")/seaweedfs.sh" build >/dev/null
+echo "setup-host: seaweedfs $("$(dirname "$0")/seaweedfs.sh" build) ready"

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/warmcache/warmcache/internal/admin"
 	"github.com/warmcache/warmcache/internal/cache"
+	"github.com/warmcache/warmcache/internal/cache/remote"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/driver"
 	"github.com/warmcache/warmcache/internal/engine/docker"
@@ -141,6 +143,7 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 			registerCommand(stdout, stageErr),
 			startContainerCommand(stageErr),
 			removeNetworkCommand(stageErr),
+			publishCachesCommand(stageErr),
 			{
 				Name:   "manpage",
 				Usage:  "print the man page (roff), for the package",
@@ -179,16 +182,24 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 					{
 						Name:  "ls",
 						Usage: "list cache volumes: project, profile, trust, size, last use",
-						Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON for scripts"}},
+						Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON for scripts"},
+							&cli.BoolFlag{Name: "remote", Usage: "list the fleet cache's snapshots (cache.remote) instead"}},
 						Action: stage(func(c *cli.Context, d driver.Deps) error {
+							if c.Bool("remote") {
+								return admin.CacheListRemote(c.Context, adminDeps(d), c.Bool("json"))
+							}
 							return admin.CacheList(c.Context, adminDeps(d), c.Bool("json"))
 						}, true),
 					},
 					{
 						Name:  "gc",
 						Usage: "evict least recently used caches until every cache.gc limit holds (never one in use)",
-						Flags: []cli.Flag{&cli.BoolFlag{Name: "dry-run", Usage: "print the plan, remove nothing"}},
+						Flags: []cli.Flag{&cli.BoolFlag{Name: "dry-run", Usage: "print the plan, remove nothing"},
+							&cli.BoolFlag{Name: "remote", Usage: "bound the fleet cache (cache.remote) instead: old snapshots, keys idle over cache.gc.max_idle"}},
 						Action: stage(func(c *cli.Context, d driver.Deps) error {
+							if c.Bool("remote") {
+								return admin.CacheGCRemote(c.Context, adminDeps(d), c.Bool("dry-run"))
+							}
 							return admin.CacheGC(c.Context, adminDeps(d), c.Bool("dry-run"))
 						}, true),
 					},
@@ -260,6 +271,10 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 		}
 		d.Caches = cache.New(cfg.Cache, engine, d.Host, d.Log)
 		d.Caches.SetVersion(version)
+		if t := remote.New(cfg.Cache.Remote, d.Host, d.Log); t != nil && d.Host != nil {
+			t.TempDir = filepath.Join(cfg.Cache.StateDir, "tmp")
+			d.Caches.SetRemote(t)
+		}
 	}
 	err = f(c, d)
 	if err != nil {

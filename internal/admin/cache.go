@@ -10,9 +10,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/cache/gc"
 	"github.com/warmcache/warmcache/internal/cache/record"
+	"github.com/warmcache/warmcache/internal/cache/remote"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/human"
 )
@@ -135,4 +138,52 @@ func writeJSON(w io.Writer, entries []cache.Entry) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(entries)
+}
+
+// CacheListRemote prints the newest snapshot of every cache key in the
+// fleet cache (cache.remote), as a table or as JSON.
+func CacheListRemote(ctx context.Context, d Deps, asJSON bool) error {
+	tier := remote.New(d.Config.Cache.Remote, nil, zap.NewNop())
+	if tier == nil {
+		return errors.New("no fleet cache: cache.remote.url is not set")
+	}
+	snaps, err := tier.List(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		if snaps == nil {
+			snaps = []remote.Snapshot{}
+		}
+		enc := json.NewEncoder(d.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(snaps)
+	}
+	tw := tabwriter.NewWriter(d.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "POOL\tINSTANCE\tPROJECT\tPROFILE\tPATH\tTRUST\tSIZE\tSTORED\tAGE")
+	now := time.Now()
+	for _, s := range snaps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Pool, s.Instance, s.ProjectID, s.Profile, s.Path, s.Trust,
+			human.Bytes(s.ContentBytes), human.Bytes(s.StoredBytes), human.Ago(s.Created, now))
+	}
+	return tw.Flush()
+}
+
+// CacheGCRemote is `warmcache cache gc --remote`: it bounds the fleet
+// cache (see remote.GC) and says what it removed (with dryRun, would).
+func CacheGCRemote(ctx context.Context, d Deps, dryRun bool) error {
+	tier := remote.New(d.Config.Cache.Remote, nil, zap.NewNop())
+	if tier == nil {
+		return errors.New("no fleet cache: cache.remote.url is not set")
+	}
+	removed, err := tier.GC(ctx, d.Config.Cache.GC.MaxIdle, dryRun, time.Now())
+	verb := "removed"
+	if dryRun {
+		verb = "would remove"
+	}
+	for _, r := range removed {
+		fmt.Fprintf(d.Stdout, "%s %s: %s\n", verb, r.Key, r.Reason)
+	}
+	fmt.Fprintf(d.Stdout, "fleet cache: %s %d objects\n", verb, len(removed))
+	return err
 }

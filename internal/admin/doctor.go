@@ -8,6 +8,9 @@ import (
 	"os"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/warmcache/warmcache/internal/cache/remote"
 	"github.com/warmcache/warmcache/internal/credentials"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/host"
@@ -77,6 +80,7 @@ func Doctor(ctx context.Context, d Deps) error {
 	diskCheck(info.RootDir, add)
 	quotaCheck(d, add)
 	networksCheck(ctx, d, add)
+	fleetCheck(ctx, d, add)
 
 	entries, err := d.Caches.List(ctx)
 	if err != nil {
@@ -204,4 +208,20 @@ func tokenFilesCheck(d Deps, add func(level, format string, args ...any)) {
 		}
 		add("ok", "env.token[%d] (%s): token file %s is readable", i, t.Host, t.TokenFile)
 	}
+}
+
+// fleetCheck probes the fleet cache's store (cache.remote), when set.
+func fleetCheck(ctx context.Context, d Deps, add func(level, format string, args ...any)) {
+	r := d.Config.Cache.Remote
+	tier := remote.New(r, nil, zap.NewNop())
+	if tier == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := tier.Probe(ctx); err != nil {
+		add("FAIL", "fleet cache: %s bucket %s: %v: check cache.remote (url, credential files, bucket)", r.URL, r.Bucket, err)
+		return
+	}
+	add("ok", "fleet cache: %s bucket %s: reachable, write/read/delete ok; publish = %q", r.URL, r.Bucket, r.Publish)
 }

@@ -41,6 +41,7 @@ type Manager struct {
 	records record.Records
 	metrics record.Metrics
 	log     *zap.Logger
+	remote  Remote // nil: no fleet cache
 }
 
 // New returns the manager of the caches cfg describes. h is nil when the
@@ -201,7 +202,11 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 				continue // the job's own builds volume instead
 			}
 		}
-		say("%s", Describe(st, now))
+		if line := m.restore(ctx, st); line != "" {
+			say("%s", line)
+		} else {
+			say("%s", Describe(st, now))
+		}
 		if st.QuotaLine != "" {
 			say("%s", st.QuotaLine)
 		}

@@ -102,6 +102,7 @@ type Cache struct {
 	GC CacheGC `toml:"gc"`
 	CacheMetrics
 	CacheQuota
+	Remote CacheRemote `toml:"remote"`
 }
 
 // CustomProfile is an admin-defined cache profile.
@@ -182,7 +183,7 @@ func Default() Config {
 			PullAttempts:        3,
 			CleanupTimeout:      5 * time.Minute,
 		},
-		Cache:  Cache{Enabled: true, Profiles: []string{"go"}, StateDir: "/var/lib/warmcache", Fork: "off", GC: CacheGC{AtStages: true}},
+		Cache:  Cache{Enabled: true, Profiles: []string{"go"}, StateDir: "/var/lib/warmcache", Fork: "off", GC: CacheGC{AtStages: true}, Remote: defaultRemote()},
 		Reap:   Reap{Grace: time.Hour, AtPrepare: true},
 		Log:    Log{File: DefaultLogFile, Level: "info"},
 		Limits: limits.Default(),
@@ -397,6 +398,7 @@ func (c Cache) validate() []string {
 	}
 	p = append(p, c.validateGC()...)
 	p = append(p, c.CacheQuota.validate()...)
+	p = append(p, c.Remote.validate()...)
 	for i, name := range c.Profiles {
 		if slices.Index(c.Profiles, name) < i {
 			p = append(p, fmt.Sprintf("cache.profiles[%d]: %q is listed twice", i, name))

@@ -101,6 +101,9 @@ func TestParseFullFixture(t *testing.T) {
 				MinFreeDisk: 10 << 30, AtStages: false},
 			CacheMetrics: CacheMetrics{MetricsPerProject: true},
 			CacheQuota:   CacheQuota{Quota: 20 << 30},
+			Remote: CacheRemote{URL: "https://s3.eu-west-1.amazonaws.com", Bucket: "ci-caches", Region: "eu-west-1",
+				Prefix: "fleet-a", AccessKeyFile: "/etc/warmcache/s3.access", SecretKeyFile: "/etc/warmcache/s3.secret",
+				Publish: "all", MinInterval: 30 * time.Minute},
 		},
 		Reap: Reap{Grace: 30 * time.Minute, AtPrepare: false},
 		Log:  Log{File: "/var/log/warmcache.log", Level: "debug", FileInFile: true},
@@ -347,6 +350,15 @@ func TestParseInvalid(t *testing.T) {
 		{"negative size", "[cache.gc]\nmin_free_disk = -1\n", `cache.gc.min_free_disk: -1 is not a size; write one with a unit such as "20g"`},
 		{"quota too small", "[cache]\nquota = \"1MiB\"\n", "cache.quota: 1048576 bytes is under the least, 16MiB"},
 		{"bad quota", "[cache]\nquota = \"lots\"\n", `line 2, key cache.quota: "lots" is not a size such as "512m" or "2g"`},
+		{"remote tier", "[cache.remote]\nurl = \"s3.example.com/x\"\nbucket = \"B\"\nprefix = \"/a/../b\"\naccess_key_file = \"key\"\npublish = \"yes\"\nmin_interval = \"-1m\"\n",
+			`cache.remote.url: "s3.example.com/x" must be an http:// or https:// endpoint with no path; ` +
+				`cache.remote.access_key_file: with cache.remote.url, both access_key_file and secret_key_file must be set; ` +
+				`cache.remote.bucket: "B" must be 3-63 characters of a-z, 0-9, '.' and '-'; ` +
+				`cache.remote.prefix: "/a/../b" must be a relative key prefix without '..' or '//'; ` +
+				`cache.remote.access_key_file: "key" must be an absolute path; ` +
+				`cache.remote.publish: "yes" is not one of protected, all, none; ` +
+				`cache.remote.min_interval: -1m0s must not be negative`},
+		{"remote unknown key", "[cache.remote]\nendpoint = \"x\"\n", "unknown key cache.remote.endpoint"},
 		{"bad fork mode", "[cache]\nfork = \"yes\"\n", `cache.fork: "yes" is not one of off, keep, discard`},
 		{"volume limit over budget", "[cache.gc]\nbudget = \"1GiB\"\nmax_volume_size = \"2GiB\"\n",
 			"cache.gc.max_volume_size: must not exceed cache.gc.budget"},

@@ -124,7 +124,7 @@ func (c Config) validateOptions() []string {
 			p = append(p, fmt.Sprintf("%s: %v", key, err))
 			continue
 		}
-		if r := overlapping(v.Destination, reserved); r != "" {
+		if r := dockerflag.Overlapping(v.Destination, reserved); r != "" {
 			p = append(p, fmt.Sprintf("%s: %q would hide or bind %s, which warmcache mounts itself", key, spec, r))
 		}
 		if !v.IsBind() && strings.HasPrefix(v.Source, naming.Prefix) {
@@ -148,15 +148,15 @@ func (c Config) validateOptions() []string {
 			}
 		}
 	}
-	p = append(p, securityOptProblems("docker.security_opt", o.SecurityOpt)...)
-	p = append(p, securityOptProblems("docker.services_security_opt", o.ServicesSecurityOpt)...)
-	p = append(p, deviceProblems("docker.devices", o.Devices)...)
+	p = append(p, dockerflag.SecurityOptProblems("docker.security_opt", o.SecurityOpt)...)
+	p = append(p, dockerflag.SecurityOptProblems("docker.services_security_opt", o.ServicesSecurityOpt)...)
+	p = append(p, dockerflag.DeviceProblems("docker.devices", o.Devices)...)
 	for _, glob := range slices.Sorted(maps.Keys(o.ServicesDevices)) {
 		key := fmt.Sprintf("docker.services_devices.%q", glob)
 		if !doublestar.ValidatePattern(glob) {
 			p = append(p, fmt.Sprintf("%s: %q is not an image pattern", key, glob))
 		}
-		p = append(p, deviceProblems(key, o.ServicesDevices[glob])...)
+		p = append(p, dockerflag.DeviceProblems(key, o.ServicesDevices[glob])...)
 	}
 	for i, r := range o.DeviceCgroupRules {
 		if !cgroupRuleExp.MatchString(r) {
@@ -206,8 +206,8 @@ func (c Config) validateOptions() []string {
 	if o.NetworkMTU != 0 && (o.NetworkMTU < 68 || o.NetworkMTU > 65535) {
 		p = append(p, fmt.Sprintf("docker.network_mtu: %d is out of range 68..65535 (0: the engine's default)", o.NetworkMTU))
 	}
-	p = append(p, tmpfsProblems("docker.tmpfs", o.Tmpfs, reserved)...)
-	p = append(p, tmpfsProblems("docker.services_tmpfs", o.ServicesTmpfs, nil)...)
+	p = append(p, dockerflag.TmpfsProblems("docker.tmpfs", o.Tmpfs, reserved)...)
+	p = append(p, dockerflag.TmpfsProblems("docker.services_tmpfs", o.ServicesTmpfs, nil)...)
 	if o.MacAddress != "" {
 		if hw, err := net.ParseMAC(o.MacAddress); err != nil || len(hw) != 6 {
 			p = append(p, fmt.Sprintf("docker.mac_address: %q is not a MAC address such as 92:d0:c6:0a:29:33", o.MacAddress))
@@ -215,55 +215,6 @@ func (c Config) validateOptions() []string {
 	}
 	if o.MacAddress != "" && c.Docker.NetworkMode == "host" {
 		p = append(p, "docker.mac_address: the host's network (docker.network_mode = \"host\") has no MAC address of its own to set")
-	}
-	return p
-}
-
-// overlapping returns the first of paths that target overlaps, or "".
-func overlapping(target string, paths []string) string {
-	for _, r := range paths {
-		if dockerflag.Overlaps(target, r) {
-			return r
-		}
-	}
-	return ""
-}
-
-func securityOptProblems(key string, opts []string) []string {
-	var p []string
-	for i, s := range opts {
-		name, _, hasValue := strings.Cut(s, "=")
-		if !hasValue {
-			name, _, hasValue = strings.Cut(s, ":")
-		}
-		if name == "" || !hasValue && name != "no-new-privileges" || strings.ContainsAny(name, " \t\n") {
-			p = append(p, fmt.Sprintf("%s[%d]: %q is not an option such as seccomp=unconfined or no-new-privileges", key, i, s))
-		}
-	}
-	return p
-}
-
-func deviceProblems(key string, list []string) []string {
-	var p []string
-	for i, s := range list {
-		if _, err := dockerflag.ParseDevice(s); err != nil {
-			p = append(p, fmt.Sprintf("%s[%d]: %v", key, i, err))
-		}
-	}
-	return p
-}
-
-func tmpfsProblems(key string, m map[string]string, reserved []string) []string {
-	var p []string
-	for _, path := range sortedKeys(m) {
-		switch {
-		case !strings.HasPrefix(path, "/") || pathpkg.Clean(path) == "/":
-			p = append(p, fmt.Sprintf("%s: %q must be an absolute directory other than /", key, path))
-		case overlapping(path, reserved) != "":
-			p = append(p, fmt.Sprintf("%s: %q would hide or bind %s, which warmcache mounts itself", key, path, overlapping(path, reserved)))
-		case strings.ContainsAny(m[path], " \t\n"):
-			p = append(p, fmt.Sprintf("%s: %q: the options %q must be comma-separated, such as rw,size=64m", key, path, m[path]))
-		}
 	}
 	return p
 }

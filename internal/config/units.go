@@ -33,8 +33,9 @@ import (
 // meant, offered first; the reading as seconds (the runner's integer
 // timeouts) is offered too. Keys not listed: seconds.
 var durationUnit = map[string]time.Duration{
-	"cache.gc.max_idle": time.Hour,
-	"reap.grace":        time.Minute,
+	"cache.gc.max_idle":         time.Hour,
+	"reap.grace":                time.Minute,
+	"cache.remote.min_interval": time.Minute,
 }
 
 // limitsSizeFields are the fields of limits.Set and limits.JobSet that

@@ -23,6 +23,8 @@ func unitRows() []unitRow {
 	rows := []unitRow{
 		{"docker.cleanup_timeout", "[docker]\ncleanup_timeout = 90\n", `docker.cleanup_timeout: 90 has no unit; write "90s"`,
 			"[docker]\ncleanup_timeout = \"90s\"\n", func(c Config) any { return c.Docker.CleanupTimeout }, 90 * time.Second},
+		{"cache.remote.min_interval", "[cache.remote]\nmin_interval = 10\n", `cache.remote.min_interval: 10 has no unit; write "10m" or "10s"`,
+			"[cache.remote]\nmin_interval = \"10m\"\n", func(c Config) any { return c.Cache.Remote.MinInterval }, 10 * time.Minute},
 		{"cache.gc.max_idle", "[cache.gc]\nmax_idle = 720\n", `cache.gc.max_idle: 720 has no unit; write "720h" or "12m"`,
 			"[cache.gc]\nmax_idle = \"720h\"\n", func(c Config) any { return c.Cache.GC.MaxIdle }, 720 * time.Hour},
 		{"services.wait_timeout", "[services]\nwait_timeout = 30\n", `services.wait_timeout: 30 has no unit; write "30s"`,

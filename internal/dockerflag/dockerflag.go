@@ -257,3 +257,57 @@ func CheckExtraHost(s string) error {
 
 // hostNameExp is a host name as an extra_hosts entry names it.
 var hostNameExp = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$`)
+
+// Overlapping returns the first of paths that target overlaps, or "".
+func Overlapping(target string, paths []string) string {
+	for _, r := range paths {
+		if Overlaps(target, r) {
+			return r
+		}
+	}
+	return ""
+}
+
+// SecurityOptProblems checks security_opt entries (key names the config
+// key in the lines): name=value, name:value or no-new-privileges.
+func SecurityOptProblems(key string, opts []string) []string {
+	var p []string
+	for i, s := range opts {
+		name, _, hasValue := strings.Cut(s, "=")
+		if !hasValue {
+			name, _, hasValue = strings.Cut(s, ":")
+		}
+		if name == "" || !hasValue && name != "no-new-privileges" || strings.ContainsAny(name, " \t\n") {
+			p = append(p, fmt.Sprintf("%s[%d]: %q is not an option such as seccomp=unconfined or no-new-privileges", key, i, s))
+		}
+	}
+	return p
+}
+
+// DeviceProblems checks device entries, one line per bad entry.
+func DeviceProblems(key string, list []string) []string {
+	var p []string
+	for i, s := range list {
+		if _, err := ParseDevice(s); err != nil {
+			p = append(p, fmt.Sprintf("%s[%d]: %v", key, i, err))
+		}
+	}
+	return p
+}
+
+// TmpfsProblems checks tmpfs mounts: absolute directories other than /,
+// none over the reserved paths, comma-separated options.
+func TmpfsProblems(key string, m map[string]string, reserved []string) []string {
+	var p []string
+	for _, dir := range slices.Sorted(maps.Keys(m)) {
+		switch {
+		case !strings.HasPrefix(dir, "/") || path.Clean(dir) == "/":
+			p = append(p, fmt.Sprintf("%s: %q must be an absolute directory other than /", key, dir))
+		case Overlapping(dir, reserved) != "":
+			p = append(p, fmt.Sprintf("%s: %q would hide or bind %s, which warmcache mounts itself", key, dir, Overlapping(dir, reserved)))
+		case strings.ContainsAny(m[dir], " \t\n"):
+			p = append(p, fmt.Sprintf("%s: %q: the options %q must be comma-separated, such as rw,size=64m", key, dir, m[dir]))
+		}
+	}
+	return p
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/warmcache/warmcache/internal/engine/fake"
@@ -16,6 +17,7 @@ type detachedRecorder struct {
 	err              error
 	tries            int
 	started, removed []string
+	published        []string
 }
 
 func (r *detachedRecorder) StartContainer(name string) error {
@@ -33,6 +35,15 @@ func (r *detachedRecorder) RemoveNetwork(id string) error {
 		return r.err
 	}
 	r.removed = append(r.removed, id)
+	return nil
+}
+
+func (r *detachedRecorder) PublishCaches(trust string, volumes []string) error {
+	r.tries++
+	if r.err != nil {
+		return r.err
+	}
+	r.published = append(r.published, trust+":"+strings.Join(volumes, ","))
 	return nil
 }
 

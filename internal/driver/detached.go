@@ -17,6 +17,9 @@ type Detached interface {
 	StartContainer(name string) error
 	// RemoveNetwork removes the network whose engine id is id.
 	RemoveNetwork(id string) error
+	// PublishCaches publishes the named cache volumes of a successful job
+	// of trust class trust to the fleet cache (remote.PublishVolumes).
+	PublishCaches(trust string, volumes []string) error
 }
 
 // StartContainer is the work of Detached.StartContainer, in the process

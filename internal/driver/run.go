@@ -44,6 +44,11 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 			}
 		}
 	}()
+	defer func() {
+		if err == nil && protocol.EndsSteps(stage, false, stepStages(j.Steps)) {
+			publishCaches(d, j)
+		}
+	}()
 	defer d.Caches.MarkStep(j.Key(), stage, protocol.IsStep(stage))(&err)
 	if stage == protocol.StageRestoreCache {
 		start := time.Now()

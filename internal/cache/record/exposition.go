@@ -142,6 +142,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstHistogram(stageDuration, cum, h.Sum, buckets, stage)
 	}
 	ch <- prometheus.MustNewConstMetric(oomKills, prometheus.CounterValue, float64(s.OOMKills))
+	collectFleet(ch, s.Fleet)
 	for _, kind := range []string{"container", "volume", "network", "cgroup"} {
 		ch <- prometheus.MustNewConstMetric(reaped, prometheus.CounterValue, float64(s.Reaped[kind]), kind)
 	}

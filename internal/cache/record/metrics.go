@@ -70,6 +70,8 @@ type MetricsState struct {
 	// without an error.
 	LastGC   time.Time `json:"last_gc,omitzero"`
 	LastReap time.Time `json:"last_reap,omitzero"`
+	// Fleet counts the fleet cache's restores and publishes (fleet.go).
+	Fleet *FleetCounts `json:"fleet,omitempty"`
 }
 
 // VolumeMetrics are the series of one cache volume.

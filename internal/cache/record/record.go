@@ -27,6 +27,10 @@ type Record struct {
 	// SizeBytes is the size the driver last measured, at Measured.
 	SizeBytes int64     `json:"size_bytes"`
 	Measured  time.Time `json:"measured,omitzero"`
+	// Published is when this host last published a snapshot of the
+	// volume to the fleet cache (cache.remote), of PublishedBytes.
+	Published      time.Time `json:"published,omitzero"`
+	PublishedBytes int64     `json:"published_bytes,omitempty"`
 }
 
 // LeaseGrace is how long a claim protects a volume from the GC. It must
