@@ -41,7 +41,7 @@ unit: check-repo
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
 
 e2e: build images
-	$(GO) test -count=1 -timeout 15m ./test/e2e/...
+	$(GO) test -count=1 -timeout 30m ./test/e2e/...
 
 # Builds the package and installs, checks and removes it in a throwaway
 # overlay of this host's root (needs root): the host itself is never changed.
