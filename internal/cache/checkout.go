@@ -41,7 +41,7 @@ func (m *Manager) checkCheckout(ctx context.Context, st Status, now time.Time, s
 		say("Cache git %s: damaged (%s) and not replaceable now: this job starts from an empty builds directory of its own", st.Path, why)
 		return st, false
 	}
-	if _, err := m.ensureVolume(ctx, st.Volume, now); err != nil {
+	if _, _, err := m.ensureVolume(ctx, st.Volume, false, now); err != nil {
 		m.log.Warn("re-creating a git checkout", zap.String("volume", st.Name), zap.Error(err))
 		say("Cache git %s: damaged (%s) and not replaceable now: this job starts from an empty builds directory of its own", st.Path, why)
 		return st, false

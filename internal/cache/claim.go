@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"sync"
 	"time"
 
@@ -68,11 +69,12 @@ func (m *Manager) claimVolume(ctx context.Context, v Volume, limited bool, now t
 		r.Claimed, r.LastUsed = now.UTC(), now.UTC()
 		return nil
 	})
-	existed, err := m.ensureVolume(ctx, v, now)
+	limited = limited && m.host != nil // a quota needs the volume's directory here
+	existed, quota, err := m.ensureVolume(ctx, v, limited, now)
 	if err != nil {
 		return Status{}, err
 	}
-	line, err := m.ensureQuota(ctx, v, !existed, limited)
+	line, err := m.ensureQuota(ctx, v, !existed, limited, quota)
 	if err != nil {
 		return Status{}, err
 	}
@@ -90,8 +92,9 @@ func (m *Manager) claimVolume(ctx context.Context, v Volume, limited bool, now t
 }
 
 // ensureVolume makes sure the cache volume v exists (existed: it did
-// before) and is a warmcache cache volume.
-func (m *Manager) ensureVolume(ctx context.Context, v Volume, now time.Time) (existed bool, err error) {
+// before) and is a warmcache cache volume; one it creates is labelled as
+// quota'd when limited. quota says the volume carries that label.
+func (m *Manager) ensureVolume(ctx context.Context, v Volume, limited bool, now time.Time) (existed, quota bool, err error) {
 	info, err := m.engine.InspectVolume(ctx, v.Name)
 	existed = err == nil
 	if errors.Is(err, engine.ErrNotFound) {
@@ -100,24 +103,27 @@ func (m *Manager) ensureVolume(ctx context.Context, v Volume, now time.Time) (ex
 			labels = map[string]string{}
 		}
 		labels[naming.LabelCreated] = now.UTC().Format(time.RFC3339)
+		if limited {
+			labels[naming.LabelCacheQuota] = strconv.FormatInt(int64(m.cfg.Quota), 10)
+		}
 		if err := m.engine.EnsureVolume(ctx, engine.VolumeSpec{Name: v.Name, Labels: labels}); err != nil {
-			return false, fmt.Errorf("cache volume for %s: %w", v.Path, err)
+			return false, false, fmt.Errorf("cache volume for %s: %w", v.Path, err)
 		}
 		info, err = m.engine.InspectVolume(ctx, v.Name)
 	}
 	if err != nil {
-		return false, fmt.Errorf("cache volume for %s: %w", v.Path, err)
+		return false, false, fmt.Errorf("cache volume for %s: %w", v.Path, err)
 	}
 	if info.Labels[naming.LabelKind] != string(naming.KindCache) {
-		return false, fmt.Errorf("volume %s exists but is not a warmcache cache volume; remove or rename it", v.Name)
+		return false, false, fmt.Errorf("volume %s exists but is not a warmcache cache volume; remove or rename it", v.Name)
 	}
 	if !existed && m.host != nil {
 		// A new volume: let any job user write, whatever uid it runs as.
 		if err := m.host.OpenToAllUsers(ctx, v.Name); err != nil && !errors.Is(err, host.ErrNotLocal) {
-			return false, fmt.Errorf("opening cache volume %s to non-root jobs: %w", v.Name, err)
+			return false, false, fmt.Errorf("opening cache volume %s to non-root jobs: %w", v.Name, err)
 		}
 	}
-	return existed, nil
+	return existed, info.Labels[naming.LabelCacheQuota] != "", nil
 }
 
 // measureInterval is how long a measured size stands. Measuring walks

@@ -19,6 +19,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/host"
+	"github.com/warmcache/warmcache/internal/naming"
 )
 
 var (
@@ -345,5 +346,33 @@ func TestClaimAfterRemovalByHand(t *testing.T) {
 	}
 	if r, _ := m.records.Get(vols[0].Name); r.SizeBytes != 0 || !r.Measured.IsZero() || !r.LastUsed.Equal(t1) {
 		t.Errorf("record %+v, want used at %s with no size", r, t1)
+	}
+}
+
+// TestClaimExistingPlainVolumeOneInspect: claiming a cache volume that
+// exists and was made without a quota costs one engine call (the
+// inspect that finds it), quota set or not: a filesystem to mount is
+// looked for only on volumes made with a quota (LabelCacheQuota).
+func TestClaimExistingPlainVolumeOneInspect(t *testing.T) {
+	f, _ := localEngine(t)
+	m := newManager(t, f, config.Cache{}, true)
+	vols := goVolumes()[:1]
+	if _, err := m.claimVolumes(t.Context(), vols, t0); err != nil {
+		t.Fatal(err)
+	}
+	m.cfg.Quota = 100 << 20
+	before := len(f.Calls())
+	if _, err := m.claimLimited(t.Context(), vols, func(Volume) bool { return true }, t1); err != nil {
+		t.Fatal(err)
+	}
+	var methods []string
+	for _, c := range f.Calls()[before:] {
+		methods = append(methods, c.Method)
+	}
+	if !slices.Equal(methods, []string{fake.MethodInspectVolume}) {
+		t.Errorf("claim of an existing plain volume: calls %q, want one InspectVolume", methods)
+	}
+	if info, _ := f.Volume(vols[0].Name); info.Labels[naming.LabelCacheQuota] != "" {
+		t.Errorf("a volume made without a quota is labelled %q", info.Labels[naming.LabelCacheQuota])
 	}
 }

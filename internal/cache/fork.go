@@ -97,14 +97,17 @@ func (m *Manager) findForks(ctx context.Context, j job.Job, profiles []Profile, 
 			}
 			return nil
 		})
-		if err != nil || !m.isCache(ctx, f.Lower.Name) || !m.host.Has(ctx, f.Lower.Name) {
+		labels, ok := m.cacheLabels(ctx, f.Lower.Name)
+		if err != nil || !ok || !m.host.Has(ctx, f.Lower.Name) {
 			continue
 		}
 		// The overlay reads the cache's directory: a quota'd cache's
 		// filesystem must be mounted there (it is not after a reboot).
-		if _, err := m.host.MountQuota(ctx, f.Lower.Name); err != nil {
-			m.log.Warn("mounting the filesystem of a protected cache", zap.String("volume", f.Lower.Name), zap.Error(err))
-			continue
+		if labels[naming.LabelCacheQuota] != "" {
+			if _, err := m.host.MountQuota(ctx, f.Lower.Name); err != nil {
+				m.log.Warn("mounting the filesystem of a protected cache", zap.String("volume", f.Lower.Name), zap.Error(err))
+				continue
+			}
 		}
 		out[i] = &lowerCache{Fork: f, record: rec}
 	}
@@ -114,8 +117,18 @@ func (m *Manager) findForks(ctx context.Context, j job.Job, profiles []Profile, 
 // isCache says whether the volume name exists and is a cache volume.
 // (An overlay on it needs its directory on this host too: host.Has.)
 func (m *Manager) isCache(ctx context.Context, name string) bool {
+	_, ok := m.cacheLabels(ctx, name)
+	return ok
+}
+
+// cacheLabels are the labels of the volume name when it exists and is a
+// cache volume.
+func (m *Manager) cacheLabels(ctx context.Context, name string) (map[string]string, bool) {
 	info, err := m.engine.InspectVolume(ctx, name)
-	return err == nil && info.Labels[naming.LabelKind] == string(naming.KindCache)
+	if err != nil || info.Labels[naming.LabelKind] != string(naming.KindCache) {
+		return nil, false
+	}
+	return info.Labels, true
 }
 
 // jobFork is a fork made for a job.

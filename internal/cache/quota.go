@@ -58,13 +58,13 @@ func (m *Manager) evicting() Engine {
 var noQuotaOnce sync.Once
 
 // ensureQuota gives a fresh volume v its quota when one is set (limited),
-// and mounts an existing quota'd volume's filesystem (it is not after a
-// reboot), emptying it if a job filled it. It returns a line for the job
+// and mounts the filesystem of an existing volume made with one (quota:
+// it is not mounted after a reboot), emptying it if a job filled it. It returns a line for the job
 // log, or "". Where the host has no way to enforce a quota, the line says
 // so (once) and v stays a plain volume, as with no quota; a fresh volume
 // whose quota could not be made is removed, for the next claim to try
 // again.
-func (m *Manager) ensureQuota(ctx context.Context, v Volume, fresh, limited bool) (string, error) {
+func (m *Manager) ensureQuota(ctx context.Context, v Volume, fresh, limited, quota bool) (string, error) {
 	if m.host == nil {
 		return "", nil
 	}
@@ -86,8 +86,11 @@ func (m *Manager) ensureQuota(ctx context.Context, v Volume, fresh, limited bool
 		}
 		return "", nil
 	}
-	quota, err := m.host.MountQuota(ctx, v.Name)
-	if err != nil || !quota {
+	if !quota {
+		return "", nil // a plain volume: nothing to mount, no engine call
+	}
+	mounted, err := m.host.MountQuota(ctx, v.Name)
+	if err != nil || !mounted {
 		return "", err
 	}
 	return m.resetIfFull(ctx, v)

@@ -44,6 +44,10 @@ const (
 	LabelCachePool        = LabelPrefix + "cache.pool"
 	// LabelCacheLayer marks a cache volume that holds a fork's kept layer.
 	LabelCacheLayer = LabelPrefix + "cache.layer"
+	// LabelCacheQuota marks a cache volume made with a quota (its value
+	// is the limit in bytes): only such a volume has a filesystem to
+	// mount at each claim.
+	LabelCacheQuota = LabelPrefix + "cache.quota"
 )
 
 // Label keys of the overlay volumes over a cache (forks and commit
