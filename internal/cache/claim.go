@@ -78,6 +78,12 @@ func (m *Manager) claimVolume(ctx context.Context, v Volume, limited bool, now t
 	if err != nil {
 		return Status{}, err
 	}
+	if quota {
+		// Carried with the volume into the job's start sizes: only a
+		// quota'd volume has a filesystem to ask about later.
+		v.Labels = maps.Clone(v.Labels)
+		v.Labels[naming.LabelCacheQuota] = "true"
+	}
 	st := Status{Volume: v, Warm: existed, Record: prev, RecordErr: recErr, QuotaLine: line}
 	if recErr == nil && !existed && !prev.LastUsed.IsZero() {
 		// Removed by hand since its last use and made anew: empty, so

@@ -3,16 +3,19 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/internal/cache/growth"
 	"github.com/warmcache/warmcache/internal/cache/profile"
 	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/config"
@@ -374,5 +377,36 @@ func TestClaimExistingPlainVolumeOneInspect(t *testing.T) {
 	}
 	if info, _ := f.Volume(vols[0].Name); info.Labels[naming.LabelCacheQuota] != "" {
 		t.Errorf("a volume made without a quota is labelled %q", info.Labels[naming.LabelCacheQuota])
+	}
+}
+
+// TestReportGrowthPlainVolumeOneInspect: the growth report after the
+// last step measures a plain cache with one engine call (the inspect of
+// its directory); only a volume claimed with a quota is asked about one.
+func TestReportGrowthPlainVolumeOneInspect(t *testing.T) {
+	f, _ := localEngine(t)
+	f.AddImage("img")
+	m := newManager(t, f, config.Cache{CacheQuota: config.CacheQuota{Quota: 100 << 20}}, true)
+	sts, err := m.claimVolumes(t.Context(), goVolumes()[:1], t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := naming.JobKey{Runner: "r", ProjectID: 1, JobID: 1}
+	c := JobCaches{sizes: []growth.Start{sizeAtStart(sts[0])}}
+	if err := f.CreateContainer(t.Context(), engine.ContainerSpec{Name: "build", Image: "img",
+		Labels: c.Labels(key.Labels(naming.KindBuild, naming.JobMeta{}))}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(f.Calls())
+	var lines []string
+	m.ReportGrowth(key, func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) })
+	var inspects int
+	for _, call := range f.Calls()[before:] {
+		if call.Method == fake.MethodInspectVolume {
+			inspects++
+		}
+	}
+	if inspects != 1 || len(lines) != 1 || !strings.Contains(lines[0], "unchanged, 0 B") {
+		t.Errorf("growth report: %d inspects, lines %q; want 1 inspect and the cache unchanged", inspects, lines)
 	}
 }

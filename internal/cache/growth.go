@@ -89,12 +89,14 @@ func (m *Manager) Guard(ctx context.Context, key naming.JobKey) *growth.Guard {
 	var caches []growth.Watched
 	for _, s := range sizes {
 		c := growth.Watched{Volume: s.Volume, Base: s.Bytes, Known: s.Known}
-		switch q, ok, err := m.host.Quota(ctx, s.Volume.Name); {
+		switch {
 		case s.Quota:
 			c.Quota, c.Base, c.Known = true, s.QuotaUsed, true
-		case err == nil && ok:
-			// A prepare of an older version did not say: its use from now.
-			c.Quota, c.Base, c.Known = true, q.Used, true
+		case s.Volume.Labels[naming.LabelCacheQuota] != "":
+			// Its use at prepare was not recorded: its use from now.
+			if q, ok, err := m.host.Quota(ctx, s.Volume.Name); err == nil && ok {
+				c.Quota, c.Base, c.Known = true, q.Used, true
+			}
 		}
 		caches = append(caches, c)
 	}
@@ -107,6 +109,9 @@ func (m *Manager) Guard(ctx context.Context, key naming.JobKey) *growth.Guard {
 func (m *Manager) withQuotaUse(ctx context.Context, s growth.Start) growth.Start {
 	if m.cfg.GC.MinFreeDisk <= 0 {
 		return s
+	}
+	if s.Volume.Labels[naming.LabelCacheQuota] == "" {
+		return s // a plain volume: nothing to read
 	}
 	if q, ok, err := m.host.Quota(ctx, s.Volume.Name); err == nil && ok {
 		s.Quota, s.QuotaUsed = true, q.Used

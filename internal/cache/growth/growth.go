@@ -102,7 +102,11 @@ func Report(ctx context.Context, h *host.Host, sizes []Start, rec Recorder, say 
 			}
 			measured[i] = size
 			lines[i] = Line(s, size)
-			q, ok, err := h.Quota(ctx, s.Volume.Name)
+			var q host.QuotaSpace
+			var ok bool
+			if s.Volume.Labels[naming.LabelCacheQuota] != "" { // a plain volume has none to read
+				q, ok, err = h.Quota(ctx, s.Volume.Name)
+			}
 			if err == nil && ok && q.Full() {
 				lines[i] += "\n" + QuotaFullLine(s.Volume, q.Limit)
 			}
