@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/warmcache/warmcache/internal/admin"
+	"github.com/warmcache/warmcache/internal/agent"
 	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/cache/remote"
 	"github.com/warmcache/warmcache/internal/config"
@@ -145,6 +146,16 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 			removeNetworkCommand(stageErr),
 			publishCachesCommand(stageErr),
 			{
+				// The main process of a job container (package agent); it
+				// runs inside the container and reads no config.
+				Name:   "agent",
+				Hidden: true,
+				Action: func(c *cli.Context) error {
+					agent.Serve(stderr)
+					return nil
+				},
+			},
+			{
 				Name:   "manpage",
 				Usage:  "print the man page (roff), for the package",
 				Hidden: true,
@@ -268,6 +279,10 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 		if host.Local(cfg.Docker.Host) {
 			cg := cgroup.Detect("")
 			d.Host = host.New(engine, &cg)
+			if cfg.Docker.StageAgent {
+				d.Agent = agentBinary()
+				d.Engine = agent.Engine{Engine: engine, PIDs: engine, Dial: d.Host.DialIn}
+			}
 		}
 		d.Caches = cache.New(cfg.Cache, engine, d.Host, d.Log)
 		d.Caches.SetVersion(version)
@@ -282,6 +297,19 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 	}
 	d.Log.Debug("stage finished", zap.Int64("peak_rss_kib", peakRSS()))
 	return err
+}
+
+// agentBinary is this executable's path, mounted into job containers as
+// their stage agent; "" (stages use exec) if it cannot be told.
+func agentBinary() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	if exe, err = filepath.EvalSymlinks(exe); err != nil {
+		return ""
+	}
+	return exe
 }
 
 // adminDeps is what the admin commands are given: the stages' config,

@@ -137,6 +137,10 @@ type Docker struct {
 	PullAttempts int `toml:"pull_attempts"`
 	// CleanupTimeout bounds the cleanup stage.
 	CleanupTimeout time.Duration `toml:"cleanup_timeout"`
+	// StageAgent runs the stage scripts through an agent (this binary,
+	// mounted read-only as each job container's main process) instead of
+	// a docker exec per stage; only with a local engine.
+	StageAgent bool `toml:"stage_agent"`
 	// Registries are logins the admin provides for private job images.
 	Registries []Registry `toml:"registry"`
 	// Rules: allowed images, services and users, admin services (rules.go).
@@ -182,6 +186,7 @@ func Default() Config {
 			AllowedPullPolicies: []string{PullAlways, PullIfNotPresent, PullNever},
 			PullAttempts:        3,
 			CleanupTimeout:      5 * time.Minute,
+			StageAgent:          true,
 		},
 		Cache:  Cache{Enabled: true, Profiles: []string{"go"}, StateDir: "/var/lib/warmcache", Fork: "off", GC: CacheGC{AtStages: true}, Remote: defaultRemote()},
 		Reap:   Reap{Grace: time.Hour, AtPrepare: true},

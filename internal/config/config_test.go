@@ -34,6 +34,7 @@ func TestParseFullFixture(t *testing.T) {
 			NetworkMode:         "ci-jobs",
 			PullAttempts:        5,
 			CleanupTimeout:      90 * time.Second,
+			StageAgent:          false,
 			Registries: []Registry{
 				{Host: "registry.example.com:5000", Username: "ci", PasswordFile: "/etc/warmcache/registry.password"},
 				{Host: "ghcr.io", Username: "bot", PasswordFile: "/etc/warmcache/ghcr.password"},

@@ -169,7 +169,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	p := plan.Make(j, d.Config, plan.Facts{
 		Image: image, Helper: helper, User: user, Network: network, Services: svcs,
 		Caches: caches, Env: netenv.plan.Env, Secrets: netenv.mount, Limits: limitsPlan, CgroupParent: parent, Meta: meta,
-		SecurityOpt: secOpts, ServicesSecurityOpt: svcSecOpts,
+		SecurityOpt: secOpts, ServicesSecurityOpt: svcSecOpts, Agent: d.Agent,
 	})
 	helperSpec, build, serviceSpecs := p.Helper, p.Build, p.Services
 	for _, note := range p.Notes {
@@ -267,6 +267,9 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	}
 	phases = append(phases, zap.Duration("containers", time.Since(start)))
 	services.Wait(ctx, serviceDeps(d), helperSpec.Name, svcs, serviceSpecs)
+	if d.Agent != "" {
+		awaitAgent(ctx, d, helperSpec.Name)
+	}
 	d.Log.Debug("prepare timings (since start)", append(phases, zap.Duration("services", time.Since(start)))...)
 	d.say("Job containers ready in %.1fs", time.Since(start).Seconds())
 	d.Caches.RecordMetrics(func(s *record.MetricsState) {
@@ -288,4 +291,29 @@ func startBuild(ctx context.Context, d Deps, name string, now bool) error {
 		d.Log.Warn("starting the build container in the background", zap.Error(err))
 	}
 	return d.Engine.StartContainer(ctx, name)
+}
+
+// agentWait bounds how long prepare waits for the helper's agent to
+// listen: it starts within milliseconds of the container; past this the
+// stages use exec.
+const agentWait = 2 * time.Second
+
+// awaitAgent waits until the agent of the helper container answers, so the
+// first stage does not fall back to exec while it is starting.
+func awaitAgent(ctx context.Context, d Deps, name string) {
+	a, ok := d.Engine.(interface {
+		Ready(ctx context.Context, name string) bool
+	})
+	if !ok {
+		return
+	}
+	start := time.Now()
+	for delay := time.Millisecond; !a.Ready(ctx, name); delay = min(2*delay, 50*time.Millisecond) {
+		if time.Since(start) > agentWait || ctx.Err() != nil {
+			d.Log.Warn("the stage agent did not answer; stages use exec", zap.String("container", name))
+			return
+		}
+		time.Sleep(delay)
+	}
+	d.Log.Debug("stage agent ready", zap.Duration("after", time.Since(start)))
 }

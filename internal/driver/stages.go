@@ -35,6 +35,9 @@ type Deps struct {
 	// Host reaches the engine's host filesystem; nil when the engine is
 	// not local (see package host).
 	Host *host.Host
+	// Agent is the host path of the stage agent's binary, mounted into the
+	// job's containers (package agent); "" when stages run through exec.
+	Agent string
 }
 
 // say writes one human line to the job log.

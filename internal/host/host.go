@@ -1,7 +1,8 @@
 // Package host is the one place that reaches into the engine's own
 // filesystem: the directories of volumes (to measure a cache, make an
 // overlay's layer, apply a commit, write a job's credentials straight into
-// its tmpfs, keep a job's step marks) and the job cgroups. It works only
+// its tmpfs, keep a job's step marks), the job cgroups, and the sockets
+// inside job containers (the stage agent's). It works only
 // when the driver runs beside a local engine, so main decides once whether
 // there is a Host; with a remote engine it passes nil, and every caller
 // then goes without (a size not measured, credentials delivered by exec).
@@ -12,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"strings"
 
@@ -109,4 +111,12 @@ func (h *Host) OpenToAllUsers(ctx context.Context, volume string) error {
 
 func openToAllUsers(dir string) error {
 	return os.Chmod(dir, os.ModeSticky|0o777)
+}
+
+// DialIn connects to the unix socket at path as the host process pid sees
+// it (its mount namespace: a container's own files), through
+// /proc/<pid>/root; root on the engine's host may, others get an error.
+func (h *Host) DialIn(ctx context.Context, pid int, path string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", fmt.Sprintf("/proc/%d/root%s", pid, path))
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bmatcuk/doublestar/v4"
 
+	"github.com/warmcache/warmcache/internal/agent"
 	"github.com/warmcache/warmcache/internal/cache"
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/dockerflag"
@@ -51,6 +52,10 @@ type Facts struct {
 	// docker.services_security_opt with each seccomp profile named by
 	// its file read into the option (see securityOpts).
 	SecurityOpt, ServicesSecurityOpt []string
+	// Agent is the host path of the stage agent's binary (package agent),
+	// mounted into the helper and build containers as their main process;
+	// "" keeps the keep-alive shell, and stages run through exec.
+	Agent string
 }
 
 // JobPlan is every container prepare creates for a job, with every
@@ -119,6 +124,9 @@ func Make(j job.Job, cfg config.Config, f Facts) JobPlan {
 		Services: services.ContainerSpecs(key, j, f.Services, f.Network, f.Meta),
 		Volumes:  vols.specs,
 		NonRoot:  NonRoot(f.User),
+	}
+	if f.Agent != "" {
+		p.Helper, p.Build = withAgent(p.Helper, f.Agent), withAgent(p.Build, f.Agent)
 	}
 	if _, note := privilegedBuild(cfg, f); note != "" {
 		p.Notes = append(p.Notes, note)
@@ -380,6 +388,15 @@ func withinJob(c limits.Container, j limits.Job) limits.Container {
 	if c.MemorySwap > 0 && c.MemorySwap < c.Memory {
 		c.MemorySwap = c.Memory
 	}
+	return c
+}
+
+// withAgent makes the stage agent the container's main process: it keeps
+// the container alive as KeepAlive does (an image entrypoint still runs
+// first and execs it), and serves the stages.
+func withAgent(c engine.ContainerSpec, binary string) engine.ContainerSpec {
+	c.Cmd = agent.Command
+	c.Binds = append(slices.Clip(c.Binds), engine.Bind{Source: binary, Target: agent.BinaryPath, ReadOnly: true})
 	return c
 }
 

@@ -455,6 +455,19 @@ func (d *Docker) ContainerState(ctx context.Context, name string) (string, error
 	return ins.State.Status, nil
 }
 
+// ContainerPID is the host PID of a container's main process, 0 when it
+// is not running (package agent reaches the container through it).
+func (d *Docker) ContainerPID(ctx context.Context, name string) (int, error) {
+	ins, err := d.api.ContainerInspect(ctx, name)
+	if err != nil {
+		return 0, classify(err, "inspecting container "+name)
+	}
+	if ins.State == nil || !ins.State.Running {
+		return 0, nil
+	}
+	return ins.State.Pid, nil
+}
+
 // Exec implements engine.Engine. The stream order follows the engine's contract:
 // attach, copy stdin then half-close it, drain both output streams, and
 // only then read the exit code.
