@@ -280,7 +280,9 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 			cg := cgroup.Detect("")
 			d.Host = host.New(engine, &cg)
 			if cfg.Docker.StageAgent {
-				d.Agent = agentBinary()
+				if d.Agent, err = agentBinary(); err != nil {
+					d.Log.Warn("no stage agent", zap.Error(err))
+				}
 				d.Engine = agent.Engine{Engine: engine, PIDs: engine, Dial: d.Host.DialIn}
 			}
 		}
@@ -300,16 +302,19 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 }
 
 // agentBinary is this executable's path, mounted into job containers as
-// their stage agent; "" (stages use exec) if it cannot be told.
-func agentBinary() string {
+// their stage agent; "" (stages use exec) if it cannot be.
+func agentBinary() (string, error) {
 	exe, err := os.Executable()
+	if err == nil {
+		exe, err = filepath.EvalSymlinks(exe)
+	}
+	if err == nil {
+		err = agent.Usable(exe)
+	}
 	if err != nil {
-		return ""
+		return "", err
 	}
-	if exe, err = filepath.EvalSymlinks(exe); err != nil {
-		return ""
-	}
-	return exe
+	return exe, nil
 }
 
 // adminDeps is what the admin commands are given: the stages' config,

@@ -17,6 +17,7 @@ package agent
 
 import (
 	"bufio"
+	"debug/elf"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -39,8 +40,30 @@ const BinaryPath = "/run/warmcache-agent"
 // container, and not shared with the job's other containers.
 const SocketPath = "/dev/shm/warmcache-agent.sock"
 
-// Command is a job container's main process when the agent is mounted.
-var Command = []string{BinaryPath, "agent"}
+// Command is a job container's main process when the agent is mounted: a
+// shell that runs the agent and, should it not start or ever end, goes on
+// as the keep-alive it replaces, so the container lives on and stages use
+// exec. The shell handles SIGTERM (a cancelled stage's `kill -1` reaches
+// it under an init) without passing an ignored disposition to the agent's
+// children, as `trap '' TERM` would.
+var Command = []string{"sh", "-c", "trap : TERM; " + BinaryPath + " agent; " +
+	"trap '' TERM; while :; do read _ || sleep 3600 || exit 0; done"}
+
+// Usable says whether the executable at path can be the agent in any
+// image: a static ELF binary (no interpreter to find in the image).
+func Usable(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("stage agent %s: %w", path, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("stage agent %s is dynamically linked (build it with CGO_ENABLED=0); stages use exec", path)
+		}
+	}
+	return nil
+}
 
 // version is the request format; an agent of another version (a binary
 // upgraded while a job ran) refuses before it starts anything, and the

@@ -166,3 +166,13 @@ func TestCancelReturns(t *testing.T) {
 		t.Fatal("Exec did not return on cancel")
 	}
 }
+
+func TestDynamicBinaryNotUsable(t *testing.T) {
+	err := Usable("/bin/sh") // Debian's dash needs its libc
+	if err == nil || !strings.Contains(err.Error(), "dynamically linked") {
+		t.Errorf("Usable(/bin/sh) = %v, want dynamically linked", err)
+	}
+	if err := Usable("/no/such/file"); err == nil {
+		t.Error("Usable of a missing file succeeded")
+	}
+}

@@ -29,10 +29,11 @@ import (
 // services' ports.
 //
 // Image entrypoints: each container starts once with its image entrypoint
-// (or the job's image:entrypoint) and a keep-alive shell as its command, so
-// an entrypoint that sets things up and then execs its arguments works as
-// under the Docker executor; what it exports is not seen by the stage
-// scripts, which run through exec.
+// (or the job's image:entrypoint) and the stage agent (package agent), or
+// a keep-alive shell without one, as its command, so an entrypoint that
+// sets things up and then execs its arguments works as under the Docker
+// executor; what it exports reaches the stage scripts through the agent
+// (not through exec, the fallback).
 func Prepare(ctx context.Context, d Deps) (err error) {
 	defer func() { err = explainFullDisk(d, err) }()
 	start := time.Now()
@@ -267,9 +268,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	}
 	phases = append(phases, zap.Duration("containers", time.Since(start)))
 	services.Wait(ctx, serviceDeps(d), helperSpec.Name, svcs, serviceSpecs)
-	if d.Agent != "" {
-		awaitAgent(ctx, d, helperSpec.Name)
-	}
+	awaitAgent(ctx, d, helperSpec.Name)
 	d.Log.Debug("prepare timings (since start)", append(phases, zap.Duration("services", time.Since(start)))...)
 	d.say("Job containers ready in %.1fs", time.Since(start).Seconds())
 	d.Caches.RecordMetrics(func(s *record.MetricsState) {
@@ -293,27 +292,29 @@ func startBuild(ctx context.Context, d Deps, name string, now bool) error {
 	return d.Engine.StartContainer(ctx, name)
 }
 
-// agentWait bounds how long prepare waits for the helper's agent to
-// listen: it starts within milliseconds of the container; past this the
-// stages use exec.
+// agentWait bounds how long a stage waits for a container's agent to
+// listen: it starts within milliseconds of the container, and the build
+// container within a few hundred of prepare's end; past this the stage
+// uses exec.
 const agentWait = 2 * time.Second
 
-// awaitAgent waits until the agent of the helper container answers, so the
-// first stage does not fall back to exec while it is starting.
+// awaitAgent waits until the agent of container name answers, so that no
+// stage falls back to exec while it is starting. Without a stage agent it
+// returns at once.
 func awaitAgent(ctx context.Context, d Deps, name string) {
 	a, ok := d.Engine.(interface {
 		Ready(ctx context.Context, name string) bool
 	})
-	if !ok {
+	if d.Agent == "" || !ok {
 		return
 	}
 	start := time.Now()
-	for delay := time.Millisecond; !a.Ready(ctx, name); delay = min(2*delay, 50*time.Millisecond) {
+	for delay := time.Millisecond; !a.Ready(ctx, name); delay = min(2*delay, 20*time.Millisecond) {
 		if time.Since(start) > agentWait || ctx.Err() != nil {
-			d.Log.Warn("the stage agent did not answer; stages use exec", zap.String("container", name))
+			d.Log.Warn("the stage agent did not answer; the stage uses exec", zap.String("container", name))
 			return
 		}
 		time.Sleep(delay)
 	}
-	d.Log.Debug("stage agent ready", zap.Duration("after", time.Since(start)))
+	d.Log.Debug("stage agent ready", zap.String("container", name), zap.Duration("after", time.Since(start)))
 }

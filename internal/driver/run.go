@@ -88,6 +88,11 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 			}
 			done <- execResult{exit, err}
 		}()
+		// A container still starting (the build container, started in the
+		// background) gets its agent a moment later: waiting for it keeps
+		// every stage of a job on one path (the agent's environment has
+		// what the image's entrypoint exported, exec's does not).
+		awaitAgent(execCtx, d, name)
 		exit, err = d.Engine.Exec(execCtx, name, stageCommand(target), script, d.Stdout, d.Stderr)
 		// Prepare starts the build container in the background; if that
 		// has not happened yet (or failed), start it now and go on, unless
@@ -99,6 +104,7 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 			case running && ctx.Err() != nil:
 				err = fmt.Errorf("not starting the stage: %w", ctx.Err())
 			case running:
+				awaitAgent(execCtx, d, name)
 				exit, err = d.Engine.Exec(execCtx, name, stageCommand(target), script, d.Stdout, d.Stderr)
 			}
 		}

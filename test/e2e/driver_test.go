@@ -234,16 +234,18 @@ func TestSharedBuildsVolume(t *testing.T) {
 }
 
 // TestImageEntrypoint: the image's entrypoint runs once when the build
-// container starts; the job's image:entrypoint [""] disables it.
+// container starts, and what it exports reaches the stage scripts (they
+// run under the stage agent it execs, as the Docker executor's run under
+// its shell); the job's image:entrypoint [""] disables it.
 func TestImageEntrypoint(t *testing.T) {
-	probe := runnerScript("cat /tmp/entrypoint-marker 2>/dev/null || echo no-marker\n")
+	probe := runnerScript("cat /tmp/entrypoint-marker 2>/dev/null || echo no-marker\necho export=${FROM_ENTRYPOINT:-unset}\n")
 	for _, tc := range []struct {
 		name       string
 		entrypoint []string
 		want       string
 	}{
-		{"image default", nil, "entrypoint-ran\n"},
-		{"job override clears it", []string{""}, "no-marker\n"},
+		{"image default", nil, "entrypoint-ran\nexport=yes\n"},
+		{"job override clears it", []string{""}, "no-marker\nexport=unset\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			j := newJob(t, jobSpec{Image: entrypointImage, Entrypoint: tc.entrypoint})

@@ -70,6 +70,9 @@ func testMain(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	driverBin = filepath.Join(dir, "warmcache")
 	build := exec.Command("go", "build", "-ldflags", "-X main.version=e2e", "-o", driverBin, "../../cmd/warmcache")
+	// Static, as make build has it: the binary is also the stage agent
+	// inside job containers, whatever libc their images have (or none).
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: building the driver: %v\n", err)
