@@ -45,7 +45,7 @@ const SocketPath = "/dev/shm/warmcache-agent.sock"
 // as the keep-alive it replaces, so the container lives on and stages use
 // exec. The shell handles SIGTERM (a cancelled stage's `kill -1` reaches
 // it under an init) without passing an ignored disposition to the agent's
-// children, as `trap ” TERM` would.
+// children, as a trap that ignores it would.
 var Command = []string{"sh", "-c", "trap : TERM; " + BinaryPath + " agent; " +
 	"trap '' TERM; while :; do read _ || sleep 3600 || exit 0; done"}
 
