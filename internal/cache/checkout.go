@@ -33,6 +33,13 @@ func (m *Manager) checkCheckout(ctx context.Context, st Status, now time.Time, s
 	if why == "" {
 		return st, true
 	}
+	return m.replaceCheckout(ctx, st, why, now, say)
+}
+
+// replaceCheckout replaces the warm git checkout st with an empty one,
+// saying why in one line; ok is false when it could not, and the job
+// should do without it.
+func (m *Manager) replaceCheckout(ctx context.Context, st Status, why string, now time.Time, say Say) (Status, bool) {
 	// The volume is this slot's alone and mounted by no container yet:
 	// a job on the slot would hold it, and the engine refuses to remove a
 	// volume in use.
@@ -47,7 +54,7 @@ func (m *Manager) checkCheckout(ctx context.Context, st Status, now time.Time, s
 		return st, false
 	}
 	if err := m.records.Update(st.Name, func(r *record.Record) error {
-		r.SizeBytes, r.Measured = 0, time.Time{}
+		r.SizeBytes, r.Measured, r.StoreID = 0, time.Time{}, ""
 		return nil
 	}); err != nil {
 		m.log.Warn("resetting the record of a git checkout", zap.String("volume", st.Name), zap.Error(err))

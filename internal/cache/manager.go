@@ -118,7 +118,7 @@ func (m *Manager) planned(j job.Job, nonRoot bool) ([]Volume, []Profile, error) 
 		// get_sources (as root) hands the checkout to the job's user, and
 		// git then refuses, as of dubious ownership, a checkout another
 		// user owns.
-		profiles = slices.DeleteFunc(profiles, func(p Profile) bool { return p.ProjectSlot })
+		profiles = slices.DeleteFunc(profiles, func(p Profile) bool { return p.Name == profile.Git.Name })
 	}
 	named := profiles
 	if m.cfg.CommitOnSuccess {
@@ -181,6 +181,12 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 	if err != nil {
 		return JobCaches{}, fmt.Errorf("claiming cache volumes: %w", err)
 	}
+	var store *Status // the git object store, claimed with the checkout
+	for i, v := range plain {
+		if isStore(v) {
+			store = &statuses[i]
+		}
+	}
 	var c JobCaches
 	var uses []record.Use
 	for i, v := range vols {
@@ -196,10 +202,15 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 		}
 		st := statuses[0]
 		statuses = statuses[1:]
-		if v.Profile == profile.Git.Name {
+		if isCheckout(v) {
 			var ok bool
 			if st, ok = m.checkCheckout(ctx, st, now, say); !ok {
 				continue // the job's own builds volume instead
+			}
+			if store != nil {
+				if st, ok = m.linkCheckout(ctx, j, st, *store, now, say); !ok {
+					continue
+				}
 			}
 		}
 		if line := m.restore(ctx, st); line != "" {
@@ -220,7 +231,7 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 			}
 			say("Cache %s %s: the job writes to a layer of its own, applied to the cache only if its steps succeed", v.Profile, v.Path)
 		}
-		c.Mounts = append(c.Mounts, engine.Mount{Volume: mount, Target: profile.Target(st.Path, nonRoot), NoCopy: true})
+		c.Mounts = append(c.Mounts, engine.Mount{Volume: mount, Target: profile.Target(st.Path, nonRoot), NoCopy: true, ReadOnly: isStore(v)})
 		c.persistent = append(c.persistent, st.Name)
 		uses, c.sizes = append(uses, use(st)), append(c.sizes, m.withQuotaUse(ctx, size))
 	}
@@ -289,6 +300,9 @@ func (m *Manager) Measure(ctx context.Context, j job.Job) {
 		return
 	}
 	vols = append(vols, m.forkLayers(j, profiles)...)
+	if j.GitStrategy() == job.GitFetch {
+		m.feedStore(ctx, j, vols)
+	}
 	if err := m.measureVolumes(ctx, vols, time.Now()); err != nil {
 		m.log.Warn("measuring cache volumes", zap.Error(err))
 	}

@@ -1,0 +1,465 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/warmcache/warmcache/internal/cache/gitcheck"
+)
+
+// A git object store volume is the skeleton of a bare repository (HEAD,
+// config, objects, refs) with the id of this store's life in storeIDFile:
+// a checkout linked to a store that was since evicted and made anew finds
+// another id.
+const (
+	storeIDFile = "warmcache-store-id"
+	storeConfig = "[core]\n\trepositoryformatversion = 0\n\tbare = true\n"
+)
+
+// Names of what a fetch writes in objects/: loose objects by fan-out
+// directory, and packs with their companions. Temporary files
+// (tmp_obj_*, tmp_pack_*) never match.
+var (
+	fanoutRE = regexp.MustCompile(`^[0-9a-f]{2}$`)
+	looseRE  = regexp.MustCompile(`^[0-9a-f]{38}$`)
+	packRE   = regexp.MustCompile(`^pack-[0-9a-f]{40}(\.[0-9a-f]{24})?\.(pack|rev|idx|keep|bitmap|promisor|mtimes)$`)
+	headRE   = regexp.MustCompile(`^[0-9a-f]{40}\n?$`)
+)
+
+// InitGitStore returns the id of the git object store in volume, first
+// making the store (an empty bare repository) when the volume holds none.
+// Concurrent calls agree on one id.
+func (h *Host) InitGitStore(ctx context.Context, volume string) (string, error) {
+	root, err := h.openRoot(ctx, volume)
+	if err != nil {
+		return "", err
+	}
+	defer root.Close()
+	if id, err := readSmall(root, storeIDFile, 64); err == nil {
+		return strings.TrimSpace(string(id)), nil
+	}
+	for _, dir := range []string{"objects/pack", "objects/info", "refs/heads", "refs/tags"} {
+		if err := root.MkdirAll(dir, 0o755); err != nil {
+			return "", fmt.Errorf("making the git store in %s: %w", volume, err)
+		}
+	}
+	for name, content := range map[string]string{"HEAD": "ref: refs/heads/main\n", "config": storeConfig} {
+		if err := writeAtomic(root, name, []byte(content), 0o644); err != nil {
+			return "", fmt.Errorf("making the git store in %s: %w", volume, err)
+		}
+	}
+	var b [16]byte
+	rand.Read(b[:])
+	tmp := storeIDFile + ".tmp-" + hex.EncodeToString(b[:4])
+	if err := root.WriteFile(tmp, []byte(hex.EncodeToString(b[:])+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("naming the git store in %s: %w", volume, err)
+	}
+	defer root.Remove(tmp)
+	// A link fails where the name exists: the first store to be named
+	// keeps its id.
+	if err := root.Link(tmp, storeIDFile); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("naming the git store in %s: %w", volume, err)
+	}
+	id, err := readSmall(root, storeIDFile, 64)
+	if err != nil {
+		return "", fmt.Errorf("reading the git store's id in %s: %w", volume, err)
+	}
+	return strings.TrimSpace(string(id)), nil
+}
+
+// LinkGitStore makes the repository of the work tree workTree (relative
+// to the root of the checkout volume) borrow the objects at storeObjects,
+// where the job containers mount the store: its objects/info/alternates
+// names only that. The .git directory is made if need be, so that the
+// runner's git init of a new checkout finds it.
+func (h *Host) LinkGitStore(ctx context.Context, checkout, workTree, storeObjects string) error {
+	root, err := h.openRoot(ctx, checkout)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	info := path.Join(workTree, ".git", "objects", "info")
+	if err := root.MkdirAll(info, 0o755); err != nil {
+		return fmt.Errorf("linking %s to its git store: %w", checkout, err)
+	}
+	if err := writeAtomic(root, path.Join(info, "alternates"), []byte(storeObjects+"\n"), 0o644); err != nil {
+		return fmt.Errorf("linking %s to its git store: %w", checkout, err)
+	}
+	return nil
+}
+
+// FeedResult is what FeedGitStore moved.
+type FeedResult struct {
+	Packs, Loose int
+	Bytes        int64
+}
+
+// FeedGitStore moves the objects of the repository of workTree in the
+// checkout volume into the git store volume, and names the checkout's
+// HEAD commit refs/heads/<ref> in the store, for later fetches of every
+// slot to offer the server. The checkout then reads them through its
+// alternates. Only once the job is done: nothing may use the checkout.
+// Objects only ever arrive in the store, by rename, so jobs that read it
+// meanwhile see either the old or the new set, never half an object.
+func (h *Host) FeedGitStore(ctx context.Context, checkout, workTree, store, ref string) (FeedResult, error) {
+	var res FeedResult
+	src, err := h.openRoot(ctx, checkout)
+	if err != nil {
+		return res, err
+	}
+	defer src.Close()
+	dst, err := h.openRoot(ctx, store)
+	if err != nil {
+		return res, err
+	}
+	defer dst.Close()
+	objects := path.Join(workTree, ".git", "objects")
+	if _, err := src.Lstat(objects); errors.Is(err, fs.ErrNotExist) {
+		return res, nil // no repository: nothing to feed
+	}
+	if err := movePacks(ctx, src, path.Join(objects, "pack"), dst, &res); err != nil {
+		return res, err
+	}
+	if err := moveLoose(ctx, src, objects, dst, &res); err != nil {
+		return res, err
+	}
+	head, err := readSmall(src, path.Join(workTree, ".git", "HEAD"), 128)
+	if err == nil && headRE.Match(head) {
+		if err := writeAtomic(dst, "refs/heads/"+ref, append(bytes.TrimSpace(head), '\n'), 0o644); err != nil {
+			return res, fmt.Errorf("naming the checkout's HEAD in the git store: %w", err)
+		}
+	}
+	return res, nil
+}
+
+// movePacks moves the packs in dir of src into objects/pack of dst,
+// each pack's index last (git finds a pack by its index). Bitmaps and
+// the multi-pack index describe the checkout's own set of packs, which
+// moves: they are dropped. Packs of a partial clone stay.
+func movePacks(ctx context.Context, src *os.Root, dir string, dst *os.Root, res *FeedResult) error {
+	from, err := openRootDir(src, dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer from.Close()
+	to, err := openRootDir(dst, "objects/pack")
+	if err != nil {
+		return err
+	}
+	defer to.Close()
+	entries, err := from.ReadDir(-1)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", dir, err)
+	}
+	have := map[string]bool{}
+	for _, e := range entries {
+		have[e.Name()] = e.Type().IsRegular()
+	}
+	for _, e := range entries {
+		name := e.Name()
+		base, ok := strings.CutSuffix(name, ".idx")
+		if !ok || !packRE.MatchString(name) || !have[name] || !have[base+".pack"] || have[base+".promisor"] {
+			if name == "multi-pack-index" || strings.HasSuffix(name, ".bitmap") && packRE.MatchString(name) {
+				unix.Unlinkat(int(from.Fd()), name, 0)
+			}
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for _, ext := range []string{".pack", ".rev", ".mtimes", ".idx"} {
+			if !have[base+ext] {
+				continue
+			}
+			n, err := moveFile(from, to, base+ext)
+			if err != nil {
+				return err
+			}
+			res.Bytes += n
+		}
+		for _, ext := range []string{".keep", ".bitmap"} {
+			if have[base+ext] {
+				unix.Unlinkat(int(from.Fd()), base+ext, 0)
+			}
+		}
+		res.Packs++
+	}
+	return nil
+}
+
+// moveLoose moves the loose objects of objects/ in src to dst's.
+func moveLoose(ctx context.Context, src *os.Root, objects string, dst *os.Root, res *FeedResult) error {
+	dirs, err := fs.ReadDir(src.FS(), objects)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", objects, err)
+	}
+	for _, d := range dirs {
+		if !d.IsDir() || !fanoutRE.MatchString(d.Name()) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := moveLooseDir(src, path.Join(objects, d.Name()), dst, "objects/"+d.Name(), res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func moveLooseDir(src *os.Root, dir string, dst *os.Root, target string, res *FeedResult) error {
+	from, err := openRootDir(src, dir)
+	if err != nil {
+		return err
+	}
+	defer from.Close()
+	entries, err := from.ReadDir(-1)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", dir, err)
+	}
+	if err := dst.Mkdir(target, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("making %s in the git store: %w", target, err)
+	}
+	to, err := openRootDir(dst, target)
+	if err != nil {
+		return err
+	}
+	defer to.Close()
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !looseRE.MatchString(e.Name()) {
+			continue
+		}
+		n, err := moveFile(from, to, e.Name())
+		if err != nil {
+			return err
+		}
+		res.Loose++
+		res.Bytes += n
+	}
+	return nil
+}
+
+// openRootDir opens the directory name in root.
+func openRootDir(root *os.Root, name string) (*os.File, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := f.Stat(); err != nil || !st.IsDir() {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a directory", name)
+	}
+	return f, nil
+}
+
+// moveFile moves the regular file name from the directory from to the
+// directory to: a rename where both are on one filesystem, else a copy
+// renamed into place and the original removed. It returns its size.
+func moveFile(from, to *os.File, name string) (int64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(int(from.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return 0, fmt.Errorf("moving %s: %w", name, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, nil
+	}
+	err := unix.Renameat(int(from.Fd()), name, int(to.Fd()), name)
+	if errors.Is(err, unix.EXDEV) {
+		err = copyFile(from, to, name)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("moving %s to the git store: %w", name, err)
+	}
+	return st.Size, nil
+}
+
+func copyFile(from, to *os.File, name string) error {
+	in, err := unix.Openat(int(from.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	src := os.NewFile(uintptr(in), name)
+	defer src.Close()
+	tmp := "tmp_warmcache_" + name
+	out, err := unix.Openat(int(to.Fd()), tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o444)
+	if err != nil {
+		return err
+	}
+	dst := os.NewFile(uintptr(out), tmp)
+	_, cerr := io.Copy(dst, src)
+	if err := errors.Join(cerr, dst.Close()); err != nil {
+		unix.Unlinkat(int(to.Fd()), tmp, 0)
+		return err
+	}
+	if err := unix.Renameat(int(to.Fd()), tmp, int(to.Fd()), name); err != nil {
+		unix.Unlinkat(int(to.Fd()), tmp, 0)
+		return err
+	}
+	return unix.Unlinkat(int(from.Fd()), name, 0)
+}
+
+// Bounds of SettleGitIndex: what it reads is a job's.
+const (
+	maxIndexBytes  = 256 << 20
+	maxSettleBytes = 1 << 30
+)
+
+// SettleGitIndex spares the next job's git from re-reading the checkout
+// of workTree in the checkout volume. Git compares a file whose time is
+// not older than its index (to the second) by content, on every command
+// that reads the index, until one writes it at a later second ("racy
+// git"): after a checkout, which writes the work tree and the index in
+// one second, the next job's checkout hashes every file twice. Here,
+// once the job is done, each such file is compared as git would (its
+// blob id); only when all match, and the clock is past every file's
+// second, is the index's time set to now, which tells git the truth: no
+// file changed since. It reports whether it did. Nothing may use the
+// checkout meanwhile.
+func (h *Host) SettleGitIndex(ctx context.Context, checkout, workTree string, now time.Time) (bool, error) {
+	root, err := h.openRoot(ctx, checkout)
+	if err != nil {
+		return false, err
+	}
+	defer root.Close()
+	gitDir := path.Join(workTree, ".git")
+	index := path.Join(gitDir, "index")
+	st, err := root.Lstat(index)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil || !st.Mode().IsRegular() || st.Size() > maxIndexBytes {
+		return false, err
+	}
+	if cfg, err := readSmall(root, path.Join(gitDir, "config"), 1<<20); err == nil && bytes.Contains(bytes.ToLower(cfg), []byte("objectformat")) {
+		return false, nil // a SHA-256 repository
+	}
+	data, err := readSmall(root, index, maxIndexBytes)
+	if err != nil {
+		return false, err
+	}
+	entries, err := gitcheck.Index(data)
+	if err != nil {
+		return false, nil
+	}
+	indexSec, nowSec := st.ModTime().Unix(), now.Unix()
+	var hashed int64
+	for _, e := range entries {
+		if !gitcheck.Racy(e, indexSec) {
+			continue
+		}
+		if int64(e.MtimeSec) >= nowSec {
+			return false, nil // changed this second: it may change again unseen
+		}
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		clean, n, err := sameBlob(root, path.Join(workTree, e.Path), e)
+		if err != nil || !clean {
+			return false, err
+		}
+		if hashed += n; hashed > maxSettleBytes {
+			return false, nil
+		}
+	}
+	if err := root.Chtimes(index, now, now); err != nil {
+		return false, fmt.Errorf("settling the git index of %s: %w", checkout, err)
+	}
+	return true, nil
+}
+
+// sameBlob says whether the file name in root still holds e's content, or
+// differs in a way git sees without reading it (gone, another type or
+// size), and how many bytes it read. Only an equal-sized file of e's type
+// whose content differs is not clean: that is the change git's racy check
+// exists to find.
+func sameBlob(root *os.Root, name string, e gitcheck.Entry) (bool, int64, error) {
+	st, err := root.Lstat(name)
+	if err != nil {
+		return true, 0, nil // git sees it gone (or unreachable)
+	}
+	var content []byte
+	switch {
+	case e.Mode == gitcheck.ModeSymlink && st.Mode()&fs.ModeSymlink != 0:
+		target, err := root.Readlink(name)
+		if err != nil {
+			return false, 0, nil
+		}
+		content = []byte(target)
+	case (e.Mode == gitcheck.ModeRegular || e.Mode == gitcheck.ModeExecutable) && st.Mode().IsRegular():
+		if st.Size() != int64(e.Size) {
+			return true, 0, nil // git sees the size change
+		}
+		f, err := root.OpenFile(name, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+		if err != nil {
+			return false, 0, nil
+		}
+		content, err = io.ReadAll(io.LimitReader(f, int64(e.Size)+1))
+		f.Close()
+		if err != nil {
+			return false, 0, nil
+		}
+	case e.Mode == gitcheck.ModeSymlink || e.Mode == gitcheck.ModeRegular || e.Mode == gitcheck.ModeExecutable:
+		return true, 0, nil // git sees the type change
+	default:
+		return false, 0, nil
+	}
+	return gitcheck.BlobID(content) == e.ID, int64(len(content)), nil
+}
+
+// openRoot opens the directory of volume as a root no path may leave.
+func (h *Host) openRoot(ctx context.Context, volume string) (*os.Root, error) {
+	dir, err := h.dir(ctx, volume)
+	if err != nil {
+		return nil, err
+	}
+	return os.OpenRoot(dir)
+}
+
+// readSmall reads the regular file name in root, up to limit bytes.
+func readSmall(root *os.Root, name string, limit int64) ([]byte, error) {
+	f, err := root.OpenFile(name, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", name)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(data)) > limit {
+		err = fmt.Errorf("%s: over %d bytes", name, limit)
+	}
+	return data, err
+}
+
+// writeAtomic writes name in root through a temporary file renamed over
+// it, so a reader sees the old or the new content, never a part.
+func writeAtomic(root *os.Root, name string, data []byte, mode os.FileMode) error {
+	var b [4]byte
+	rand.Read(b[:])
+	tmp := name + ".tmp-" + hex.EncodeToString(b[:])
+	if err := root.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	if err := root.Rename(tmp, name); err != nil {
+		root.Remove(tmp)
+		return err
+	}
+	return nil
+}
