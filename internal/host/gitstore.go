@@ -318,6 +318,7 @@ func copyFile(from, to *os.File, name string) error {
 const (
 	maxIndexBytes  = 256 << 20
 	maxSettleBytes = 1 << 30
+	settleWait     = 1100 * time.Millisecond
 )
 
 // SettleGitIndex spares the next job's git from re-reading the checkout
@@ -328,9 +329,9 @@ const (
 // one second, the next job's checkout hashes every file twice. Here,
 // once the job is done, each such file is compared as git would (its
 // blob id); only when all match, and the clock is past every file's
-// second, is the index's time set to now, which tells git the truth: no
-// file changed since. It reports whether it did. Nothing may use the
-// checkout meanwhile.
+// second (it waits up to a second for that), is the index's time set to
+// now, which tells git the truth: no file changed since. It reports
+// whether it did. Nothing may use the checkout meanwhile.
 func (h *Host) SettleGitIndex(ctx context.Context, checkout, workTree string, now time.Time) (bool, error) {
 	root, err := h.openRoot(ctx, checkout)
 	if err != nil {
@@ -357,15 +358,34 @@ func (h *Host) SettleGitIndex(ctx context.Context, checkout, workTree string, no
 	if err != nil {
 		return false, nil
 	}
-	indexSec, nowSec := st.ModTime().Unix(), now.Unix()
-	var hashed int64
+	indexSec := st.ModTime().Unix()
+	var racy []gitcheck.Entry
+	var latest int64
 	for _, e := range entries {
-		if !gitcheck.Racy(e, indexSec) {
-			continue
+		if gitcheck.Racy(e, indexSec) {
+			racy = append(racy, e)
+			latest = max(latest, int64(e.MtimeSec))
 		}
-		if int64(e.MtimeSec) >= nowSec {
-			return false, nil // changed this second: it may change again unseen
+	}
+	if len(racy) == 0 {
+		return false, nil
+	}
+	// A file of the current second may yet change within it, unseen by
+	// its times: wait for the next second, if it is near (a checkout
+	// just done; later times are a job's doing).
+	if wait := time.Unix(latest+1, 0).Sub(now); wait > 0 {
+		if wait > settleWait {
+			return false, nil
 		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(wait):
+		}
+		now = time.Now()
+	}
+	var hashed int64
+	for _, e := range racy {
 		if err := ctx.Err(); err != nil {
 			return false, err
 		}

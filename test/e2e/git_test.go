@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -26,8 +29,53 @@ const (
 	reusedLine = "Reinitialized existing Git repository"
 )
 
-// checkoutRE finds the checkout a prepare claimed in its job log.
-var checkoutRE = regexp.MustCompile(`Cache git /builds: (\w+).*(warmcache-git-[0-9a-f]{12})`)
+// checkoutRE finds the checkout a prepare claimed in its job log, and
+// storeRE the project's git object store.
+var (
+	checkoutRE = regexp.MustCompile(`Cache git /builds: (\w+).*(warmcache-git-[0-9a-f]{12})`)
+	storeRE    = regexp.MustCompile(`Cache git /var/cache/warmcache/git: (\w+).*(warmcache-git-[0-9a-f]{12})`)
+)
+
+// storeOf is the git object store a prepare's job log names, and whether
+// it was warm.
+func storeOf(t testing.TB, prep string) (string, bool) {
+	t.Helper()
+	m := storeRE.FindStringSubmatch(prep)
+	if m == nil {
+		t.Fatalf("prepare claimed no git object store:\n%s", prep)
+	}
+	return m[2], m[1] == "warm"
+}
+
+// gitSizes are the sizes cache ls reports of the git volumes of project
+// (checkouts and store), by volume, once the jobs' cleanups measured them.
+func gitSizes(t testing.TB, j *job, project int64) map[string]int64 {
+	t.Helper()
+	r := j.call("cache", "ls", "--json")
+	if r.Code != 0 {
+		t.Fatalf("cache ls: %s", r)
+	}
+	var rows []struct {
+		Volume    string `json:"volume"`
+		ProjectID string `json:"project_id"`
+		Profile   string `json:"profile"`
+		SizeBytes int64  `json:"size_bytes"`
+		SizeKnown bool   `json:"size_known"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &rows); err != nil {
+		t.Fatalf("cache ls --json: %v\n%s", err, r.Stdout)
+	}
+	out := map[string]int64{}
+	for _, row := range rows {
+		if row.ProjectID == fmt.Sprint(project) && row.Profile == "git" {
+			if !row.SizeKnown {
+				t.Fatalf("%s: size not measured", row.Volume)
+			}
+			out[row.Volume] = row.SizeBytes
+		}
+	}
+	return out
+}
 
 // gitJob is a job of project on slot with the warm git checkout on.
 func gitJob(t testing.TB, project int64, slot int, protected bool) *job {
@@ -137,7 +185,8 @@ func TestGitCheckoutTrust(t *testing.T) {
 	check := "cd /builds/group/project\nls /builds/hook-ran planted.txt 2>/dev/null || true\ngit config core.planted || true\n"
 
 	unprotected := gitJob(t, project, 0, false)
-	_, unprotectedVol, _, _ := sources(t, unprotected, srv)
+	unprotectedPrep, unprotectedVol, _, _ := sources(t, unprotected, srv)
+	unprotectedStore, _ := storeOf(t, unprotectedPrep)
 	if r := unprotected.run("build_script", unprotected.Script(plant)); r.Code != 0 {
 		t.Fatalf("planting: %s", r)
 	}
@@ -151,6 +200,9 @@ func TestGitCheckoutTrust(t *testing.T) {
 
 	protected := gitJob(t, project, 0, true)
 	prep, protectedVol, out, _ := sources(t, protected, srv)
+	if store, warm := storeOf(t, prep); warm || store == unprotectedStore {
+		t.Errorf("the protected job got store %s (warm %v), the unprotected one's is %s", store, warm, unprotectedStore)
+	}
 	if protectedVol == unprotectedVol || !strings.Contains(prep, "Cache git /builds: cold") || !strings.Contains(out, freshLine) {
 		t.Errorf("the protected job shares %s or found a repository:\n%s\n%s", unprotectedVol, prep, out)
 	}
@@ -200,6 +252,95 @@ func TestGitCheckoutConcurrentSlots(t *testing.T) {
 	wg.Wait()
 	if vols[0] == "" || vols[1] == "" || vols[0] == vols[1] {
 		t.Errorf("the slots mounted %v, want two checkouts", vols)
+	}
+}
+
+// TestGitStoreSharedBySlots: the project's first job (slot 0) clones;
+// once it is done its objects are in the project's store, so the first
+// job of slot 1, after a new commit upstream, starts a new repository that
+// borrows them (alternates) and fetches only the new commit's objects.
+// Slot 0's next job fetches into its checkout, whose objects moved to the
+// store. The checkouts hold no second copy of the history.
+func TestGitStoreSharedBySlots(t *testing.T) {
+	srv := historyServer(t, historyCommits, historyFileSize)
+	project := nextJobID()
+
+	first := gitJob(t, project, 0, false)
+	prep, vol0, _, _ := sources(t, first, srv)
+	store, warm := storeOf(t, prep)
+	if warm {
+		t.Errorf("the project's first job found a warm store:\n%s", prep)
+	}
+	mustSucceed(t, first.cleanup())
+
+	if err := srv.AddCommits(1, historyFileSize); err != nil {
+		t.Fatal(err)
+	}
+	second := gitJob(t, project, 1, false)
+	prep, vol1, out, took := sources(t, second, srv)
+	if store1, warm := storeOf(t, prep); store1 != store || !warm || vol1 == vol0 || !strings.Contains(prep, "Cache git /builds: cold") {
+		t.Errorf("slot 1 got checkout %s (slot 0: %s) and store %s warm %v, want a new checkout over the warm %s:\n%s", vol1, vol0, store1, warm, store, prep)
+	}
+	// The new repository borrows the store's objects: its fetch brought
+	// the new commit, its two trees (the root and history/) and its file
+	// (loose: under fetch.unpackLimit), not the history.
+	r := second.run("build_script", second.Script("cat .git/objects/info/alternates\ngit count-objects -v | grep -E '^(count|packs):'\n"+
+		"git rev-parse HEAD\ngit fsck --connectivity-only --no-dangling\n"))
+	want := "/var/cache/warmcache/git/objects\ncount: 4\npacks: 0\n" + srv.SHA + "\n"
+	if r.Code != 0 || r.Stdout != want {
+		t.Errorf("slot 1's repository: %s\nstdout %q\nwant   %q", r, r.Stdout, want)
+	}
+	t.Logf("slot 1's first get_sources over the project's store: %v", took.Round(time.Millisecond))
+	mustSucceed(t, second.cleanup())
+
+	if err := srv.AddCommits(1, historyFileSize); err != nil {
+		t.Fatal(err)
+	}
+	again := gitJob(t, project, 0, false)
+	_, vol, out, _ := sources(t, again, srv)
+	if vol != vol0 || !strings.Contains(out, reusedLine) {
+		t.Errorf("slot 0's next job got %s, want its warm %s:\n%s", vol, vol0, out)
+	}
+	if r := again.run("build_script", again.Script("git fsck --connectivity-only --no-dangling && git rev-parse HEAD\n")); r.Code != 0 || r.Stdout != srv.SHA+"\n" {
+		t.Errorf("slot 0 after its objects moved to the store: %s", r)
+	}
+	mustSucceed(t, again.cleanup())
+
+	// Each checkout holds its work tree (the tip has every file of the
+	// history) and a few objects; the store the objects, once.
+	sizes := gitSizes(t, again, project)
+	tree := int64(historyCommits * historyFileSize)
+	if sizes[store] < tree || sizes[vol0] > tree*3/2 || sizes[vol1] > tree*3/2 {
+		t.Errorf("sizes %v: want the objects (over %d bytes) in store %s, not in the checkouts %s and %s", sizes, tree, store, vol0, vol1)
+	}
+	t.Logf("disk: store %d KiB, slot 0 %d KiB, slot 1 %d KiB", sizes[store]>>10, sizes[vol0]>>10, sizes[vol1]>>10)
+}
+
+// TestGitStoreEvicted: a checkout whose objects are in a store that was
+// since removed (the GC evicts stores like any cache) is replaced by a
+// fresh one, with one line in the job log, and the job clones afresh.
+func TestGitStoreEvicted(t *testing.T) {
+	srv := historyServer(t, 20, 4<<10)
+	project := nextJobID()
+	first := gitJob(t, project, 0, false)
+	prep, vol, _, _ := sources(t, first, srv)
+	store, _ := storeOf(t, prep)
+	mustSucceed(t, first.cleanup())
+	if out, err := exec.Command("docker", "volume", "rm", store).CombinedOutput(); err != nil {
+		t.Fatalf("removing the store: %v: %s", err, out)
+	}
+
+	second := gitJob(t, project, 0, false)
+	prep, vol2, out, _ := sources(t, second, srv)
+	want := "Cache git /builds: damaged (its object store was evicted): replaced by a fresh checkout"
+	if n := strings.Count(prep, want); n != 1 || vol2 != vol {
+		t.Errorf("prepare said %d times %q, claimed %s (want %s):\n%s", n, want, vol2, vol, prep)
+	}
+	if !strings.Contains(out, freshLine) {
+		t.Errorf("get_sources did not clone afresh:\n%s", out)
+	}
+	if r := second.run("build_script", second.Script("git fsck --connectivity-only --no-dangling && git rev-parse HEAD\n")); r.Code != 0 || r.Stdout != srv.SHA+"\n" {
+		t.Errorf("the fresh checkout: %s", r)
 	}
 }
 
@@ -333,5 +474,13 @@ func TestGitCheckoutUsers(t *testing.T) {
 	_, vol2, out, _ := sources(t, again, srv)
 	if vol2 != vol || !strings.Contains(out, reusedLine) {
 		t.Errorf("the next root job got %s, want the warm %s:\n%s", vol2, vol, out)
+	}
+}
+
+// mustSucceed fails t unless r passed.
+func mustSucceed(t testing.TB, r result) {
+	t.Helper()
+	if r.Code != 0 {
+		t.Fatalf("driver call failed: %s", r)
 	}
 }
