@@ -412,9 +412,11 @@ func gitPart(tb testing.TB, out string) time.Duration {
 // new checkout) against its second's (a fetch of one new commit into the
 // warm checkout), on a repository of 300 commits of 128 KiB each (depth
 // 20: the tip's tree holds them all), side by side: the whole stage and
-// its git part (init to clean).
+// its git part (init to clean). Then the disk that 3 slots of one project
+// use (3 checkouts and the project's store) against 3 full clones.
 func BenchmarkGitFetch(b *testing.B) {
-	srv := historyServer(b, 300, 128<<10)
+	const commits, size = 300, 128 << 10
+	srv := historyServer(b, commits, size)
 	var stage, git [2][]time.Duration
 	for i := 0; i < b.N; i++ {
 		project := nextJobID()
@@ -426,7 +428,7 @@ func BenchmarkGitFetch(b *testing.B) {
 			}
 			stage[n], git[n] = append(stage[n], took), append(git[n], gitPart(b, out))
 			mustPass(b, j.cleanup())
-			if err := srv.AddCommits(1, 128<<10); err != nil {
+			if err := srv.AddCommits(1, size); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -439,7 +441,54 @@ func BenchmarkGitFetch(b *testing.B) {
 		b.ReportMetric(float64(clone.Milliseconds()), "ms/"+m.name+"-clone")
 		b.ReportMetric(float64(fetch.Milliseconds()), "ms/"+m.name+"-fetch")
 		b.ReportMetric(clone.Seconds()/fetch.Seconds(), m.name+"-clone/fetch")
+		b.Logf("%-11s first job (clone) %5d ms | second job (fetch) %5d ms | %.1fx  (medians of %d)",
+			m.name, clone.Milliseconds(), fetch.Milliseconds(), clone.Seconds()/fetch.Seconds(), len(m.d[0]))
 	}
+	b.StopTimer()
+	slots, clones := gitSlotsDisk(b, srv, 3)
+	b.Logf("disk of 3 slots of one project: %d MiB (3 checkouts and the store) | 3 full clones: %d MiB | %.1fx less",
+		slots>>20, clones>>20, float64(clones)/float64(slots))
+	b.ReportMetric(float64(slots>>20), "MiB/3-slots")
+	b.ReportMetric(float64(clones>>20), "MiB/3-clones")
+}
+
+// gitSlotsDisk runs a new project's first job on slot 0, then a job on
+// each other of n slots at once, and returns the disk the project's git
+// volumes use (as cleanup measured them) and what n full clones would: n
+// times slot 0's checkout and the store, which together hold one clone
+// (slot 0's objects all moved to the store).
+func gitSlotsDisk(b *testing.B, srv gitServer, n int) (slots, clones int64) {
+	project := nextJobID()
+	first := gitJob(b, project, 0, false)
+	prep, vol0, _, _ := sources(b, first, srv)
+	store, _ := storeOf(b, prep)
+	mustPass(b, first.cleanup())
+	var wg sync.WaitGroup
+	for slot := 1; slot < n; slot++ {
+		j := gitJob(b, project, slot, false)
+		wg.Go(func() {
+			r := j.prepare()
+			if r.Code != 0 {
+				b.Errorf("slot %d prepare: %s", slot, r)
+				return
+			}
+			if s := j.run("get_sources", sampleScript(b, "get_sources", srv)); s.Code != 0 {
+				b.Errorf("slot %d get_sources: %s", slot, s)
+			}
+			if r := j.cleanup(); r.Code != 0 {
+				b.Errorf("slot %d cleanup: %s", slot, r)
+			}
+		})
+	}
+	wg.Wait()
+	sizes := gitSizes(b, first, project)
+	if len(sizes) != n+1 {
+		b.Fatalf("git volumes of the project: %v, want %d checkouts and a store", sizes, n)
+	}
+	for _, s := range sizes {
+		slots += s
+	}
+	return slots, int64(n) * (sizes[vol0] + sizes[store])
 }
 
 // TestGitCheckoutUsers: a job that runs as another user than root clones
