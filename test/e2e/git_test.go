@@ -278,6 +278,9 @@ func TestGitStoreSharedBySlots(t *testing.T) {
 	}
 	second := gitJob(t, project, 1, false)
 	prep, vol1, out, took := sources(t, second, srv)
+	if !strings.Contains(out, "Fetching changes") {
+		t.Errorf("slot 1 did not take the runner's fetch path:\n%s", out)
+	}
 	if store1, warm := storeOf(t, prep); store1 != store || !warm || vol1 == vol0 || !strings.Contains(prep, "Cache git /builds: cold") {
 		t.Errorf("slot 1 got checkout %s (slot 0: %s) and store %s warm %v, want a new checkout over the warm %s:\n%s", vol1, vol0, store1, warm, store, prep)
 	}
