@@ -3,11 +3,13 @@ package cache
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/internal/cache/gitcheck"
 	"github.com/warmcache/warmcache/internal/cache/profile"
 	"github.com/warmcache/warmcache/internal/cache/record"
 	"github.com/warmcache/warmcache/internal/job"
@@ -47,7 +49,7 @@ func (m *Manager) linkCheckout(ctx context.Context, j job.Job, st Status, store 
 	if m.host == nil || workTree(j) == "" {
 		return st, true
 	}
-	id, err := m.host.InitGitStore(ctx, store.Name)
+	id, err := m.storeID(ctx, store.Name)
 	if err != nil {
 		m.log.Warn("making the git object store", zap.String("volume", store.Name), zap.Error(err))
 		if st.Warm && st.Record.StoreID != "" {
@@ -61,7 +63,9 @@ func (m *Manager) linkCheckout(ctx context.Context, j job.Job, st Status, store 
 			return st, false
 		}
 	}
-	if err := m.host.LinkGitStore(ctx, st.Name, workTree(j), protocol.GitStoreDir+"/objects"); err != nil {
+	if err := m.inRoot(ctx, st.Name, func(r *os.Root) error {
+		return gitcheck.LinkStore(r, workTree(j), protocol.GitStoreDir+"/objects")
+	}); err != nil {
 		m.log.Warn("linking a git checkout to its object store", zap.String("volume", st.Name), zap.Error(err))
 		if st.Warm && st.Record.StoreID != "" {
 			return m.replaceCheckout(ctx, st, "its link to the object store is broken", now, say)
@@ -78,9 +82,28 @@ func (m *Manager) linkCheckout(ctx context.Context, j job.Job, st Status, store 
 	return st, true
 }
 
+// storeID is the id of the git store in volume, made if need be.
+func (m *Manager) storeID(ctx context.Context, volume string) (id string, err error) {
+	err = m.inRoot(ctx, volume, func(r *os.Root) (err error) {
+		id, err = gitcheck.InitStore(r)
+		return err
+	})
+	return id, err
+}
+
+// inRoot calls fn with the directory of volume as a root.
+func (m *Manager) inRoot(ctx context.Context, volume string, fn func(*os.Root) error) error {
+	r, err := m.host.OpenRoot(ctx, volume)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return fn(r)
+}
+
 // feedStore moves the objects the job's fetch added to its checkout into
 // the project's store, and settles the checkout's index for the next job
-// (host.SettleGitIndex). Once the job is done, off its critical path.
+// (gitcheck.SettleIndex). Once the job is done, off its critical path.
 func (m *Manager) feedStore(ctx context.Context, j job.Job, vols []Volume) {
 	if m.host == nil || workTree(j) == "" {
 		return
@@ -98,7 +121,11 @@ func (m *Manager) feedStore(ctx context.Context, j job.Job, vols []Volume) {
 		return
 	}
 	start := time.Now()
-	settled, err := m.host.SettleGitIndex(ctx, checkout.Name, workTree(j), start)
+	var settled bool
+	err := m.inRoot(ctx, checkout.Name, func(r *os.Root) (err error) {
+		settled, err = gitcheck.SettleIndex(ctx, r, workTree(j), start)
+		return err
+	})
 	if err != nil {
 		m.log.Warn("settling a git checkout's index", zap.String("volume", checkout.Name), zap.Error(err))
 	}
@@ -109,11 +136,17 @@ func (m *Manager) feedStore(ctx context.Context, j job.Job, vols []Volume) {
 	if !m.host.Has(ctx, store.Name) {
 		return
 	}
-	id, err := m.host.InitGitStore(ctx, store.Name)
+	id, err := m.storeID(ctx, store.Name)
 	if err != nil || id != rec.StoreID {
 		return // linked to another store: its objects stay in the checkout
 	}
-	res, err := m.host.FeedGitStore(ctx, checkout.Name, workTree(j), store.Name, fmt.Sprintf("slot-%d", j.ConcurrentProjectID))
+	var res gitcheck.FeedResult
+	err = m.inRoot(ctx, checkout.Name, func(src *os.Root) error {
+		return m.inRoot(ctx, store.Name, func(dst *os.Root) (err error) {
+			res, err = gitcheck.FeedStore(ctx, src, dst, workTree(j), fmt.Sprintf("slot-%d", j.ConcurrentProjectID))
+			return err
+		})
+	})
 	if err != nil {
 		m.log.Warn("feeding the git object store", zap.String("volume", store.Name), zap.Error(err))
 	}

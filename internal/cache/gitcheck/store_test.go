@@ -1,4 +1,4 @@
-package host
+package gitcheck
 
 import (
 	"context"
@@ -39,28 +39,22 @@ func gitUpstream(t *testing.T, n int) string {
 	return dir
 }
 
-// TestGitStoreFeed: a checkout linked to the store fetches, its objects
+// TestStoreFeed: a checkout linked to the store fetches, its objects
 // move to the store, and the checkout (through its alternates) and a
 // new repository borrowing the store both read the history; the store
 // names the checkout's HEAD. A second InitGitStore keeps the store's id.
-func TestGitStoreFeed(t *testing.T) {
+func TestStoreFeed(t *testing.T) {
 	ctx := context.Background()
-	h := New(storeVolumes(t.TempDir()), nil)
-	vols := string(h.volumes.(storeVolumes))
-	store, checkout := filepath.Join(vols, "store", "_data"), filepath.Join(vols, "checkout", "_data")
-	for _, d := range []string{store, checkout} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	id, err := h.InitGitStore(ctx, "store")
+	store, checkout := t.TempDir(), t.TempDir()
+	storeRoot, checkoutRoot := openRoot(t, store), openRoot(t, checkout)
+	id, err := InitStore(storeRoot)
 	if err != nil || len(id) != 32 {
-		t.Fatalf("InitGitStore = %q, %v", id, err)
+		t.Fatalf("InitStore = %q, %v", id, err)
 	}
-	if again, err := h.InitGitStore(ctx, "store"); err != nil || again != id {
-		t.Fatalf("InitGitStore again = %q, %v; want %q", again, err, id)
+	if again, err := InitStore(storeRoot); err != nil || again != id {
+		t.Fatalf("InitStore again = %q, %v; want %q", again, err, id)
 	}
-	if err := h.LinkGitStore(ctx, "checkout", "group/project", filepath.Join(store, "objects")); err != nil {
+	if err := LinkStore(checkoutRoot, "group/project", filepath.Join(store, "objects")); err != nil {
 		t.Fatal(err)
 	}
 	up := gitUpstream(t, 3)
@@ -70,9 +64,9 @@ func TestGitStoreFeed(t *testing.T) {
 	git(t, work, "checkout", "-q", "-f", "FETCH_HEAD")
 	head := git(t, work, "rev-parse", "HEAD")
 
-	res, err := h.FeedGitStore(ctx, "checkout", "group/project", "store", "slot-0")
+	res, err := FeedStore(ctx, checkoutRoot, storeRoot, "group/project", "slot-0")
 	if err != nil || res.Packs+res.Loose == 0 {
-		t.Fatalf("FeedGitStore = %+v, %v", res, err)
+		t.Fatalf("FeedStore = %+v, %v", res, err)
 	}
 	if left := git(t, work, "count-objects", "-v"); !strings.Contains(left, "count: 0\n") || !strings.Contains(left, "packs: 0\n") {
 		t.Errorf("objects left in the checkout:\n%s", left)
@@ -91,14 +85,15 @@ func TestGitStoreFeed(t *testing.T) {
 	}
 }
 
-// TestSettleGitIndex: after a checkout, the index is dated past its
+// TestSettleIndex: after a checkout, the index is dated past its
 // files once they are found unchanged; a file changed within its
 // recorded second, at its recorded size, keeps the index as it was (git
 // must still compare it).
-func TestSettleGitIndex(t *testing.T) {
+func TestSettleIndex(t *testing.T) {
 	ctx := context.Background()
-	h := New(storeVolumes(t.TempDir()), nil)
-	work := filepath.Join(string(h.volumes.(storeVolumes)), "checkout", "_data", "p")
+	checkout := t.TempDir()
+	root := openRoot(t, checkout)
+	work := filepath.Join(checkout, "p")
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -125,8 +120,8 @@ func TestSettleGitIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := st.ModTime().Add(2 * time.Second)
-	if ok, err := h.SettleGitIndex(ctx, "checkout", "p", now); ok || err != nil {
-		t.Fatalf("SettleGitIndex with a changed racy file = %v, %v; want false", ok, err)
+	if ok, err := SettleIndex(ctx, root, "p", now); ok || err != nil {
+		t.Fatalf("SettleIndex with a changed racy file = %v, %v; want false", ok, err)
 	}
 	if after, _ := os.Stat(index); !after.ModTime().Equal(st.ModTime()) {
 		t.Errorf("the index's time moved: %v -> %v", st.ModTime(), after.ModTime())
@@ -141,8 +136,8 @@ func TestSettleGitIndex(t *testing.T) {
 	if err := os.Chtimes(index, st.ModTime(), st.ModTime()); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := h.SettleGitIndex(ctx, "checkout", "p", now); !ok || err != nil {
-		t.Fatalf("SettleGitIndex of a clean checkout = %v, %v; want true", ok, err)
+	if ok, err := SettleIndex(ctx, root, "p", now); !ok || err != nil {
+		t.Fatalf("SettleIndex of a clean checkout = %v, %v; want true", ok, err)
 	}
 	if after, _ := os.Stat(index); after.ModTime().Unix() != now.Unix() {
 		t.Errorf("the index's time is %v, want %v", after.ModTime(), now)
@@ -150,4 +145,15 @@ func TestSettleGitIndex(t *testing.T) {
 	if status := git(t, work, "status", "--porcelain"); status != "" {
 		t.Errorf("git status after settling: %q", status)
 	}
+}
+
+// openRoot opens dir as a root, closed with the test.
+func openRoot(t *testing.T, dir string) *os.Root {
+	t.Helper()
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
 }

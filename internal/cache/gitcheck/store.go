@@ -1,4 +1,4 @@
-package host
+package gitcheck
 
 import (
 	"bytes"
@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/warmcache/warmcache/internal/cache/gitcheck"
 )
 
 // A git object store volume is the skeleton of a bare repository (HEAD,
@@ -39,93 +37,73 @@ var (
 	headRE   = regexp.MustCompile(`^[0-9a-f]{40}\n?$`)
 )
 
-// InitGitStore returns the id of the git object store in volume, first
-// making the store (an empty bare repository) when the volume holds none.
-// Concurrent calls agree on one id.
-func (h *Host) InitGitStore(ctx context.Context, volume string) (string, error) {
-	root, err := h.openRoot(ctx, volume)
-	if err != nil {
-		return "", err
-	}
-	defer root.Close()
+// InitStore returns the id of the git object store in root (a store
+// volume's), first making the store (an empty bare repository) when it
+// holds none. Concurrent calls agree on one id.
+func InitStore(root *os.Root) (string, error) {
 	if id, err := readSmall(root, storeIDFile, 64); err == nil {
 		return strings.TrimSpace(string(id)), nil
 	}
 	for _, dir := range []string{"objects/pack", "objects/info", "refs/heads", "refs/tags"} {
 		if err := root.MkdirAll(dir, 0o755); err != nil {
-			return "", fmt.Errorf("making the git store in %s: %w", volume, err)
+			return "", fmt.Errorf("making the git store: %w", err)
 		}
 	}
 	for name, content := range map[string]string{"HEAD": "ref: refs/heads/main\n", "config": storeConfig} {
 		if err := writeAtomic(root, name, []byte(content), 0o644); err != nil {
-			return "", fmt.Errorf("making the git store in %s: %w", volume, err)
+			return "", fmt.Errorf("making the git store: %w", err)
 		}
 	}
 	var b [16]byte
 	rand.Read(b[:])
 	tmp := storeIDFile + ".tmp-" + hex.EncodeToString(b[:4])
 	if err := root.WriteFile(tmp, []byte(hex.EncodeToString(b[:])+"\n"), 0o644); err != nil {
-		return "", fmt.Errorf("naming the git store in %s: %w", volume, err)
+		return "", fmt.Errorf("naming the git store: %w", err)
 	}
 	defer root.Remove(tmp)
 	// A link fails where the name exists: the first store to be named
 	// keeps its id.
 	if err := root.Link(tmp, storeIDFile); err != nil && !errors.Is(err, fs.ErrExist) {
-		return "", fmt.Errorf("naming the git store in %s: %w", volume, err)
+		return "", fmt.Errorf("naming the git store: %w", err)
 	}
 	id, err := readSmall(root, storeIDFile, 64)
 	if err != nil {
-		return "", fmt.Errorf("reading the git store's id in %s: %w", volume, err)
+		return "", fmt.Errorf("reading the git store's id: %w", err)
 	}
 	return strings.TrimSpace(string(id)), nil
 }
 
-// LinkGitStore makes the repository of the work tree workTree (relative
-// to the root of the checkout volume) borrow the objects at storeObjects,
-// where the job containers mount the store: its objects/info/alternates
-// names only that. The .git directory is made if need be, so that the
-// runner's git init of a new checkout finds it.
-func (h *Host) LinkGitStore(ctx context.Context, checkout, workTree, storeObjects string) error {
-	root, err := h.openRoot(ctx, checkout)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
+// LinkStore makes the repository of the work tree workTree (relative to
+// root, a checkout volume's) borrow the objects at storeObjects, where the
+// job containers mount the store: its objects/info/alternates names only
+// that. The .git directory is made if need be, so that the runner's git
+// init of a new checkout finds it.
+func LinkStore(root *os.Root, workTree, storeObjects string) error {
 	info := path.Join(workTree, ".git", "objects", "info")
 	if err := root.MkdirAll(info, 0o755); err != nil {
-		return fmt.Errorf("linking %s to its git store: %w", checkout, err)
+		return fmt.Errorf("linking the checkout to its git store: %w", err)
 	}
 	if err := writeAtomic(root, path.Join(info, "alternates"), []byte(storeObjects+"\n"), 0o644); err != nil {
-		return fmt.Errorf("linking %s to its git store: %w", checkout, err)
+		return fmt.Errorf("linking the checkout to its git store: %w", err)
 	}
 	return nil
 }
 
-// FeedResult is what FeedGitStore moved.
+// FeedResult is what FeedStore moved.
 type FeedResult struct {
 	Packs, Loose int
 	Bytes        int64
 }
 
-// FeedGitStore moves the objects of the repository of workTree in the
-// checkout volume into the git store volume, and names the checkout's
+// FeedStore moves the objects of the repository of workTree in src (a
+// checkout volume's root) into the git store in dst, and names the checkout's
 // HEAD commit refs/heads/<ref> in the store, for later fetches of every
 // slot to offer the server. The checkout then reads them through its
 // alternates. Only once the job is done: nothing may use the checkout.
 // Objects only ever arrive in the store, by rename, so jobs that read it
 // meanwhile see either the old or the new set, never half an object.
-func (h *Host) FeedGitStore(ctx context.Context, checkout, workTree, store, ref string) (FeedResult, error) {
+func FeedStore(ctx context.Context, src, dst *os.Root, workTree, ref string) (FeedResult, error) {
 	var res FeedResult
-	src, err := h.openRoot(ctx, checkout)
-	if err != nil {
-		return res, err
-	}
-	defer src.Close()
-	dst, err := h.openRoot(ctx, store)
-	if err != nil {
-		return res, err
-	}
-	defer dst.Close()
 	objects := path.Join(workTree, ".git", "objects")
 	if _, err := src.Lstat(objects); errors.Is(err, fs.ErrNotExist) {
 		return res, nil // no repository: nothing to feed
@@ -314,15 +292,15 @@ func copyFile(from, to *os.File, name string) error {
 	return unix.Unlinkat(int(from.Fd()), name, 0)
 }
 
-// Bounds of SettleGitIndex: what it reads is a job's.
+// Bounds of SettleIndex: what it reads is a job's.
 const (
 	maxIndexBytes  = 256 << 20
 	maxSettleBytes = 1 << 30
 	settleWait     = 1100 * time.Millisecond
 )
 
-// SettleGitIndex spares the next job's git from re-reading the checkout
-// of workTree in the checkout volume. Git compares a file whose time is
+// SettleIndex spares the next job's git from re-reading the checkout of
+// workTree in root (a checkout volume's). Git compares a file whose time is
 // not older than its index (to the second) by content, on every command
 // that reads the index, until one writes it at a later second ("racy
 // git"): after a checkout, which writes the work tree and the index in
@@ -332,12 +310,7 @@ const (
 // second (it waits up to a second for that), is the index's time set to
 // now, which tells git the truth: no file changed since. It reports
 // whether it did. Nothing may use the checkout meanwhile.
-func (h *Host) SettleGitIndex(ctx context.Context, checkout, workTree string, now time.Time) (bool, error) {
-	root, err := h.openRoot(ctx, checkout)
-	if err != nil {
-		return false, err
-	}
-	defer root.Close()
+func SettleIndex(ctx context.Context, root *os.Root, workTree string, now time.Time) (bool, error) {
 	gitDir := path.Join(workTree, ".git")
 	index := path.Join(gitDir, "index")
 	st, err := root.Lstat(index)
@@ -354,15 +327,15 @@ func (h *Host) SettleGitIndex(ctx context.Context, checkout, workTree string, no
 	if err != nil {
 		return false, err
 	}
-	entries, err := gitcheck.Index(data)
+	entries, err := Index(data)
 	if err != nil {
 		return false, nil
 	}
 	indexSec := st.ModTime().Unix()
-	var racy []gitcheck.Entry
+	var racy []Entry
 	var latest int64
 	for _, e := range entries {
-		if gitcheck.Racy(e, indexSec) {
+		if Racy(e, indexSec) {
 			racy = append(racy, e)
 			latest = max(latest, int64(e.MtimeSec))
 		}
@@ -398,7 +371,7 @@ func (h *Host) SettleGitIndex(ctx context.Context, checkout, workTree string, no
 		}
 	}
 	if err := root.Chtimes(index, now, now); err != nil {
-		return false, fmt.Errorf("settling the git index of %s: %w", checkout, err)
+		return false, fmt.Errorf("settling the git index: %w", err)
 	}
 	return true, nil
 }
@@ -408,20 +381,20 @@ func (h *Host) SettleGitIndex(ctx context.Context, checkout, workTree string, no
 // size), and how many bytes it read. Only an equal-sized file of e's type
 // whose content differs is not clean: that is the change git's racy check
 // exists to find.
-func sameBlob(root *os.Root, name string, e gitcheck.Entry) (bool, int64, error) {
+func sameBlob(root *os.Root, name string, e Entry) (bool, int64, error) {
 	st, err := root.Lstat(name)
 	if err != nil {
 		return true, 0, nil // git sees it gone (or unreachable)
 	}
 	var content []byte
 	switch {
-	case e.Mode == gitcheck.ModeSymlink && st.Mode()&fs.ModeSymlink != 0:
+	case e.Mode == ModeSymlink && st.Mode()&fs.ModeSymlink != 0:
 		target, err := root.Readlink(name)
 		if err != nil {
 			return false, 0, nil
 		}
 		content = []byte(target)
-	case (e.Mode == gitcheck.ModeRegular || e.Mode == gitcheck.ModeExecutable) && st.Mode().IsRegular():
+	case (e.Mode == ModeRegular || e.Mode == ModeExecutable) && st.Mode().IsRegular():
 		if st.Size() != int64(e.Size) {
 			return true, 0, nil // git sees the size change
 		}
@@ -434,21 +407,12 @@ func sameBlob(root *os.Root, name string, e gitcheck.Entry) (bool, int64, error)
 		if err != nil {
 			return false, 0, nil
 		}
-	case e.Mode == gitcheck.ModeSymlink || e.Mode == gitcheck.ModeRegular || e.Mode == gitcheck.ModeExecutable:
+	case e.Mode == ModeSymlink || e.Mode == ModeRegular || e.Mode == ModeExecutable:
 		return true, 0, nil // git sees the type change
 	default:
 		return false, 0, nil
 	}
-	return gitcheck.BlobID(content) == e.ID, int64(len(content)), nil
-}
-
-// openRoot opens the directory of volume as a root no path may leave.
-func (h *Host) openRoot(ctx context.Context, volume string) (*os.Root, error) {
-	dir, err := h.dir(ctx, volume)
-	if err != nil {
-		return nil, err
-	}
-	return os.OpenRoot(dir)
+	return BlobID(content) == e.ID, int64(len(content)), nil
 }
 
 // readSmall reads the regular file name in root, up to limit bytes.
