@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/internal/cache/checkout"
 	"github.com/warmcache/warmcache/internal/cache/growth"
 	"github.com/warmcache/warmcache/internal/cache/profile"
 	"github.com/warmcache/warmcache/internal/cache/record"
@@ -181,12 +182,6 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 	if err != nil {
 		return JobCaches{}, fmt.Errorf("claiming cache volumes: %w", err)
 	}
-	var store *Status // the git object store, claimed with the checkout
-	for i, v := range plain {
-		if isStore(v) {
-			store = &statuses[i]
-		}
-	}
 	var c JobCaches
 	var uses []record.Use
 	for i, v := range vols {
@@ -202,15 +197,10 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 		}
 		st := statuses[0]
 		statuses = statuses[1:]
-		if isCheckout(v) {
+		if checkout.IsCheckout(v) {
 			var ok bool
-			if st, ok = m.checkCheckout(ctx, st, now, say); !ok {
+			if st, ok = m.readyCheckout(ctx, j, st, checkout.Store(vols), now, say); !ok {
 				continue // the job's own builds volume instead
-			}
-			if store != nil {
-				if st, ok = m.linkCheckout(ctx, j, st, *store, now, say); !ok {
-					continue
-				}
 			}
 		}
 		if line := m.restore(ctx, st); line != "" {
@@ -231,7 +221,7 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 			}
 			say("Cache %s %s: the job writes to a layer of its own, applied to the cache only if its steps succeed", v.Profile, v.Path)
 		}
-		c.Mounts = append(c.Mounts, engine.Mount{Volume: mount, Target: profile.Target(st.Path, nonRoot), NoCopy: true, ReadOnly: isStore(v)})
+		c.Mounts = append(c.Mounts, engine.Mount{Volume: mount, Target: profile.Target(st.Path, nonRoot), NoCopy: true, ReadOnly: checkout.IsStore(v)})
 		c.persistent = append(c.persistent, st.Name)
 		uses, c.sizes = append(uses, use(st)), append(c.sizes, m.withQuotaUse(ctx, size))
 	}
@@ -301,7 +291,7 @@ func (m *Manager) Measure(ctx context.Context, j job.Job) {
 	}
 	vols = append(vols, m.forkLayers(j, profiles)...)
 	if j.GitStrategy() == job.GitFetch {
-		m.feedStore(ctx, j, vols)
+		checkout.Done(ctx, m.checkoutDeps(), j, vols)
 	}
 	if err := m.measureVolumes(ctx, vols, time.Now()); err != nil {
 		m.log.Warn("measuring cache volumes", zap.Error(err))
