@@ -74,6 +74,9 @@ func gitDirDamage(fsys fs.FS, gitDir string) string {
 	for _, e := range entries {
 		has[e.Name()] = e
 	}
+	if e, ok := has["objects"]; ok && e.IsDir() && len(entries) == 1 {
+		return "" // linked to its store (LinkStore), not yet made by git init
+	}
 	for _, name := range interrupted {
 		if _, ok := has[name]; ok {
 			return fmt.Sprintf("%s/%s: a git command was interrupted", gitDir, name)
