@@ -112,13 +112,14 @@ func (m *Manager) planned(j job.Job, nonRoot bool) ([]Volume, []Profile, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	if j.GitStrategy() != job.GitFetch || nonRoot {
+	if j.GitStrategy() != job.GitFetch || nonRoot && m.host == nil {
 		// clone, none and empty start from an empty builds directory of
 		// the job's own, as before: a warm checkout serves fetch only.
-		// So do jobs that run as another user than root: the runner's
-		// get_sources (as root) hands the checkout to the job's user, and
-		// git then refuses, as of dubious ownership, a checkout another
-		// user owns.
+		// So do jobs that run as another user than root where the engine
+		// is remote: the runner's get_sources (as root) hands the checkout
+		// to the job's user, and git then refuses, as of dubious
+		// ownership, a checkout another user owns, unless it is handed
+		// back (checkout.Ready, on this host's volumes only).
 		profiles = slices.DeleteFunc(profiles, func(p Profile) bool { return p.Name == profile.Git.Name })
 	}
 	named := profiles

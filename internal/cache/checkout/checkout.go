@@ -92,6 +92,7 @@ type Say func(format string, args ...any)
 
 // Ready makes the claimed checkout fit for the job: replaced by a fresh
 // one when damaged (gitcheck.Damage) or linked to a store that is no more,
+// handed back to root after a job of another user (gitcheck.Reclaim),
 // then linked to the project's store. ok is false when a damaged checkout
 // could not be replaced: the job should do without it.
 func Ready(ctx context.Context, d Deps, c Claim, say Say) (Claim, bool) {
@@ -106,7 +107,14 @@ func Ready(ctx context.Context, d Deps, c Claim, say Say) (Claim, bool) {
 		d.Log.Warn("reading a git checkout", zap.String("volume", c.Volume), zap.Error(err))
 		return c, true
 	}
-	if why := gitcheck.Damage(fsys); why != "" {
+	why := gitcheck.Damage(fsys)
+	if why == "" && c.WorkTree != "" {
+		if err := inRoot(ctx, d, c.Volume, func(r *os.Root) error { return gitcheck.Reclaim(r, c.WorkTree) }); err != nil {
+			d.Log.Warn("handing a git checkout back to root", zap.String("volume", c.Volume), zap.Error(err))
+			why = "its owner could not be reset"
+		}
+	}
+	if why != "" {
 		var ok bool
 		if c, ok = replace(ctx, d, c, why, say); !ok {
 			return c, false

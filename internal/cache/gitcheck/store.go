@@ -13,6 +13,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -444,6 +445,41 @@ func writeAtomic(root *os.Root, name string, data []byte, mode os.FileMode) erro
 	if err := root.Rename(tmp, name); err != nil {
 		root.Remove(tmp)
 		return err
+	}
+	return nil
+}
+
+// buildUserMarker is the runner's mark, at the root of builds_dir, of the
+// user a job's builds directory goes to: after get_sources the runner
+// hands the whole directory to that file's owner (chown -R).
+const buildUserMarker = ".gitlab-build-uid-gid"
+
+// Reclaim readies a checkout volume (root) for the runner's get_sources,
+// which runs git as root, after a job of another user: that job's mark
+// goes (prepare marks the directory again for a job that is not root's,
+// and a root job's files must stay root's), and the work tree workTree
+// and its .git, which the runner handed to that user, are root's again,
+// since git refuses a repository another user owns (safe.directory). Only
+// those two directories: git checks no other owner, and a new owner would
+// change every file's ctime, which makes git re-read them all.
+func Reclaim(root *os.Root, workTree string) error {
+	if err := root.Remove(buildUserMarker); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing %s: %w", buildUserMarker, err)
+	}
+	for _, dir := range []string{workTree, path.Join(workTree, ".git")} {
+		st, err := root.Lstat(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if sys, ok := st.Sys().(*syscall.Stat_t); !st.IsDir() || ok && sys.Uid == 0 && sys.Gid == 0 {
+			continue
+		}
+		if err := root.Lchown(dir, 0, 0); err != nil {
+			return fmt.Errorf("handing %s back to root: %w", dir, err)
+		}
 	}
 	return nil
 }
