@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -319,31 +320,46 @@ func TestGitStoreSharedBySlots(t *testing.T) {
 	t.Logf("disk: store %d KiB, slot 0 %d KiB, slot 1 %d KiB", sizes[store]>>10, sizes[vol0]>>10, sizes[vol1]>>10)
 }
 
-// TestGitStoreEvicted: a checkout whose objects are in a store that was
-// since removed (the GC evicts stores like any cache) is replaced by a
-// fresh one, with one line in the job log, and the job clones afresh.
-func TestGitStoreEvicted(t *testing.T) {
-	srv := historyServer(t, 20, 4<<10)
-	project := nextJobID()
-	first := gitJob(t, project, 0, false)
-	prep, vol, _, _ := sources(t, first, srv)
-	store, _ := storeOf(t, prep)
-	mustSucceed(t, first.cleanup())
-	if out, err := exec.Command("docker", "volume", "rm", store).CombinedOutput(); err != nil {
-		t.Fatalf("removing the store: %v: %s", err, out)
-	}
+// TestGitStoreLost: a checkout whose objects are in a store that was
+// since removed (the GC evicts stores like any cache) or damaged is
+// replaced by a fresh one, with one line in the job log, and the job
+// clones afresh.
+func TestGitStoreLost(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		lose []string // a docker command; STORE is the store's volume
+	}{
+		{"evicted", []string{"volume", "rm", "STORE"}},
+		{"damaged", []string{"run", "--rm", "-v", "STORE:/s", busyboxImage, "rm", "-rf", "/s/objects"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := historyServer(t, 20, 4<<10)
+			project := nextJobID()
+			first := gitJob(t, project, 0, false)
+			prep, vol, _, _ := sources(t, first, srv)
+			store, _ := storeOf(t, prep)
+			mustSucceed(t, first.cleanup())
+			args := slices.Clone(tt.lose)
+			for i := range args {
+				args[i] = strings.ReplaceAll(args[i], "STORE", store)
+			}
+			if out, err := exec.Command("docker", args...).CombinedOutput(); err != nil {
+				t.Fatalf("docker %v: %v: %s", args, err, out)
+			}
 
-	second := gitJob(t, project, 0, false)
-	prep, vol2, out, _ := sources(t, second, srv)
-	want := "Cache git /builds: damaged (its object store was evicted): replaced by a fresh checkout"
-	if n := strings.Count(prep, want); n != 1 || vol2 != vol {
-		t.Errorf("prepare said %d times %q, claimed %s (want %s):\n%s", n, want, vol2, vol, prep)
-	}
-	if !strings.Contains(out, freshLine) {
-		t.Errorf("get_sources did not clone afresh:\n%s", out)
-	}
-	if r := second.run("build_script", second.Script("git fsck --connectivity-only --no-dangling && git rev-parse HEAD\n")); r.Code != 0 || r.Stdout != srv.SHA+"\n" {
-		t.Errorf("the fresh checkout: %s", r)
+			second := gitJob(t, project, 0, false)
+			prep, vol2, out, _ := sources(t, second, srv)
+			want := "Cache git /builds: damaged (its object store was replaced): replaced by a fresh checkout"
+			if n := strings.Count(prep, want); n != 1 || vol2 != vol {
+				t.Errorf("prepare said %d times %q, claimed %s (want %s):\n%s", n, want, vol2, vol, prep)
+			}
+			if !strings.Contains(out, freshLine) {
+				t.Errorf("get_sources did not clone afresh:\n%s", out)
+			}
+			if r := second.run("build_script", second.Script("git fsck --connectivity-only --no-dangling && git rev-parse HEAD\n")); r.Code != 0 || r.Stdout != srv.SHA+"\n" {
+				t.Errorf("the fresh checkout: %s", r)
+			}
+		})
 	}
 }
 

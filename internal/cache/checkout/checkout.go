@@ -125,7 +125,8 @@ func Ready(ctx context.Context, d Deps, c Claim, say Say) (Claim, bool) {
 
 // link links c to the project's store: its repository's alternates name
 // the store, made first if need be. A warm checkout linked to another
-// store (evicted since, and made anew) may miss objects: it is replaced.
+// store (evicted or damaged since, and made anew) may miss objects: it is
+// replaced.
 func link(ctx context.Context, d Deps, c Claim, say Say) (Claim, bool) {
 	if d.Roots == nil || c.Store == "" || c.WorkTree == "" {
 		return c, true
@@ -141,7 +142,7 @@ func link(ctx context.Context, d Deps, c Claim, say Say) (Claim, bool) {
 	}
 	if linked && c.Record.StoreID != id {
 		var ok bool
-		if c, ok = replace(ctx, d, c, "its object store was evicted", say); !ok {
+		if c, ok = replace(ctx, d, c, "its object store was replaced", say); !ok {
 			return c, false
 		}
 	}

@@ -109,7 +109,7 @@ func TestReadyReplaces(t *testing.T) {
 
 	c.Record.StoreID = "another"
 	got, ok := Ready(ctx, deps, c, func(f string, a ...any) { said = append(said, a[1].(string)) })
-	if !ok || got.Warm || len(said) != 1 || said[0] != "its object store was evicted" {
+	if !ok || got.Warm || len(said) != 1 || said[0] != "its object store was replaced" {
 		t.Fatalf("a checkout of another store: Ready = %+v %v, said %q", got, ok, said)
 	}
 	if _, err := os.Stat(keep); err == nil {

@@ -40,10 +40,20 @@ var (
 
 // InitStore returns the id of the git object store in root (a store
 // volume's), first making the store (an empty bare repository) when it
-// holds none. Concurrent calls agree on one id.
+// holds none. A store found damaged (no HEAD or objects/pack: nothing of
+// warmcache's leaves it so) is made again under a new id, so that the
+// checkouts that relied on its objects are replaced. Concurrent calls
+// agree on one id.
 func InitStore(root *os.Root) (string, error) {
 	if id, err := readSmall(root, storeIDFile, 64); err == nil {
-		return strings.TrimSpace(string(id)), nil
+		head, herr := root.Lstat("HEAD")
+		pack, perr := root.Lstat("objects/pack")
+		if herr == nil && head.Mode().IsRegular() && perr == nil && pack.IsDir() {
+			return strings.TrimSpace(string(id)), nil
+		}
+		if err := root.Remove(storeIDFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("renaming a damaged git store: %w", err)
+		}
 	}
 	for _, dir := range []string{"objects/pack", "objects/info", "refs/heads", "refs/tags"} {
 		if err := root.MkdirAll(dir, 0o755); err != nil {
@@ -101,7 +111,8 @@ type FeedResult struct {
 // HEAD commit refs/heads/<ref> in the store, for later fetches of every
 // slot to offer the server. The checkout then reads them through its
 // alternates. Only once the job is done: nothing may use the checkout.
-// Objects only ever arrive in the store, by rename, so jobs that read it
+// Objects only ever arrive in the store whole (a link, or a copy renamed
+// into place), each pack before its index, so jobs that read it
 // meanwhile see either the old or the new set, never half an object.
 func FeedStore(ctx context.Context, src, dst *os.Root, workTree, ref string) (FeedResult, error) {
 	var res FeedResult
@@ -162,20 +173,20 @@ func movePacks(ctx context.Context, src *os.Root, dir string, dst *os.Root, res 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		var placed []string
 		for _, ext := range []string{".pack", ".rev", ".mtimes", ".idx"} {
 			if !have[base+ext] {
 				continue
 			}
-			n, err := moveFile(from, to, base+ext)
+			n, err := place(from, to, base+ext)
 			if err != nil {
-				return err
+				return err // the checkout keeps the whole pack
 			}
-			res.Bytes += n
+			placed, res.Bytes = append(placed, base+ext), res.Bytes+n
 		}
-		for _, ext := range []string{".keep", ".bitmap"} {
-			if have[base+ext] {
-				unix.Unlinkat(int(from.Fd()), base+ext, 0)
-			}
+		// The store has the whole pack: the checkout's copy can go.
+		for _, name := range append(placed, base+".keep", base+".bitmap") {
+			unix.Unlinkat(int(from.Fd()), name, 0)
 		}
 		res.Packs++
 	}
@@ -224,10 +235,11 @@ func moveLooseDir(src *os.Root, dir string, dst *os.Root, target string, res *Fe
 		if !e.Type().IsRegular() || !looseRE.MatchString(e.Name()) {
 			continue
 		}
-		n, err := moveFile(from, to, e.Name())
+		n, err := place(from, to, e.Name())
 		if err != nil {
 			return err
 		}
+		unix.Unlinkat(int(from.Fd()), e.Name(), 0)
 		res.Loose++
 		res.Bytes += n
 	}
@@ -247,20 +259,32 @@ func openRootDir(root *os.Root, name string) (*os.File, error) {
 	return f, nil
 }
 
-// moveFile moves the regular file name from the directory from to the
-// directory to: a rename where both are on one filesystem, else a copy
-// renamed into place and the original removed. It returns its size.
-func moveFile(from, to *os.File, name string) (int64, error) {
+// place puts the regular file name of the directory from into the
+// directory to, leaving the original for the caller to remove once all it
+// places is there: a hard link where both are on one filesystem (the
+// original then goes: no inode stays shared), else a copy renamed into
+// place. A file of that name already there (the same
+// object or pack, which git names by content) is kept. It returns the
+// size placed.
+func place(from, to *os.File, name string) (int64, error) {
 	var st unix.Stat_t
 	if err := unix.Fstatat(int(from.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return 0, fmt.Errorf("moving %s: %w", name, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return 0, nil
+		return 0, fmt.Errorf("moving %s: not a regular file", name)
 	}
-	err := unix.Renameat(int(from.Fd()), name, int(to.Fd()), name)
+	// A file with other names (a job can link one into its work tree)
+	// is copied: the store's file must be reachable from the store only.
+	var err error = unix.EXDEV
+	if st.Nlink == 1 {
+		err = unix.Linkat(int(from.Fd()), name, int(to.Fd()), name, 0)
+	}
 	if errors.Is(err, unix.EXDEV) {
 		err = copyFile(from, to, name)
+	}
+	if errors.Is(err, unix.EEXIST) {
+		return 0, nil
 	}
 	if err != nil {
 		return 0, fmt.Errorf("moving %s to the git store: %w", name, err)
@@ -268,6 +292,8 @@ func moveFile(from, to *os.File, name string) (int64, error) {
 	return st.Size, nil
 }
 
+// copyFile copies name from the directory from into the directory to,
+// through a temporary file renamed into place (never over a file there).
 func copyFile(from, to *os.File, name string) error {
 	in, err := unix.Openat(int(from.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -286,11 +312,11 @@ func copyFile(from, to *os.File, name string) error {
 		unix.Unlinkat(int(to.Fd()), tmp, 0)
 		return err
 	}
-	if err := unix.Renameat(int(to.Fd()), tmp, int(to.Fd()), name); err != nil {
+	err = unix.Renameat2(int(to.Fd()), tmp, int(to.Fd()), name, unix.RENAME_NOREPLACE)
+	if err != nil {
 		unix.Unlinkat(int(to.Fd()), tmp, 0)
-		return err
 	}
-	return unix.Unlinkat(int(from.Fd()), name, 0)
+	return err
 }
 
 // Bounds of SettleIndex: what it reads is a job's.

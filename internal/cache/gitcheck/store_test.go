@@ -157,3 +157,59 @@ func openRoot(t *testing.T, dir string) *os.Root {
 	t.Cleanup(func() { r.Close() })
 	return r
 }
+
+// TestStoreFeedLinkedObject: an object file that has another name in the
+// checkout (a job can link one into its work tree) is copied into the
+// store, never shared with it.
+func TestStoreFeedLinkedObject(t *testing.T) {
+	store, checkout := t.TempDir(), t.TempDir()
+	storeRoot, checkoutRoot := openRoot(t, store), openRoot(t, checkout)
+	if _, err := InitStore(storeRoot); err != nil {
+		t.Fatal(err)
+	}
+	work := filepath.Join(checkout, "p")
+	if err := os.Mkdir(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	git(t, work, "init", "-q")
+	git(t, work, "fetch", "-q", gitUpstream(t, 1), "HEAD")
+	head := git(t, work, "rev-parse", "FETCH_HEAD")
+	object := filepath.Join(".git", "objects", head[:2], head[2:])
+	if err := os.Link(filepath.Join(work, object), filepath.Join(work, "planted")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := FeedStore(context.Background(), checkoutRoot, storeRoot, "p", "slot-0"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(store, "objects", head[:2], head[2:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	planted, err := os.Stat(filepath.Join(work, "planted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.SameFile(st, planted) {
+		t.Error("the store's object is the file the checkout still names")
+	}
+}
+
+// TestInitStoreDamaged: a store without its objects gets a new id.
+func TestInitStoreDamaged(t *testing.T) {
+	dir := t.TempDir()
+	root := openRoot(t, dir)
+	id, err := InitStore(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "objects")); err != nil {
+		t.Fatal(err)
+	}
+	again, err := InitStore(root)
+	if err != nil || again == id || len(again) != 32 {
+		t.Fatalf("InitStore of a damaged store = %q, %v; want a new id (was %q)", again, err, id)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "objects", "pack")); err != nil || !st.IsDir() {
+		t.Errorf("objects/pack not made again: %v", err)
+	}
+}
