@@ -431,12 +431,14 @@ func gitPart(tb testing.TB, out string) time.Duration {
 // new checkout) against its second's (a fetch of one new commit into the
 // warm checkout), on a repository of 300 commits of 128 KiB each (depth
 // 20: the tip's tree holds them all), side by side: the whole stage and
-// its git part (init to clean). Then the disk that 3 slots of one project
+// its git part (init to clean), and their cleanups (where the checkout's
+// objects move to the project's store and its index is settled, waiting
+// up to a second for the clock). Then the disk that 3 slots of one project
 // use (3 checkouts and the project's store) against 3 full clones.
 func BenchmarkGitFetch(b *testing.B) {
 	const commits, size = 300, 128 << 10
 	srv := historyServer(b, commits, size)
-	var stage, git [2][]time.Duration
+	var stage, git, cleanup [2][]time.Duration
 	for i := 0; i < b.N; i++ {
 		project := nextJobID()
 		for n := range 2 {
@@ -446,7 +448,9 @@ func BenchmarkGitFetch(b *testing.B) {
 				b.Fatalf("job %d: fresh clone %v:\n%s", n+1, fresh, out)
 			}
 			stage[n], git[n] = append(stage[n], took), append(git[n], gitPart(b, out))
+			start := time.Now()
 			mustPass(b, j.cleanup())
+			cleanup[n] = append(cleanup[n], time.Since(start))
 			if err := srv.AddCommits(1, size); err != nil {
 				b.Fatal(err)
 			}
@@ -455,7 +459,7 @@ func BenchmarkGitFetch(b *testing.B) {
 	for _, m := range []struct {
 		name string
 		d    [2][]time.Duration
-	}{{"get_sources", stage}, {"git", git}} {
+	}{{"get_sources", stage}, {"git", git}, {"cleanup", cleanup}} {
 		clone, fetch := median(m.d[0]), median(m.d[1])
 		b.ReportMetric(float64(clone.Milliseconds()), "ms/"+m.name+"-clone")
 		b.ReportMetric(float64(fetch.Milliseconds()), "ms/"+m.name+"-fetch")
