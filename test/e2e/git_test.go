@@ -363,6 +363,39 @@ func TestGitStoreLost(t *testing.T) {
 	}
 }
 
+// TestGitStoreQuota: with cache.quota, the checkout and the store are
+// filesystems of their own; the objects are copied into the store, not
+// linked, and a new slot still borrows them.
+func TestGitStoreQuota(t *testing.T) {
+	pool := newGCPool(t)
+	cfg := hostNetworkConfig + fmt.Sprintf("[cache]\npool = %q\nstate_dir = %q\nquota = \"200MiB\"\nprofiles = [\"git\"]\n", pool.name, pool.stateDir)
+	srv := historyServer(t, 50, historyFileSize)
+	project := nextJobID()
+	first := newJob(t, jobSpec{ProjectID: project, Config: cfg})
+	prep, vol0, _, _ := sources(t, first, srv)
+	store, _ := storeOf(t, prep)
+	for _, v := range []string{vol0, store} {
+		if _, _, looped := quotaImage(t, v); !looped {
+			t.Fatalf("volume %s has no filesystem of its own", v)
+		}
+	}
+	mustSucceed(t, first.cleanup())
+
+	second := newJob(t, jobSpec{ProjectID: project, Slot: 1, Config: cfg})
+	sources(t, second, srv)
+	r := second.run("build_script", second.Script("git count-objects -v | grep -E '^(count|packs):'\ngit fsck --connectivity-only --no-dangling && git rev-parse HEAD\n"))
+	if want := "count: 0\npacks: 0\n" + srv.SHA + "\n"; r.Code != 0 || r.Stdout != want {
+		t.Errorf("slot 1 over the quota'd store: %s\nstdout %q, want %q", r, r.Stdout, want)
+	}
+	mustSucceed(t, second.cleanup())
+
+	again := newJob(t, jobSpec{ProjectID: project, Config: cfg})
+	_, vol, out, _ := sources(t, again, srv)
+	if r := again.run("build_script", again.Script("git fsck --connectivity-only --no-dangling && git rev-parse HEAD\n")); vol != vol0 || !strings.Contains(out, reusedLine) || r.Code != 0 || r.Stdout != srv.SHA+"\n" {
+		t.Errorf("slot 0 after its objects were copied to the store (%s, want %s): %s\n%s", vol, vol0, r, out)
+	}
+}
+
 // TestGitCheckoutDamaged: a checkout left locked by an interrupted git
 // command is replaced by a fresh one, said in one line of the next job's
 // log, and that job passes.
