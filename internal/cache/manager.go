@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/internal/cache/checkout"
 	"github.com/warmcache/warmcache/internal/cache/growth"
 	"github.com/warmcache/warmcache/internal/cache/profile"
 	"github.com/warmcache/warmcache/internal/cache/record"
@@ -111,14 +112,15 @@ func (m *Manager) planned(j job.Job, nonRoot bool) ([]Volume, []Profile, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	if j.GitStrategy() != job.GitFetch || nonRoot {
+	if j.GitStrategy() != job.GitFetch || nonRoot && m.host == nil {
 		// clone, none and empty start from an empty builds directory of
 		// the job's own, as before: a warm checkout serves fetch only.
-		// So do jobs that run as another user than root: the runner's
-		// get_sources (as root) hands the checkout to the job's user, and
-		// git then refuses, as of dubious ownership, a checkout another
-		// user owns.
-		profiles = slices.DeleteFunc(profiles, func(p Profile) bool { return p.ProjectSlot })
+		// So do jobs that run as another user than root where the engine
+		// is remote: the runner's get_sources (as root) hands the checkout
+		// to the job's user, and git then refuses, as of dubious
+		// ownership, a checkout another user owns, unless it is handed
+		// back (checkout.Ready, on this host's volumes only).
+		profiles = slices.DeleteFunc(profiles, func(p Profile) bool { return p.Name == profile.Git.Name })
 	}
 	named := profiles
 	if m.cfg.CommitOnSuccess {
@@ -196,9 +198,9 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 		}
 		st := statuses[0]
 		statuses = statuses[1:]
-		if v.Profile == profile.Git.Name {
+		if checkout.IsCheckout(v) {
 			var ok bool
-			if st, ok = m.checkCheckout(ctx, st, now, say); !ok {
+			if st, ok = m.readyCheckout(ctx, j, st, checkout.Store(vols), now, say); !ok {
 				continue // the job's own builds volume instead
 			}
 		}
@@ -220,7 +222,7 @@ func (m *Manager) Claim(ctx context.Context, j job.Job, nonRoot bool, cacheDir s
 			}
 			say("Cache %s %s: the job writes to a layer of its own, applied to the cache only if its steps succeed", v.Profile, v.Path)
 		}
-		c.Mounts = append(c.Mounts, engine.Mount{Volume: mount, Target: profile.Target(st.Path, nonRoot), NoCopy: true})
+		c.Mounts = append(c.Mounts, engine.Mount{Volume: mount, Target: profile.Target(st.Path, nonRoot), NoCopy: true, ReadOnly: checkout.IsStore(v)})
 		c.persistent = append(c.persistent, st.Name)
 		uses, c.sizes = append(uses, use(st)), append(c.sizes, m.withQuotaUse(ctx, size))
 	}
@@ -289,6 +291,9 @@ func (m *Manager) Measure(ctx context.Context, j job.Job) {
 		return
 	}
 	vols = append(vols, m.forkLayers(j, profiles)...)
+	if j.GitStrategy() == job.GitFetch {
+		checkout.Done(ctx, m.checkoutDeps(), j, vols)
+	}
 	if err := m.measureVolumes(ctx, vols, time.Now()); err != nil {
 		m.log.Warn("measuring cache volumes", zap.Error(err))
 	}

@@ -50,9 +50,11 @@ func checkoutVolume(t *testing.T, h *harness) cache.Volume {
 	return profile.Plan(key, []cache.Profile{profile.Git})[0]
 }
 
-// TestPrepareWarmCheckout: a fetch job mounts its project slot's checkout
-// at builds_dir in both containers and gets no builds volume of its own;
-// clone, none and empty keep the job's own, as before.
+// TestPrepareWarmCheckout: a fetch job (also one as another user than
+// root, beside a local engine) mounts its project slot's checkout at
+// builds_dir in both containers, with the project's git store read-only,
+// and gets no builds volume of its own; clone, none and empty keep the
+// job's own, as before, and no store.
 func TestPrepareWarmCheckout(t *testing.T) {
 	for _, strategy := range []string{"", "fetch", "clone", "none", "empty", "fetch as user 1000"} {
 		t.Run("GIT_STRATEGY="+strategy, func(t *testing.T) {
@@ -67,19 +69,27 @@ func TestPrepareWarmCheckout(t *testing.T) {
 			git := checkoutVolume(t, h)
 			own := sampleKey.Name(naming.KindBuilds)
 			want, other := git.Name, own
-			if strategy != "" && strategy != "fetch" || user != "" {
-				want, other = own, git.Name
+			store := true
+			if strategy != "" && strategy != "fetch" {
+				want, other, store = own, git.Name, false
 			}
 			for _, kind := range []naming.Kind{naming.KindHelper, naming.KindBuild} {
 				c, _ := h.f.Container(sampleKey.Name(kind))
 				var at []string
+				stores := 0
 				for _, m := range c.Spec.Mounts {
 					if m.Target == protocol.BuildsDir {
 						at = append(at, m.Volume)
 					}
+					if m.Target == protocol.GitStoreDir && m.ReadOnly {
+						stores++
+					}
 				}
 				if !slices.Equal(at, []string{want}) {
 					t.Errorf("%s mounts %v at %s, want [%s]", kind, at, protocol.BuildsDir, want)
+				}
+				if store != (stores == 1) {
+					t.Errorf("%s mounts the git store read-only %d times, want it %v", kind, stores, store)
 				}
 			}
 			if _, ok := h.f.Volume(other); ok {

@@ -83,6 +83,17 @@ func (h *Host) FS(ctx context.Context, volume string) (fs.FS, error) {
 	return os.DirFS(dir), nil
 }
 
+// OpenRoot opens the directory of volume as a root no path may leave,
+// to work in (see cache/gitcheck). What a job wrote there is the job's:
+// links inside it are followed, and may have moved since a look.
+func (h *Host) OpenRoot(ctx context.Context, volume string) (*os.Root, error) {
+	dir, err := h.dir(ctx, volume)
+	if err != nil {
+		return nil, err
+	}
+	return os.OpenRoot(dir)
+}
+
 // Size is the size of the regular files in volume (see dirSize).
 func (h *Host) Size(ctx context.Context, volume string) (int64, error) {
 	dir, err := h.dir(ctx, volume)

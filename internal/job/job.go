@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -53,6 +54,9 @@ type Job struct {
 	// ConcurrentProjectID is the slot among the project's running jobs.
 	ConcurrentProjectID int
 	RunnerVersion       string
+	// ProjectDir is CI_PROJECT_DIR, where get_sources checks the project
+	// out; "" unless it is a clean path below builds_dir.
+	ProjectDir string
 
 	// ServicesEnvError is set when the CUSTOM_ENV_CI_JOB_SERVICES fallback
 	// is not valid JSON: prepare fails with it, cleanup does not care.
@@ -162,7 +166,19 @@ func Load(getenv func(string) string) (Job, error) {
 	if n, err := strconv.Atoi(getenv(protocol.EnvConcurrentProjectID)); err == nil && n >= 0 && n < 1<<20 {
 		j.ConcurrentProjectID = n
 	}
+	j.ProjectDir = projectDir(getenv(protocol.EnvProjectDir))
 	return j, nil
+}
+
+// projectDir is dir if it is a clean absolute path strictly below
+// builds_dir, else "": the job may set it (GIT_CLONE_PATH), and the
+// driver writes there.
+func projectDir(dir string) string {
+	rel, ok := strings.CutPrefix(dir, protocol.BuildsDir+"/")
+	if !ok || rel == "" || path.Clean(rel) != rel || rel == ".." || strings.HasPrefix(rel, "../") {
+		return ""
+	}
+	return dir
 }
 
 func readBounded(path string) ([]byte, error) {

@@ -205,6 +205,22 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+func TestLoadProjectDir(t *testing.T) {
+	for value, want := range map[string]string{
+		"/builds/group/project": "/builds/group/project", "/builds/a/b/c": "/builds/a/b/c",
+		"": "", "/builds": "", "/builds/": "", "/buildsx/a": "", "/tmp/a": "", "builds/a": "",
+		"/builds/../etc": "", "/builds/a/../../etc": "", "/builds/a//b": "", "/builds/a/": "", "/builds/./a": "",
+	} {
+		j, err := Load(env(map[string]string{"JOB_RESPONSE_FILE": fixture, "CUSTOM_ENV_CI_PROJECT_DIR": value}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.ProjectDir != want {
+			t.Errorf("CI_PROJECT_DIR %q: ProjectDir %q, want %q", value, j.ProjectDir, want)
+		}
+	}
+}
+
 func TestLoadConcurrentID(t *testing.T) {
 	for value, want := range map[string]int{
 		"": 0, "0": 0, "3": 3, "1048575": 1048575,

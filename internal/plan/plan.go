@@ -81,7 +81,8 @@ type JobPlan struct {
 // Make decides the job's containers. The build container gets the builds
 // volume (the warm git checkout when the job has one), the credentials'
 // tmpfs and every cache; the helper (which runs git, the cache and
-// artifact stages) gets the builds volume, the credentials and cache_dir;
+// artifact stages) gets the builds volume, the credentials, cache_dir and
+// the git object store the warm checkout borrows from;
 // each is limited as the plan of limits says, under the job's cgroup, and
 // gets the runner's container options as the Docker executor gives them
 // (see withOptions).
@@ -102,7 +103,7 @@ func Make(j job.Job, cfg config.Config, f Facts) JobPlan {
 			continue // mounted first, in both
 		}
 		buildMounts = append(buildMounts, c)
-		if c.Target == protocol.CacheDir {
+		if c.Target == protocol.CacheDir || c.Target == protocol.GitStoreDir {
 			helperMounts = append(helperMounts, c)
 		}
 	}

@@ -43,6 +43,9 @@ const (
 	// EnvConcurrentProjectID is the job's concurrency slot among the
 	// running jobs of its project: the warm git checkout's slot.
 	EnvConcurrentProjectID = CustomEnvPrefix + "CI_CONCURRENT_PROJECT_ID"
+	// EnvProjectDir is where get_sources puts the project's checkout:
+	// builds_dir/<namespace>/<project>, or GIT_CLONE_PATH.
+	EnvProjectDir = CustomEnvPrefix + "CI_PROJECT_DIR"
 )
 
 // Directories the job sees inside its containers, told to the runner by
@@ -50,6 +53,11 @@ const (
 const (
 	BuildsDir = "/builds"
 	CacheDir  = "/cache"
+	// GitStoreDir is where a warm git checkout's object store is mounted,
+	// read-only, in both job containers: the checkouts' alternates name
+	// it, so the path is the same everywhere and outside builds_dir (the
+	// runner's chown -R of builds_dir must not meet a read-only mount).
+	GitStoreDir = "/var/cache/warmcache/git"
 )
 
 // ConfigOutput is the config stage's answer to gitlab-runner: one JSON

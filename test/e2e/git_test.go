@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,8 +30,53 @@ const (
 	reusedLine = "Reinitialized existing Git repository"
 )
 
-// checkoutRE finds the checkout a prepare claimed in its job log.
-var checkoutRE = regexp.MustCompile(`Cache git /builds: (\w+).*(warmcache-git-[0-9a-f]{12})`)
+// checkoutRE finds the checkout a prepare claimed in its job log, and
+// storeRE the project's git object store.
+var (
+	checkoutRE = regexp.MustCompile(`Cache git /builds: (\w+).*(warmcache-git-[0-9a-f]{12})`)
+	storeRE    = regexp.MustCompile(`Cache git /var/cache/warmcache/git: (\w+).*(warmcache-git-[0-9a-f]{12})`)
+)
+
+// storeOf is the git object store a prepare's job log names, and whether
+// it was warm.
+func storeOf(t testing.TB, prep string) (string, bool) {
+	t.Helper()
+	m := storeRE.FindStringSubmatch(prep)
+	if m == nil {
+		t.Fatalf("prepare claimed no git object store:\n%s", prep)
+	}
+	return m[2], m[1] == "warm"
+}
+
+// gitSizes are the sizes cache ls reports of the git volumes of project
+// (checkouts and store), by volume, once the jobs' cleanups measured them.
+func gitSizes(t testing.TB, j *job, project int64) map[string]int64 {
+	t.Helper()
+	r := j.call("cache", "ls", "--json")
+	if r.Code != 0 {
+		t.Fatalf("cache ls: %s", r)
+	}
+	var rows []struct {
+		Volume    string `json:"volume"`
+		ProjectID string `json:"project_id"`
+		Profile   string `json:"profile"`
+		SizeBytes int64  `json:"size_bytes"`
+		SizeKnown bool   `json:"size_known"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &rows); err != nil {
+		t.Fatalf("cache ls --json: %v\n%s", err, r.Stdout)
+	}
+	out := map[string]int64{}
+	for _, row := range rows {
+		if row.ProjectID == fmt.Sprint(project) && row.Profile == "git" {
+			if !row.SizeKnown {
+				t.Fatalf("%s: size not measured", row.Volume)
+			}
+			out[row.Volume] = row.SizeBytes
+		}
+	}
+	return out
+}
 
 // gitJob is a job of project on slot with the warm git checkout on.
 func gitJob(t testing.TB, project int64, slot int, protected bool) *job {
@@ -137,7 +186,8 @@ func TestGitCheckoutTrust(t *testing.T) {
 	check := "cd /builds/group/project\nls /builds/hook-ran planted.txt 2>/dev/null || true\ngit config core.planted || true\n"
 
 	unprotected := gitJob(t, project, 0, false)
-	_, unprotectedVol, _, _ := sources(t, unprotected, srv)
+	unprotectedPrep, unprotectedVol, _, _ := sources(t, unprotected, srv)
+	unprotectedStore, _ := storeOf(t, unprotectedPrep)
 	if r := unprotected.run("build_script", unprotected.Script(plant)); r.Code != 0 {
 		t.Fatalf("planting: %s", r)
 	}
@@ -151,6 +201,9 @@ func TestGitCheckoutTrust(t *testing.T) {
 
 	protected := gitJob(t, project, 0, true)
 	prep, protectedVol, out, _ := sources(t, protected, srv)
+	if store, warm := storeOf(t, prep); warm || store == unprotectedStore {
+		t.Errorf("the protected job got store %s (warm %v), the unprotected one's is %s", store, warm, unprotectedStore)
+	}
 	if protectedVol == unprotectedVol || !strings.Contains(prep, "Cache git /builds: cold") || !strings.Contains(out, freshLine) {
 		t.Errorf("the protected job shares %s or found a repository:\n%s\n%s", unprotectedVol, prep, out)
 	}
@@ -200,6 +253,146 @@ func TestGitCheckoutConcurrentSlots(t *testing.T) {
 	wg.Wait()
 	if vols[0] == "" || vols[1] == "" || vols[0] == vols[1] {
 		t.Errorf("the slots mounted %v, want two checkouts", vols)
+	}
+}
+
+// TestGitStoreSharedBySlots: the project's first job (slot 0) clones;
+// once it is done its objects are in the project's store, so the first
+// job of slot 1, after a new commit upstream, starts a new repository that
+// borrows them (alternates) and fetches only the new commit's objects.
+// Slot 0's next job fetches into its checkout, whose objects moved to the
+// store. The checkouts hold no second copy of the history.
+func TestGitStoreSharedBySlots(t *testing.T) {
+	srv := historyServer(t, historyCommits, historyFileSize)
+	project := nextJobID()
+
+	first := gitJob(t, project, 0, false)
+	prep, vol0, _, _ := sources(t, first, srv)
+	store, warm := storeOf(t, prep)
+	if warm {
+		t.Errorf("the project's first job found a warm store:\n%s", prep)
+	}
+	mustSucceed(t, first.cleanup())
+
+	if err := srv.AddCommits(1, historyFileSize); err != nil {
+		t.Fatal(err)
+	}
+	second := gitJob(t, project, 1, false)
+	prep, vol1, out, took := sources(t, second, srv)
+	if !strings.Contains(out, "Fetching changes") {
+		t.Errorf("slot 1 did not take the runner's fetch path:\n%s", out)
+	}
+	if store1, warm := storeOf(t, prep); store1 != store || !warm || vol1 == vol0 || !strings.Contains(prep, "Cache git /builds: cold") {
+		t.Errorf("slot 1 got checkout %s (slot 0: %s) and store %s warm %v, want a new checkout over the warm %s:\n%s", vol1, vol0, store1, warm, store, prep)
+	}
+	// The new repository borrows the store's objects: its fetch brought
+	// the new commit, its two trees (the root and history/) and its file
+	// (loose: under fetch.unpackLimit), not the history.
+	r := second.run("build_script", second.Script("cat .git/objects/info/alternates\ngit count-objects -v | grep -E '^(count|packs):'\n"+
+		"git rev-parse HEAD\ngit fsck --connectivity-only --no-dangling\n"))
+	want := "/var/cache/warmcache/git/objects\ncount: 4\npacks: 0\n" + srv.SHA + "\n"
+	if r.Code != 0 || r.Stdout != want {
+		t.Errorf("slot 1's repository: %s\nstdout %q\nwant   %q", r, r.Stdout, want)
+	}
+	t.Logf("slot 1's first get_sources over the project's store: %v", took.Round(time.Millisecond))
+	mustSucceed(t, second.cleanup())
+
+	if err := srv.AddCommits(1, historyFileSize); err != nil {
+		t.Fatal(err)
+	}
+	again := gitJob(t, project, 0, false)
+	_, vol, out, _ := sources(t, again, srv)
+	if vol != vol0 || !strings.Contains(out, reusedLine) {
+		t.Errorf("slot 0's next job got %s, want its warm %s:\n%s", vol, vol0, out)
+	}
+	if r := again.run("build_script", again.Script("git fsck --connectivity-only --no-dangling && git rev-parse HEAD\n")); r.Code != 0 || r.Stdout != srv.SHA+"\n" {
+		t.Errorf("slot 0 after its objects moved to the store: %s", r)
+	}
+	mustSucceed(t, again.cleanup())
+
+	// Each checkout holds its work tree (the tip has every file of the
+	// history) and a few objects; the store the objects, once.
+	sizes := gitSizes(t, again, project)
+	tree := int64(historyCommits * historyFileSize)
+	if sizes[store] < tree || sizes[vol0] > tree*3/2 || sizes[vol1] > tree*3/2 {
+		t.Errorf("sizes %v: want the objects (over %d bytes) in store %s, not in the checkouts %s and %s", sizes, tree, store, vol0, vol1)
+	}
+	t.Logf("disk: store %d KiB, slot 0 %d KiB, slot 1 %d KiB", sizes[store]>>10, sizes[vol0]>>10, sizes[vol1]>>10)
+}
+
+// TestGitStoreLost: a checkout whose objects are in a store that was
+// since removed (the GC evicts stores like any cache) or damaged is
+// replaced by a fresh one, with one line in the job log, and the job
+// clones afresh.
+func TestGitStoreLost(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		lose []string // a docker command; STORE is the store's volume
+	}{
+		{"evicted", []string{"volume", "rm", "STORE"}},
+		{"damaged", []string{"run", "--rm", "-v", "STORE:/s", busyboxImage, "rm", "-rf", "/s/objects"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := historyServer(t, 20, 4<<10)
+			project := nextJobID()
+			first := gitJob(t, project, 0, false)
+			prep, vol, _, _ := sources(t, first, srv)
+			store, _ := storeOf(t, prep)
+			mustSucceed(t, first.cleanup())
+			args := slices.Clone(tt.lose)
+			for i := range args {
+				args[i] = strings.ReplaceAll(args[i], "STORE", store)
+			}
+			if out, err := exec.Command("docker", args...).CombinedOutput(); err != nil {
+				t.Fatalf("docker %v: %v: %s", args, err, out)
+			}
+
+			second := gitJob(t, project, 0, false)
+			prep, vol2, out, _ := sources(t, second, srv)
+			want := "Cache git /builds: damaged (its object store was replaced): replaced by a fresh checkout"
+			if n := strings.Count(prep, want); n != 1 || vol2 != vol {
+				t.Errorf("prepare said %d times %q, claimed %s (want %s):\n%s", n, want, vol2, vol, prep)
+			}
+			if !strings.Contains(out, freshLine) {
+				t.Errorf("get_sources did not clone afresh:\n%s", out)
+			}
+			if r := second.run("build_script", second.Script("git fsck --connectivity-only --no-dangling && git rev-parse HEAD\n")); r.Code != 0 || r.Stdout != srv.SHA+"\n" {
+				t.Errorf("the fresh checkout: %s", r)
+			}
+		})
+	}
+}
+
+// TestGitStoreQuota: with cache.quota, the checkout and the store are
+// filesystems of their own; the objects are copied into the store, not
+// linked, and a new slot still borrows them.
+func TestGitStoreQuota(t *testing.T) {
+	pool := newGCPool(t)
+	cfg := hostNetworkConfig + fmt.Sprintf("[cache]\npool = %q\nstate_dir = %q\nquota = \"200MiB\"\nprofiles = [\"git\"]\n", pool.name, pool.stateDir)
+	srv := historyServer(t, 50, historyFileSize)
+	project := nextJobID()
+	first := newJob(t, jobSpec{ProjectID: project, Config: cfg})
+	prep, vol0, _, _ := sources(t, first, srv)
+	store, _ := storeOf(t, prep)
+	for _, v := range []string{vol0, store} {
+		if _, _, looped := quotaImage(t, v); !looped {
+			t.Fatalf("volume %s has no filesystem of its own", v)
+		}
+	}
+	mustSucceed(t, first.cleanup())
+
+	second := newJob(t, jobSpec{ProjectID: project, Slot: 1, Config: cfg})
+	sources(t, second, srv)
+	r := second.run("build_script", second.Script("git count-objects -v | grep -E '^(count|packs):'\ngit fsck --connectivity-only --no-dangling && git rev-parse HEAD\n"))
+	if want := "count: 0\npacks: 0\n" + srv.SHA + "\n"; r.Code != 0 || r.Stdout != want {
+		t.Errorf("slot 1 over the quota'd store: %s\nstdout %q, want %q", r, r.Stdout, want)
+	}
+	mustSucceed(t, second.cleanup())
+
+	again := newJob(t, jobSpec{ProjectID: project, Config: cfg})
+	_, vol, out, _ := sources(t, again, srv)
+	if r := again.run("build_script", again.Script("git fsck --connectivity-only --no-dangling && git rev-parse HEAD\n")); vol != vol0 || !strings.Contains(out, reusedLine) || r.Code != 0 || r.Stdout != srv.SHA+"\n" {
+		t.Errorf("slot 0 after its objects were copied to the store (%s, want %s): %s\n%s", vol, vol0, r, out)
 	}
 }
 
@@ -271,10 +464,14 @@ func gitPart(tb testing.TB, out string) time.Duration {
 // new checkout) against its second's (a fetch of one new commit into the
 // warm checkout), on a repository of 300 commits of 128 KiB each (depth
 // 20: the tip's tree holds them all), side by side: the whole stage and
-// its git part (init to clean).
+// its git part (init to clean), and their cleanups (where the checkout's
+// objects move to the project's store and its index is settled, waiting
+// up to a second for the clock). Then the disk that 3 slots of one project
+// use (3 checkouts and the project's store) against 3 full clones.
 func BenchmarkGitFetch(b *testing.B) {
-	srv := historyServer(b, 300, 128<<10)
-	var stage, git [2][]time.Duration
+	const commits, size = 300, 128 << 10
+	srv := historyServer(b, commits, size)
+	var stage, git, cleanup [2][]time.Duration
 	for i := 0; i < b.N; i++ {
 		project := nextJobID()
 		for n := range 2 {
@@ -284,8 +481,10 @@ func BenchmarkGitFetch(b *testing.B) {
 				b.Fatalf("job %d: fresh clone %v:\n%s", n+1, fresh, out)
 			}
 			stage[n], git[n] = append(stage[n], took), append(git[n], gitPart(b, out))
+			start := time.Now()
 			mustPass(b, j.cleanup())
-			if err := srv.AddCommits(1, 128<<10); err != nil {
+			cleanup[n] = append(cleanup[n], time.Since(start))
+			if err := srv.AddCommits(1, size); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -293,45 +492,100 @@ func BenchmarkGitFetch(b *testing.B) {
 	for _, m := range []struct {
 		name string
 		d    [2][]time.Duration
-	}{{"get_sources", stage}, {"git", git}} {
+	}{{"get_sources", stage}, {"git", git}, {"cleanup", cleanup}} {
 		clone, fetch := median(m.d[0]), median(m.d[1])
 		b.ReportMetric(float64(clone.Milliseconds()), "ms/"+m.name+"-clone")
 		b.ReportMetric(float64(fetch.Milliseconds()), "ms/"+m.name+"-fetch")
 		b.ReportMetric(clone.Seconds()/fetch.Seconds(), m.name+"-clone/fetch")
+		b.Logf("%-11s first job (clone) %5d ms | second job (fetch) %5d ms | %.1fx  (medians of %d)",
+			m.name, clone.Milliseconds(), fetch.Milliseconds(), clone.Seconds()/fetch.Seconds(), len(m.d[0]))
 	}
+	b.StopTimer()
+	slots, clones := gitSlotsDisk(b, srv, 3)
+	b.Logf("disk of 3 slots of one project: %d MiB (3 checkouts and the store) | 3 full clones: %d MiB | %.1fx less",
+		slots>>20, clones>>20, float64(clones)/float64(slots))
+	b.ReportMetric(float64(slots>>20), "MiB/3-slots")
+	b.ReportMetric(float64(clones>>20), "MiB/3-clones")
 }
 
-// TestGitCheckoutUsers: a job that runs as another user than root clones
-// into a builds directory of its own, and leaves the project's checkout as
-// the last root job left it, for the next one to fetch into.
+// gitSlotsDisk runs a new project's first job on slot 0, then a job on
+// each other of n slots at once, and returns the disk the project's git
+// volumes use (as cleanup measured them) and what n full clones would: n
+// times slot 0's checkout and the store, which together hold one clone
+// (slot 0's objects all moved to the store).
+func gitSlotsDisk(b *testing.B, srv gitServer, n int) (slots, clones int64) {
+	project := nextJobID()
+	first := gitJob(b, project, 0, false)
+	prep, vol0, _, _ := sources(b, first, srv)
+	store, _ := storeOf(b, prep)
+	mustPass(b, first.cleanup())
+	var wg sync.WaitGroup
+	for slot := 1; slot < n; slot++ {
+		j := gitJob(b, project, slot, false)
+		wg.Go(func() {
+			r := j.prepare()
+			if r.Code != 0 {
+				b.Errorf("slot %d prepare: %s", slot, r)
+				return
+			}
+			if s := j.run("get_sources", sampleScript(b, "get_sources", srv)); s.Code != 0 {
+				b.Errorf("slot %d get_sources: %s", slot, s)
+			}
+			if r := j.cleanup(); r.Code != 0 {
+				b.Errorf("slot %d cleanup: %s", slot, r)
+			}
+		})
+	}
+	wg.Wait()
+	sizes := gitSizes(b, first, project)
+	if len(sizes) != n+1 {
+		b.Fatalf("git volumes of the project: %v, want %d checkouts and a store", sizes, n)
+	}
+	for _, s := range sizes {
+		slots += s
+	}
+	return slots, int64(n) * (sizes[vol0] + sizes[store])
+}
+
+// TestGitCheckoutUsers: a job that runs as another user than root
+// fetches into the slot's warm checkout a root job left, and works in it
+// as that user (the runner hands it over); the next root job fetches into
+// it again, and its build, as root, runs git there (the checkout is
+// handed back, and the other user's mark is gone).
 func TestGitCheckoutUsers(t *testing.T) {
 	srv := startGitServer(t, sampleToken, map[string]string{"main.go": "package main\n"})
 	project := nextJobID()
 	root := gitJob(t, project, 0, false)
 	_, vol, _, _ := sources(t, root, srv)
-	if r := root.cleanup(); r.Code != 0 {
-		t.Fatalf("cleanup: %s", r)
-	}
+	mustSucceed(t, root.cleanup())
 
-	other := newJob(t, jobSpec{ProjectID: project, User: "ci", Config: gitConfig})
-	r := other.prepare()
-	if r.Code != 0 || strings.Contains(r.Stderr, "Cache git") {
-		t.Fatalf("prepare of a job as ci: %s", r)
-	}
-	s := other.run("get_sources", sampleScript(t, "get_sources", srv))
-	if s.Code != 0 || !strings.Contains(s.Stdout, freshLine) {
-		t.Fatalf("get_sources as ci: %s", s)
-	}
-	if r := other.run("build_script", other.Script("id -un\necho mine > mine.txt && git status --porcelain\n")); r.Code != 0 || r.Stdout != "ci\n?? mine.txt\n" {
-		t.Errorf("build as ci: %s", r)
-	}
-	if r := other.cleanup(); r.Code != 0 {
-		t.Fatalf("cleanup: %s", r)
-	}
+	for round := range 2 {
+		other := newJob(t, jobSpec{ProjectID: project, User: "ci", Config: gitConfig})
+		_, vol2, out, _ := sources(t, other, srv)
+		if vol2 != vol || !strings.Contains(out, reusedLine) {
+			t.Fatalf("round %d: the job as ci got %s, want the warm %s:\n%s", round, vol2, vol, out)
+		}
+		if r := other.run("build_script", other.Script("id -un\necho mine > mine.txt && git status --porcelain\ngit rev-parse HEAD\n")); r.Code != 0 || r.Stdout != "ci\n?? mine.txt\n"+srv.SHA+"\n" {
+			t.Errorf("round %d: build as ci: %s", round, r)
+		}
+		mustSucceed(t, other.cleanup())
 
-	again := gitJob(t, project, 0, false)
-	_, vol2, out, _ := sources(t, again, srv)
-	if vol2 != vol || !strings.Contains(out, reusedLine) {
-		t.Errorf("the next root job got %s, want the warm %s:\n%s", vol2, vol, out)
+		again := gitJob(t, project, 0, false)
+		_, vol3, out, _ := sources(t, again, srv)
+		if vol3 != vol || !strings.Contains(out, reusedLine) {
+			t.Errorf("round %d: the next root job got %s, want the warm %s:\n%s", round, vol3, vol, out)
+		}
+		if r := again.run("build_script", again.Script("id -un\nstat -c %U . .git\ngit status --porcelain\ngit rev-parse HEAD\n")); r.Code != 0 || r.Stdout != "root\nroot\nroot\n"+srv.SHA+"\n" {
+			t.Errorf("round %d: build as root after ci: %s", round, r)
+		}
+		mustSucceed(t, again.cleanup())
+	}
+}
+
+// mustSucceed fails t unless r passed.
+func mustSucceed(t testing.TB, r result) {
+	t.Helper()
+	if r.Code != 0 {
+		t.Fatalf("driver call failed: %s", r)
 	}
 }

@@ -1,7 +1,10 @@
-// Package gitcheck tells whether the git checkouts in a warm checkout
-// volume are fit for the next job: an interrupted git command leaves lock
-// files, and a checkout without HEAD or objects is broken. It only reads
-// a file system it is given (see host.Host.FS).
+// Package gitcheck knows the files of warm git checkouts: whether the
+// checkouts in a volume are fit for the next job (Damage: an interrupted
+// git command leaves lock files, and a checkout without HEAD or objects is
+// broken), git's index (Index, Racy, SettleIndex), and the project's
+// object store the checkouts borrow from (InitStore, LinkStore,
+// FeedStore). It works in the file systems and roots it is given (see
+// host.Host.FS and OpenRoot), never outside them.
 package gitcheck
 
 import (
@@ -70,6 +73,9 @@ func gitDirDamage(fsys fs.FS, gitDir string) string {
 	has := map[string]fs.DirEntry{}
 	for _, e := range entries {
 		has[e.Name()] = e
+	}
+	if e, ok := has["objects"]; ok && e.IsDir() && len(entries) == 1 {
+		return "" // linked to its store (LinkStore), not yet made by git init
 	}
 	for _, name := range interrupted {
 		if _, ok := has[name]; ok {

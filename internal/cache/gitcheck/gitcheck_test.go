@@ -45,6 +45,7 @@ func TestCheckoutDamage(t *testing.T) {
 		{"missing objects", checkout(fstest.MapFS{"group/project/.git/objects/pack/p.pack": nil}), "group/project/.git/objects is missing"},
 		{"nested group", fstest.MapFS{"a/b/c/project/.git/HEAD": {}, "a/b/c/project/.git/objects/x": {}, "a/b/c/project/.git/config.lock": {}},
 			"a/b/c/project/.git/config.lock: a git command was interrupted"},
+		{"linked to its store, not yet made by git init", fstest.MapFS{"group/project/.git/objects/info/alternates": {}}, ""},
 		{"too deep to look at", fstest.MapFS{"1/2/3/4/5/6/7/8/9/.git/index.lock": {}}, ""},
 		{".git as a link is not followed", fstest.MapFS{"group/project/.git": {Mode: fs.ModeSymlink, Data: []byte("/")}}, ""},
 	} {

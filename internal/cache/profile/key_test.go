@@ -293,7 +293,7 @@ func TestPlanVolumes(t *testing.T) {
 		{"maven", "/root/.m2/repository"},
 		{"gradle", "/root/.gradle/caches"},
 		{"cargo", "/usr/local/cargo/registry"},
-		{"git", "/builds"},
+		{"git", "/builds"}, {"git", "/var/cache/warmcache/git"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Plan volumes =\n%v\nwant\n%v", got, want)
@@ -400,8 +400,10 @@ func TestPlanIsolation(t *testing.T) {
 			for i := range a {
 				want := tt.safe
 				switch {
-				case a[i].Profile == Git.Name:
+				case a[i].Profile == Git.Name && a[i].Path == Git.Paths[0]:
 					want = tt.git
+				case a[i].Profile == Git.Name: // the store: one for every slot
+					want = tt.safe
 				case !isConcurrentSafe(t, profiles, a[i].Profile):
 					want = tt.unsafe
 				}

@@ -31,6 +31,9 @@ type Profile struct {
 	// build directory per slot of a project; commit layers and forks
 	// never apply.
 	ProjectSlot bool
+	// ReadOnly mounts the volumes read-only: the job reads them, and only
+	// warmcache writes them, once the job is done (the git object store).
+	ReadOnly bool
 }
 
 // CacheDir is the runner's own cache_dir, where GitLab's `cache:`
@@ -42,6 +45,14 @@ var CacheDir = Profile{Name: "cache-dir", Paths: []string{protocol.CacheDir}, Co
 // GIT_STRATEGY=fetch fetches into the checkout an earlier job left. Only
 // jobs whose strategy is fetch mount it (Manager.planned).
 var Git = Profile{Name: "git", Paths: []string{protocol.BuildsDir}, ProjectSlot: true}
+
+// GitStore is the object store the project's warm checkouts share, one
+// per project and trust class: each checkout's objects/info/alternates
+// names it, so a slot's first fetch asks only for what no slot of the
+// project has had yet. Jobs read it; warmcache moves the objects a job's
+// fetch added into it once the job is done (Manager.Measure). It comes
+// with Git, and is mounted with it.
+var GitStore = Profile{Name: Git.Name, Paths: []string{protocol.GitStoreDir}, ConcurrentSafe: true, ReadOnly: true}
 
 // builtins are the profiles known by name. Go's caches and npm's cacache
 // are built for concurrent use; Maven's local repository is not.
@@ -72,6 +83,9 @@ func Load(cfg config.Cache) ([]Profile, error) {
 	for _, name := range cfg.Profiles {
 		if p, ok := builtins[name]; ok {
 			out = append(out, p)
+			if p.Name == Git.Name {
+				out = append(out, GitStore)
+			}
 			continue
 		}
 		i := slices.IndexFunc(cfg.Custom, func(c config.CustomProfile) bool { return c.Name == name })

@@ -31,6 +31,10 @@ type Record struct {
 	// volume to the fleet cache (cache.remote), of PublishedBytes.
 	Published      time.Time `json:"published,omitzero"`
 	PublishedBytes int64     `json:"published_bytes,omitempty"`
+	// StoreID is, for a warm git checkout, the id of the project's git
+	// object store it was linked to: the checkout may lack objects that
+	// are in that store only.
+	StoreID string `json:"store_id,omitempty"`
 }
 
 // LeaseGrace is how long a claim protects a volume from the GC. It must
