@@ -11,6 +11,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/plan"
 	"github.com/warmcache/warmcache/internal/protocol"
 )
 
@@ -32,8 +33,10 @@ func withSampleServices(t *testing.T, edit func(j map[string]any)) *harness {
 	})
 }
 
+// With docker.network_per_job, the job makes a network of its own.
 func TestPrepareJobNetwork(t *testing.T) {
 	h := newHarness(t, nil)
+	h.cfg.Docker.NetworkPerJob = true
 	if err := Prepare(context.Background(), h.deps()); err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +60,7 @@ func TestPrepareJobNetwork(t *testing.T) {
 
 func TestPrepareNetworkFails(t *testing.T) {
 	h := newHarness(t, nil)
+	h.cfg.Docker.NetworkPerJob = true
 	h.f.FailNext(fake.MethodCreateNetwork, errors.New("no address pool left"))
 	err := Prepare(context.Background(), h.deps())
 	if err == nil || err.Error() != "creating the job's network: no address pool left" {
@@ -74,7 +78,7 @@ func TestPrepareServices(t *testing.T) {
 		t.Fatal(err)
 	}
 	to := time.Now()
-	network := sampleKey.Name(naming.KindNetwork)
+	network := plan.SlotNetwork(h.job(), h.cfg, to).Name
 	for i, want := range []struct {
 		image   string
 		aliases []string
@@ -222,6 +226,7 @@ func TestPrepareInspectsServiceImageOnce(t *testing.T) {
 func TestCleanupRemovesNetworkInBackground(t *testing.T) {
 	for _, startFails := range []bool{false, true} {
 		h := withSampleServices(t, nil)
+		h.cfg.Docker.NetworkPerJob = true
 		if err := Prepare(context.Background(), h.deps()); err != nil {
 			t.Fatal(err)
 		}
@@ -260,6 +265,7 @@ func TestCleanupRemovesNetworkInBackground(t *testing.T) {
 // retried the preparation: attempt 2's network, of the same name, stays.
 func TestBackgroundNetworkRemovalSparesTheRetry(t *testing.T) {
 	h := withSampleServices(t, nil)
+	h.cfg.Docker.NetworkPerJob = true
 	if err := Prepare(context.Background(), h.deps()); err != nil {
 		t.Fatal(err)
 	}
@@ -300,5 +306,35 @@ func TestServicesStartBeforeBuild(t *testing.T) {
 		if s := slices.Index(calls, fake.Call{Method: fake.MethodStartContainer, Name: sampleKey.ServiceName(i)}); s < 0 || s > buildStart {
 			t.Errorf("service %d started at call %d, the build container at %d", i, s, buildStart)
 		}
+	}
+}
+
+// The jobs of one slot run on the slot's network one after the other: the
+// first makes it, the next finds it with one inspect, and each job's
+// service keeps its alias on it.
+func TestPrepareReusesSlotNetwork(t *testing.T) {
+	first := withSampleServices(t, nil)
+	second := withSampleServices(t, func(j map[string]any) { j["id"] = 22962 })
+	second.f = first.f
+	for i, h := range []*harness{first, second} {
+		before := len(h.f.Calls())
+		if err := Prepare(context.Background(), h.deps()); err != nil {
+			t.Fatalf("job %d: %v", i, err)
+		}
+		network := plan.SlotNetwork(h.job(), h.cfg, time.Now()).Name
+		made := slices.Contains(h.f.Calls()[before:], fake.Call{Method: fake.MethodCreateNetwork, Name: network})
+		if made != (i == 0) {
+			t.Errorf("job %d: made the slot's network: %v", i, made)
+		}
+		svc, _ := h.f.Container(h.job().Key().ServiceName(0))
+		if svc.Spec.NetworkMode != network || !slices.Contains(svc.Spec.NetworkAliases, "db") {
+			t.Errorf("job %d: service on %s as %v, want on %s as db", i, svc.Spec.NetworkMode, svc.Spec.NetworkAliases, network)
+		}
+		if err := Cleanup(h.deps()); err != nil {
+			t.Fatalf("job %d: Cleanup: %v", i, err)
+		}
+	}
+	if nets, _ := first.f.List(context.Background(), map[string]string{naming.LabelManaged: "true"}); len(nets) != 1 || nets[0].Labels[naming.LabelKind] != string(naming.KindSlotNetwork) {
+		t.Errorf("left after both jobs: %+v, want the slot's network only", nets)
 	}
 }
