@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine/docker"
 	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/test/runnersim"
 )
 
 // Test images, built locally by test/images/build.sh.
@@ -82,6 +84,11 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
+	// The slots' networks outlive their jobs: they are the suite's runner's.
+	if err := removeSlotNetworks(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: removing the suite's slot networks: %v\n", err)
+		return 1
+	}
 	var leaked []string
 	// The last jobs' networks may still be on their way out (see
 	// jobResources).
@@ -101,6 +108,23 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	return code
+}
+
+// removeSlotNetworks removes the networks of this process's runner's
+// slots, which no job's cleanup removes; one a container is still on is
+// an error (a leak).
+func removeSlotNetworks() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rs, err := eng.List(ctx, map[string]string{naming.LabelKind: string(naming.KindSlotNetwork), naming.LabelRunnerID: runnersim.RunnerID})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range rs {
+		errs = append(errs, eng.Remove(ctx, engine.Resource{Type: engine.Network, Name: r.ID}))
+	}
+	return errors.Join(errs...)
 }
 
 // managedResources names every container, volume and network warmcache

@@ -21,7 +21,7 @@ func fetch(url string) string {
 // TestServiceReachableByAliases: a service gets the Docker executor's
 // aliases and the job's own, in the build container and in the helper;
 // it gets the job's public variables and its own, never the job token;
-// cleanup leaves nothing, the job's network included.
+// cleanup leaves nothing.
 func TestServiceReachableByAliases(t *testing.T) {
 	j := newJob(t, jobSpec{Services: []runnersim.Service{{
 		Name: httpdImage, Alias: "web,api", Variables: map[string]string{"SVC_GREETING": "hello-$CI_PROJECT_PATH"},
@@ -38,8 +38,10 @@ func TestServiceReachableByAliases(t *testing.T) {
 			t.Errorf("prepare log lacks %q:\n%s", want, r.Stderr)
 		}
 	}
-	if left := jobResources(t, j); !hasResource(left, "network ", "-network") || !hasResource(left, "container ", "-service0") {
-		t.Errorf("after prepare the job has %v, want its network and its service too", left)
+	// It runs on its runner slot's network (slotnet_test.go), not one of
+	// its own.
+	if left := jobResources(t, j); hasResource(left, "network ", "-network") || !hasResource(left, "container ", "-service0") {
+		t.Errorf("after prepare the job has %v, want its service and no network of its own", left)
 	}
 
 	var script strings.Builder
@@ -171,7 +173,7 @@ func TestServiceEntrypointAndCommand(t *testing.T) {
 
 // TestServiceImageMissing: a service image that cannot be had fails
 // prepare with one line naming it, and cleanup removes what prepare had
-// made by then (the job's network among it).
+// made by then.
 func TestServiceImageMissing(t *testing.T) {
 	j := newJob(t, jobSpec{
 		Config:   "[docker]\nhelper_image = \"" + debianImage + "\"\npull_policy = [\"never\"]\n",
@@ -207,12 +209,12 @@ func BenchmarkJobNetwork(b *testing.B) {
 }
 
 // TestNetworkRemovalLogged: the detached process that removes a job's
-// network after cleanup gets the stage's config file (the runner's
-// environment, WARMCACHE_CONFIG with it, stays behind) and logs its
-// outcome to the configured structured log.
+// network (its own: docker.network_per_job) after cleanup gets the
+// stage's config file (the runner's environment, WARMCACHE_CONFIG with
+// it, stays behind) and logs its outcome to the configured structured log.
 func TestNetworkRemovalLogged(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "warmcache.log")
-	j := newJob(t, jobSpec{Config: defaultConfig + "[log]\nfile = \"" + logFile + "\"\n"})
+	j := newJob(t, jobSpec{Config: defaultConfig + "network_per_job = true\n[log]\nfile = \"" + logFile + "\"\n"})
 	if r := j.prepare(); r.Code != 0 {
 		t.Fatalf("prepare: %s", r)
 	}
