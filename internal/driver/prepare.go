@@ -96,7 +96,8 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 				d.Log.Error("reaper pass panicked", zap.Any("panic", p))
 			}
 		}()
-		removed, ok := reap.AtPrepare(ctx, reap.Deps{Engine: d.Engine, Config: d.Config.Reap, Cgroups: d.cgroups()}, d.Log)
+		removed, ok := reap.AtPrepare(ctx, reap.Deps{Engine: d.Engine, Config: d.Config.Reap, Cgroups: d.cgroups(),
+			SlotNetworkOptions: plan.SlotNetworkOptions(d.Config)}, d.Log)
 		d.Caches.RecordReap(removed, ok)
 		d.Caches.GCAtStage(ctx, d.Caches.Names(j))
 	}()
