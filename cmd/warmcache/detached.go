@@ -15,13 +15,15 @@ import (
 	"github.com/warmcache/warmcache/internal/driver"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/docker"
+	"github.com/warmcache/warmcache/internal/host"
+	"github.com/warmcache/warmcache/internal/limits/cgroup"
 )
 
 // The hidden commands a stage starts detached (see starter), and the flag
 // naming their engine.
 const (
 	startContainerName = "start-container"
-	removeNetworkName  = "remove-network"
+	removeJobName      = "remove-job"
 	hostFlag           = "host"
 	tlsVerifyFlag      = "tls-verify"
 	tlsCertPathFlag    = "tls-cert-path"
@@ -55,19 +57,35 @@ func startContainerCommand(stageErr *error) *cli.Command {
 	}
 }
 
-// removeNetworkCommand is started detached by cleanup once the job's
-// containers are gone: a network takes longer to remove than anything
-// else, and nothing waits for it. A failure goes to the structured log;
-// the reaper removes what this leaves.
-func removeNetworkCommand(stageErr *error) *cli.Command {
+// removeJobCommand is started detached by cleanup once the job's
+// containers are marked ended: their removal, then that of the job's
+// volumes, networks and cgroup, takes longer than anything else in
+// cleanup, and nothing waits for it. A failure goes to the structured
+// log; the reaper removes what this leaves.
+func removeJobCommand(stageErr *error) *cli.Command {
 	return &cli.Command{
-		Name:      removeNetworkName,
+		Name:      removeJobName,
 		Hidden:    true,
-		ArgsUsage: "ID",
+		ArgsUsage: "JOB RESOURCE...",
 		Flags:     engineFlags(),
 		Action: func(c *cli.Context) error {
 			*stageErr = detached(c, func(ctx context.Context, e engine.Engine) error {
-				return driver.RemoveNetwork(ctx, e, c.Args().First())
+				var rs []engine.Resource
+				for _, arg := range c.Args().Tail() {
+					r, err := driver.ParseResourceArg(arg)
+					if err != nil {
+						return err
+					}
+					rs = append(rs, r)
+				}
+				// The job's cgroup is on the engine's host: this one's only
+				// when the engine is local, as for the stage.
+				var cgroups *cgroup.Host
+				if host.Local(c.String(hostFlag)) {
+					cg := cgroup.Detect("")
+					cgroups = &cg
+				}
+				return driver.RemoveJob(ctx, e, cgroups, c.Args().First(), rs)
 			})
 			return nil
 		},
@@ -92,18 +110,22 @@ func (s starter) StartContainer(name string) error {
 	return background(s.args(startContainerName, name))
 }
 
-// RemoveNetwork implements driver.Detached.
-func (s starter) RemoveNetwork(id string) error {
-	return background(s.args(removeNetworkName, id))
+// RemoveJob implements driver.Detached.
+func (s starter) RemoveJob(base string, rs []engine.Resource) error {
+	args := []string{base}
+	for _, r := range rs {
+		args = append(args, driver.ResourceArg(r))
+	}
+	return background(s.args(removeJobName, args...))
 }
 
-// args is the command line of the hidden command with its argument.
-func (s starter) args(command, arg string) []string {
+// args is the command line of the hidden command with its arguments.
+func (s starter) args(command string, arg ...string) []string {
 	args := []string{command, "--" + hostFlag, s.host}
 	if s.engine.TLSVerify {
 		args = append(args, "--"+tlsVerifyFlag, "--"+tlsCertPathFlag, s.engine.CertPath)
 	}
-	return detachedArgs(s.configPath, s.optional, append(args, arg))
+	return detachedArgs(s.configPath, s.optional, append(args, arg...))
 }
 
 // detachedArgs is the command line of a detached helper command: args,

@@ -2,8 +2,10 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -11,13 +13,19 @@ import (
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/parallel"
 	"github.com/warmcache/warmcache/internal/reap"
 )
 
 // Cleanup removes every container, volume and network of the job except
-// persistent caches. It runs on its own bounded context (the runner calls it
-// after a cancel too), succeeds when there is nothing to remove, and
-// reports everything it could not remove.
+// persistent caches, and its cgroup. It runs on its own bounded context
+// (the runner calls it after a cancel too), succeeds when there is
+// nothing to remove, and reports everything it could not remove.
+//
+// What must be done before the stage returns is done in it: the commit
+// of a cache's writes (which removes the job's containers first, to
+// commit their layers). The removal of the rest is handed to a detached
+// process (see removeJob).
 func Cleanup(d Deps) error {
 	ctx, cancel := context.WithTimeout(context.Background(), d.Config.Docker.CleanupTimeout)
 	defer cancel()
@@ -29,10 +37,7 @@ func Cleanup(d Deps) error {
 	d.Caches.Commit(ctx, j, stepStages(j.Steps), func(ctx context.Context) error {
 		return removeJobContainers(ctx, d.Engine, j.Key())
 	})
-	err = reap.RemoveJob(ctx, cleanupRemover(d), j.Key())
-	if err == nil { // the cgroup can only go once its containers have
-		err = removeCgroup(d, j.Key().Base())
-	}
+	err = removeJob(ctx, d, j.Key())
 	removed := time.Since(start)
 	// Sizes are measured once the job is done, off the job's critical path.
 	d.Caches.Measure(ctx, j)
@@ -44,35 +49,78 @@ func Cleanup(d Deps) error {
 	return nil
 }
 
-// networksLater is cleanup's remover: it hands the removal of a network,
-// by then free of the job's containers, to a detached process, because
-// that removal takes longer than anything else in cleanup and nothing
-// needs to wait for it. If that process cannot start, the network is
-// removed at once; if it fails, the reaper removes the network later.
-type networksLater struct {
-	reap.Engine
-	d Deps
-}
-
-// cleanupRemover returns what cleanup removes the job's resources with.
-func cleanupRemover(d Deps) reap.Engine {
-	if d.Detached == nil {
-		return d.Engine
-	}
-	return networksLater{Engine: d.Engine, d: d}
-}
-
-// Remove implements reap.Engine.
-func (n networksLater) Remove(ctx context.Context, r engine.Resource) error {
-	if r.Type == engine.Network && r.ID != "" {
-		// By id: a retried prepare of the job makes one of the same name.
-		err := n.d.Detached.RemoveNetwork(r.ID)
+// removeJob removes the job's resources and cgroup. Their removal takes
+// longer than anything else in cleanup (a container with a network
+// endpoint about 0.1 s, a network more), and nothing needs to wait for it:
+// the job's containers get names that say the job ended (see
+// endContainers), and a detached process removes them, then the rest.
+// If that process cannot start, everything is removed at once; if it
+// fails, the reaper removes what it left.
+func removeJob(ctx context.Context, d Deps, key naming.JobKey) error {
+	if d.Detached != nil {
+		err := removeLater(ctx, d, key)
 		if err == nil {
 			return nil
 		}
-		n.d.Log.Warn("removing the job's network in the background", zap.Error(err))
+		d.Log.Warn("removing the job's resources in the background", zap.Error(err))
 	}
-	return n.Engine.Remove(ctx, r)
+	if err := reap.RemoveJob(ctx, d.Engine, key); err != nil {
+		return err
+	}
+	// The cgroup can only go once its containers have.
+	return removeCgroup(d, key.Base())
+}
+
+// removeLater hands the removal of the job's resources to the detached
+// process, with the containers renamed.
+func removeLater(ctx context.Context, d Deps, key naming.JobKey) error {
+	rs, err := reap.JobResources(ctx, d.Engine, key)
+	if err != nil {
+		return err
+	}
+	if rs, err = endContainers(ctx, d.Engine, rs); err != nil {
+		return err
+	}
+	return d.Detached.RemoveJob(key.Base(), rs)
+}
+
+// endContainers renames the job's containers as naming.Ended says, and
+// returns rs with their new names. The next job of the runner slot finds
+// them by that name on the slot's network while they are still being
+// removed, and takes them off it (see services.MakeNetwork); a retried
+// preparation of the job is free to create containers of the old names;
+// and the detached removal, by the new names, never touches those. A
+// container gone meanwhile is dropped.
+func endContainers(ctx context.Context, e engine.Engine, rs []engine.Resource) ([]engine.Resource, error) {
+	stamp := strconv.FormatInt(time.Now().UnixNano(), 36)
+	gone := make([]bool, len(rs))
+	err := parallel.Each(indexes(len(rs)), func(i int) error {
+		r := &rs[i]
+		if r.Type != engine.Container || naming.IsEnded(r.Name) {
+			return nil
+		}
+		ended := naming.Ended(r.Name, stamp)
+		err := e.RenameContainer(ctx, r.Name, ended)
+		if errors.Is(err, engine.ErrNotFound) {
+			gone[i] = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r.Name = ended
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("marking the job's containers ended: %w", err)
+	}
+	out := rs[:0]
+	for i, r := range rs {
+		if !gone[i] {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 // removeJobContainers removes the job's containers (which unmounts its
@@ -84,4 +132,12 @@ func removeJobContainers(ctx context.Context, e reap.Engine, key naming.JobKey) 
 	}
 	rs = slices.DeleteFunc(rs, func(r engine.Resource) bool { return r.Type != engine.Container })
 	return reap.RemoveAll(ctx, e, rs)
+}
+
+func indexes(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }

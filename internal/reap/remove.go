@@ -21,14 +21,22 @@ type Engine interface {
 // retried prepare. Persistent caches are skipped even if a label says
 // they belong to the job.
 func RemoveJob(ctx context.Context, e Engine, key naming.JobKey) error {
+	found, err := JobResources(ctx, e, key)
+	if err != nil {
+		return err
+	}
+	return RemoveAll(ctx, e, found)
+}
+
+// JobResources lists what RemoveJob removes.
+func JobResources(ctx context.Context, e Engine, key naming.JobKey) ([]engine.Resource, error) {
 	found, err := e.List(ctx, map[string]string{naming.LabelJob: key.Base()})
 	if err != nil {
-		return fmt.Errorf("listing the job's resources: %w", err)
+		return nil, fmt.Errorf("listing the job's resources: %w", err)
 	}
-	found = slices.DeleteFunc(found, func(r engine.Resource) bool {
+	return slices.DeleteFunc(found, func(r engine.Resource) bool {
 		return r.Labels[naming.LabelKind] == string(naming.KindCache)
-	})
-	return RemoveAll(ctx, e, found)
+	}), nil
 }
 
 // RemoveAll removes containers first: they hold the volumes and networks.
