@@ -45,6 +45,9 @@ func TestHostileJobVariables(t *testing.T) {
 	if r := j.cleanup(); r.Code != 0 {
 		t.Fatalf("cleanup: %s", r)
 	}
+	if left := jobResources(t, j); len(left) != 0 {
+		t.Fatalf("after cleanup the job still has %v", left)
+	}
 	ctx := context.Background()
 	nets, err := eng.List(ctx, map[string]string{naming.LabelKind: string(naming.KindSlotNetwork), naming.LabelRunnerID: "7rmrf"})
 	if err != nil || len(nets) != 1 || !regexp.MustCompile(`^warmcache-[a-z0-9]{1,16}-[0-9a-f]{6}-c0-slotnet-[0-9a-f]{8}$`).MatchString(nets[0].Name) {

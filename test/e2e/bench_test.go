@@ -110,7 +110,7 @@ func tracedBareJob(b *testing.B, trace *apiTrace) tracedJob {
 	call("cleanup", "cleanup")
 	tj.wall = time.Since(start)
 	// The detached helper cleanup starts ends a moment later.
-	for deadline := time.Now().Add(networkRemovalBound); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(removalBound); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		rs, err := eng.List(context.Background(), map[string]string{naming.LabelJobID: fmt.Sprint(j.ID)})
 		if err != nil {
 			b.Fatal(err)

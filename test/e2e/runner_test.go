@@ -70,6 +70,11 @@ func newJob(t testing.TB, spec jobSpec) *job {
 		if r := j.call("cleanup"); r.Code != 0 {
 			t.Errorf("cleanup at test end: %s", r)
 		}
+		// The detached removal cleanup started must be over before the
+		// project's caches, which the job's containers mount, can go.
+		if left := jobResources(t, j); len(left) != 0 {
+			t.Errorf("after the cleanup at test end the job still has %v", left)
+		}
 	})
 	return j
 }

@@ -208,11 +208,12 @@ func BenchmarkJobNetwork(b *testing.B) {
 	b.ReportMetric(float64(om)/float64(bm), "own/bridge")
 }
 
-// TestNetworkRemovalLogged: the detached process that removes a job's
-// network (its own: docker.network_per_job) after cleanup gets the
-// stage's config file (the runner's environment, WARMCACHE_CONFIG with
-// it, stays behind) and logs its outcome to the configured structured log.
-func TestNetworkRemovalLogged(t *testing.T) {
+// TestBackgroundRemovalLogged: the detached process that removes a job's
+// containers, volumes and network (its own: docker.network_per_job) after
+// cleanup gets the stage's config file (the runner's environment,
+// WARMCACHE_CONFIG with it, stays behind) and logs its outcome to the
+// configured structured log.
+func TestBackgroundRemovalLogged(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "warmcache.log")
 	j := newJob(t, jobSpec{Config: defaultConfig + "network_per_job = true\n[log]\nfile = \"" + logFile + "\"\n"})
 	if r := j.prepare(); r.Code != 0 {
@@ -224,14 +225,14 @@ func TestNetworkRemovalLogged(t *testing.T) {
 	if left := jobResources(t, j); len(left) != 0 {
 		t.Errorf("after cleanup the job still has %v", left)
 	}
-	// The network is gone before its remover writes the log line: wait for
-	// the line a moment longer.
+	// The resources are gone before their remover writes the log line:
+	// wait for the line a moment longer.
 	var entries []string
-	for deadline := time.Now().Add(networkRemovalBound); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(removalBound); ; time.Sleep(50 * time.Millisecond) {
 		entries = nil
 		data, _ := os.ReadFile(logFile)
 		for _, line := range strings.Split(string(data), "\n") {
-			if strings.Contains(line, `"stage":"remove-network"`) {
+			if strings.Contains(line, `"stage":"remove-job"`) {
 				entries = append(entries, line)
 			}
 		}
@@ -240,6 +241,6 @@ func TestNetworkRemovalLogged(t *testing.T) {
 		}
 	}
 	if len(entries) != 1 || !strings.Contains(entries[0], `"msg":"stage finished"`) {
-		t.Errorf("remove-network log entries %q, want one saying it finished", entries)
+		t.Errorf("remove-job log entries %q, want one saying it finished", entries)
 	}
 }
