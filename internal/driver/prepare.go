@@ -111,8 +111,8 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		slot := plan.SlotNetwork(j, d.Config, meta.Created)
 		nets.Slot = &slot
 	}
-	networkMade := services.MakeNetwork(ctx, serviceDeps(d), nets)
-	defer networkMade() // a failed prepare leaves no call in flight
+	net := services.MakeNetwork(ctx, serviceDeps(d), nets)
+	defer net.Ready() // a failed prepare leaves no call in flight
 
 	pull := images.Puller{Engine: d.Engine, Attempts: d.Config.Docker.PullAttempts, Say: d.say,
 		Auth: images.RegistryAuth(images.SourcesFor(j, d.Config, d.Getenv), d.say), Backoff: images.JitteredBackoff}
@@ -167,7 +167,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	if err != nil {
 		return err
 	}
-	network, err := networkMade()
+	network, err := net.Name()
 	if err != nil {
 		return err
 	}
@@ -202,8 +202,15 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		}
 	}
 	phases = append(phases, zap.Duration("caches", time.Since(start)))
-	// The services start beside the job's own containers.
-	servicesStarted := parallel.Go(func() error { return services.Start(ctx, d.Engine, serviceSpecs) })
+	// The services start beside the job's own containers, once the
+	// network is the job's alone (the build container joins the helper's
+	// network namespace).
+	servicesStarted := parallel.Go(func() error {
+		if err := net.Ready(); err != nil {
+			return err
+		}
+		return services.Start(ctx, d.Engine, serviceSpecs)
+	})
 	defer servicesStarted()
 	if err := parallel.Each([]engine.ContainerSpec{helperSpec, build}, func(s engine.ContainerSpec) error {
 		return d.Engine.CreateContainer(ctx, s)
@@ -211,6 +218,9 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		return err
 	}
 	if err := d.Caches.Verify(ctx, caches, func(ctx context.Context) error { return reap.RemoveJob(ctx, d.Engine, key) }); err != nil {
+		return err
+	}
+	if err := net.Ready(); err != nil {
 		return err
 	}
 	if err := d.Engine.StartContainer(ctx, helperSpec.Name); err != nil {

@@ -341,6 +341,23 @@ func TestNextJobWhileBackgroundRemovalRuns(t *testing.T) {
 	if svc, _ := second.f.Container(second.job().Key().ServiceName(0)); svc.Spec.NetworkMode != network {
 		t.Errorf("the second job's service is on %s, want the slot's network", svc.Spec.NetworkMode)
 	}
+	// They are off it before the second job's containers start on it.
+	calls := second.f.Calls()
+	off := -1 // the last disconnect
+	for i, c := range calls {
+		if c.Method == fake.MethodDisconnect {
+			off = i
+		}
+	}
+	helperStart := slices.Index(calls, fake.Call{Method: fake.MethodStartContainer, Name: second.job().Key().Name(naming.KindHelper)})
+	for i := range 2 {
+		if s := slices.Index(calls, fake.Call{Method: fake.MethodStartContainer, Name: second.job().Key().ServiceName(i)}); s < off {
+			t.Errorf("service %d started at call %d, before the ended job's containers were taken off (%d)", i, s, off)
+		}
+	}
+	if off < 0 || helperStart < off {
+		t.Errorf("calls %v: the ended job's containers must be taken off before the helper starts", calls)
+	}
 }
 
 // The services start before the build container, as under the Docker

@@ -150,7 +150,7 @@ func (h *harness) start(t *testing.T, j job.Job, ports map[string][]engine.Port)
 		h.f.AddImage(s.Image.Name)
 		svcs[i].Info = &engine.ImageInfo{ExposedPorts: ports[s.Image.Name]}
 	}
-	network, err := MakeNetwork(ctx, d, Networks{Own: ownNetwork()})()
+	network, err := MakeNetwork(ctx, d, Networks{Own: ownNetwork()}).Name()
 	if err != nil {
 		t.Fatalf("MakeNetwork: %v", err)
 	}

@@ -27,8 +27,7 @@ type Networks struct {
 // MakeNetwork starts making ready the network the job's helper (and with
 // it the build container) and services join, so that service aliases
 // resolve and two jobs using one alias never meet; unless the admin's
-// network_mode names a network to join instead. It returns a function
-// that waits for it and gives the network's name.
+// network_mode names a network to join instead.
 //
 // A slot runs one job at a time, so the slot's network is the job's
 // alone once nothing of an earlier job is on it: the containers of an
@@ -40,26 +39,50 @@ type Networks struct {
 // share a network, and no job takes another's off its network. Making
 // the slot's network costs about a quarter of a second, which only the
 // slot's first job (or the first after an admin removed it) pays.
-func MakeNetwork(ctx context.Context, d Deps, n Networks) (wait func() (string, error)) {
+func MakeNetwork(ctx context.Context, d Deps, n Networks) *Network {
 	if d.Docker.NetworkMode != "" {
-		return func() (string, error) { return d.Docker.NetworkMode, nil }
+		done := func() error { return nil }
+		return &Network{name: d.Docker.NetworkMode, named: done, ready: done}
 	}
-	var name string
-	made := parallel.Go(func() (err error) {
+	out := &Network{}
+	var ended []string
+	out.named = parallel.Go(func() (err error) {
 		if n.Slot == nil {
-			name, err = n.Own.Name, makeOwn(ctx, d, n.Own)
+			out.name, err = n.Own.Name, makeOwn(ctx, d, n.Own)
 			return err
 		}
-		name, err = claimSlot(ctx, d, *n.Slot, n.Own)
+		out.name, ended, err = claimSlot(ctx, d, *n.Slot, n.Own)
 		return err
 	})
-	return func() (string, error) {
-		if err := made(); err != nil {
-			return "", err
+	out.ready = parallel.Go(func() error {
+		if err := out.named(); err != nil {
+			return err
 		}
-		return name, nil
-	}
+		return disconnect(ctx, d.Engine, out.name, ended)
+	})
+	return out
 }
+
+// Network is the network a job joins, in the making (see MakeNetwork).
+type Network struct {
+	name         string
+	named, ready func() error
+}
+
+// Name waits until the network exists and gives its name: the job's
+// containers may be created on it then.
+func (n *Network) Name() (string, error) {
+	if err := n.named(); err != nil {
+		return "", err
+	}
+	return n.name, nil
+}
+
+// Ready waits until the network is the job's alone (an ended job's
+// containers taken off it, which overlaps the creation of the job's
+// containers): they may start on it then. It may be called any number of
+// times, e.g. once deferred, so that no call is left in flight.
+func (n *Network) Ready() error { return n.ready() }
 
 // makeOwn makes the job's own network.
 func makeOwn(ctx context.Context, d Deps, own engine.NetworkSpec) error {
@@ -70,30 +93,31 @@ func makeOwn(ctx context.Context, d Deps, own engine.NetworkSpec) error {
 }
 
 // claimSlot makes the slot's network the job's, and returns the name of
-// the network the job joins: the slot's, or its own (see MakeNetwork).
-func claimSlot(ctx context.Context, d Deps, slot, own engine.NetworkSpec) (string, error) {
+// the network the job joins: the slot's, or its own (see MakeNetwork),
+// and the containers of ended jobs to take off it before the job's start.
+func claimSlot(ctx context.Context, d Deps, slot, own engine.NetworkSpec) (name string, ended []string, err error) {
 	info, err := d.Engine.InspectNetwork(ctx, slot.Name)
 	if errors.Is(err, engine.ErrNotFound) {
 		// The slot's first job, or an admin removed the network.
 		if err := d.Engine.CreateNetwork(ctx, slot); err != nil {
 			// Made meanwhile by another prepare: a job naming this slot.
 			d.Log.Warn("creating the slot's network failed: the job gets a network of its own", zap.String("network", slot.Name), zap.Error(err))
-			return own.Name, makeOwn(ctx, d, own)
+			return own.Name, nil, makeOwn(ctx, d, own)
 		}
-		return slot.Name, nil
+		return slot.Name, nil, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("inspecting the slot's network: %w", err)
+		return "", nil, fmt.Errorf("inspecting the slot's network: %w", err)
 	}
 	if live := slices.DeleteFunc(slices.Clone(info.Containers), naming.IsEnded); len(live) > 0 {
 		d.Log.Warn("the slot's network has containers of a job that has not ended: the job gets a network of its own",
 			zap.String("network", slot.Name), zap.Strings("containers", live))
-		return own.Name, makeOwn(ctx, d, own)
+		return own.Name, nil, makeOwn(ctx, d, own)
 	}
-	if err := disconnect(ctx, d.Engine, slot.Name, info.Containers); err != nil {
-		return "", err
+	if len(info.Containers) > 0 {
+		d.Log.Info("taking an ended job's containers off the slot's network", zap.String("network", slot.Name), zap.Strings("containers", info.Containers))
 	}
-	return slot.Name, nil
+	return slot.Name, info.Containers, nil
 }
 
 // disconnect takes the containers of ended jobs off the network.

@@ -159,7 +159,7 @@ func TestMakeNetwork(t *testing.T) {
 	for _, mode := range []string{"", "host", "ci-services"} {
 		h := newHarness()
 		h.cfg.Docker.NetworkMode = mode
-		network, err := MakeNetwork(context.Background(), h.deps(), Networks{Own: ownNetwork()})()
+		network, err := MakeNetwork(context.Background(), h.deps(), Networks{Own: ownNetwork()}).Name()
 		if err != nil {
 			t.Fatalf("network_mode %q: %v", mode, err)
 		}
@@ -177,7 +177,7 @@ func TestMakeNetwork(t *testing.T) {
 
 	h := newHarness()
 	h.f.FailNext(fake.MethodCreateNetwork, errors.New("no address pool left"))
-	if _, err := MakeNetwork(context.Background(), h.deps(), Networks{Own: ownNetwork()})(); err == nil || err.Error() != "creating the job's network: no address pool left" {
+	if _, err := MakeNetwork(context.Background(), h.deps(), Networks{Own: ownNetwork()}).Name(); err == nil || err.Error() != "creating the job's network: no address pool left" {
 		t.Errorf("MakeNetwork = %v", err)
 	}
 }
@@ -195,7 +195,7 @@ func TestMakeNetworkSlot(t *testing.T) {
 			}
 		}
 		before := len(h.f.Calls())
-		network, err := MakeNetwork(ctx, h.deps(), Networks{Slot: slot, Own: ownNetwork()})()
+		network, err := MakeNetwork(ctx, h.deps(), Networks{Slot: slot, Own: ownNetwork()}).Name()
 		if err != nil || network != slot.Name {
 			t.Fatalf("job %d: MakeNetwork = %q, %v; want the slot's network", i, network, err)
 		}
@@ -243,8 +243,12 @@ func TestMakeNetworkSlotLeftovers(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		network, err := MakeNetwork(ctx, h.deps(), Networks{Slot: slot, Own: ownNetwork()})()
+		made := MakeNetwork(ctx, h.deps(), Networks{Slot: slot, Own: ownNetwork()})
+		network, err := made.Name()
 		if err != nil {
+			t.Fatal(err)
+		}
+		if err := made.Ready(); err != nil {
 			t.Fatal(err)
 		}
 		info, err := h.f.InspectNetwork(ctx, slot.Name)
