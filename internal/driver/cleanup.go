@@ -24,8 +24,9 @@ import (
 //
 // What must be done before the stage returns is done in it: the commit
 // of a cache's writes (which removes the job's containers first, to
-// commit their layers). The removal of the rest is handed to a detached
-// process (see removeJob).
+// commit their layers), and the release of a kept fork layer (see
+// removeLater). The removal of the rest is handed to a detached process
+// (see removeJob).
 func Cleanup(d Deps) error {
 	ctx, cancel := context.WithTimeout(context.Background(), d.Config.Docker.CleanupTimeout)
 	defer cancel()
@@ -72,16 +73,32 @@ func removeJob(ctx context.Context, d Deps, key naming.JobKey) error {
 }
 
 // removeLater hands the removal of the job's resources to the detached
-// process, with the containers renamed.
+// process, with the containers renamed. A fork over a kept layer goes
+// first, in the stage, with the containers that mount it: the layer is
+// another job's to use only once no fork stands on it (see
+// cache.keptLayerFork), and the project's next job, which may well come
+// at once, should find it free.
 func removeLater(ctx context.Context, d Deps, key naming.JobKey) error {
 	rs, err := reap.JobResources(ctx, d.Engine, key)
 	if err != nil {
 		return err
 	}
+	if slices.ContainsFunc(rs, holdsKeptLayer) {
+		now := slices.DeleteFunc(slices.Clone(rs), func(r engine.Resource) bool { return r.Type != engine.Container && !holdsKeptLayer(r) })
+		if err := reap.RemoveAll(ctx, d.Engine, now); err != nil {
+			return fmt.Errorf("releasing a kept fork layer: %w", err)
+		}
+		rs = slices.DeleteFunc(rs, func(r engine.Resource) bool { return r.Type == engine.Container || holdsKeptLayer(r) })
+	}
 	if rs, err = endContainers(ctx, d.Engine, rs); err != nil {
 		return err
 	}
 	return d.Detached.RemoveJob(key.Base(), rs)
+}
+
+// holdsKeptLayer says whether r is a fork volume over a kept layer.
+func holdsKeptLayer(r engine.Resource) bool {
+	return r.Type == engine.Volume && r.Labels[naming.LabelKind] == string(naming.KindFork) && r.Labels[naming.LabelForkLayer] != ""
 }
 
 // endContainers renames the job's containers as naming.Ended says, and

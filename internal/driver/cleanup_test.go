@@ -168,3 +168,42 @@ func TestCleanupKeepsCacheVolumes(t *testing.T) {
 		t.Errorf("job resources left: %+v", left)
 	}
 }
+
+// A fork over a kept layer goes in the stage, after the containers that
+// mount it: the project's next job may use the layer only once it is
+// gone. The rest goes in the background.
+func TestCleanupReleasesKeptLayerInStage(t *testing.T) {
+	h := prepared(t)
+	ctx := context.Background()
+	fork := sampleKey.IndexedName(naming.KindFork, 0)
+	labels := sampleKey.Labels(naming.KindFork, naming.JobMeta{})
+	labels[naming.LabelForkLayer] = "warmcache-go-layer-0123456789ab"
+	if err := h.f.EnsureVolume(ctx, engine.VolumeSpec{Name: fork, Labels: labels}); err != nil {
+		t.Fatal(err)
+	}
+	background := &detachedRecorder{}
+	d := h.deps()
+	d.Detached = background
+	if err := Cleanup(d); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.f.Volume(fork); ok {
+		t.Error("the fork over the kept layer outlived the stage")
+	}
+	for _, name := range []string{sampleKey.Name(naming.KindHelper), sampleKey.Name(naming.KindBuild)} {
+		if c, _ := h.f.Container(name); c.State != fake.Removed {
+			t.Errorf("container %s is %s, want removed in the stage", name, c.State)
+		}
+	}
+	if len(background.removed) != 1 {
+		t.Fatalf("background removals %+v, want one", background.removed)
+	}
+	for _, r := range background.removed[0].rs {
+		if r.Type == engine.Container || r.Name == fork {
+			t.Errorf("handed to the background: %+v", r)
+		}
+	}
+	if len(background.removed[0].rs) == 0 {
+		t.Error("nothing handed to the background: the job's other volumes should be")
+	}
+}
