@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine/docker"
 	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/limits/cgroup"
+	"github.com/warmcache/warmcache/internal/reap"
 )
 
 // The hidden commands a stage starts detached (see starter), and the flag
@@ -72,7 +75,7 @@ func removeJobCommand(stageErr *error) *cli.Command {
 			*stageErr = detached(c, func(ctx context.Context, e engine.Engine) error {
 				var rs []engine.Resource
 				for _, arg := range c.Args().Tail() {
-					r, err := driver.ParseResourceArg(arg)
+					r, err := parseResourceArg(arg)
 					if err != nil {
 						return err
 					}
@@ -85,7 +88,7 @@ func removeJobCommand(stageErr *error) *cli.Command {
 					cg := cgroup.Detect("")
 					cgroups = &cg
 				}
-				return driver.RemoveJob(ctx, e, cgroups, c.Args().First(), rs)
+				return reap.RemoveEnded(ctx, e, cgroups, c.Args().First(), rs)
 			})
 			return nil
 		},
@@ -114,7 +117,7 @@ func (s starter) StartContainer(name string) error {
 func (s starter) RemoveJob(base string, rs []engine.Resource) error {
 	args := []string{base}
 	for _, r := range rs {
-		args = append(args, driver.ResourceArg(r))
+		args = append(args, resourceArg(r))
 	}
 	return background(s.args(removeJobName, args...))
 }
@@ -187,4 +190,26 @@ func onEngine(host string, opts docker.Options, f func(context.Context, engine.E
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	return f(ctx, e)
+}
+
+// resourceArg spells a resource on remove-job's command line: "type:name",
+// a network by its id.
+func resourceArg(r engine.Resource) string {
+	if r.Type == engine.Network && r.ID != "" {
+		return string(r.Type) + ":" + r.ID
+	}
+	return string(r.Type) + ":" + r.Name
+}
+
+// parseResourceArg reads what resourceArg wrote.
+func parseResourceArg(s string) (engine.Resource, error) {
+	typ, name, ok := strings.Cut(s, ":")
+	switch t := engine.ResourceType(typ); {
+	case !ok || name == "":
+		return engine.Resource{}, fmt.Errorf("resource %q: want type:name", s)
+	case t == engine.Container || t == engine.Volume || t == engine.Network:
+		return engine.Resource{Type: t, Name: name}, nil
+	default:
+		return engine.Resource{}, fmt.Errorf("resource %q: unknown type %q", s, typ)
+	}
 }

@@ -2,10 +2,8 @@ package driver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -13,7 +11,6 @@ import (
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
-	"github.com/warmcache/warmcache/internal/parallel"
 	"github.com/warmcache/warmcache/internal/reap"
 )
 
@@ -54,7 +51,7 @@ func Cleanup(d Deps) error {
 // longer than anything else in cleanup (a container with a network
 // endpoint about 0.1 s, a network more), and nothing needs to wait for it:
 // the job's containers get names that say the job ended (see
-// endContainers), and a detached process removes them, then the rest.
+// reap.EndContainers), and a detached process removes them, then the rest.
 // If that process cannot start, everything is removed at once; if it
 // fails, the reaper removes what it left.
 func removeJob(ctx context.Context, d Deps, key naming.JobKey) error {
@@ -90,7 +87,7 @@ func removeLater(ctx context.Context, d Deps, key naming.JobKey) error {
 		}
 		rs = slices.DeleteFunc(rs, func(r engine.Resource) bool { return r.Type == engine.Container || holdsKeptLayer(r) })
 	}
-	if rs, err = endContainers(ctx, d.Engine, rs); err != nil {
+	if rs, err = reap.EndContainers(ctx, d.Engine, rs); err != nil {
 		return err
 	}
 	return d.Detached.RemoveJob(key.Base(), rs)
@@ -99,45 +96,6 @@ func removeLater(ctx context.Context, d Deps, key naming.JobKey) error {
 // holdsKeptLayer says whether r is a fork volume over a kept layer.
 func holdsKeptLayer(r engine.Resource) bool {
 	return r.Type == engine.Volume && r.Labels[naming.LabelKind] == string(naming.KindFork) && r.Labels[naming.LabelForkLayer] != ""
-}
-
-// endContainers renames the job's containers as naming.Ended says, and
-// returns rs with their new names. The next job of the runner slot finds
-// them by that name on the slot's network while they are still being
-// removed, and takes them off it (see services.MakeNetwork); a retried
-// preparation of the job is free to create containers of the old names;
-// and the detached removal, by the new names, never touches those. A
-// container gone meanwhile is dropped.
-func endContainers(ctx context.Context, e engine.Engine, rs []engine.Resource) ([]engine.Resource, error) {
-	stamp := strconv.FormatInt(time.Now().UnixNano(), 36)
-	gone := make([]bool, len(rs))
-	err := parallel.Each(indexes(len(rs)), func(i int) error {
-		r := &rs[i]
-		if r.Type != engine.Container || naming.IsEnded(r.Name) {
-			return nil
-		}
-		ended := naming.Ended(r.Name, stamp)
-		err := e.RenameContainer(ctx, r.Name, ended)
-		if errors.Is(err, engine.ErrNotFound) {
-			gone[i] = true
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		r.Name = ended
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("marking the job's containers ended: %w", err)
-	}
-	out := rs[:0]
-	for i, r := range rs {
-		if !gone[i] {
-			out = append(out, r)
-		}
-	}
-	return out, nil
 }
 
 // removeJobContainers removes the job's containers (which unmounts its
@@ -149,12 +107,4 @@ func removeJobContainers(ctx context.Context, e reap.Engine, key naming.JobKey) 
 	}
 	rs = slices.DeleteFunc(rs, func(r engine.Resource) bool { return r.Type != engine.Container })
 	return reap.RemoveAll(ctx, e, rs)
-}
-
-func indexes(n int) []int {
-	out := make([]int, n)
-	for i := range out {
-		out[i] = i
-	}
-	return out
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/warmcache/warmcache/internal/naming"
 	"github.com/warmcache/warmcache/internal/plan"
 	"github.com/warmcache/warmcache/internal/protocol"
+	"github.com/warmcache/warmcache/internal/reap"
 )
 
 // withSampleServices puts back the runner sample's two services:
@@ -262,7 +263,7 @@ func TestCleanupRemovesInBackground(t *testing.T) {
 			}
 		}
 		// What the detached process does.
-		if err := RemoveJob(ctx, h.f, nil, sampleKey.Base(), rs); err != nil {
+		if err := reap.RemoveEnded(ctx, h.f, nil, sampleKey.Base(), rs); err != nil {
 			t.Fatalf("RemoveJob: %v", err)
 		}
 		if left, _ := h.f.List(ctx, map[string]string{naming.LabelJob: sampleKey.Base()}); len(left) != 0 {
@@ -295,7 +296,7 @@ func TestBackgroundRemovalSparesTheRetry(t *testing.T) {
 		}
 		// What the detached process does, late: attempt 2's volumes are
 		// in use, and stay.
-		_ = RemoveJob(context.Background(), h.f, nil, sampleKey.Base(), background.removed[0].rs)
+		_ = reap.RemoveEnded(context.Background(), h.f, nil, sampleKey.Base(), background.removed[0].rs)
 		for _, name := range []string{sampleKey.Name(naming.KindHelper), sampleKey.Name(naming.KindBuild), sampleKey.ServiceName(0)} {
 			if c, ok := h.f.Container(name); !ok || c.State != fake.Running {
 				t.Errorf("network per job %v: attempt 2's %s after the late removal: %+v", perJob, name, c)

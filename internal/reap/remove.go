@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"time"
 
 	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/limits/cgroup"
 	"github.com/warmcache/warmcache/internal/naming"
 	"github.com/warmcache/warmcache/internal/parallel"
 )
@@ -51,4 +54,64 @@ func RemoveAll(ctx context.Context, e Engine, rs []engine.Resource) error {
 	}
 	remove := func(r engine.Resource) error { return e.Remove(ctx, r) }
 	return errors.Join(parallel.Each(containers, remove), parallel.Each(rest, remove))
+}
+
+// EndContainers renames the job's containers as naming.Ended says, at
+// its cleanup, before their removal in the background, and returns rs
+// with their new names. The next job of the runner slot finds them by
+// that name on the slot's network while they are still being removed,
+// and takes them off it (see services.MakeNetwork); a retried
+// preparation of the job is free to create containers of the old names;
+// and the late removal, by the new names, never touches those. A
+// container gone meanwhile is dropped.
+func EndContainers(ctx context.Context, e Renamer, rs []engine.Resource) ([]engine.Resource, error) {
+	stamp := strconv.FormatInt(time.Now().UnixNano(), 36)
+	gone := make([]bool, len(rs))
+	err := parallel.Each(indexes(len(rs)), func(i int) error {
+		r := &rs[i]
+		if r.Type != engine.Container || naming.IsEnded(r.Name) {
+			return nil
+		}
+		ended := naming.Ended(r.Name, stamp)
+		err := e.RenameContainer(ctx, r.Name, ended)
+		if errors.Is(err, engine.ErrNotFound) {
+			gone[i] = true
+			return nil
+		}
+		if err == nil {
+			r.Name = ended
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("marking the job's containers ended: %w", err)
+	}
+	out := rs[:0]
+	for i, r := range rs {
+		if !gone[i] {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// Renamer renames containers (see engine.Engine).
+type Renamer interface {
+	RenameContainer(ctx context.Context, name, newName string) error
+}
+
+// RemoveEnded is the removal of an ended job's resources rs (as
+// EndContainers left them, its networks by id: a retried preparation
+// makes one of the same name) in the detached process cleanup starts:
+// the containers first (they hold the volumes and networks), the job
+// base's cgroup last (it can only go once they have); cgroups is nil when
+// the engine is not on this host.
+func RemoveEnded(ctx context.Context, e Engine, cgroups *cgroup.Host, base string, rs []engine.Resource) error {
+	if err := RemoveAll(ctx, e, rs); err != nil {
+		return err
+	}
+	if cgroups == nil {
+		return nil
+	}
+	return cgroups.Remove(base)
 }
