@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/docker"
 )
 
@@ -228,5 +229,28 @@ func TestStarterRunsTheHiddenCommands(t *testing.T) {
 				t.Errorf("log entry %+v, want the failure of %s %q", entry, tc.command, tc.args)
 			}
 		})
+	}
+}
+
+// remove-job reads the resources the starter spelled, a network by id.
+func TestResourceArgs(t *testing.T) {
+	for _, r := range []engine.Resource{
+		{Type: engine.Container, Name: "warmcache-x-helper-ended-k2"},
+		{Type: engine.Volume, Name: "warmcache-x-builds"},
+		{Type: engine.Network, Name: "warmcache-x-network", ID: "4f2a"},
+	} {
+		got, err := parseResourceArg(resourceArg(r))
+		want := r
+		if r.ID != "" {
+			want = engine.Resource{Type: r.Type, Name: r.ID}
+		}
+		if err != nil || got.Type != want.Type || got.Name != want.Name {
+			t.Errorf("%+v: read back %+v, %v", r, got, err)
+		}
+	}
+	for _, bad := range []string{"", "container", "container:", "image:x"} {
+		if _, err := parseResourceArg(bad); err == nil {
+			t.Errorf("parseResourceArg(%q) accepted", bad)
+		}
 	}
 }
