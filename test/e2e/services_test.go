@@ -192,19 +192,25 @@ func TestServiceImageMissing(t *testing.T) {
 	}
 }
 
-// BenchmarkJobNetwork measures what the job's own network costs a bare
-// job: the same job with its own network and on Docker's default bridge
-// (network_mode = "bridge", no network made), alternating in one loop so
-// both see the same machine load.
+// BenchmarkJobNetwork measures what the job's network costs a bare job:
+// the same job on its runner slot's network (the default: made once, by
+// the first job of the slot, before the loop), on a network of its own
+// (docker.network_per_job) and on Docker's default bridge (network_mode =
+// "bridge", no network at all), alternating in one loop so all see the
+// same machine load.
 func BenchmarkJobNetwork(b *testing.B) {
-	var own, bridge []time.Duration
+	bareJob(b, jobSpec{}) // makes the slot's network
+	var slot, own, bridge []time.Duration
 	for i := 0; i < b.N; i++ {
-		own = append(own, bareJob(b, jobSpec{}))
+		slot = append(slot, bareJob(b, jobSpec{}))
+		own = append(own, bareJob(b, jobSpec{Config: defaultConfig + "network_per_job = true\n"}))
 		bridge = append(bridge, bareJob(b, jobSpec{Config: defaultConfig + "network_mode = \"bridge\"\n"}))
 	}
-	om, bm := median(own), median(bridge)
+	sm, om, bm := median(slot), median(own), median(bridge)
+	b.ReportMetric(float64(sm.Milliseconds()), "ms/job-slot-network")
 	b.ReportMetric(float64(om.Milliseconds()), "ms/job-own-network")
 	b.ReportMetric(float64(bm.Milliseconds()), "ms/job-default-bridge")
+	b.ReportMetric(float64(sm)/float64(bm), "slot/bridge")
 	b.ReportMetric(float64(om)/float64(bm), "own/bridge")
 }
 
