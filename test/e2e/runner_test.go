@@ -94,6 +94,7 @@ func (j *job) call(args ...string) result {
 }
 
 func (j *job) prepare() result { return j.call("prepare") }
+
 // cleanup calls the cleanup stage and, when it succeeded, waits (polls,
 // with a deadline: see jobResources) until the detached process it
 // started has removed the job's resources, so that what a test does next
