@@ -30,6 +30,9 @@ const (
 	hostFlag           = "host"
 	tlsVerifyFlag      = "tls-verify"
 	tlsCertPathFlag    = "tls-cert-path"
+	// endedAtFlag is when cleanup handed the job's resources over (see
+	// reap.RemoveEnded).
+	endedAtFlag = "ended-at"
 )
 
 // engineFlags name the stage's engine on a helper command's command line.
@@ -70,7 +73,7 @@ func removeJobCommand(stageErr *error) *cli.Command {
 		Name:      removeJobName,
 		Hidden:    true,
 		ArgsUsage: "JOB RESOURCE...",
-		Flags:     engineFlags(),
+		Flags:     append(engineFlags(), &cli.StringFlag{Name: endedAtFlag, Required: true}),
 		Action: func(c *cli.Context) error {
 			*stageErr = detached(c, func(ctx context.Context, e engine.Engine) error {
 				var rs []engine.Resource
@@ -88,7 +91,11 @@ func removeJobCommand(stageErr *error) *cli.Command {
 					cg := cgroup.Detect("")
 					cgroups = &cg
 				}
-				return reap.RemoveEnded(ctx, e, cgroups, c.Args().First(), rs)
+				endedAt, err := time.Parse(time.RFC3339Nano, c.String(endedAtFlag))
+				if err != nil {
+					return fmt.Errorf("--%s: %w", endedAtFlag, err)
+				}
+				return reap.RemoveEnded(ctx, e, cgroups, c.Args().First(), rs, endedAt)
 			})
 			return nil
 		},
@@ -115,7 +122,7 @@ func (s starter) StartContainer(name string) error {
 
 // RemoveJob implements driver.Detached.
 func (s starter) RemoveJob(base string, rs []engine.Resource) error {
-	args := []string{base}
+	args := []string{"--" + endedAtFlag + "=" + time.Now().Format(time.RFC3339Nano), base}
 	for _, r := range rs {
 		args = append(args, resourceArg(r))
 	}

@@ -138,7 +138,7 @@ func TestDetachedFailureIsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	noEngine := "unix://" + filepath.Join(dir, "no-engine.sock")
-	code, _, _ := runMain("--config", cfg, "remove-job", "--host", noEngine, "job-1", "network:net-id-1")
+	code, _, _ := runMain("--config", cfg, "remove-job", "--host", noEngine, "--ended-at=2026-12-08T01:00:00Z", "job-1", "network:net-id-1")
 	if code != 9 {
 		t.Errorf("code %d, want the system failure code 9", code)
 	}
@@ -199,7 +199,7 @@ func TestStarterRunsTheHiddenCommands(t *testing.T) {
 		mention string
 	}{
 		{startContainerName, []string{"c1"}, "c1"},
-		{removeJobName, []string{"job-1", "network:net-id-1"}, "removing network net-id-1"},
+		{removeJobName, []string{"--ended-at=2026-12-08T01:00:00Z", "job-1", "network:net-id-1"}, "removing network net-id-1"},
 	} {
 		t.Run(tc.command, func(t *testing.T) {
 			setCodes(t)
@@ -224,7 +224,8 @@ func TestStarterRunsTheHiddenCommands(t *testing.T) {
 			if err := json.Unmarshal(data, &entry); err != nil {
 				t.Fatalf("log %q is not one JSON entry: %v", data, err)
 			}
-			if entry.Level != "error" || entry.Stage != tc.command || !slices.Equal(entry.Args, tc.args) ||
+			positional := slices.DeleteFunc(slices.Clone(tc.args), func(a string) bool { return strings.HasPrefix(a, "--") })
+			if entry.Level != "error" || entry.Stage != tc.command || !slices.Equal(entry.Args, positional) ||
 				!strings.Contains(entry.Error, tc.mention) {
 				t.Errorf("log entry %+v, want the failure of %s %q", entry, tc.command, tc.args)
 			}

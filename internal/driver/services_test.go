@@ -263,7 +263,7 @@ func TestCleanupRemovesInBackground(t *testing.T) {
 			}
 		}
 		// What the detached process does.
-		if err := reap.RemoveEnded(ctx, h.f, nil, sampleKey.Base(), rs); err != nil {
+		if err := reap.RemoveEnded(ctx, h.f, nil, sampleKey.Base(), rs, time.Now()); err != nil {
 			t.Fatalf("RemoveJob: %v", err)
 		}
 		if left, _ := h.f.List(ctx, map[string]string{naming.LabelJob: sampleKey.Base()}); len(left) != 0 {
@@ -291,12 +291,22 @@ func TestBackgroundRemovalSparesTheRetry(t *testing.T) {
 		if len(background.removed) != 1 {
 			t.Fatalf("background removals %+v, want one", background.removed)
 		}
+		// The hand-over, seconds before the runner's retry (labels say
+		// when a volume was made to the second).
+		endedAt := time.Now().Add(-2 * time.Second)
 		if err := Prepare(context.Background(), h.deps()); err != nil { // the retry
 			t.Fatal(err)
 		}
 		// What the detached process does, late: attempt 2's volumes are
-		// in use, and stay.
-		_ = reap.RemoveEnded(context.Background(), h.f, nil, sampleKey.Base(), background.removed[0].rs)
+		// younger than the hand-over, and stay.
+		if err := reap.RemoveEnded(context.Background(), h.f, nil, sampleKey.Base(), background.removed[0].rs, endedAt); err != nil {
+			t.Errorf("network per job %v: the late removal: %v", perJob, err)
+		}
+		for _, v := range []string{sampleKey.Name(naming.KindBuilds), sampleKey.Name("cachedir")} {
+			if _, ok := h.f.Volume(v); !ok {
+				t.Errorf("network per job %v: the late removal of attempt 1's volumes removed attempt 2's %s", perJob, v)
+			}
+		}
 		for _, name := range []string{sampleKey.Name(naming.KindHelper), sampleKey.Name(naming.KindBuild), sampleKey.ServiceName(0)} {
 			if c, ok := h.f.Container(name); !ok || c.State != fake.Running {
 				t.Errorf("network per job %v: attempt 2's %s after the late removal: %+v", perJob, name, c)

@@ -100,14 +100,47 @@ type Renamer interface {
 	RenameContainer(ctx context.Context, name, newName string) error
 }
 
+// EndedEngine is what RemoveEnded needs from the engine.
+type EndedEngine interface {
+	Engine
+	InspectVolume(ctx context.Context, name string) (engine.VolumeInfo, error)
+}
+
 // RemoveEnded is the removal of an ended job's resources rs (as
 // EndContainers left them, its networks by id: a retried preparation
-// makes one of the same name) in the detached process cleanup starts:
-// the containers first (they hold the volumes and networks), the job
-// base's cgroup last (it can only go once they have); cgroups is nil when
-// the engine is not on this host.
-func RemoveEnded(ctx context.Context, e Engine, cgroups *cgroup.Host, base string, rs []engine.Resource) error {
-	if err := RemoveAll(ctx, e, rs); err != nil {
+// makes one of the same name), handed over by its cleanup at endedAt, in
+// the detached process cleanup starts: the containers first (they hold
+// the volumes and networks), the job base's cgroup last (it can only go
+// once they have); cgroups is nil when the engine is not on this host.
+// A volume is looked at just before its removal: one made after endedAt
+// (its LabelCreated, in the driver's clock) is of a retried preparation
+// of the job, which the runner starts seconds after the cleanup, under
+// the same name, and is kept.
+func RemoveEnded(ctx context.Context, e EndedEngine, cgroups *cgroup.Host, base string, rs []engine.Resource, endedAt time.Time) error {
+	var containers, rest []engine.Resource
+	for _, r := range rs {
+		if r.Type == engine.Container {
+			containers = append(containers, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	remove := func(r engine.Resource) error {
+		if r.Type == engine.Network && r.ID != "" {
+			r.Name = r.ID
+		}
+		if r.Type == engine.Volume {
+			v, err := e.InspectVolume(ctx, r.Name)
+			if errors.Is(err, engine.ErrNotFound) {
+				return nil
+			}
+			if created, perr := time.Parse(time.RFC3339, v.Labels[naming.LabelCreated]); err == nil && perr == nil && created.After(endedAt) {
+				return nil
+			}
+		}
+		return e.Remove(ctx, r)
+	}
+	if err := errors.Join(parallel.Each(containers, func(r engine.Resource) error { return e.Remove(ctx, r) }), parallel.Each(rest, remove)); err != nil {
 		return err
 	}
 	if cgroups == nil {
