@@ -87,6 +87,9 @@ func removeLater(ctx context.Context, d Deps, key naming.JobKey) error {
 		}
 		rs = slices.DeleteFunc(rs, func(r engine.Resource) bool { return r.Type == engine.Container || holdsKeptLayer(r) })
 	}
+	if len(rs) == 0 { // a second cleanup, or one after a prepare that made nothing
+		return removeCgroup(d, key.Base())
+	}
 	if rs, err = reap.EndContainers(ctx, d.Engine, rs); err != nil {
 		return err
 	}
