@@ -207,3 +207,17 @@ func TestCleanupReleasesKeptLayerInStage(t *testing.T) {
 		t.Error("nothing handed to the background: the job's other volumes should be")
 	}
 }
+
+// A cleanup that finds nothing of the job starts no detached process.
+func TestCleanupWithNothingLeftStartsNoProcess(t *testing.T) {
+	h := newHarness(t, nil)
+	background := &detachedRecorder{}
+	d := h.deps()
+	d.Detached = background
+	if err := Cleanup(d); err != nil {
+		t.Fatal(err)
+	}
+	if background.tries != 0 {
+		t.Errorf("%d detached processes started, want none", background.tries)
+	}
+}
