@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -15,16 +17,22 @@ import (
 	"github.com/warmcache/warmcache/internal/driver"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/docker"
+	"github.com/warmcache/warmcache/internal/host"
+	"github.com/warmcache/warmcache/internal/limits/cgroup"
+	"github.com/warmcache/warmcache/internal/reap"
 )
 
 // The hidden commands a stage starts detached (see starter), and the flag
 // naming their engine.
 const (
 	startContainerName = "start-container"
-	removeNetworkName  = "remove-network"
+	removeJobName      = "remove-job"
 	hostFlag           = "host"
 	tlsVerifyFlag      = "tls-verify"
 	tlsCertPathFlag    = "tls-cert-path"
+	// endedAtFlag is when cleanup handed the job's resources over (see
+	// reap.RemoveEnded).
+	endedAtFlag = "ended-at"
 )
 
 // engineFlags name the stage's engine on a helper command's command line.
@@ -55,19 +63,39 @@ func startContainerCommand(stageErr *error) *cli.Command {
 	}
 }
 
-// removeNetworkCommand is started detached by cleanup once the job's
-// containers are gone: a network takes longer to remove than anything
-// else, and nothing waits for it. A failure goes to the structured log;
-// the reaper removes what this leaves.
-func removeNetworkCommand(stageErr *error) *cli.Command {
+// removeJobCommand is started detached by cleanup once the job's
+// containers are marked ended: their removal, then that of the job's
+// volumes, networks and cgroup, takes longer than anything else in
+// cleanup, and nothing waits for it. A failure goes to the structured
+// log; the reaper removes what this leaves.
+func removeJobCommand(stageErr *error) *cli.Command {
 	return &cli.Command{
-		Name:      removeNetworkName,
+		Name:      removeJobName,
 		Hidden:    true,
-		ArgsUsage: "ID",
-		Flags:     engineFlags(),
+		ArgsUsage: "JOB RESOURCE...",
+		Flags:     append(engineFlags(), &cli.StringFlag{Name: endedAtFlag, Required: true}),
 		Action: func(c *cli.Context) error {
 			*stageErr = detached(c, func(ctx context.Context, e engine.Engine) error {
-				return driver.RemoveNetwork(ctx, e, c.Args().First())
+				var rs []engine.Resource
+				for _, arg := range c.Args().Tail() {
+					r, err := parseResourceArg(arg)
+					if err != nil {
+						return err
+					}
+					rs = append(rs, r)
+				}
+				// The job's cgroup is on the engine's host: this one's only
+				// when the engine is local, as for the stage.
+				var cgroups *cgroup.Host
+				if host.Local(c.String(hostFlag)) {
+					cg := cgroup.Detect("")
+					cgroups = &cg
+				}
+				endedAt, err := time.Parse(time.RFC3339Nano, c.String(endedAtFlag))
+				if err != nil {
+					return fmt.Errorf("--%s: %w", endedAtFlag, err)
+				}
+				return reap.RemoveEnded(ctx, e, cgroups, c.Args().First(), rs, endedAt)
 			})
 			return nil
 		},
@@ -92,18 +120,22 @@ func (s starter) StartContainer(name string) error {
 	return background(s.args(startContainerName, name))
 }
 
-// RemoveNetwork implements driver.Detached.
-func (s starter) RemoveNetwork(id string) error {
-	return background(s.args(removeNetworkName, id))
+// RemoveJob implements driver.Detached.
+func (s starter) RemoveJob(base string, rs []engine.Resource) error {
+	args := []string{"--" + endedAtFlag + "=" + time.Now().Format(time.RFC3339Nano), base}
+	for _, r := range rs {
+		args = append(args, resourceArg(r))
+	}
+	return background(s.args(removeJobName, args...))
 }
 
-// args is the command line of the hidden command with its argument.
-func (s starter) args(command, arg string) []string {
+// args is the command line of the hidden command with its arguments.
+func (s starter) args(command string, arg ...string) []string {
 	args := []string{command, "--" + hostFlag, s.host}
 	if s.engine.TLSVerify {
 		args = append(args, "--"+tlsVerifyFlag, "--"+tlsCertPathFlag, s.engine.CertPath)
 	}
-	return detachedArgs(s.configPath, s.optional, append(args, arg))
+	return detachedArgs(s.configPath, s.optional, append(args, arg...))
 }
 
 // detachedArgs is the command line of a detached helper command: args,
@@ -165,4 +197,26 @@ func onEngine(host string, opts docker.Options, f func(context.Context, engine.E
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	return f(ctx, e)
+}
+
+// resourceArg spells a resource on remove-job's command line: "type:name",
+// a network by its id.
+func resourceArg(r engine.Resource) string {
+	if r.Type == engine.Network && r.ID != "" {
+		return string(r.Type) + ":" + r.ID
+	}
+	return string(r.Type) + ":" + r.Name
+}
+
+// parseResourceArg reads what resourceArg wrote.
+func parseResourceArg(s string) (engine.Resource, error) {
+	typ, name, ok := strings.Cut(s, ":")
+	switch t := engine.ResourceType(typ); {
+	case !ok || name == "":
+		return engine.Resource{}, fmt.Errorf("resource %q: want type:name", s)
+	case t == engine.Container || t == engine.Volume || t == engine.Network:
+		return engine.Resource{Type: t, Name: name}, nil
+	default:
+		return engine.Resource{}, fmt.Errorf("resource %q: unknown type %q", s, typ)
+	}
 }

@@ -143,7 +143,7 @@ func newApp(stdout, stderr io.Writer, stageErr *error) *cli.App {
 			migrateCommand(stdout, stderr, stageErr),
 			registerCommand(stdout, stageErr),
 			startContainerCommand(stageErr),
-			removeNetworkCommand(stageErr),
+			removeJobCommand(stageErr),
 			publishCachesCommand(stageErr),
 			{
 				// The main process of a job container (package agent); it

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/docker"
 )
 
@@ -137,7 +138,7 @@ func TestDetachedFailureIsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	noEngine := "unix://" + filepath.Join(dir, "no-engine.sock")
-	code, _, _ := runMain("--config", cfg, "remove-network", "--host", noEngine, "net-id-1")
+	code, _, _ := runMain("--config", cfg, "remove-job", "--host", noEngine, "--ended-at=2026-12-08T01:00:00Z", "job-1", "network:net-id-1")
 	if code != 9 {
 		t.Errorf("code %d, want the system failure code 9", code)
 	}
@@ -152,7 +153,7 @@ func TestDetachedFailureIsLogged(t *testing.T) {
 	if err := json.Unmarshal(data, &entry); err != nil {
 		t.Fatalf("log %q is not one JSON entry: %v", data, err)
 	}
-	if entry.Level != "error" || entry.Stage != "remove-network" || !slices.Equal(entry.Args, []string{"net-id-1"}) ||
+	if entry.Level != "error" || entry.Stage != "remove-job" || !slices.Equal(entry.Args, []string{"job-1", "network:net-id-1"}) ||
 		!strings.Contains(entry.Error, "removing network net-id-1") {
 		t.Errorf("log entry %+v, want the failed removal of net-id-1", entry)
 	}
@@ -161,7 +162,7 @@ func TestDetachedFailureIsLogged(t *testing.T) {
 // A stage hands its config file to the helper commands it starts, which
 // do not get its environment; the optional default they find themselves.
 func TestDetachedArgs(t *testing.T) {
-	args := []string{"remove-network", "--host", "unix:///x.sock", "id"}
+	args := []string{"remove-job", "--host", "unix:///x.sock", "job-1", "network:id"}
 	if got, want := detachedArgs("/etc/wc.toml", false, args), append([]string{"--config", "/etc/wc.toml"}, args...); !slices.Equal(got, want) {
 		t.Errorf("explicit config: %q, want %q", got, want)
 	}
@@ -178,7 +179,7 @@ func TestStarterArgs(t *testing.T) {
 		got, want []string
 	}{
 		{s.args(startContainerName, "build"), []string{"--config", "/etc/wc.toml", "start-container", "--host", "unix:///x.sock", "build"}},
-		{s.args(removeNetworkName, "net-id-1"), []string{"--config", "/etc/wc.toml", "remove-network", "--host", "unix:///x.sock", "net-id-1"}},
+		{s.args(removeJobName, "job-1", "container:c1", "network:net-id-1"), []string{"--config", "/etc/wc.toml", "remove-job", "--host", "unix:///x.sock", "job-1", "container:c1", "network:net-id-1"}},
 		// A remote engine over TLS: the helper gets its certificates too.
 		{starter{configPath: "/etc/wc.toml", host: "tcp://d:2376", engine: docker.Options{TLSVerify: true, CertPath: "/certs"}}.args(startContainerName, "build"),
 			[]string{"--config", "/etc/wc.toml", "start-container", "--host", "tcp://d:2376", "--tls-verify", "--tls-cert-path", "/certs", "build"}},
@@ -193,10 +194,12 @@ func TestStarterArgs(t *testing.T) {
 // they fail, with no engine to reach, and say so in the structured log.
 func TestStarterRunsTheHiddenCommands(t *testing.T) {
 	for _, tc := range []struct {
-		command, arg, mention string
+		command string
+		args    []string
+		mention string
 	}{
-		{startContainerName, "c1", "c1"},
-		{removeNetworkName, "net-id-1", "removing network net-id-1"},
+		{startContainerName, []string{"c1"}, "c1"},
+		{removeJobName, []string{"--ended-at=2026-12-08T01:00:00Z", "job-1", "network:net-id-1"}, "removing network net-id-1"},
 	} {
 		t.Run(tc.command, func(t *testing.T) {
 			setCodes(t)
@@ -207,7 +210,7 @@ func TestStarterRunsTheHiddenCommands(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := starter{configPath: cfg, host: "unix://" + filepath.Join(dir, "no-engine.sock")}
-			if code, _, _ := runMain(s.args(tc.command, tc.arg)...); code != 9 {
+			if code, _, _ := runMain(s.args(tc.command, tc.args...)...); code != 9 {
 				t.Errorf("code %d, want the system failure code 9", code)
 			}
 			data, err := os.ReadFile(logFile)
@@ -221,10 +224,34 @@ func TestStarterRunsTheHiddenCommands(t *testing.T) {
 			if err := json.Unmarshal(data, &entry); err != nil {
 				t.Fatalf("log %q is not one JSON entry: %v", data, err)
 			}
-			if entry.Level != "error" || entry.Stage != tc.command || !slices.Equal(entry.Args, []string{tc.arg}) ||
+			positional := slices.DeleteFunc(slices.Clone(tc.args), func(a string) bool { return strings.HasPrefix(a, "--") })
+			if entry.Level != "error" || entry.Stage != tc.command || !slices.Equal(entry.Args, positional) ||
 				!strings.Contains(entry.Error, tc.mention) {
-				t.Errorf("log entry %+v, want the failure of %s %s", entry, tc.command, tc.arg)
+				t.Errorf("log entry %+v, want the failure of %s %q", entry, tc.command, tc.args)
 			}
 		})
+	}
+}
+
+// remove-job reads the resources the starter spelled, a network by id.
+func TestResourceArgs(t *testing.T) {
+	for _, r := range []engine.Resource{
+		{Type: engine.Container, Name: "warmcache-x-helper-ended-k2"},
+		{Type: engine.Volume, Name: "warmcache-x-builds"},
+		{Type: engine.Network, Name: "warmcache-x-network", ID: "4f2a"},
+	} {
+		got, err := parseResourceArg(resourceArg(r))
+		want := r
+		if r.ID != "" {
+			want = engine.Resource{Type: r.Type, Name: r.ID}
+		}
+		if err != nil || got.Type != want.Type || got.Name != want.Name {
+			t.Errorf("%+v: read back %+v, %v", r, got, err)
+		}
+	}
+	for _, bad := range []string{"", "container", "container:", "image:x"} {
+		if _, err := parseResourceArg(bad); err == nil {
+			t.Errorf("parseResourceArg(%q) accepted", bad)
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/warmcache/warmcache/internal/human"
 	"github.com/warmcache/warmcache/internal/limits"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/plan"
 	"github.com/warmcache/warmcache/internal/reap"
 )
 
@@ -99,30 +100,43 @@ func Doctor(ctx context.Context, d Deps) error {
 // Docker's default address pools hold about 30 networks.
 const networksWarn = 20
 
-// networksCheck counts the job networks, and those of them whose job has
-// no container left (a failed removal: see reap.Stranded).
+// networksCheck counts the job networks, those of them whose job has no
+// container left (a failed removal: see reap.Stranded), and the runner
+// slots' networks, stale ones among them (see reap.StaleSlotNetworks).
 func networksCheck(ctx context.Context, d Deps, add func(level, format string, args ...any)) {
 	rs, err := d.Engine.List(ctx, map[string]string{naming.LabelManaged: "true"})
 	if err != nil {
 		add("warn", "networks: %v", err)
 		return
 	}
-	networks := 0
+	networks, slots := 0, 0
 	for _, r := range rs {
-		if r.Type == engine.Network {
+		switch {
+		case r.Type != engine.Network:
+		case r.Labels[naming.LabelKind] == string(naming.KindSlotNetwork):
+			slots++
+		default:
 			networks++
 		}
 	}
+	stale := len(reap.StaleSlotNetworks(rs, time.Now(), 0, plan.SlotNetworkOptions(d.Config)))
 	// Of any age: a young one may still be in a prepare.
 	stranded := len(reap.Stranded(rs, time.Now(), 0, nil))
 	level, hint := "ok", ""
-	if networks >= networksWarn {
+	if networks+slots >= networksWarn {
 		level, hint = "warn", "; Docker's default address pools hold about 30: add default-address-pools to /etc/docker/daemon.json"
 	}
 	if stranded > 0 {
 		hint += fmt.Sprintf("; %d with no container left (the reaper removes them once older than reap.grace)", stranded)
 	}
-	add(level, "networks: %d job networks%s", networks, hint)
+	if stale > 0 {
+		hint += fmt.Sprintf("; %d slot networks of other network options than the config's (the reaper removes them once empty and older than reap.grace)", stale)
+	}
+	counts := fmt.Sprintf("%d job networks", networks)
+	if slots > 0 {
+		counts += fmt.Sprintf(" and %d runner slot networks (one per slot, reused by its jobs)", slots)
+	}
+	add(level, "networks: %s%s", counts, hint)
 }
 
 // diskCheck reports the free space of the engine's data root when it is on

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/warmcache/warmcache/internal/plan"
 	"github.com/warmcache/warmcache/internal/reap"
 )
 
@@ -14,15 +15,16 @@ import (
 // container left (see reap.Stranded), and says what it removed (or, with
 // dryRun, what it would remove) on stdout.
 func Reap(ctx context.Context, d Deps, dryRun bool) error {
-	rd := reap.Deps{Engine: d.Engine, Config: d.Config.Reap, Cgroups: d.Cgroups}
-	plan, rs, err := reap.Plan(ctx, rd)
+	rd := reap.Deps{Engine: d.Engine, Config: d.Config.Reap, Cgroups: d.Cgroups, SlotNetworkOptions: plan.SlotNetworkOptions(d.Config)}
+	jobs, rs, err := reap.Plan(ctx, rd)
 	if err != nil {
 		return err
 	}
 	now := time.Now()
-	stranded := reap.Stranded(rs, now, d.Config.Reap.Grace, plan)
+	stranded := reap.Stranded(rs, now, d.Config.Reap.Grace, jobs)
+	stale := reap.StaleSlotNetworks(rs, now, d.Config.Reap.Grace, rd.SlotNetworkOptions)
 	var errs []error
-	if len(plan) == 0 && len(stranded) == 0 {
+	if len(jobs) == 0 && len(stranded) == 0 && len(stale) == 0 {
 		fmt.Fprintln(d.Stdout, "Nothing to reap.")
 	}
 	var strandedErrs []error
@@ -44,7 +46,27 @@ func Reap(ctx context.Context, d Deps, dryRun bool) error {
 		fmt.Fprintf(d.Stdout, "%s the network of %s: no container of the job is left, created %s ago\n",
 			verb, n.Base, now.Sub(n.Created).Round(time.Second))
 	}
-	for _, j := range plan {
+	var gone []bool
+	var staleErrs []error
+	if !dryRun {
+		gone, staleErrs = reap.RemoveSlotNetworks(ctx, d.Engine, stale)
+	}
+	for i, n := range stale {
+		verb := "Removed"
+		switch {
+		case dryRun:
+			verb = "Would remove"
+		case staleErrs[i] != nil:
+			verb = "Failed to remove"
+			errs = append(errs, staleErrs[i])
+		case !gone[i]:
+			verb = "Kept (a container is still on it)"
+		default:
+			removed.Add(n)
+		}
+		fmt.Fprintf(d.Stdout, "%s the slot network %s: made under other network options than the config's\n", verb, n.Name)
+	}
+	for _, j := range jobs {
 		verb := "Reaped"
 		if dryRun {
 			verb = "Would reap"
@@ -58,7 +80,7 @@ func Reap(ctx context.Context, d Deps, dryRun bool) error {
 			verb, j.Base, len(j.Resources), now.Sub(j.Created).Round(time.Second), now.Sub(j.Deadline).Round(time.Second))
 	}
 	// After the containers: a cgroup can only go once they have.
-	cgs, err := reap.RemoveCgroups(rd, rs, plan, now, dryRun)
+	cgs, err := reap.RemoveCgroups(rd, rs, jobs, now, dryRun)
 	for _, base := range cgs {
 		verb := "Reaped"
 		if dryRun {

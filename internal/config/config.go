@@ -133,6 +133,10 @@ type Docker struct {
 	// NetworkMode, when set, is passed to every job container as is
 	// ("host", "bridge", "none" or a network name).
 	NetworkMode string `toml:"network_mode"`
+	// NetworkPerJob gives each job a network made at its prepare and
+	// removed at its cleanup, instead of the network of its runner slot,
+	// which the slot's successive jobs reuse (see package services).
+	NetworkPerJob bool `toml:"network_per_job"`
 	// PullAttempts bounds retries of a failing image pull.
 	PullAttempts int `toml:"pull_attempts"`
 	// CleanupTimeout bounds the cleanup stage.

@@ -32,6 +32,7 @@ func TestParseFullFixture(t *testing.T) {
 			PullPolicy:          []string{PullAlways, PullIfNotPresent},
 			AllowedPullPolicies: []string{PullAlways, PullIfNotPresent},
 			NetworkMode:         "ci-jobs",
+			NetworkPerJob:       true,
 			PullAttempts:        5,
 			CleanupTimeout:      90 * time.Second,
 			StageAgent:          false,

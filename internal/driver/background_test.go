@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/naming"
 )
@@ -14,10 +15,17 @@ import (
 // detachedRecorder is a Detached that records the work it was handed, or
 // cannot start its process (err).
 type detachedRecorder struct {
-	err              error
-	tries            int
-	started, removed []string
-	published        []string
+	err       error
+	tries     int
+	started   []string
+	removed   []removal
+	published []string
+}
+
+// removal is one RemoveJob handed to a detachedRecorder.
+type removal struct {
+	base string
+	rs   []engine.Resource
 }
 
 func (r *detachedRecorder) StartContainer(name string) error {
@@ -29,12 +37,12 @@ func (r *detachedRecorder) StartContainer(name string) error {
 	return nil
 }
 
-func (r *detachedRecorder) RemoveNetwork(id string) error {
+func (r *detachedRecorder) RemoveJob(base string, rs []engine.Resource) error {
 	r.tries++
 	if r.err != nil {
 		return r.err
 	}
-	r.removed = append(r.removed, id)
+	r.removed = append(r.removed, removal{base, rs})
 	return nil
 }
 

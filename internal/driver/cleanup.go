@@ -15,9 +15,15 @@ import (
 )
 
 // Cleanup removes every container, volume and network of the job except
-// persistent caches. It runs on its own bounded context (the runner calls it
-// after a cancel too), succeeds when there is nothing to remove, and
-// reports everything it could not remove.
+// persistent caches, and its cgroup. It runs on its own bounded context
+// (the runner calls it after a cancel too), succeeds when there is
+// nothing to remove, and reports everything it could not remove.
+//
+// What must be done before the stage returns is done in it: the commit
+// of a cache's writes (which removes the job's containers first, to
+// commit their layers), and the release of a kept fork layer (see
+// removeLater). The removal of the rest is handed to a detached process
+// (see removeJob).
 func Cleanup(d Deps) error {
 	ctx, cancel := context.WithTimeout(context.Background(), d.Config.Docker.CleanupTimeout)
 	defer cancel()
@@ -29,10 +35,7 @@ func Cleanup(d Deps) error {
 	d.Caches.Commit(ctx, j, stepStages(j.Steps), func(ctx context.Context) error {
 		return removeJobContainers(ctx, d.Engine, j.Key())
 	})
-	err = reap.RemoveJob(ctx, cleanupRemover(d), j.Key())
-	if err == nil { // the cgroup can only go once its containers have
-		err = removeCgroup(d, j.Key().Base())
-	}
+	err = removeJob(ctx, d, j.Key())
 	removed := time.Since(start)
 	// Sizes are measured once the job is done, off the job's critical path.
 	d.Caches.Measure(ctx, j)
@@ -44,35 +47,58 @@ func Cleanup(d Deps) error {
 	return nil
 }
 
-// networksLater is cleanup's remover: it hands the removal of a network,
-// by then free of the job's containers, to a detached process, because
-// that removal takes longer than anything else in cleanup and nothing
-// needs to wait for it. If that process cannot start, the network is
-// removed at once; if it fails, the reaper removes the network later.
-type networksLater struct {
-	reap.Engine
-	d Deps
-}
-
-// cleanupRemover returns what cleanup removes the job's resources with.
-func cleanupRemover(d Deps) reap.Engine {
-	if d.Detached == nil {
-		return d.Engine
-	}
-	return networksLater{Engine: d.Engine, d: d}
-}
-
-// Remove implements reap.Engine.
-func (n networksLater) Remove(ctx context.Context, r engine.Resource) error {
-	if r.Type == engine.Network && r.ID != "" {
-		// By id: a retried prepare of the job makes one of the same name.
-		err := n.d.Detached.RemoveNetwork(r.ID)
+// removeJob removes the job's resources and cgroup. Their removal takes
+// longer than anything else in cleanup (a container with a network
+// endpoint about 0.1 s, a network more), and nothing needs to wait for it:
+// the job's containers get names that say the job ended (see
+// reap.EndContainers), and a detached process removes them, then the rest.
+// If that process cannot start, everything is removed at once; if it
+// fails, the reaper removes what it left.
+func removeJob(ctx context.Context, d Deps, key naming.JobKey) error {
+	if d.Detached != nil {
+		err := removeLater(ctx, d, key)
 		if err == nil {
 			return nil
 		}
-		n.d.Log.Warn("removing the job's network in the background", zap.Error(err))
+		d.Log.Warn("removing the job's resources in the background", zap.Error(err))
 	}
-	return n.Engine.Remove(ctx, r)
+	if err := reap.RemoveJob(ctx, d.Engine, key); err != nil {
+		return err
+	}
+	// The cgroup can only go once its containers have.
+	return removeCgroup(d, key.Base())
+}
+
+// removeLater hands the removal of the job's resources to the detached
+// process, with the containers renamed. A fork over a kept layer goes
+// first, in the stage, with the containers that mount it: the layer is
+// another job's to use only once no fork stands on it (see
+// cache.keptLayerFork), and the project's next job, which may well come
+// at once, should find it free.
+func removeLater(ctx context.Context, d Deps, key naming.JobKey) error {
+	rs, err := reap.JobResources(ctx, d.Engine, key)
+	if err != nil {
+		return err
+	}
+	if slices.ContainsFunc(rs, holdsKeptLayer) {
+		now := slices.DeleteFunc(slices.Clone(rs), func(r engine.Resource) bool { return r.Type != engine.Container && !holdsKeptLayer(r) })
+		if err := reap.RemoveAll(ctx, d.Engine, now); err != nil {
+			return fmt.Errorf("releasing a kept fork layer: %w", err)
+		}
+		rs = slices.DeleteFunc(rs, func(r engine.Resource) bool { return r.Type == engine.Container || holdsKeptLayer(r) })
+	}
+	if len(rs) == 0 { // a second cleanup, or one after a prepare that made nothing
+		return removeCgroup(d, key.Base())
+	}
+	if rs, err = reap.EndContainers(ctx, d.Engine, rs); err != nil {
+		return err
+	}
+	return d.Detached.RemoveJob(key.Base(), rs)
+}
+
+// holdsKeptLayer says whether r is a fork volume over a kept layer.
+func holdsKeptLayer(r engine.Resource) bool {
+	return r.Type == engine.Volume && r.Labels[naming.LabelKind] == string(naming.KindFork) && r.Labels[naming.LabelForkLayer] != ""
 }
 
 // removeJobContainers removes the job's containers (which unmounts its

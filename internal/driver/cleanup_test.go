@@ -40,8 +40,9 @@ func TestCleanup(t *testing.T) {
 		}
 	}
 	containers := []string{sampleKey.Name(naming.KindBuild), sampleKey.Name(naming.KindHelper)}
-	rest := []string{sampleKey.Name(naming.KindBuilds), sampleKey.Name("cachedir"), sampleKey.Name(naming.KindNetwork)}
-	if len(removed) != 5 ||
+	// The job ran on its slot's network, which the slot's next job reuses.
+	rest := []string{sampleKey.Name(naming.KindBuilds), sampleKey.Name("cachedir")}
+	if len(removed) != 4 ||
 		!sameSet(removed[:2], containers) || !sameSet(removed[2:], rest) {
 		t.Errorf("removed %v, want the containers %v first, then %v", removed, containers, rest)
 	}
@@ -55,8 +56,9 @@ func TestCleanup(t *testing.T) {
 			t.Errorf("volume %s was removed", name)
 		}
 	}
-	if h.f.HasNetwork(sampleKey.Name(naming.KindNetwork)) {
-		t.Error("the job's network was not removed")
+	slot, _ := h.f.List(ctx, map[string]string{naming.LabelKind: string(naming.KindSlotNetwork)})
+	if len(slot) != 1 {
+		t.Errorf("slot networks after cleanup: %+v, want the one the job ran on", slot)
 	}
 	left, _ := h.f.List(ctx, map[string]string{naming.LabelJob: base})
 	if len(left) != 1 || left[0].Name != "warmcache-go-0123456789ab" {
@@ -164,5 +166,58 @@ func TestCleanupKeepsCacheVolumes(t *testing.T) {
 	}
 	if left, _ := h.f.List(context.Background(), map[string]string{naming.LabelJob: sampleKey.Base()}); len(left) != 0 {
 		t.Errorf("job resources left: %+v", left)
+	}
+}
+
+// A fork over a kept layer goes in the stage, after the containers that
+// mount it: the project's next job may use the layer only once it is
+// gone. The rest goes in the background.
+func TestCleanupReleasesKeptLayerInStage(t *testing.T) {
+	h := prepared(t)
+	ctx := context.Background()
+	fork := sampleKey.IndexedName(naming.KindFork, 0)
+	labels := sampleKey.Labels(naming.KindFork, naming.JobMeta{})
+	labels[naming.LabelForkLayer] = "warmcache-go-layer-0123456789ab"
+	if err := h.f.EnsureVolume(ctx, engine.VolumeSpec{Name: fork, Labels: labels}); err != nil {
+		t.Fatal(err)
+	}
+	background := &detachedRecorder{}
+	d := h.deps()
+	d.Detached = background
+	if err := Cleanup(d); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.f.Volume(fork); ok {
+		t.Error("the fork over the kept layer outlived the stage")
+	}
+	for _, name := range []string{sampleKey.Name(naming.KindHelper), sampleKey.Name(naming.KindBuild)} {
+		if c, _ := h.f.Container(name); c.State != fake.Removed {
+			t.Errorf("container %s is %s, want removed in the stage", name, c.State)
+		}
+	}
+	if len(background.removed) != 1 {
+		t.Fatalf("background removals %+v, want one", background.removed)
+	}
+	for _, r := range background.removed[0].rs {
+		if r.Type == engine.Container || r.Name == fork {
+			t.Errorf("handed to the background: %+v", r)
+		}
+	}
+	if len(background.removed[0].rs) == 0 {
+		t.Error("nothing handed to the background: the job's other volumes should be")
+	}
+}
+
+// A cleanup that finds nothing of the job starts no detached process.
+func TestCleanupWithNothingLeftStartsNoProcess(t *testing.T) {
+	h := newHarness(t, nil)
+	background := &detachedRecorder{}
+	d := h.deps()
+	d.Detached = background
+	if err := Cleanup(d); err != nil {
+		t.Fatal(err)
+	}
+	if background.tries != 0 {
+		t.Errorf("%d detached processes started, want none", background.tries)
 	}
 }

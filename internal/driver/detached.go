@@ -10,13 +10,15 @@ import (
 // its own, which outlives the stage. Each method starts that process and
 // returns without waiting for it; an error means it could not start, and
 // the stage does the work itself. The process does the work with the
-// function of the same name below; its own failure goes to the
-// structured log only.
+// function of the same name below (RemoveJob's: reap.RemoveEnded); its
+// own failure goes to the structured log only.
 type Detached interface {
 	// StartContainer starts the created container name.
 	StartContainer(name string) error
-	// RemoveNetwork removes the network whose engine id is id.
-	RemoveNetwork(id string) error
+	// RemoveJob removes the resources rs of the ended job base (found by
+	// cleanup: its containers under the names naming.Ended gave them, its
+	// networks by id), then the job's cgroup.
+	RemoveJob(base string, rs []engine.Resource) error
 	// PublishCaches publishes the named cache volumes of a successful job
 	// of trust class trust to the fleet cache (remote.PublishVolumes).
 	PublishCaches(trust string, volumes []string) error
@@ -26,11 +28,4 @@ type Detached interface {
 // it started.
 func StartContainer(ctx context.Context, e engine.Engine, name string) error {
 	return e.StartContainer(ctx, name)
-}
-
-// RemoveNetwork is the work of Detached.RemoveNetwork, in the process it
-// started. By id: a retried prepare of the job makes a network of the
-// same name.
-func RemoveNetwork(ctx context.Context, e engine.Engine, id string) error {
-	return e.Remove(ctx, engine.Resource{Type: engine.Network, Name: id})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/host"
+	"github.com/warmcache/warmcache/internal/job"
 	"github.com/warmcache/warmcache/internal/naming"
 )
 
@@ -153,4 +154,13 @@ func setJobUser(j map[string]any, user string) {
 		j["image"] = img
 	}
 	img["executor_opts"] = map[string]any{"docker": map[string]any{"user": user}}
+}
+
+// job is the harness's job, as the stages load it.
+func (h *harness) job() job.Job {
+	j, err := job.Load(func(k string) string { return h.env[k] })
+	if err != nil {
+		panic(err)
+	}
+	return j
 }

@@ -9,12 +9,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/credentials"
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/plan"
 	"github.com/warmcache/warmcache/internal/protocol"
 )
 
@@ -62,7 +64,7 @@ func TestPrepareWithOptions(t *testing.T) {
 	if v, ok := h.f.Volume(anon); !ok || v.Labels[naming.LabelJob] != sampleKey.Base() || v.Labels[naming.LabelKind] != string(naming.KindVolume) || h.f.VolumeDriver(anon) != "local" {
 		t.Errorf("the job's volume: %+v, %v, driver %q", v, ok, h.f.VolumeDriver(anon))
 	}
-	if n, ok := h.f.Network(sampleKey.Name(naming.KindNetwork)); !ok || n.MTU != 1400 || !n.EnableIPv6 {
+	if n, ok := h.f.Network(plan.SlotNetwork(h.job(), h.cfg, time.Now()).Name); !ok || n.MTU != 1400 || !n.EnableIPv6 {
 		t.Errorf("the job's network: %+v, %v; want MTU 1400 and IPv6", n, ok)
 	}
 

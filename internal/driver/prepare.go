@@ -97,17 +97,23 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 				d.Log.Error("reaper pass panicked", zap.Any("panic", p))
 			}
 		}()
-		removed, ok := reap.AtPrepare(ctx, reap.Deps{Engine: d.Engine, Config: d.Config.Reap, Cgroups: d.cgroups()}, d.Log)
+		removed, ok := reap.AtPrepare(ctx, reap.Deps{Engine: d.Engine, Config: d.Config.Reap, Cgroups: d.cgroups(),
+			SlotNetworkOptions: plan.SlotNetworkOptions(d.Config)}, d.Log)
 		d.Caches.RecordReap(removed, ok)
 		d.Caches.GCAtStage(ctx, d.Caches.Names(j))
 	}()
 	defer func() { <-reaped }()
 
 	meta := j.Meta(time.Now())
-	// The job's network is made while the images and volumes are checked:
-	// it is needed only when the containers are created.
-	network, networkMade := services.MakeNetwork(ctx, serviceDeps(d), plan.Network(key, d.Config, meta))
-	defer networkMade() // a failed prepare leaves no call in flight
+	// The job's network is made ready while the images and volumes are
+	// checked: it is needed only when the containers are planned.
+	nets := services.Networks{Own: plan.Network(key, d.Config, meta)}
+	if !d.Config.Docker.NetworkPerJob {
+		slot := plan.SlotNetwork(j, d.Config, meta.Created)
+		nets.Slot = &slot
+	}
+	net := services.MakeNetwork(ctx, serviceDeps(d), nets)
+	defer net.Ready() // a failed prepare leaves no call in flight
 
 	pull := images.Puller{Engine: d.Engine, Attempts: d.Config.Docker.PullAttempts, Say: d.say,
 		Auth: images.RegistryAuth(images.SourcesFor(j, d.Config, d.Getenv), d.say), Backoff: images.JitteredBackoff}
@@ -162,6 +168,10 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	if err != nil {
 		return err
 	}
+	network, err := net.Name()
+	if err != nil {
+		return err
+	}
 	services.Announce(serviceDeps(d), svcs, services.ContainerSpecs(key, j, svcs, network, meta))
 	parent, err := setUpCgroup(d, key, limitsPlan, cgroupDriver)
 	if err != nil {
@@ -193,27 +203,25 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		}
 	}
 	phases = append(phases, zap.Duration("caches", time.Since(start)))
-	// The services start beside the job's own containers. The build
-	// container joins the helper's network namespace, so it is created
-	// while the job's network may still be in the making.
+	// The services start beside the job's own containers, once the
+	// network is the job's alone (the build container joins the helper's
+	// network namespace).
 	servicesStarted := parallel.Go(func() error {
-		if err := networkMade(); err != nil {
+		if err := net.Ready(); err != nil {
 			return err
 		}
 		return services.Start(ctx, d.Engine, serviceSpecs)
 	})
 	defer servicesStarted()
 	if err := parallel.Each([]engine.ContainerSpec{helperSpec, build}, func(s engine.ContainerSpec) error {
-		if s.NetworkMode == network {
-			if err := networkMade(); err != nil {
-				return err
-			}
-		}
 		return d.Engine.CreateContainer(ctx, s)
 	}); err != nil {
 		return err
 	}
 	if err := d.Caches.Verify(ctx, caches, func(ctx context.Context) error { return reap.RemoveJob(ctx, d.Engine, key) }); err != nil {
+		return err
+	}
+	if err := net.Ready(); err != nil {
 		return err
 	}
 	if err := d.Engine.StartContainer(ctx, helperSpec.Name); err != nil {
@@ -223,6 +231,11 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	// Docker executor.
 	if err := servicesStarted(); err != nil {
 		return err
+	}
+	if nets.Slot != nil && network == nets.Slot.Name {
+		if err := services.CheckAlone(ctx, serviceDeps(d), network, key.Base()); err != nil {
+			return err
+		}
 	}
 	// The first stages (prepare_script, get_sources, caches, artifacts) run
 	// in the helper: the build container starts meanwhile, in the

@@ -318,6 +318,7 @@ func TestPrepareFailures(t *testing.T) {
 
 func TestPrepareCreateFailureIsReported(t *testing.T) {
 	h := newHarness(t, nil)
+	h.cfg.Docker.NetworkPerJob = true
 	boom := errors.New("boom")
 	h.f.SetHook(func(method, name string) error {
 		if method == fake.MethodStartContainer && name == sampleKey.Name(naming.KindBuild) {

@@ -36,6 +36,7 @@ func TestPrepareReapsStrandedNetwork(t *testing.T) {
 	strandedKey := naming.JobKey{Runner: "r", Instance: "x", ProjectID: 1, JobID: 3}
 	network := strandedKey.Name(naming.KindNetwork)
 	h := newHarness(t, nil)
+	h.cfg.Docker.NetworkPerJob = true
 	h.cfg.Reap.AtPrepare = true
 	// Made 2h ago by a job with a 3h timeout: far from abandoned.
 	h.f.AddNetwork(network, strandedKey.Labels(naming.KindNetwork, naming.JobMeta{TimeoutSeconds: 3 * 3600, Created: time.Now().Add(-2 * time.Hour)}))

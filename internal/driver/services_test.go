@@ -11,7 +11,9 @@ import (
 	"github.com/warmcache/warmcache/internal/engine"
 	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/internal/plan"
 	"github.com/warmcache/warmcache/internal/protocol"
+	"github.com/warmcache/warmcache/internal/reap"
 )
 
 // withSampleServices puts back the runner sample's two services:
@@ -32,8 +34,10 @@ func withSampleServices(t *testing.T, edit func(j map[string]any)) *harness {
 	})
 }
 
+// With docker.network_per_job, the job makes a network of its own.
 func TestPrepareJobNetwork(t *testing.T) {
 	h := newHarness(t, nil)
+	h.cfg.Docker.NetworkPerJob = true
 	if err := Prepare(context.Background(), h.deps()); err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +61,7 @@ func TestPrepareJobNetwork(t *testing.T) {
 
 func TestPrepareNetworkFails(t *testing.T) {
 	h := newHarness(t, nil)
+	h.cfg.Docker.NetworkPerJob = true
 	h.f.FailNext(fake.MethodCreateNetwork, errors.New("no address pool left"))
 	err := Prepare(context.Background(), h.deps())
 	if err == nil || err.Error() != "creating the job's network: no address pool left" {
@@ -74,7 +79,7 @@ func TestPrepareServices(t *testing.T) {
 		t.Fatal(err)
 	}
 	to := time.Now()
-	network := sampleKey.Name(naming.KindNetwork)
+	network := plan.SlotNetwork(h.job(), h.cfg, to).Name
 	for i, want := range []struct {
 		image   string
 		aliases []string
@@ -216,17 +221,19 @@ func TestPrepareInspectsServiceImageOnce(t *testing.T) {
 	}
 }
 
-// With a background starter, cleanup removes the containers and volumes
-// and hands the network, then free, to a detached process by its id; if
-// that process cannot start, the network goes at once.
-func TestCleanupRemovesNetworkInBackground(t *testing.T) {
+// With a background starter, cleanup marks the job's containers ended
+// (renames them) and hands everything of the job to a detached process,
+// the job's own network by its id; if that process cannot start,
+// everything goes at once.
+func TestCleanupRemovesInBackground(t *testing.T) {
 	for _, startFails := range []bool{false, true} {
 		h := withSampleServices(t, nil)
+		h.cfg.Docker.NetworkPerJob = true
 		if err := Prepare(context.Background(), h.deps()); err != nil {
 			t.Fatal(err)
 		}
-		network := sampleKey.Name(naming.KindNetwork)
-		id := h.f.NetworkID(network)
+		ctx := context.Background()
+		id := h.f.NetworkID(sampleKey.Name(naming.KindNetwork))
 		background := &detachedRecorder{}
 		if startFails {
 			background.err = errors.New("fork failed")
@@ -236,54 +243,131 @@ func TestCleanupRemovesNetworkInBackground(t *testing.T) {
 		if err := Cleanup(d); err != nil {
 			t.Fatal(err)
 		}
-		left, _ := h.f.List(context.Background(), map[string]string{naming.LabelJob: sampleKey.Base()})
+		left, _ := h.f.List(ctx, map[string]string{naming.LabelJob: sampleKey.Base()})
 		if startFails {
 			if len(left) != 0 || len(background.removed) != 0 {
-				t.Errorf("start fails: left %+v, background %q; want everything removed at once", left, background.removed)
+				t.Errorf("start fails: left %+v, background %+v; want everything removed at once", left, background.removed)
 			}
 			continue
 		}
-		if want := []string{id}; !slices.Equal(background.removed, want) || len(background.started) != 0 {
-			t.Errorf("background removed %q and started %q, want %q removed", background.removed, background.started, want)
+		if len(background.removed) != 1 || background.removed[0].base != sampleKey.Base() {
+			t.Fatalf("background removals %+v, want one of the job", background.removed)
 		}
-		if len(left) != 1 || left[0].Name != network {
-			t.Errorf("left %+v, want only the network for the detached process", left)
+		rs := background.removed[0].rs
+		if len(rs) != len(left) || len(left) != 7 { // 4 containers, 2 volumes, the network
+			t.Errorf("handed %d resources, %d left: want the 7 of the job, all left for the detached process", len(rs), len(left))
 		}
-		// What the detached process does: the network is free by then.
-		if err := RemoveNetwork(context.Background(), h.f, id); err != nil || h.f.HasNetwork(network) {
-			t.Errorf("removing the network by its id: %v", err)
+		for _, r := range rs {
+			if r.Type == engine.Container && !naming.IsEnded(r.Name) || r.Type == engine.Network && r.ID != id {
+				t.Errorf("handed %+v: want containers marked ended, the network by its id %s", r, id)
+			}
+		}
+		// What the detached process does.
+		if err := reap.RemoveEnded(ctx, h.f, nil, sampleKey.Base(), rs, time.Now()); err != nil {
+			t.Fatalf("RemoveJob: %v", err)
+		}
+		if left, _ := h.f.List(ctx, map[string]string{naming.LabelJob: sampleKey.Base()}); len(left) != 0 {
+			t.Errorf("left after the detached removal: %+v", left)
 		}
 	}
 }
 
-// The detached removal of attempt 1's network may run after the runner
-// retried the preparation: attempt 2's network, of the same name, stays.
-func TestBackgroundNetworkRemovalSparesTheRetry(t *testing.T) {
-	h := withSampleServices(t, nil)
-	if err := Prepare(context.Background(), h.deps()); err != nil {
+// The detached removal of attempt 1's resources may run after the runner
+// retried the preparation: attempt 2's containers and network, of the
+// same names as attempt 1's first ones, stay.
+func TestBackgroundRemovalSparesTheRetry(t *testing.T) {
+	for _, perJob := range []bool{true, false} {
+		h := withSampleServices(t, nil)
+		h.cfg.Docker.NetworkPerJob = perJob
+		if err := Prepare(context.Background(), h.deps()); err != nil {
+			t.Fatal(err)
+		}
+		background := &detachedRecorder{}
+		d := h.deps()
+		d.Detached = background
+		if err := Cleanup(d); err != nil {
+			t.Fatal(err)
+		}
+		if len(background.removed) != 1 {
+			t.Fatalf("background removals %+v, want one", background.removed)
+		}
+		// The hand-over, seconds before the runner's retry (labels say
+		// when a volume was made to the second).
+		endedAt := time.Now().Add(-2 * time.Second)
+		if err := Prepare(context.Background(), h.deps()); err != nil { // the retry
+			t.Fatal(err)
+		}
+		// What the detached process does, late: attempt 2's volumes are
+		// younger than the hand-over, and stay.
+		if err := reap.RemoveEnded(context.Background(), h.f, nil, sampleKey.Base(), background.removed[0].rs, endedAt); err != nil {
+			t.Errorf("network per job %v: the late removal: %v", perJob, err)
+		}
+		for _, v := range []string{sampleKey.Name(naming.KindBuilds), sampleKey.Name("cachedir")} {
+			if _, ok := h.f.Volume(v); !ok {
+				t.Errorf("network per job %v: the late removal of attempt 1's volumes removed attempt 2's %s", perJob, v)
+			}
+		}
+		for _, name := range []string{sampleKey.Name(naming.KindHelper), sampleKey.Name(naming.KindBuild), sampleKey.ServiceName(0)} {
+			if c, ok := h.f.Container(name); !ok || c.State != fake.Running {
+				t.Errorf("network per job %v: attempt 2's %s after the late removal: %+v", perJob, name, c)
+			}
+		}
+		if perJob && !h.f.HasNetwork(sampleKey.Name(naming.KindNetwork)) {
+			t.Error("the late removal of attempt 1's network removed attempt 2's")
+		}
+		if err := Run(context.Background(), h.deps(), writeFile(t, "script", "true\n"), "build_script"); err != nil {
+			t.Errorf("network per job %v: attempt 2 after the late removal: %v", perJob, err)
+		}
+	}
+}
+
+// The next job of the slot may prepare while the last one's containers,
+// marked ended, are still being removed: it runs on the slot's network,
+// and they are taken off it.
+func TestNextJobWhileBackgroundRemovalRuns(t *testing.T) {
+	first := withSampleServices(t, nil)
+	if err := Prepare(context.Background(), first.deps()); err != nil {
 		t.Fatal(err)
 	}
-	background := &detachedRecorder{}
-	d := h.deps()
-	d.Detached = background
+	d := first.deps()
+	d.Detached = &detachedRecorder{} // records, removes nothing: still to come
 	if err := Cleanup(d); err != nil {
 		t.Fatal(err)
 	}
-	if len(background.removed) != 1 || len(background.started) != 0 {
-		t.Fatalf("background removed %q and started %q, want one network removed", background.removed, background.started)
-	}
-	if err := Prepare(context.Background(), h.deps()); err != nil { // the retry
+	second := withSampleServices(t, func(j map[string]any) { j["id"] = 22962 })
+	second.f = first.f
+	if err := Prepare(context.Background(), second.deps()); err != nil {
 		t.Fatal(err)
 	}
-	// What the detached process does, late.
-	if err := RemoveNetwork(context.Background(), h.f, background.removed[0]); err != nil {
-		t.Fatalf("the late removal: %v", err)
+	network := plan.SlotNetwork(second.job(), second.cfg, time.Now()).Name
+	info, err := second.f.InspectNetwork(context.Background(), network)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !h.f.HasNetwork(sampleKey.Name(naming.KindNetwork)) {
-		t.Error("the late removal of attempt 1's network removed attempt 2's")
+	for _, c := range info.Containers {
+		if !strings.HasPrefix(c, second.job().Key().Base()+"-") {
+			t.Errorf("on the slot's network with the second job: %s", c)
+		}
 	}
-	if err := Run(context.Background(), h.deps(), writeFile(t, "script", "true\n"), "build_script"); err != nil {
-		t.Errorf("attempt 2 after the late removal: %v", err)
+	if svc, _ := second.f.Container(second.job().Key().ServiceName(0)); svc.Spec.NetworkMode != network {
+		t.Errorf("the second job's service is on %s, want the slot's network", svc.Spec.NetworkMode)
+	}
+	// They are off it before the second job's containers start on it.
+	calls := second.f.Calls()
+	off := -1 // the last disconnect
+	for i, c := range calls {
+		if c.Method == fake.MethodDisconnect {
+			off = i
+		}
+	}
+	helperStart := slices.Index(calls, fake.Call{Method: fake.MethodStartContainer, Name: second.job().Key().Name(naming.KindHelper)})
+	for i := range 2 {
+		if s := slices.Index(calls, fake.Call{Method: fake.MethodStartContainer, Name: second.job().Key().ServiceName(i)}); s < off {
+			t.Errorf("service %d started at call %d, before the ended job's containers were taken off (%d)", i, s, off)
+		}
+	}
+	if off < 0 || helperStart < off {
+		t.Errorf("calls %v: the ended job's containers must be taken off before the helper starts", calls)
 	}
 }
 
@@ -300,5 +384,35 @@ func TestServicesStartBeforeBuild(t *testing.T) {
 		if s := slices.Index(calls, fake.Call{Method: fake.MethodStartContainer, Name: sampleKey.ServiceName(i)}); s < 0 || s > buildStart {
 			t.Errorf("service %d started at call %d, the build container at %d", i, s, buildStart)
 		}
+	}
+}
+
+// The jobs of one slot run on the slot's network one after the other: the
+// first makes it, the next finds it with one inspect, and each job's
+// service keeps its alias on it.
+func TestPrepareReusesSlotNetwork(t *testing.T) {
+	first := withSampleServices(t, nil)
+	second := withSampleServices(t, func(j map[string]any) { j["id"] = 22962 })
+	second.f = first.f
+	for i, h := range []*harness{first, second} {
+		before := len(h.f.Calls())
+		if err := Prepare(context.Background(), h.deps()); err != nil {
+			t.Fatalf("job %d: %v", i, err)
+		}
+		network := plan.SlotNetwork(h.job(), h.cfg, time.Now()).Name
+		made := slices.Contains(h.f.Calls()[before:], fake.Call{Method: fake.MethodCreateNetwork, Name: network})
+		if made != (i == 0) {
+			t.Errorf("job %d: made the slot's network: %v", i, made)
+		}
+		svc, _ := h.f.Container(h.job().Key().ServiceName(0))
+		if svc.Spec.NetworkMode != network || !slices.Contains(svc.Spec.NetworkAliases, "db") {
+			t.Errorf("job %d: service on %s as %v, want on %s as db", i, svc.Spec.NetworkMode, svc.Spec.NetworkAliases, network)
+		}
+		if err := Cleanup(h.deps()); err != nil {
+			t.Fatalf("job %d: Cleanup: %v", i, err)
+		}
+	}
+	if nets, _ := first.f.List(context.Background(), map[string]string{naming.LabelManaged: "true"}); len(nets) != 1 || nets[0].Labels[naming.LabelKind] != string(naming.KindSlotNetwork) {
+		t.Errorf("left after both jobs: %+v, want the slot's network only", nets)
 	}
 }

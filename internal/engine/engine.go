@@ -45,6 +45,15 @@ type Engine interface {
 	Exec(ctx context.Context, name string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (Exit, error)
 	// CreateNetwork creates a bridge network; it fails if the name exists.
 	CreateNetwork(ctx context.Context, n NetworkSpec) error
+	// InspectNetwork describes a network, named by its name or its id; a
+	// missing one is an error wrapping ErrNotFound.
+	InspectNetwork(ctx context.Context, name string) (NetworkInfo, error)
+	// DisconnectNetwork takes a container off a network by force; a
+	// container that is missing, or not on that network, is success.
+	DisconnectNetwork(ctx context.Context, network, container string) error
+	// RenameContainer gives a container another name; its labels, state
+	// and networks stay as they are, and the old name is free at once.
+	RenameContainer(ctx context.Context, name, newName string) error
 	// ContainerIP returns a container's address on network, "" if it has
 	// none there.
 	ContainerIP(ctx context.Context, name, network string) (string, error)
@@ -143,6 +152,15 @@ type NetworkSpec struct {
 	MTU int `json:",omitempty"`
 	// EnableIPv6 gives the network IPv6 addresses besides IPv4 ones.
 	EnableIPv6 bool `json:",omitempty"`
+}
+
+// NetworkInfo describes an existing network.
+type NetworkInfo struct {
+	ID     string
+	Labels map[string]string
+	// Containers are the names of the containers with an endpoint on the
+	// network: the running ones, sorted.
+	Containers []string
 }
 
 // VolumeInfo describes an existing volume.

@@ -61,6 +61,15 @@ const (
 	LabelCommitTo = LabelPrefix + "commit.to"
 )
 
+// Label keys of a runner slot's network (KindSlotNetwork), besides
+// LabelManaged, LabelKind, LabelRunnerID and LabelCreated: the slot, and a
+// digest of the network's options, so a changed config makes another
+// network and the reaper knows the old one for stale.
+const (
+	LabelNetworkSlot    = LabelPrefix + "network.slot"
+	LabelNetworkOptions = LabelPrefix + "network.options"
+)
+
 // LabelCacheSizes carries, on a job's build container, the cache sizes
 // prepare found, for the growth report after the steps: the run stage is
 // another process, and a job's state lives in Docker, where it goes with
@@ -76,13 +85,16 @@ const (
 	KindBuild   Kind = "build"   // container running the job's own steps
 	KindBuilds  Kind = "builds"  // volume mounted at builds_dir
 	KindNetwork Kind = "network" // per-job network
-	KindService Kind = "service" // container of one of the job's services
-	KindCache   Kind = "cache"   // persistent cache volume, never removed by cleanup
-	KindSecrets Kind = "secrets" // tmpfs volume holding the job's credential files
-	KindFork    Kind = "fork"    // overlay volume: a cache read-only below, a layer of writes on top
-	KindLayer   Kind = "layer"   // volume holding the writes of a fork that is discarded
-	KindCommit  Kind = "commit"  // volume holding a job's writes to a shared cache until it succeeds
-	KindVolume  Kind = "volume"  // volume of the job's own that docker.volumes asks for ("/dst")
+	// KindSlotNetwork is the network a runner slot's successive jobs
+	// reuse: it carries no LabelJob, so no job's cleanup removes it.
+	KindSlotNetwork Kind = "slotnet"
+	KindService     Kind = "service" // container of one of the job's services
+	KindCache       Kind = "cache"   // persistent cache volume, never removed by cleanup
+	KindSecrets     Kind = "secrets" // tmpfs volume holding the job's credential files
+	KindFork        Kind = "fork"    // overlay volume: a cache read-only below, a layer of writes on top
+	KindLayer       Kind = "layer"   // volume holding the writes of a fork that is discarded
+	KindCommit      Kind = "commit"  // volume holding a job's writes to a shared cache until it succeeds
+	KindVolume      Kind = "volume"  // volume of the job's own that docker.volumes asks for ("/dst")
 )
 
 // JobKey identifies one job on one runner host. Instance, ProjectID and
@@ -142,6 +154,45 @@ func (k JobKey) Labels(kind Kind, m JobMeta) map[string]string {
 		LabelCreated:    m.Created.UTC().Format(time.RFC3339),
 		LabelTimeout:    strconv.Itoa(m.TimeoutSeconds),
 	}
+}
+
+// SlotNetwork names the network the jobs of one concurrency slot of one
+// runner reuse, with options (a digest of the network's options): two
+// runners of one host, two slots, or two configs never share one.
+func SlotNetwork(runner, runnerID string, slot int, options string) string {
+	r := sanitize(runner, 16)
+	if r == "" {
+		r = "r"
+	}
+	return fmt.Sprintf("%s-%s-%s-c%d-%s-%s", Prefix, r, Hash(runner, runnerID)[:6], slot, KindSlotNetwork, options)
+}
+
+// SlotNetworkLabels are the labels of a slot's network.
+func SlotNetworkLabels(runnerID string, slot int, options string, created time.Time) map[string]string {
+	return map[string]string{
+		LabelManaged:        "true",
+		LabelKind:           string(KindSlotNetwork),
+		LabelRunnerID:       sanitize(runnerID, 32),
+		LabelNetworkSlot:    strconv.Itoa(slot),
+		LabelNetworkOptions: options,
+		LabelCreated:        created.UTC().Format(time.RFC3339),
+	}
+}
+
+// endedMark is what Ended puts in a container's name.
+const endedMark = "-ended-"
+
+// Ended is the name cleanup gives a job's container once the job is over
+// and before the container is removed (in the background): the next job
+// of a slot finds it on the slot's network and knows it may take it off.
+// stamp keeps two attempts' leftovers of one job apart.
+func Ended(name, stamp string) string { return name + endedMark + sanitize(stamp, 16) }
+
+// IsEnded says whether a container's name is one Ended gave it. Only
+// cleanup renames containers: a job cannot make a name end so.
+func IsEnded(name string) bool {
+	i := strings.LastIndex(name, endedMark)
+	return i > 0 && strings.HasPrefix(name, Prefix+"-") && sanitize(name[i+len(endedMark):], 16) == name[i+len(endedMark):]
 }
 
 // Hash returns a short, stable hex digest of parts, for names that must not

@@ -244,3 +244,25 @@ func TestCacheVolume(t *testing.T) {
 		}
 	}
 }
+
+// A slot's network is its runner's and slot's, under its options; the
+// name cleanup gives an ended job's container is told apart from every
+// job container's name.
+func TestSlotNetworkAndEnded(t *testing.T) {
+	a := SlotNetwork("t3st", "12", 2, "0123abcd")
+	for _, other := range []string{SlotNetwork("t3st", "13", 2, "0123abcd"), SlotNetwork("t4st", "12", 2, "0123abcd"),
+		SlotNetwork("t3st", "12", 3, "0123abcd"), SlotNetwork("t3st", "12", 2, "ffffffff")} {
+		if other == a {
+			t.Errorf("%s is shared", a)
+		}
+	}
+	key := JobKey{Runner: "t3st", Instance: "x", ProjectID: 1, Slot: 2, JobID: 3}
+	for _, name := range []string{key.Name(KindHelper), key.Name(KindBuild), key.ServiceName(0), "other-ended-x"} {
+		if IsEnded(name) {
+			t.Errorf("IsEnded(%q)", name)
+		}
+	}
+	if e := Ended(key.Name(KindHelper), "k2x9"); !IsEnded(e) || IsEnded(e+"-") {
+		t.Errorf("Ended = %q: IsEnded does not tell it", e)
+	}
+}

@@ -10,7 +10,9 @@ package plan
 import (
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/bmatcuk/doublestar/v4"
 
@@ -149,6 +151,28 @@ func Network(key naming.JobKey, cfg config.Config, meta naming.JobMeta) engine.N
 		Name: key.Name(naming.KindNetwork), Labels: key.Labels(naming.KindNetwork, meta),
 		MTU: cfg.Docker.NetworkMTU, EnableIPv6: cfg.Docker.EnableIPv6,
 	}
+}
+
+// SlotNetwork is the network the job's runner slot reuses from job to
+// job (unless docker.network_per_job): the job's network, made once.
+func SlotNetwork(j job.Job, cfg config.Config, now time.Time) engine.NetworkSpec {
+	opts := SlotNetworkOptions(cfg)
+	return engine.NetworkSpec{
+		Name:   naming.SlotNetwork(j.RunnerShortToken, j.RunnerID, j.ConcurrentID, opts),
+		Labels: naming.SlotNetworkLabels(j.RunnerID, j.ConcurrentID, opts, now),
+		MTU:    cfg.Docker.NetworkMTU, EnableIPv6: cfg.Docker.EnableIPv6,
+	}
+}
+
+// SlotNetworkOptions is the digest of the options of the slots' networks
+// under cfg, in their names and labels; "" when jobs get no slot network
+// (docker.network_mode, docker.network_per_job): then every slot network
+// is stale. A new network option goes into the digest.
+func SlotNetworkOptions(cfg config.Config) string {
+	if cfg.Docker.NetworkMode != "" || cfg.Docker.NetworkPerJob {
+		return ""
+	}
+	return naming.Hash("bridge", strconv.Itoa(cfg.Docker.NetworkMTU), strconv.FormatBool(cfg.Docker.EnableIPv6))[:8]
 }
 
 // Which container gets which of the runner's options follows the Docker

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -35,6 +36,10 @@ type Deps struct {
 	// Cgroups manages the jobs' cgroups on the engine's host; nil when
 	// the driver does not run beside the engine.
 	Cgroups *cgroup.Host
+	// SlotNetworkOptions is the options digest of the slots' networks
+	// under the current config (plan.SlotNetworkOptions; "" when jobs get
+	// none): a slot network with another is stale (see StaleSlotNetworks).
+	SlotNetworkOptions string
 }
 
 // Job is the resources of one job that ended without cleanup.
@@ -148,6 +153,52 @@ func RemoveStranded(ctx context.Context, e Engine, ns []StrandedNetwork) []error
 	return errs
 }
 
+// StaleSlotNetworks returns the networks of runner slots, oldest first,
+// made under other network options than current (a config changed them,
+// or turned slot networks off) more than grace ago: no prepare under the
+// current config uses them again. A slot network of the current options
+// is kept: there is one per runner slot, no more than the networks that
+// many jobs running at once would hold, and its reuse is the point.
+// Docker refuses to remove one a container is still on (a job of the old
+// config still running): RemoveSlotNetworks leaves it for a later pass.
+func StaleSlotNetworks(rs []engine.Resource, now time.Time, grace time.Duration, current string) []engine.Resource {
+	var out []engine.Resource
+	for _, r := range rs {
+		if r.Type != engine.Network || r.Labels[naming.LabelKind] != string(naming.KindSlotNetwork) || r.Labels[naming.LabelNetworkOptions] == current {
+			continue
+		}
+		created, err := time.Parse(time.RFC3339, r.Labels[naming.LabelCreated])
+		if err != nil || now.Sub(created) <= grace {
+			continue
+		}
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b engine.Resource) int {
+		return strings.Compare(a.Labels[naming.LabelCreated], b.Labels[naming.LabelCreated])
+	})
+	return out
+}
+
+// RemoveSlotNetworks removes the networks by id; one still in use is
+// kept, and not an error. It returns the errors, in order, and says which
+// were removed.
+func RemoveSlotNetworks(ctx context.Context, e Engine, ns []engine.Resource) (removed []bool, errs []error) {
+	removed, errs = make([]bool, len(ns)), make([]error, len(ns))
+	parallel.Each(indexes(len(ns)), func(i int) error {
+		r := ns[i]
+		if r.ID != "" {
+			r.Name = r.ID
+		}
+		err := e.Remove(ctx, r)
+		removed[i] = err == nil
+		if !errors.Is(err, engine.ErrInUse) {
+			errs[i] = err
+		}
+		return nil
+	})
+	return removed, errs
+}
+
 // Removed counts what a pass removed, by kind: "container", "volume",
 // "network" (engine.ResourceType) and "cgroup".
 type Removed map[string]int64
@@ -184,6 +235,17 @@ func AtPrepare(ctx context.Context, d Deps, log *zap.Logger) (removed Removed, o
 			ok = false
 		} else {
 			removed.Add(stranded[i].Network)
+		}
+	}
+	stale := StaleSlotNetworks(rs, now, d.Config.Grace, d.SlotNetworkOptions)
+	gone, errs := RemoveSlotNetworks(ctx, d.Engine, stale)
+	for i, n := range stale {
+		log.Info("stale slot network", zap.String("network", n.Name), zap.Bool("removed", gone[i]), zap.Error(errs[i]))
+		if errs[i] != nil {
+			ok = false
+		}
+		if gone[i] {
+			removed.Add(n)
 		}
 	}
 	for _, j := range plan {

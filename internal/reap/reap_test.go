@@ -1,6 +1,8 @@
 package reap
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/warmcache/warmcache/internal/config"
 	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/engine/fake"
 	"github.com/warmcache/warmcache/internal/limits/cgroup"
 	"github.com/warmcache/warmcache/internal/naming"
 )
@@ -153,5 +156,50 @@ func writeAt(t *testing.T, path, content string) {
 	}
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A slot network made under other options than the config's, longer ago
+// than the grace, is stale; one of the current options, or a young one,
+// is not; one still in use is kept without an error.
+func TestStaleSlotNetworks(t *testing.T) {
+	now := time.Now()
+	f := fake.New()
+	ctx := context.Background()
+	add := func(name, options string, age time.Duration) {
+		f.AddNetwork(name, naming.SlotNetworkLabels("7", 0, options, now.Add(-age)))
+	}
+	add("current", "aaaa", 48*time.Hour)
+	add("old-young", "bbbb", time.Minute)
+	add("old", "bbbb", 2*time.Hour)
+	add("old-in-use", "cccc", 3*time.Hour)
+	f.AddImage("img")
+	if err := f.CreateContainer(ctx, engine.ContainerSpec{Name: "c", Image: "img", NetworkMode: "old-in-use"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.StartContainer(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := f.List(ctx, map[string]string{naming.LabelManaged: "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := StaleSlotNetworks(rs, now, 30*time.Minute, "aaaa")
+	var names []string
+	for _, r := range stale {
+		names = append(names, r.Name)
+	}
+	if !slices.Equal(names, []string{"old-in-use", "old"}) {
+		t.Fatalf("stale = %v, want the old ones, oldest first", names)
+	}
+	removed, errs := RemoveSlotNetworks(ctx, f, stale)
+	if !slices.Equal(removed, []bool{false, true}) || errors.Join(errs...) != nil {
+		t.Errorf("removed %v, errors %v; want the unused one removed, the other kept without an error", removed, errs)
+	}
+	if f.HasNetwork("old") || !f.HasNetwork("old-in-use") || !f.HasNetwork("current") {
+		t.Error("the wrong networks were removed")
+	}
+	if got := StaleSlotNetworks(rs, now, 30*time.Minute, ""); len(got) != 3 {
+		t.Errorf("with slot networks off, %d stale, want every old one (3)", len(got))
 	}
 }

@@ -150,8 +150,8 @@ func (h *harness) start(t *testing.T, j job.Job, ports map[string][]engine.Port)
 		h.f.AddImage(s.Image.Name)
 		svcs[i].Info = &engine.ImageInfo{ExposedPorts: ports[s.Image.Name]}
 	}
-	network, made := MakeNetwork(ctx, d, ownNetwork())
-	if err := made(); err != nil {
+	network, err := MakeNetwork(ctx, d, Networks{Own: ownNetwork()}).Name()
+	if err != nil {
 		t.Fatalf("MakeNetwork: %v", err)
 	}
 	helper = sampleKey.Name(naming.KindHelper)
@@ -184,4 +184,10 @@ func methods(f *fake.Engine, name string) []string {
 // ownNetwork is the sample job's own network.
 func ownNetwork() engine.NetworkSpec {
 	return engine.NetworkSpec{Name: sampleKey.Name(naming.KindNetwork), Labels: sampleKey.Labels(naming.KindNetwork, sampleMeta)}
+}
+
+// slotNetwork is the sample job's slot network.
+func slotNetwork() *engine.NetworkSpec {
+	return &engine.NetworkSpec{Name: naming.SlotNetwork("runner", "7", sampleKey.Slot, "opts"),
+		Labels: naming.SlotNetworkLabels("7", sampleKey.Slot, "opts", sampleMeta.Created)}
 }

@@ -30,6 +30,8 @@ const serviceLogLines = 20
 // engine.Engine for each method's contract).
 type Engine interface {
 	CreateNetwork(ctx context.Context, n engine.NetworkSpec) error
+	InspectNetwork(ctx context.Context, name string) (engine.NetworkInfo, error)
+	DisconnectNetwork(ctx context.Context, network, container string) error
 	CreateContainer(ctx context.Context, c engine.ContainerSpec) error
 	StartContainer(ctx context.Context, name string) error
 	InspectImage(ctx context.Context, ref string) (engine.ImageInfo, error)
@@ -130,24 +132,6 @@ func Plan(d Deps, j job.Job, pullPolicies func(jobPolicies []string) ([]string, 
 		out = append(out, Service{Image: s, Policies: policies, Aliases: aliases, WaitPorts: ports})
 	}
 	return out, nil
-}
-
-// MakeNetwork starts creating the job's own network, as own says: a
-// bridge network per job, so that service aliases resolve and two jobs
-// using one alias never meet; unless the admin's network_mode names a
-// network for the helper (and with it the build container) and the
-// services to join instead. It returns the network to join and a function that waits for the
-// creation and gives its error.
-func MakeNetwork(ctx context.Context, d Deps, own engine.NetworkSpec) (string, func() error) {
-	if d.Docker.NetworkMode != "" {
-		return d.Docker.NetworkMode, func() error { return nil }
-	}
-	return own.Name, parallel.Go(func() error {
-		if err := d.Engine.CreateNetwork(ctx, own); err != nil {
-			return fmt.Errorf("creating the job's network: %w", err)
-		}
-		return nil
-	})
 }
 
 // userDefined says whether a network mode names a user-defined network,

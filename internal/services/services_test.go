@@ -159,8 +159,8 @@ func TestMakeNetwork(t *testing.T) {
 	for _, mode := range []string{"", "host", "ci-services"} {
 		h := newHarness()
 		h.cfg.Docker.NetworkMode = mode
-		network, made := MakeNetwork(context.Background(), h.deps(), ownNetwork())
-		if err := made(); err != nil {
+		network, err := MakeNetwork(context.Background(), h.deps(), Networks{Own: ownNetwork()}).Name()
+		if err != nil {
 			t.Fatalf("network_mode %q: %v", mode, err)
 		}
 		found, _ := h.f.List(context.Background(), map[string]string{naming.LabelKind: string(naming.KindNetwork)})
@@ -177,9 +177,118 @@ func TestMakeNetwork(t *testing.T) {
 
 	h := newHarness()
 	h.f.FailNext(fake.MethodCreateNetwork, errors.New("no address pool left"))
-	_, made := MakeNetwork(context.Background(), h.deps(), ownNetwork())
-	if err := made(); err == nil || err.Error() != "creating the job's network: no address pool left" {
+	if _, err := MakeNetwork(context.Background(), h.deps(), Networks{Own: ownNetwork()}).Name(); err == nil || err.Error() != "creating the job's network: no address pool left" {
 		t.Errorf("MakeNetwork = %v", err)
+	}
+}
+
+// The slot's network is made by the slot's first job, and made again if
+// it was removed; a later job of the slot reuses it with one inspect.
+func TestMakeNetworkSlot(t *testing.T) {
+	h := newHarness()
+	ctx := context.Background()
+	slot := slotNetwork()
+	for i, want := range []string{fake.MethodCreateNetwork, "", fake.MethodCreateNetwork} {
+		if i == 2 {
+			if err := h.f.Remove(ctx, engine.Resource{Type: engine.Network, Name: slot.Name}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := len(h.f.Calls())
+		network, err := MakeNetwork(ctx, h.deps(), Networks{Slot: slot, Own: ownNetwork()}).Name()
+		if err != nil || network != slot.Name {
+			t.Fatalf("job %d: MakeNetwork = %q, %v; want the slot's network", i, network, err)
+		}
+		var created []string
+		for _, c := range h.f.Calls()[before:] {
+			if c.Method == fake.MethodCreateNetwork {
+				created = append(created, c.Method)
+			}
+		}
+		if (want == "") != (len(created) == 0) {
+			t.Errorf("job %d: calls %v; want a network created: %v", i, h.f.Calls()[before:], want != "")
+		}
+		if spec, ok := h.f.Network(slot.Name); !ok || spec.Labels[naming.LabelJob] != "" {
+			t.Errorf("job %d: slot network %+v, %v; want one with no job label", i, spec, ok)
+		}
+	}
+	if h.f.HasNetwork(ownNetwork().Name) {
+		t.Error("the job's own network was made besides the slot's")
+	}
+}
+
+// The containers of an ended job (renamed by its cleanup) are taken off
+// the slot's network; a container of a job that has not ended is left
+// alone, and the job gets a network of its own.
+func TestMakeNetworkSlotLeftovers(t *testing.T) {
+	ctx := context.Background()
+	slot := slotNetwork()
+	earlier := naming.JobKey{Runner: "runner", Instance: "gitlab.example.com", ProjectID: 9, Slot: sampleKey.Slot, JobID: 1}
+	for _, ended := range []bool{true, false} {
+		h := newHarness()
+		if err := h.f.CreateNetwork(ctx, *slot); err != nil {
+			t.Fatal(err)
+		}
+		left := earlier.Name(naming.KindHelper)
+		h.f.AddImage(testHelperImage)
+		if err := h.f.CreateContainer(ctx, engine.ContainerSpec{Name: left, Image: testHelperImage, NetworkMode: slot.Name}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.f.StartContainer(ctx, left); err != nil {
+			t.Fatal(err)
+		}
+		if ended {
+			left = naming.Ended(left, "x1")
+			if err := h.f.RenameContainer(ctx, earlier.Name(naming.KindHelper), left); err != nil {
+				t.Fatal(err)
+			}
+		}
+		made := MakeNetwork(ctx, h.deps(), Networks{Slot: slot, Own: ownNetwork()})
+		network, err := made.Name()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := made.Ready(); err != nil {
+			t.Fatal(err)
+		}
+		info, err := h.f.InspectNetwork(ctx, slot.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ended && (network != slot.Name || len(info.Containers) != 0) {
+			t.Errorf("an ended job's container: joins %q, slot network has %v; want the slot's, emptied", network, info.Containers)
+		}
+		if !ended && (network != ownNetwork().Name || !h.f.HasNetwork(network) || !slices.Equal(info.Containers, []string{left})) {
+			t.Errorf("a live job's container: joins %q, slot network has %v; want a network of the job's own, the other left alone", network, info.Containers)
+		}
+	}
+}
+
+// Once the job runs on the slot's network, a container of another job
+// that is not over fails the check; an ended one is taken off.
+func TestCheckAlone(t *testing.T) {
+	ctx := context.Background()
+	slot := slotNetwork()
+	h := newHarness()
+	if err := h.f.CreateNetwork(ctx, *slot); err != nil {
+		t.Fatal(err)
+	}
+	h.f.AddImage(testHelperImage)
+	other := naming.JobKey{Runner: "runner", Instance: "gitlab.example.com", ProjectID: 9, Slot: sampleKey.Slot, JobID: 1}.Name(naming.KindHelper)
+	for _, name := range []string{sampleKey.Name(naming.KindHelper), naming.Ended("warmcache-r-abc-p1-c0-j1-helper", "x"), other} {
+		if err := h.f.CreateContainer(ctx, engine.ContainerSpec{Name: name, Image: testHelperImage, NetworkMode: slot.Name}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.f.StartContainer(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		err := CheckAlone(ctx, h.deps(), slot.Name, sampleKey.Base())
+		if (name == other) != (err != nil) {
+			t.Errorf("with %s on the network: CheckAlone = %v", name, err)
+		}
+	}
+	if info, _ := h.f.InspectNetwork(ctx, slot.Name); slices.Contains(info.Containers, naming.Ended("warmcache-r-abc-p1-c0-j1-helper", "x")) {
+		t.Errorf("the ended job's container is still on the network: %v", info.Containers)
 	}
 }
 

@@ -1,11 +1,15 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/warmcache/warmcache/internal/engine"
+	"github.com/warmcache/warmcache/internal/naming"
 )
 
 // TestHostileJobVariables: variables a job controls (it can override any
@@ -30,11 +34,29 @@ func TestHostileJobVariables(t *testing.T) {
 			t.Errorf("resource name %q", n)
 		}
 	}
-	if len(names) != 5 {
-		t.Errorf("resources %v, want 2 containers, the builds and secrets volumes and the network", names)
+	if len(names) != 4 {
+		t.Errorf("resources %v, want 2 containers, the builds and secrets volumes", names)
 	}
 	if r := j.run("build_script", j.Script("printf '%s' \"$HUGE\" | wc -c\n")); r.Code != 0 || r.Stdout != "102400\n" {
 		t.Errorf("build_script: %s", r)
+	}
+	// The slot's network, named from the same values; the job's runner id
+	// is not the suite's, so it is removed here.
+	if r := j.cleanup(); r.Code != 0 {
+		t.Fatalf("cleanup: %s", r)
+	}
+	if left := jobResources(t, j); len(left) != 0 {
+		t.Fatalf("after cleanup the job still has %v", left)
+	}
+	ctx := context.Background()
+	nets, err := eng.List(ctx, map[string]string{naming.LabelKind: string(naming.KindSlotNetwork), naming.LabelRunnerID: "7rmrf"})
+	if err != nil || len(nets) != 1 || !regexp.MustCompile(`^warmcache-[a-z0-9]{1,16}-[0-9a-f]{6}-c0-slotnet-[0-9a-f]{8}$`).MatchString(nets[0].Name) {
+		t.Errorf("slot networks %+v (%v), want one with a clean name", nets, err)
+	}
+	for _, n := range nets {
+		if err := eng.Remove(ctx, engine.Resource{Type: engine.Network, Name: n.ID}); err != nil {
+			t.Error(err)
+		}
 	}
 }
 

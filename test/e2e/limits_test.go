@@ -223,8 +223,19 @@ func TestLimitsForkBomb(t *testing.T) {
 	if r := j.cleanup(); r.Code != 0 {
 		t.Fatalf("cleanup: %s", r)
 	}
-	if _, err := os.Stat(pids); !os.IsNotExist(err) {
+	if err := gone(pids); !os.IsNotExist(err) {
 		t.Errorf("the job's cgroup outlived cleanup: %v", err)
+	}
+}
+
+// gone polls, for removalBound at most, until path no longer exists, and
+// returns the last Stat's error: a job's cgroup goes last in the detached
+// process its cleanup started, after the job's containers.
+func gone(path string) error {
+	for deadline := time.Now().Add(removalBound); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(path); err != nil || time.Now().After(deadline) {
+			return err
+		}
 	}
 }
 
@@ -322,7 +333,7 @@ func TestLimitsUsageLine(t *testing.T) {
 		t.Fatalf("cleanup: %s", r)
 	}
 	for _, c := range []string{"memory", "cpu", "cpuacct", "pids", "cpuset", "blkio", "devices", "freezer", "systemd"} {
-		if _, err := os.Stat(jobCgroup(j, c)); !os.IsNotExist(err) {
+		if err := gone(jobCgroup(j, c)); !os.IsNotExist(err) {
 			t.Errorf("%s cgroup of the job outlived cleanup: %v", c, err)
 		}
 	}

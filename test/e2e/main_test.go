@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	"github.com/warmcache/warmcache/internal/engine/docker"
 	"github.com/warmcache/warmcache/internal/host"
 	"github.com/warmcache/warmcache/internal/naming"
+	"github.com/warmcache/warmcache/test/runnersim"
 )
 
 // Test images, built locally by test/images/build.sh.
@@ -85,17 +87,22 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
+	// The slots' networks outlive their jobs: they are the suite's runner's.
+	if err := removeSlotNetworks(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: removing the suite's slot networks: %v\n", err)
+		return 1
+	}
 	var leaked []string
-	// The last jobs' networks may still be on their way out (see
+	// The last jobs' resources may still be on their way out (see
 	// jobResources).
-	for deadline := time.Now().Add(networkRemovalBound); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(removalBound); ; time.Sleep(50 * time.Millisecond) {
 		after, err := managedResources()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		leaked = difference(after, before)
-		if !onlyNetworks(leaked) || time.Now().After(deadline) {
+		if !beingRemoved(leaked) || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -104,6 +111,30 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	return code
+}
+
+// removeSlotNetworks removes the networks of this process's runner's
+// slots, which no job's cleanup removes. The last jobs' containers may
+// still be on them, on their way out: it retries those, for removalBound
+// at most; one still in use then is an error (a leak).
+func removeSlotNetworks() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rs, err := eng.List(ctx, map[string]string{naming.LabelKind: string(naming.KindSlotNetwork), naming.LabelRunnerID: runnersim.RunnerID})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range rs {
+		for deadline := time.Now().Add(removalBound); ; time.Sleep(50 * time.Millisecond) {
+			err := eng.Remove(ctx, engine.Resource{Type: engine.Network, Name: r.ID})
+			if !errors.Is(err, engine.ErrInUse) || time.Now().After(deadline) {
+				errs = append(errs, err)
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // managedResources names every container, volume and network warmcache
@@ -154,17 +185,19 @@ func removeProjectCaches(t testing.TB, projectID int64) {
 	}
 }
 
-// networkRemovalBound is how long the detached process cleanup starts
-// may take to remove a job's network.
-const networkRemovalBound = 10 * time.Second
+// removalBound is how long the detached process cleanup starts may take
+// to remove a job's resources.
+const removalBound = 10 * time.Second
 
-// jobResources lists what the engine still holds of one job. A network
-// that no container of the job is left on is being removed by the
-// detached process cleanup started: it polls, for networkRemovalBound at
-// most, until that is done.
-func jobResources(t *testing.T, j *job) []string {
+// jobResources lists what the engine still holds of one job. Once no
+// container of the job is left but ones cleanup marked ended
+// (naming.Ended), what is left is being removed by the detached process
+// cleanup started: it polls, for removalBound at most, until that is
+// done. Its outcome is observed, not waited for with a sleep: the
+// process is detached, nothing can wait for it.
+func jobResources(t testing.TB, j *job) []string {
 	t.Helper()
-	for deadline := time.Now().Add(networkRemovalBound); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(removalBound); ; time.Sleep(50 * time.Millisecond) {
 		rs, err := eng.List(context.Background(), map[string]string{naming.LabelJobID: fmt.Sprint(j.ID)})
 		if err != nil {
 			t.Fatal(err)
@@ -173,14 +206,18 @@ func jobResources(t *testing.T, j *job) []string {
 		for _, r := range rs {
 			names = append(names, string(r.Type)+" "+r.Name)
 		}
-		if !onlyNetworks(names) || time.Now().After(deadline) {
+		if !beingRemoved(names) || time.Now().After(deadline) {
 			return names
 		}
 	}
 }
 
-// onlyNetworks says whether a non-empty list of "type name" entries holds
-// networks only.
-func onlyNetworks(rs []string) bool {
-	return len(rs) > 0 && !slices.ContainsFunc(rs, func(r string) bool { return !strings.HasPrefix(r, string(engine.Network)+" ") })
+// beingRemoved says whether a non-empty list of "type name" entries holds
+// no container but ones marked ended: what a detached removal has still
+// to remove.
+func beingRemoved(rs []string) bool {
+	return len(rs) > 0 && !slices.ContainsFunc(rs, func(r string) bool {
+		name, container := strings.CutPrefix(r, string(engine.Container)+" ")
+		return container && !naming.IsEnded(name)
+	})
 }

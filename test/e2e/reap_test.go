@@ -77,7 +77,7 @@ func TestReapCommand(t *testing.T) {
 	if l := left(); len(l) != 0 {
 		t.Errorf("after reap the crashed job still has %v", l)
 	}
-	if l := jobResources(t, live); len(l) != 5 { // 2 containers, the builds volume, the network, the credentials' tmpfs
+	if l := jobResources(t, live); len(l) != 4 { // 2 containers, the builds volume, the credentials' tmpfs (its network is its slot's)
 		t.Errorf("the live job lost resources to the reaper: %v", l)
 	}
 	if r := live.run("build_script", runnerScript("grep -q ' /go/pkg/mod ' /proc/mounts && echo still alive\n")); r.Code != 0 || !strings.HasSuffix(r.Stdout, "still alive\n") {
@@ -100,10 +100,11 @@ func TestPrepareReaps(t *testing.T) {
 
 // TestReapStrandedNetwork: the network of a job with no container left
 // (its removal after cleanup failed) goes once older than reap.grace,
-// hours before the job's deadline; a live job keeps its network.
+// hours before the job's deadline; a live job keeps its network (one of
+// its own: docker.network_per_job).
 func TestReapStrandedNetwork(t *testing.T) {
 	ctx := context.Background()
-	live := newJob(t, jobSpec{Config: defaultConfig + "[reap]\nat_prepare = false\n"})
+	live := newJob(t, jobSpec{Config: defaultConfig + "network_per_job = true\n[reap]\nat_prepare = false\n"})
 	if r := live.prepare(); r.Code != 0 {
 		t.Fatalf("prepare: %s", r)
 	}

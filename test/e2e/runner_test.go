@@ -67,7 +67,9 @@ func newJob(t testing.TB, spec jobSpec) *job {
 		})
 	}
 	t.Cleanup(func() {
-		if r := j.call("cleanup"); r.Code != 0 {
+		// The detached removal cleanup starts must be over before the
+		// project's caches, which the job's containers mount, can go.
+		if r := j.cleanup(); r.Code != 0 {
 			t.Errorf("cleanup at test end: %s", r)
 		}
 	})
@@ -92,7 +94,20 @@ func (j *job) call(args ...string) result {
 }
 
 func (j *job) prepare() result { return j.call("prepare") }
-func (j *job) cleanup() result { return j.call("cleanup") }
+
+// cleanup calls the cleanup stage and, when it succeeded, waits (polls,
+// with a deadline: see jobResources) until the detached process it
+// started has removed the job's resources, so that what a test does next
+// (a GC pass, the project's next job, a look at the volumes) finds them
+// gone, as before that removal went to the background. A test of what
+// happens meanwhile calls j.call("cleanup").
+func (j *job) cleanup() result {
+	r := j.call("cleanup")
+	if r.Code == 0 {
+		jobResources(j.t, j)
+	}
+	return r
+}
 
 func (j *job) run(stage, script string) result {
 	j.t.Helper()

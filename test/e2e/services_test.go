@@ -21,7 +21,7 @@ func fetch(url string) string {
 // TestServiceReachableByAliases: a service gets the Docker executor's
 // aliases and the job's own, in the build container and in the helper;
 // it gets the job's public variables and its own, never the job token;
-// cleanup leaves nothing, the job's network included.
+// cleanup leaves nothing.
 func TestServiceReachableByAliases(t *testing.T) {
 	j := newJob(t, jobSpec{Services: []runnersim.Service{{
 		Name: httpdImage, Alias: "web,api", Variables: map[string]string{"SVC_GREETING": "hello-$CI_PROJECT_PATH"},
@@ -38,8 +38,10 @@ func TestServiceReachableByAliases(t *testing.T) {
 			t.Errorf("prepare log lacks %q:\n%s", want, r.Stderr)
 		}
 	}
-	if left := jobResources(t, j); !hasResource(left, "network ", "-network") || !hasResource(left, "container ", "-service0") {
-		t.Errorf("after prepare the job has %v, want its network and its service too", left)
+	// It runs on its runner slot's network (slotnet_test.go), not one of
+	// its own.
+	if left := jobResources(t, j); hasResource(left, "network ", "-network") || !hasResource(left, "container ", "-service0") {
+		t.Errorf("after prepare the job has %v, want its service and no network of its own", left)
 	}
 
 	var script strings.Builder
@@ -171,7 +173,7 @@ func TestServiceEntrypointAndCommand(t *testing.T) {
 
 // TestServiceImageMissing: a service image that cannot be had fails
 // prepare with one line naming it, and cleanup removes what prepare had
-// made by then (the job's network among it).
+// made by then.
 func TestServiceImageMissing(t *testing.T) {
 	j := newJob(t, jobSpec{
 		Config:   "[docker]\nhelper_image = \"" + debianImage + "\"\npull_policy = [\"never\"]\n",
@@ -190,29 +192,36 @@ func TestServiceImageMissing(t *testing.T) {
 	}
 }
 
-// BenchmarkJobNetwork measures what the job's own network costs a bare
-// job: the same job with its own network and on Docker's default bridge
-// (network_mode = "bridge", no network made), alternating in one loop so
-// both see the same machine load.
+// BenchmarkJobNetwork measures what the job's network costs a bare job:
+// the same job on its runner slot's network (the default: made once, by
+// the first job of the slot, before the loop), on a network of its own
+// (docker.network_per_job) and on Docker's default bridge (network_mode =
+// "bridge", no network at all), alternating in one loop so all see the
+// same machine load.
 func BenchmarkJobNetwork(b *testing.B) {
-	var own, bridge []time.Duration
+	bareJob(b, jobSpec{}) // makes the slot's network
+	var slot, own, bridge []time.Duration
 	for i := 0; i < b.N; i++ {
-		own = append(own, bareJob(b, jobSpec{}))
+		slot = append(slot, bareJob(b, jobSpec{}))
+		own = append(own, bareJob(b, jobSpec{Config: defaultConfig + "network_per_job = true\n"}))
 		bridge = append(bridge, bareJob(b, jobSpec{Config: defaultConfig + "network_mode = \"bridge\"\n"}))
 	}
-	om, bm := median(own), median(bridge)
+	sm, om, bm := median(slot), median(own), median(bridge)
+	b.ReportMetric(float64(sm.Milliseconds()), "ms/job-slot-network")
 	b.ReportMetric(float64(om.Milliseconds()), "ms/job-own-network")
 	b.ReportMetric(float64(bm.Milliseconds()), "ms/job-default-bridge")
+	b.ReportMetric(float64(sm)/float64(bm), "slot/bridge")
 	b.ReportMetric(float64(om)/float64(bm), "own/bridge")
 }
 
-// TestNetworkRemovalLogged: the detached process that removes a job's
-// network after cleanup gets the stage's config file (the runner's
-// environment, WARMCACHE_CONFIG with it, stays behind) and logs its
-// outcome to the configured structured log.
-func TestNetworkRemovalLogged(t *testing.T) {
+// TestBackgroundRemovalLogged: the detached process that removes a job's
+// containers, volumes and network (its own: docker.network_per_job) after
+// cleanup gets the stage's config file (the runner's environment,
+// WARMCACHE_CONFIG with it, stays behind) and logs its outcome to the
+// configured structured log.
+func TestBackgroundRemovalLogged(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "warmcache.log")
-	j := newJob(t, jobSpec{Config: defaultConfig + "[log]\nfile = \"" + logFile + "\"\n"})
+	j := newJob(t, jobSpec{Config: defaultConfig + "network_per_job = true\n[log]\nfile = \"" + logFile + "\"\n"})
 	if r := j.prepare(); r.Code != 0 {
 		t.Fatalf("prepare: %s", r)
 	}
@@ -222,14 +231,14 @@ func TestNetworkRemovalLogged(t *testing.T) {
 	if left := jobResources(t, j); len(left) != 0 {
 		t.Errorf("after cleanup the job still has %v", left)
 	}
-	// The network is gone before its remover writes the log line: wait for
-	// the line a moment longer.
+	// The resources are gone before their remover writes the log line:
+	// wait for the line a moment longer.
 	var entries []string
-	for deadline := time.Now().Add(networkRemovalBound); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(removalBound); ; time.Sleep(50 * time.Millisecond) {
 		entries = nil
 		data, _ := os.ReadFile(logFile)
 		for _, line := range strings.Split(string(data), "\n") {
-			if strings.Contains(line, `"stage":"remove-network"`) {
+			if strings.Contains(line, `"stage":"remove-job"`) {
 				entries = append(entries, line)
 			}
 		}
@@ -238,6 +247,6 @@ func TestNetworkRemovalLogged(t *testing.T) {
 		}
 	}
 	if len(entries) != 1 || !strings.Contains(entries[0], `"msg":"stage finished"`) {
-		t.Errorf("remove-network log entries %q, want one saying it finished", entries)
+		t.Errorf("remove-job log entries %q, want one saying it finished", entries)
 	}
 }

@@ -48,6 +48,11 @@ type Spec struct {
 	Services   []Service         // the job's `services:`
 }
 
+// RunnerID is the runner's id (CI_RUNNER_ID, as GitLab sets it), one per
+// process: two test processes on one engine are two runners, and their
+// jobs of one slot never share the slot's network.
+var RunnerID = strconv.Itoa(1_000_000 + os.Getpid())
+
 // Service is one entry of the job's `services:`.
 type Service struct {
 	Name       string
@@ -115,6 +120,7 @@ func NewJob(driver, dir string, spec Spec) (*Job, error) {
 		"CI_PROJECT_ID":           strconv.FormatInt(spec.ProjectID, 10),
 		"CI_COMMIT_REF_PROTECTED": strconv.FormatBool(spec.Protected),
 		"CI_JOB_IMAGE":            spec.Image,
+		"CI_RUNNER_ID":            RunnerID,
 	}
 	for k, v := range spec.Vars {
 		vars[k] = v

@@ -401,6 +401,44 @@ func (d *Docker) CreateNetwork(ctx context.Context, n engine.NetworkSpec) error 
 	return nil
 }
 
+// InspectNetwork implements engine.Engine.
+func (d *Docker) InspectNetwork(ctx context.Context, name string) (engine.NetworkInfo, error) {
+	var n network.Inspect
+	err := retry(ctx, func() (err error) { n, err = d.api.NetworkInspect(ctx, name, network.InspectOptions{}); return err })
+	if err != nil {
+		return engine.NetworkInfo{}, classify(err, "inspecting network "+name)
+	}
+	info := engine.NetworkInfo{ID: n.ID, Labels: n.Labels}
+	for id, c := range n.Containers {
+		if c.Name == "" {
+			c.Name = id
+		}
+		info.Containers = append(info.Containers, c.Name)
+	}
+	slices.Sort(info.Containers)
+	return info, nil
+}
+
+// DisconnectNetwork implements engine.Engine.
+func (d *Docker) DisconnectNetwork(ctx context.Context, net, name string) error {
+	err := retry(ctx, func() error { return d.api.NetworkDisconnect(ctx, net, name, true) })
+	// A container that is not on the network is off it, as asked: the
+	// engine (20.10) says so with a plain error (a later one with 403).
+	if err == nil || errdefs.IsNotFound(err) || errdefs.IsForbidden(err) || strings.Contains(err.Error(), "is not connected to network") {
+		return nil
+	}
+	return classify(err, fmt.Sprintf("disconnecting container %s from network %s", name, net))
+}
+
+// RenameContainer implements engine.Engine. It is not retried: a retry
+// after a lost answer would find the old name gone.
+func (d *Docker) RenameContainer(ctx context.Context, name, newName string) error {
+	if err := d.api.ContainerRename(ctx, name, newName); err != nil {
+		return classify(err, "renaming container "+name)
+	}
+	return nil
+}
+
 // ContainerIP implements engine.Engine.
 func (d *Docker) ContainerIP(ctx context.Context, name, net string) (string, error) {
 	var ins container.InspectResponse

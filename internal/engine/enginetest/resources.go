@@ -182,6 +182,70 @@ func networkChecks() []check {
 				t.Errorf("ContainerIP on bridge = %q, want an address", ip)
 			}
 		}},
+		{"InspectNetwork", "its id, labels and running containers; a missing one wraps ErrNotFound", func(t *testing.T, x *env) {
+			net := x.network("n", map[string]string{"a": "1"})
+			a, b := x.spec("a", keepRunning), x.spec("b", keepRunning)
+			a.NetworkMode, b.NetworkMode = net, net
+			x.start(a)
+			x.create(b) // never started: no endpoint
+			info, err := x.e.InspectNetwork(x.ctx, net)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := x.labels(map[string]string{"a": "1"}); info.ID == "" || !maps.Equal(info.Labels, want) || !slices.Equal(info.Containers, []string{a.Name}) {
+				t.Errorf("InspectNetwork = %+v, want an id, labels %v and container %s", info, want, a.Name)
+			}
+			if byID, err := x.e.InspectNetwork(x.ctx, info.ID); err != nil || byID.ID != info.ID {
+				t.Errorf("InspectNetwork by id = %+v, %v", byID, err)
+			}
+			_, err = x.e.InspectNetwork(x.ctx, x.name("missing"))
+			wantErr(t, "InspectNetwork", err, engine.ErrNotFound)
+		}},
+		{"DisconnectNetwork", "takes a running container off; missing or off is success", func(t *testing.T, x *env) {
+			net := x.network("n", nil)
+			a := x.spec("a", keepRunning)
+			a.NetworkMode = net
+			x.start(a)
+			for range 2 { // the second time it is off already
+				if err := x.e.DisconnectNetwork(x.ctx, net, a.Name); err != nil {
+					t.Fatalf("DisconnectNetwork: %v", err)
+				}
+			}
+			if ip := x.ip(a.Name, net); ip != "" {
+				t.Errorf("ContainerIP after the disconnect = %q, want none", ip)
+			}
+			if info, err := x.e.InspectNetwork(x.ctx, net); err != nil || len(info.Containers) != 0 {
+				t.Errorf("InspectNetwork after the disconnect = %+v, %v; want no container", info, err)
+			}
+			if err := x.e.DisconnectNetwork(x.ctx, net, x.name("missing")); err != nil {
+				t.Errorf("DisconnectNetwork of a missing container: %v", err)
+			}
+			if err := x.e.Remove(x.ctx, engine.Resource{Type: engine.Network, Name: net}); err != nil {
+				t.Errorf("removing the network its only container left: %v", err)
+			}
+		}},
+		{"RenameContainer", "keeps labels and state, frees the old name", func(t *testing.T, x *env) {
+			net := x.network("n", nil)
+			a := x.spec("a", keepRunning)
+			a.NetworkMode = net
+			x.start(a)
+			renamed := x.name("renamed")
+			if err := x.e.RenameContainer(x.ctx, a.Name, renamed); err != nil {
+				t.Fatal(err)
+			}
+			x.removeAtCleanup(engine.Resource{Type: engine.Container, Name: renamed})
+			if st := x.state(renamed); st != "running" {
+				t.Errorf("state after the rename = %q, want running", st)
+			}
+			if info, err := x.e.InspectNetwork(x.ctx, net); err != nil || !slices.Equal(info.Containers, []string{renamed}) {
+				t.Errorf("InspectNetwork after the rename = %+v, %v; want %s", info, err, renamed)
+			}
+			rs, err := x.e.List(x.ctx, x.labels(nil))
+			if err != nil || !slices.ContainsFunc(rs, func(r engine.Resource) bool { return r.Type == engine.Container && r.Name == renamed }) {
+				t.Errorf("List after the rename = %+v, %v; want %s by its labels", rs, err, renamed)
+			}
+			x.create(a) // the old name is free
+		}},
 		{"ContainerIP", "a missing container wraps ErrNotFound", func(t *testing.T, x *env) {
 			_, err := x.e.ContainerIP(x.ctx, x.name("missing"), "bridge")
 			wantErr(t, "ContainerIP", err, engine.ErrNotFound)

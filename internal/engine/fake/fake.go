@@ -45,12 +45,16 @@ const (
 	MethodCreateNetwork   = "CreateNetwork"
 	MethodContainerIP     = "ContainerIP"
 	MethodContainerLogs   = "ContainerLogs"
+	MethodInspectNetwork  = "InspectNetwork"
+	MethodDisconnect      = "DisconnectNetwork"
+	MethodRenameContainer = "RenameContainer"
 )
 
 var methods = []string{
 	MethodPing, MethodInspectImage, MethodPullImage, MethodEnsureVolume, MethodInspectVolume,
 	MethodCreateContainer, MethodStartContainer, MethodContainerState, MethodExec, MethodList, MethodRemove,
 	MethodCreateNetwork, MethodContainerIP, MethodContainerLogs,
+	MethodInspectNetwork, MethodDisconnect, MethodRenameContainer,
 }
 
 // State is the life-cycle state of a fake container.
@@ -68,6 +72,9 @@ const (
 type Container struct {
 	Spec  engine.ContainerSpec
 	State State
+	// Disconnected says DisconnectNetwork took it off the network of its
+	// Spec.NetworkMode.
+	Disconnected bool
 }
 
 // Call is one recorded Engine call. Name is the image, volume, container
@@ -598,7 +605,7 @@ func (f *Engine) Remove(ctx context.Context, r engine.Resource) error {
 		if name == "" {
 			return nil
 		}
-		if user := f.userOf(func(s engine.ContainerSpec) bool { return s.NetworkMode == name }); user != "" {
+		if user := f.onNetwork(name); user != "" {
 			return fmt.Errorf("removing network %s: %w: active endpoints (container %s)", r.Name, engine.ErrInUse, user)
 		}
 		delete(f.networks, name)
@@ -608,6 +615,18 @@ func (f *Engine) Remove(ctx context.Context, r engine.Resource) error {
 		return fmt.Errorf("removing %s: unknown resource type %q", r.Name, r.Type)
 	}
 	return nil
+}
+
+// onNetwork returns the name of the first container, not removed, that is
+// on the network (its NetworkMode, and not disconnected since), or "".
+// f.mu must be held.
+func (f *Engine) onNetwork(network string) string {
+	for _, name := range sortedKeys(f.containers) {
+		if c := f.containers[name]; c.State != Removed && !c.Disconnected && c.Spec.NetworkMode == network {
+			return name
+		}
+	}
+	return ""
 }
 
 // userOf returns the name of the first container, not removed, for which

@@ -116,7 +116,7 @@ func (f *Engine) ContainerIP(ctx context.Context, name, network string) (string,
 	if err != nil {
 		return "", err
 	}
-	if c.State != Running || networkOf(c.Spec.NetworkMode) != network || !f.hasAddress(network) {
+	if c.State != Running || c.Disconnected || networkOf(c.Spec.NetworkMode) != network || !f.hasAddress(network) {
 		return "", nil
 	}
 	if ip, ok := f.ips[name]; ok {
@@ -162,3 +162,68 @@ func (f *Engine) ContainerLogs(ctx context.Context, name string, lines int) (str
 
 // maxLogBytes bounds what ContainerLogs returns, as in the Docker engine.
 const maxLogBytes = 16 << 10
+
+// InspectNetwork implements engine.Engine: the network's running
+// containers are those started on it and not disconnected since.
+func (f *Engine) InspectNetwork(ctx context.Context, name string) (engine.NetworkInfo, error) {
+	if err := f.begin(ctx, MethodInspectNetwork, name); err != nil {
+		return engine.NetworkInfo{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	net := f.networkNamed(name)
+	if net == "" {
+		return engine.NetworkInfo{}, fmt.Errorf("inspecting network %s: %w", name, engine.ErrNotFound)
+	}
+	info := engine.NetworkInfo{ID: f.networkIDs[net], Labels: maps.Clone(f.networks[net])}
+	for _, cname := range sortedKeys(f.containers) {
+		if c := f.containers[cname]; c.State == Running && !c.Disconnected && c.Spec.NetworkMode == net {
+			info.Containers = append(info.Containers, cname)
+		}
+	}
+	return info, nil
+}
+
+// DisconnectNetwork implements engine.Engine.
+func (f *Engine) DisconnectNetwork(ctx context.Context, network, container string) error {
+	if err := f.begin(ctx, MethodDisconnect, container); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	net := f.networkNamed(network)
+	if net == "" {
+		return fmt.Errorf("disconnecting from network %s: %w", network, engine.ErrNotFound)
+	}
+	if c, ok := f.containers[container]; ok && c.State != Removed && c.Spec.NetworkMode == net {
+		c.Disconnected = true
+		delete(f.addrs, container)
+	}
+	return nil
+}
+
+// RenameContainer implements engine.Engine.
+func (f *Engine) RenameContainer(ctx context.Context, name, newName string) error {
+	if err := f.begin(ctx, MethodRenameContainer, name); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.existing(name, "renaming container")
+	if err != nil {
+		return err
+	}
+	if n, ok := f.containers[newName]; ok && n.State != Removed {
+		return fmt.Errorf("renaming container %s: the name %s is in use", name, newName)
+	}
+	c.Spec.Name = newName
+	f.containers[newName] = c
+	delete(f.containers, name)
+	for _, m := range []map[string]string{f.logs, f.addrs} {
+		if v, ok := m[name]; ok {
+			m[newName] = v
+			delete(m, name)
+		}
+	}
+	return nil
+}
