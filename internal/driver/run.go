@@ -40,7 +40,9 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 		var bf *protocol.BuildFailure
 		if (err == nil || errors.As(err, &bf)) && protocol.EndsSteps(stage, err != nil, stepStages(j.Steps)) {
 			if protocol.IsStep(stage) {
+				start := time.Now()
 				d.Caches.ReportGrowth(j.Key(), d.say)
+				d.Log.Debug("cache growth report", zap.Duration("took", time.Since(start)))
 			}
 		}
 	}()

@@ -387,3 +387,30 @@ func TestEntrypointThatDoesNotExec(t *testing.T) {
 		t.Errorf("after cleanup the job still has %v", left)
 	}
 }
+
+// TestStageAgent: every stage's shell is a child of the container's stage
+// agent (no exec per stage), in the helper and in the build container;
+// with docker.stage_agent = false it comes from an exec (no parent in the
+// container), and the job works the same.
+func TestStageAgent(t *testing.T) {
+	probe := runnerScript("if [ -r /proc/$PPID/cmdline ]; then tr '\\0' ' ' < /proc/$PPID/cmdline; fi; echo \"<- parent of $$\"\n")
+	for _, tc := range []struct {
+		name, config, want string
+	}{
+		{"agent", defaultConfig, "/run/warmcache-agent agent <- parent"},
+		{"exec", defaultConfig + "stage_agent = false\n", "<- parent"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := newJob(t, jobSpec{Image: busyboxImage, Config: tc.config})
+			if r := j.prepare(); r.Code != 0 {
+				t.Fatalf("prepare: %s", r)
+			}
+			for _, stage := range []string{"get_sources", "build_script", "after_script"} {
+				r := j.run(stage, probe)
+				if r.Code != 0 || !strings.HasPrefix(r.Stdout, tc.want) {
+					t.Errorf("%s: want stdout starting %q, got %s", stage, tc.want, r)
+				}
+			}
+		})
+	}
+}
