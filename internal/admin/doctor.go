@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/warmcache/warmcache/internal/agent"
 	"github.com/warmcache/warmcache/internal/cache/remote"
 	"github.com/warmcache/warmcache/internal/credentials"
 	"github.com/warmcache/warmcache/internal/engine"
@@ -79,6 +81,7 @@ func Doctor(ctx context.Context, d Deps) error {
 	}
 
 	diskCheck(info.RootDir, add)
+	agentCheck(d, add)
 	quotaCheck(d, add)
 	networksCheck(ctx, d, add)
 	fleetCheck(ctx, d, add)
@@ -238,4 +241,29 @@ func fleetCheck(ctx context.Context, d Deps, add func(level, format string, args
 		return
 	}
 	add("ok", "fleet cache: %s bucket %s: reachable, write/read/delete ok; publish = %q", r.URL, r.Bucket, r.Publish)
+}
+
+// agentCheck says whether stages run through the stage agent, and what
+// keeps them from it.
+func agentCheck(d Deps, add func(level, format string, args ...any)) {
+	switch {
+	case !d.Config.Docker.StageAgent:
+		add("ok", "stage agent: off (docker.stage_agent = false): one docker exec per stage")
+		return
+	case d.Cgroups == nil: // the engine is not local (see limitsCheck)
+		add("ok", "stage agent: not with a remote engine: one docker exec per stage")
+		return
+	}
+	exe, err := os.Executable()
+	if err == nil {
+		exe, err = filepath.EvalSymlinks(exe)
+	}
+	if err == nil {
+		err = agent.Usable(exe)
+	}
+	if err != nil {
+		add("warn", "stage agent: %v", err)
+		return
+	}
+	add("ok", "stage agent: %s, mounted into job containers (no exec per stage)", exe)
 }

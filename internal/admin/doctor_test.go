@@ -34,6 +34,7 @@ func TestDoctor(t *testing.T) {
 			"ok   image debian:bookworm: present\n" +
 			"ok   image " + testHelperImage + ": present\n" +
 			"warn disk: the engine did not say where its data root is\n" +
+			"ok   stage agent: not with a remote engine: one docker exec per stage\n" +
 			"ok   networks: 0 job networks\n" +
 			"ok   caches: 0 volumes, 0 B measured\n"
 		if out.String() != want {
