@@ -280,8 +280,9 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 		d.Log.Debug("credentials delivered", zap.Bool("straight_into_tmpfs", delivered))
 	}
 	phases = append(phases, zap.Duration("containers", time.Since(start)))
+	// The helper's agent comes up while the runner starts the first stage,
+	// which waits for it (see Run).
 	services.Wait(ctx, serviceDeps(d), helperSpec.Name, svcs, serviceSpecs)
-	awaitAgent(ctx, d, helperSpec.Name)
 	d.Log.Debug("prepare timings (since start)", append(phases, zap.Duration("services", time.Since(start)))...)
 	d.say("Job containers ready in %.1fs", time.Since(start).Seconds())
 	d.Caches.RecordMetrics(func(s *record.MetricsState) {
@@ -303,31 +304,4 @@ func startBuild(ctx context.Context, d Deps, name string, now bool) error {
 		d.Log.Warn("starting the build container in the background", zap.Error(err))
 	}
 	return d.Engine.StartContainer(ctx, name)
-}
-
-// agentWait bounds how long a stage waits for a container's agent to
-// listen: it starts within milliseconds of the container, and the build
-// container within a few hundred of prepare's end; past this the stage
-// uses exec.
-const agentWait = 2 * time.Second
-
-// awaitAgent waits until the agent of container name answers, so that no
-// stage falls back to exec while it is starting. Without a stage agent it
-// returns at once.
-func awaitAgent(ctx context.Context, d Deps, name string) {
-	a, ok := d.Engine.(interface {
-		Ready(ctx context.Context, name string) bool
-	})
-	if d.Agent == "" || !ok {
-		return
-	}
-	start := time.Now()
-	for delay := time.Millisecond; !a.Ready(ctx, name); delay = min(2*delay, 20*time.Millisecond) {
-		if time.Since(start) > agentWait || ctx.Err() != nil {
-			d.Log.Warn("the stage agent did not answer; the stage uses exec", zap.String("container", name))
-			return
-		}
-		time.Sleep(delay)
-	}
-	d.Log.Debug("stage agent ready", zap.String("container", name), zap.Duration("after", time.Since(start)))
 }

@@ -208,3 +208,37 @@ func signalAll(ctx context.Context, d Deps, name string) {
 		d.Log.Warn("signalling stage processes", zap.Error(err))
 	}
 }
+
+// agentWait bounds how long a stage waits for a container's agent to
+// listen: it starts within milliseconds of the container, and the build
+// container within a few hundred of prepare's end; past this the stage
+// uses exec.
+const agentWait = 2 * time.Second
+
+// awaitAgent waits until the agent of container name answers, so that no
+// stage falls back to exec while it is starting. Without a stage agent it
+// returns at once.
+func awaitAgent(ctx context.Context, d Deps, name string) {
+	a, ok := d.Engine.(interface {
+		Ready(ctx context.Context, name string) bool
+	})
+	if d.Agent == "" || !ok {
+		return
+	}
+	start := time.Now()
+	for !a.Ready(ctx, name) {
+		waited := time.Since(start)
+		if waited > agentWait || ctx.Err() != nil {
+			d.Log.Warn("the stage agent did not answer; the stage uses exec", zap.String("container", name))
+			return
+		}
+		// An agent starts within milliseconds of its container: poll
+		// closely at first, then gently (each poll is an inspect).
+		poll := 20 * time.Millisecond
+		if waited < 30*time.Millisecond {
+			poll = time.Millisecond
+		}
+		time.Sleep(poll)
+	}
+	d.Log.Debug("stage agent ready", zap.String("container", name), zap.Duration("after", time.Since(start)))
+}
