@@ -30,6 +30,7 @@ const (
 	hostFlag           = "host"
 	tlsVerifyFlag      = "tls-verify"
 	tlsCertPathFlag    = "tls-cert-path"
+	afterFlag          = "after"
 	// endedAtFlag is when cleanup handed the job's resources over (see
 	// reap.RemoveEnded).
 	endedAtFlag = "ended-at"
@@ -53,10 +54,10 @@ func startContainerCommand(stageErr *error) *cli.Command {
 		Name:      startContainerName,
 		Hidden:    true,
 		ArgsUsage: "NAME",
-		Flags:     engineFlags(),
+		Flags:     append(engineFlags(), &cli.StringFlag{Name: afterFlag}),
 		Action: func(c *cli.Context) error {
 			*stageErr = detached(c, func(ctx context.Context, e engine.Engine) error {
-				return driver.StartContainer(ctx, e, c.Args().First())
+				return driver.StartContainer(ctx, e, c.Args().First(), c.String(afterFlag))
 			})
 			return nil
 		},
@@ -116,8 +117,12 @@ type starter struct {
 }
 
 // StartContainer implements driver.Detached.
-func (s starter) StartContainer(name string) error {
-	return background(s.args(startContainerName, name))
+func (s starter) StartContainer(name, after string) error {
+	args := []string{name}
+	if after != "" {
+		args = []string{"--" + afterFlag + "=" + after, name}
+	}
+	return background(s.args(startContainerName, args...))
 }
 
 // RemoveJob implements driver.Detached.

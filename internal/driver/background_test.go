@@ -28,7 +28,7 @@ type removal struct {
 	rs   []engine.Resource
 }
 
-func (r *detachedRecorder) StartContainer(name string) error {
+func (r *detachedRecorder) StartContainer(name, _ string) error {
 	r.tries++
 	if r.err != nil {
 		return r.err
@@ -140,7 +140,7 @@ func TestRunWhenTheBackgroundStartJustFinished(t *testing.T) {
 	h.f.SetHook(func(method, name string) error {
 		if method == fake.MethodContainerState && name == build {
 			// The detached starter wins the race right now.
-			go func() { started <- StartContainer(context.Background(), h.f, build) }()
+			go func() { started <- StartContainer(context.Background(), h.f, build, "") }()
 			return <-started
 		}
 		return nil
@@ -150,5 +150,45 @@ func TestRunWhenTheBackgroundStartJustFinished(t *testing.T) {
 	}
 	if got := methods(h.f, build); !slices.Equal(got, []string{"CreateContainer", "Exec", "ContainerState", "StartContainer", "Exec"}) {
 		t.Errorf("calls on the build container = %v: want no second start once it runs", got)
+	}
+}
+
+// The early starter starts the build container only once the helper runs,
+// and gives up when the helper is gone (a failed prepare).
+func TestStartContainerAfter(t *testing.T) {
+	h := newHarness(t, nil)
+	h.f.AddImage(testHelperImage)
+	ctx := context.Background()
+	for _, name := range []string{"helper", "build"} {
+		if err := h.f.CreateContainer(ctx, engine.ContainerSpec{Name: name, Image: testHelperImage}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	polls := 0
+	h.f.SetHook(func(method, name string) error {
+		if method == fake.MethodContainerState && name == "helper" {
+			if polls++; polls == 3 { // the helper's start ends under the third look
+				return h.f.StartContainer(ctx, "helper")
+			}
+		}
+		return nil
+	})
+	if err := StartContainer(ctx, h.f, "build", "helper"); err != nil {
+		t.Fatalf("StartContainer: %v", err)
+	}
+	if state, _ := h.f.ContainerState(ctx, "build"); state != "running" || polls != 3 {
+		t.Errorf("build is %s after %d looks at the helper, want running after 3", state, polls)
+	}
+
+	h.f.SetHook(nil)
+	if err := h.f.CreateContainer(ctx, engine.ContainerSpec{Name: "orphan", Image: testHelperImage}); err != nil {
+		t.Fatal(err)
+	}
+	err := StartContainer(ctx, h.f, "orphan", "no-such-helper")
+	if err == nil || !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("StartContainer after a missing helper = %v, want not found", err)
+	}
+	if state, _ := h.f.ContainerState(ctx, "orphan"); state != "created" {
+		t.Errorf("orphan is %s, want never started", state)
 	}
 }

@@ -224,6 +224,18 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	if err := net.Ready(); err != nil {
 		return err
 	}
+	// A build container with nothing to wait for (services start before
+	// it, as under the Docker executor; a privileged or non-root one starts
+	// in prepare) is handed to its starter now, which starts it the moment
+	// the helper runs: the starter's own start-up overlaps the helper's.
+	startNow := plan.NonRoot(user) || build.Privileged
+	early := d.Detached != nil && len(serviceSpecs) == 0 && !startNow
+	if early {
+		if err := d.Detached.StartContainer(build.Name, helperSpec.Name); err != nil {
+			d.Log.Warn("starting the build container in the background", zap.Error(err))
+			early, startNow = false, true // the starter cannot start: no second try
+		}
+	}
 	if err := d.Engine.StartContainer(ctx, helperSpec.Name); err != nil {
 		return err
 	}
@@ -242,8 +254,10 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	// background, and the run stage finishes the job if it is not done.
 	// A privileged build container starts now, so that an engine that
 	// refuses it fails prepare with its reason.
-	if err := startBuild(ctx, d, build.Name, plan.NonRoot(user) || build.Privileged); err != nil {
-		return err
+	if !early {
+		if err := startBuild(ctx, d, build.Name, startNow); err != nil {
+			return err
+		}
 	}
 	if plan.NonRoot(user) {
 		// The runner's scripts hand /builds to the owner of this file after
@@ -297,7 +311,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 // builds directory is marked for that user from inside it.
 func startBuild(ctx context.Context, d Deps, name string, now bool) error {
 	if d.Detached != nil && !now {
-		err := d.Detached.StartContainer(name)
+		err := d.Detached.StartContainer(name, "")
 		if err == nil {
 			return nil
 		}
