@@ -280,7 +280,7 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 			cg := cgroup.Detect("")
 			d.Host = host.New(engine, &cg)
 			if cfg.Docker.StageAgent {
-				if d.Agent, err = agentBinary(); err != nil {
+				if d.Agent, err = agent.Self(); err != nil {
 					d.Log.Warn("no stage agent", zap.Error(err))
 				}
 				d.Engine = agent.Engine{Engine: engine, PIDs: engine, Dial: d.Host.DialIn}
@@ -299,22 +299,6 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 	}
 	d.Log.Debug("stage finished", zap.Int64("peak_rss_kib", peakRSS()))
 	return err
-}
-
-// agentBinary is this executable's path, mounted into job containers as
-// their stage agent; "" (stages use exec) if it cannot be.
-func agentBinary() (string, error) {
-	exe, err := os.Executable()
-	if err == nil {
-		exe, err = filepath.EvalSymlinks(exe)
-	}
-	if err == nil {
-		err = agent.Usable(exe)
-	}
-	if err != nil {
-		return "", err
-	}
-	return exe, nil
 }
 
 // adminDeps is what the admin commands are given: the stages' config,

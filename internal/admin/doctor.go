@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"go.uber.org/zap"
@@ -254,13 +253,7 @@ func agentCheck(d Deps, add func(level, format string, args ...any)) {
 		add("ok", "stage agent: not with a remote engine: one docker exec per stage")
 		return
 	}
-	exe, err := os.Executable()
-	if err == nil {
-		exe, err = filepath.EvalSymlinks(exe)
-	}
-	if err == nil {
-		err = agent.Usable(exe)
-	}
+	exe, err := agent.Self()
 	if err != nil {
 		add("warn", "stage agent: %v", err)
 		return

@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -48,6 +49,22 @@ const SocketPath = "/dev/shm/warmcache-agent.sock"
 // children, as a trap that ignores it would.
 var Command = []string{"sh", "-c", "trap : TERM; " + BinaryPath + " agent; " +
 	"trap '' TERM; while :; do read _ || sleep 3600 || exit 0; done"}
+
+// Self is this executable's path, to be mounted into job containers as
+// their stage agent, or why it cannot be.
+func Self() (string, error) {
+	exe, err := os.Executable()
+	if err == nil {
+		exe, err = filepath.EvalSymlinks(exe)
+	}
+	if err == nil {
+		err = Usable(exe)
+	}
+	if err != nil {
+		return "", err
+	}
+	return exe, nil
+}
 
 // Usable says whether the executable at path can be the agent in any
 // image: a static ELF binary (no interpreter to find in the image).
