@@ -282,8 +282,9 @@ func withDeps(c *cli.Context, stdout, stderr io.Writer, needEngine bool, f func(
 			if cfg.Docker.StageAgent {
 				if d.Agent, err = agent.Self(); err != nil {
 					d.Log.Warn("no stage agent", zap.Error(err))
+				} else {
+					d.Engine = agent.Engine{Engine: engine, PIDs: engine, Dial: d.Host.DialIn, Wait: agent.StartWait, Log: d.Log}
 				}
-				d.Engine = agent.Engine{Engine: engine, PIDs: engine, Dial: d.Host.DialIn}
 			}
 		}
 		d.Caches = cache.New(cfg.Cache, engine, d.Host, d.Log)

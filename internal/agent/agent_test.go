@@ -122,8 +122,30 @@ func TestFallsBackToExec(t *testing.T) {
 	if _, err := e.Exec(context.Background(), "c", []string{"sh"}, nil, nil, nil); err != nil || len(execs) != 2 {
 		t.Fatalf("err %v, execs %v: an agent that does not answer must fall back", err, execs)
 	}
-	if e.Ready(context.Background(), "c") {
-		t.Error("Ready with an agent that does not answer")
+	// Waiting for an agent that never answers ends in exec all the same.
+	e.Wait = 40 * time.Millisecond
+	if _, err := e.Exec(context.Background(), "c", []string{"sh"}, nil, nil, nil); err != nil || len(execs) != 3 {
+		t.Fatalf("err %v, execs %v: an agent that never answers within the wait must fall back", err, execs)
+	}
+}
+
+// An agent still starting (its socket not there yet) is waited for: the
+// stage goes through it, not through exec.
+func TestWaitsForAStartingAgent(t *testing.T) {
+	var execs []string
+	e := startAgent(t, execOnly{execs: &execs})
+	dial, tries := e.Dial, 0
+	e.Dial = func(ctx context.Context, pid int, path string) (net.Conn, error) {
+		if tries++; tries < 3 {
+			return nil, errors.New("no such file or directory")
+		}
+		return dial(ctx, pid, path)
+	}
+	e.Wait = StartWait
+	var stdout bytes.Buffer
+	exit, err := e.Exec(context.Background(), "c", []string{"sh", "-c", "echo via agent"}, nil, &stdout, nil)
+	if err != nil || exit.Code != 0 || stdout.String() != "via agent\n" || len(execs) != 0 || tries != 3 {
+		t.Fatalf("exit %v, err %v, stdout %q, execs %v, tries %d", exit, err, stdout.String(), execs, tries)
 	}
 }
 

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/warmcache/warmcache/internal/engine"
 )
@@ -22,12 +25,23 @@ type PIDs interface {
 // process sees (package host: /proc/<pid>/root).
 type Dialer func(ctx context.Context, pid int, path string) (net.Conn, error)
 
+// StartWait is how long Exec waits for a container's agent to answer: it
+// listens within milliseconds of its container's start, and the build
+// container may still be starting (in the background) when its first
+// stage comes. Waiting keeps every stage of a job on one path: the
+// agent's environment has what the image's entrypoint exported, exec's
+// does not.
+const StartWait = 2 * time.Second
+
 // Engine is an engine.Engine whose Exec goes through the container's agent
-// when one answers, and through the wrapped engine's exec otherwise.
+// when one answers (within Wait), and through the wrapped engine's exec
+// otherwise.
 type Engine struct {
 	engine.Engine
 	PIDs PIDs
 	Dial Dialer
+	Wait time.Duration
+	Log  *zap.Logger
 }
 
 // Exec implements engine.Engine.
@@ -49,20 +63,35 @@ func (e Engine) Exec(ctx context.Context, name string, cmd []string, stdin io.Re
 	return exit, err
 }
 
-// Ready reports whether the agent of container name answers now.
-func (e Engine) Ready(ctx context.Context, name string) bool {
-	conn, err := e.connect(ctx, name)
-	if err != nil {
-		return false
-	}
-	conn.Close()
-	return true
-}
-
 var errNoAgent = errors.New("no agent")
 
-// connect reaches the container's agent; an error means nothing was sent.
+// connect reaches the container's agent, waiting for it up to e.Wait
+// (polling closely at first, then gently: each try is an inspect); an
+// error means nothing was sent.
 func (e Engine) connect(ctx context.Context, name string) (net.Conn, error) {
+	start := time.Now()
+	for {
+		conn, err := e.try(ctx, name)
+		waited := time.Since(start)
+		if err == nil || waited >= e.Wait || ctx.Err() != nil {
+			if err != nil && e.Wait > 0 && e.Log != nil {
+				e.Log.Warn("the stage agent did not answer; exec instead", zap.String("container", name), zap.Error(err))
+			}
+			return conn, err
+		}
+		poll := 20 * time.Millisecond
+		if waited < 30*time.Millisecond {
+			poll = time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(poll):
+		}
+	}
+}
+
+// try connects to the container's agent once.
+func (e Engine) try(ctx context.Context, name string) (net.Conn, error) {
 	if e.PIDs == nil || e.Dial == nil {
 		return nil, errNoAgent
 	}

@@ -295,7 +295,7 @@ func Prepare(ctx context.Context, d Deps) (err error) {
 	}
 	phases = append(phases, zap.Duration("containers", time.Since(start)))
 	// The helper's agent comes up while the runner starts the first stage,
-	// which waits for it (see Run).
+	// which waits for it (see agent.Engine).
 	services.Wait(ctx, serviceDeps(d), helperSpec.Name, svcs, serviceSpecs)
 	d.Log.Debug("prepare timings (since start)", append(phases, zap.Duration("services", time.Since(start)))...)
 	d.say("Job containers ready in %.1fs", time.Since(start).Seconds())

@@ -90,11 +90,6 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 			}
 			done <- execResult{exit, err}
 		}()
-		// A container still starting (the build container, started in the
-		// background) gets its agent a moment later: waiting for it keeps
-		// every stage of a job on one path (the agent's environment has
-		// what the image's entrypoint exported, exec's does not).
-		awaitAgent(execCtx, d, name)
 		exit, err = d.Engine.Exec(execCtx, name, stageCommand(target), script, d.Stdout, d.Stderr)
 		// Prepare starts the build container in the background; if that
 		// has not happened yet (or failed), start it now and go on, unless
@@ -106,7 +101,6 @@ func Run(ctx context.Context, d Deps, scriptPath, stage string) (err error) {
 			case running && ctx.Err() != nil:
 				err = fmt.Errorf("not starting the stage: %w", ctx.Err())
 			case running:
-				awaitAgent(execCtx, d, name)
 				exit, err = d.Engine.Exec(execCtx, name, stageCommand(target), script, d.Stdout, d.Stderr)
 			}
 		}
@@ -207,38 +201,4 @@ func signalAll(ctx context.Context, d Deps, name string) {
 	if _, err := d.Engine.Exec(ctx, name, []string{"sh", "-c", "kill -TERM -1"}, nil, nil, nil); err != nil {
 		d.Log.Warn("signalling stage processes", zap.Error(err))
 	}
-}
-
-// agentWait bounds how long a stage waits for a container's agent to
-// listen: it starts within milliseconds of the container, and the build
-// container within a few hundred of prepare's end; past this the stage
-// uses exec.
-const agentWait = 2 * time.Second
-
-// awaitAgent waits until the agent of container name answers, so that no
-// stage falls back to exec while it is starting. Without a stage agent it
-// returns at once.
-func awaitAgent(ctx context.Context, d Deps, name string) {
-	a, ok := d.Engine.(interface {
-		Ready(ctx context.Context, name string) bool
-	})
-	if d.Agent == "" || !ok {
-		return
-	}
-	start := time.Now()
-	for !a.Ready(ctx, name) {
-		waited := time.Since(start)
-		if waited > agentWait || ctx.Err() != nil {
-			d.Log.Warn("the stage agent did not answer; the stage uses exec", zap.String("container", name))
-			return
-		}
-		// An agent starts within milliseconds of its container: poll
-		// closely at first, then gently (each poll is an inspect).
-		poll := 20 * time.Millisecond
-		if waited < 30*time.Millisecond {
-			poll = time.Millisecond
-		}
-		time.Sleep(poll)
-	}
-	d.Log.Debug("stage agent ready", zap.String("container", name), zap.Duration("after", time.Since(start)))
 }
