@@ -44,16 +44,23 @@ func JobResources(ctx context.Context, e Engine, key naming.JobKey) ([]engine.Re
 
 // RemoveAll removes containers first: they hold the volumes and networks.
 func RemoveAll(ctx context.Context, e Engine, rs []engine.Resource) error {
-	var containers, rest []engine.Resource
+	remove := func(r engine.Resource) error { return e.Remove(ctx, r) }
+	return containersFirst(rs, remove, remove)
+}
+
+// containersFirst applies container to each container of rs, all at
+// once, then rest to the other resources, all at once (also after a
+// failure: what can go, goes), and joins their errors.
+func containersFirst(rs []engine.Resource, container, rest func(engine.Resource) error) error {
+	var cs, others []engine.Resource
 	for _, r := range rs {
 		if r.Type == engine.Container {
-			containers = append(containers, r)
+			cs = append(cs, r)
 		} else {
-			rest = append(rest, r)
+			others = append(others, r)
 		}
 	}
-	remove := func(r engine.Resource) error { return e.Remove(ctx, r) }
-	return errors.Join(parallel.Each(containers, remove), parallel.Each(rest, remove))
+	return errors.Join(parallel.Each(cs, container), parallel.Each(others, rest))
 }
 
 // EndContainers renames the job's containers as naming.Ended says, at
@@ -117,14 +124,6 @@ type EndedEngine interface {
 // of the job, which the runner starts seconds after the cleanup, under
 // the same name, and is kept.
 func RemoveEnded(ctx context.Context, e EndedEngine, cgroups *cgroup.Host, base string, rs []engine.Resource, endedAt time.Time) error {
-	var containers, rest []engine.Resource
-	for _, r := range rs {
-		if r.Type == engine.Container {
-			containers = append(containers, r)
-		} else {
-			rest = append(rest, r)
-		}
-	}
 	remove := func(r engine.Resource) error {
 		if r.Type == engine.Network && r.ID != "" {
 			r.Name = r.ID
@@ -140,7 +139,7 @@ func RemoveEnded(ctx context.Context, e EndedEngine, cgroups *cgroup.Host, base 
 		}
 		return e.Remove(ctx, r)
 	}
-	if err := errors.Join(parallel.Each(containers, func(r engine.Resource) error { return e.Remove(ctx, r) }), parallel.Each(rest, remove)); err != nil {
+	if err := containersFirst(rs, func(r engine.Resource) error { return e.Remove(ctx, r) }, remove); err != nil {
 		return err
 	}
 	if cgroups == nil {
